@@ -1,0 +1,145 @@
+// An example origin: a small jobs API that stands behind keygate.
+//
+// It lists workspaces and jobs, runs a job (answering an `execution_id`), verifies the
+// gateway's `X-Keygate-Signature`, and echoes the identity headers it received, so a newcomer
+// sees exactly what the origin learns about the caller. The end-to-end tests start this same
+// server (with extra behaviours through `options.handle`).
+//
+//   node examples/origin.mjs [--port 8788]      (reads ORIGIN_SIGNING_SECRET from env or .dev.vars)
+
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:http";
+
+/** Signatures older or newer than this are refused (replay window). */
+export const SIGNATURE_MAX_SKEW_SECONDS = 300;
+
+const JOBS = [
+  { id: "daily_etl", name: "Daily ETL" },
+  { id: "dbt_build", name: "dbt build" },
+];
+
+/** Verifies `t=<unix>,v1=<hex>` over the string of SPEC section 7. */
+export function verifySignature(secret, header, { method, pathAndQuery, keyId, userId, workspaceId }) {
+  if (!secret || !header) return false;
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);
+  if (!m) return false;
+  const t = Number(m[1]);
+  if (Math.abs(Date.now() / 1000 - t) > SIGNATURE_MAX_SKEW_SECONDS) return false;
+  const payload = `${m[1]}\n${method}\n${pathAndQuery}\n${keyId ?? ""}\n${userId ?? ""}\n${workspaceId ?? ""}`;
+  const expected = createHmac("sha256", secret).update(payload).digest();
+  const given = Buffer.from(m[2], "hex");
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+function identityOf(req, secret) {
+  const h = req.headers;
+  const identity = {
+    key_id: h["x-keygate-key-id"] ?? null,
+    user_id: h["x-keygate-user-id"] ?? null,
+    user_email: h["x-keygate-user-email"] ?? null,
+    workspace_id: h["x-keygate-workspace-id"] ?? null,
+    request_id: h["x-request-id"] ?? null,
+  };
+  identity.signature_valid = verifySignature(secret, h["x-keygate-signature"], {
+    method: req.method,
+    pathAndQuery: req.url,
+    keyId: identity.key_id,
+    userId: identity.user_id,
+    workspaceId: identity.workspace_id,
+  });
+  return identity;
+}
+
+function send(res, status, body, headers = {}) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(text);
+}
+
+/**
+ * Starts the origin. Options: `port` (0 picks a free one), `signingSecret`, `handle(ctx)` (a
+ * hook that may answer first: return true when it did). Resolves to
+ * `{ url, port, requests, close }`; `requests` records every request received.
+ */
+export function startOrigin({ port = 0, host = "127.0.0.1", signingSecret, handle } = {}) {
+  const requests = [];
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", async () => {
+      const body = Buffer.concat(chunks);
+      const identity = identityOf(req, signingSecret);
+      const record = { method: req.method, url: req.url, headers: req.headers, body: body.toString("utf8"), identity };
+      requests.push(record);
+      try {
+        if (handle && (await handle({ req, res, body, identity, record }))) return;
+      } catch (e) {
+        if (!res.headersSent) send(res, 500, { error: "test hook failed" });
+        return;
+      }
+      route(req, res, body, identity);
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      const actual = server.address().port;
+      resolve({
+        url: `http://${host}:${actual}`,
+        port: actual,
+        requests,
+        server,
+        close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
+      });
+    });
+  });
+}
+
+function route(req, res, body, identity) {
+  const path = req.url.split("?")[0];
+  const parts = path.split("/").filter(Boolean); // developers, workspaces, ws, resource, ...
+  if (!identity.signature_valid) {
+    // A real origin refuses what did not come through the gateway.
+    return send(res, 401, { error: "missing or invalid X-Keygate-Signature", identity });
+  }
+  if (parts[0] !== "developers" || parts[1] !== "workspaces") {
+    return send(res, 404, { error: "not found", identity });
+  }
+  const [, , ws, resource, job, action] = parts;
+  if (!ws) {
+    return send(res, 200, { results: [{ id: "demo", name: "Demo workspace" }], identity });
+  }
+  if (!resource) return send(res, 200, { id: ws, name: `Workspace ${ws}`, identity });
+  if (resource === "jobs" && !job && req.method === "GET") {
+    return send(res, 200, { results: JOBS, identity });
+  }
+  if (resource === "jobs" && job && action === "run" && req.method === "POST") {
+    const execution_id = `exec_${randomBytes(8).toString("hex")}`;
+    return send(res, 201, { execution_id, job_id: job, workspace_id: ws, triggered_by: identity.user_email ?? identity.user_id, identity });
+  }
+  // Everything else: echo what arrived, so callers can see what the gateway forwarded.
+  return send(res, 200, { method: req.method, path: req.url, body: body.toString("utf8"), identity });
+}
+
+function secretFromDevVars() {
+  try {
+    const text = readFileSync(new URL("../.dev.vars", import.meta.url), "utf8");
+    const m = /^ORIGIN_SIGNING_SECRET=(.*)$/m.exec(text);
+    return m ? m[1].trim().replace(/^"|"$/g, "") : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const i = process.argv.indexOf("--port");
+  const port = i > 0 ? Number(process.argv[i + 1]) : 8788;
+  const signingSecret = process.env.ORIGIN_SIGNING_SECRET ?? secretFromDevVars();
+  if (!signingSecret) {
+    console.error("origin: set ORIGIN_SIGNING_SECRET or create .dev.vars (make dev does)");
+    process.exit(1);
+  }
+  const o = await startOrigin({ port, signingSecret });
+  console.log(`example origin listening on ${o.url}`);
+}

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Idempotent set-up of everything keygate needs to build, run and test, from the project's own
+# files (see ../shared/TOOLCHAIN.md for why each step exists). Each step checks first and skips
+# what is already there, so a second run costs seconds. It writes the environment that the
+# other scripts need to .keygate-env (sourced by scripts/env.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORKER_BUILD_VERSION=0.8.7
+# The wasm-bindgen CLI must match the wasm-bindgen crate in Cargo.lock exactly.
+WASM_BINDGEN_VERSION=$(awk '/^name = "wasm-bindgen"$/{getline; gsub(/version = |"/,""); print; exit}' Cargo.lock)
+TARGET=wasm32-unknown-unknown
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+
+# 1. A rustc with a wasm32 standard library. Prefer rustup's own target when it is installed.
+RUSTC_FOR_WASM=""
+LINKER_FOR_WASM=""
+if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
+  log "using rustup's $TARGET target"
+  RUSTC_FOR_WASM=$(rustup which rustc)
+else
+  if ! dpkg -s rustc-web cargo-web rust-web-src lld-22 >/dev/null 2>&1; then
+    log "installing Debian's rustc-web, cargo-web, rust-web-src and lld-22"
+    $SUDO apt-get update -qq
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src lld-22 >/dev/null
+  fi
+  RUSTC_FOR_WASM=/usr/bin/rustc
+  LINKER_FOR_WASM=wasm-ld-22
+  libdir=$(/usr/bin/rustc --print target-libdir --target "$TARGET")
+  if ! ls "$libdir"/libstd-*.rlib >/dev/null 2>&1; then
+    log "building the $TARGET standard library once from rust-web-src (about a minute)"
+    tmp=$(mktemp -d)
+    mkdir -p "$tmp/src"
+    printf '[package]\nname = "kg_sysroot_probe"\nversion = "0.0.0"\nedition = "2021"\n[lib]\npath = "src/lib.rs"\n[profile.release]\nlto = true\n' >"$tmp/Cargo.toml"
+    : >"$tmp/src/lib.rs"
+    (cd "$tmp" && RUSTFLAGS=-Cembed-bitcode=yes RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+      CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22 \
+      /usr/bin/cargo build -q --release --target "$TARGET" -Zbuild-std=std,panic_abort,test)
+    $SUDO mkdir -p "$libdir"
+    $SUDO cp "$tmp"/target/$TARGET/release/deps/lib*.rlib "$libdir"/
+    $SUDO rm -f "$libdir"/libkg_sysroot_probe-*.rlib
+    rm -rf "$tmp"
+  fi
+fi
+
+# 2. worker-build and wasm-bindgen-cli, pinned, built from crates.io (their own downloads of
+#    prebuilt binaries cannot work here). Installed once per machine into ~/.cargo/bin.
+CARGO_BIN_DIR="${CARGO_HOME:-$HOME/.cargo}/bin"
+export PATH="$CARGO_BIN_DIR:$PATH"
+if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
+  log "cargo install worker-build $WORKER_BUILD_VERSION (about 6 min on 2 cores)"
+  cargo install -q --locked worker-build --version "$WORKER_BUILD_VERSION"
+fi
+if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
+  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 7 min on 2 cores)"
+  # --locked first; its lock file pins a crate that crates.io has since yanked (webpki-roots
+  # 1.0.11 for 0.2.130), in which case the resolved build is used.
+  cargo install -q --locked wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" 2>/dev/null ||
+    cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+fi
+
+# 3. wrangler (with workerd), esbuild and binaryen from npm, exactly as locked.
+if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund --loglevel=error >/dev/null
+fi
+
+# 4. Debian tools the tests and benchmarks use (curl for the quickstart, wrk for load).
+if ! command -v curl >/dev/null; then
+  $SUDO apt-get install -y -qq curl >/dev/null
+fi
+
+cat >.keygate-env <<ENV
+export PATH="$CARGO_BIN_DIR:\$PATH"
+export RUSTC_FOR_WASM="$RUSTC_FOR_WASM"
+export LINKER_FOR_WASM="$LINKER_FOR_WASM"
+ENV
+log "ready"

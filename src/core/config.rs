@@ -1,0 +1,161 @@
+//! Configuration from `wrangler.toml` vars and secrets (SPEC section 9), validated once.
+
+use super::key::is_valid_prefix;
+use super::record::RateLimit;
+
+pub const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_KEY_PREFIX: &str = "kg";
+pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
+    requests: 600,
+    window_seconds: 60,
+};
+/// How long a KV read may be served from the edge cache, and so the bound on how long a revoked
+/// key can still pass at a location other than the one that revoked it.
+pub const DEFAULT_KV_CACHE_TTL: u64 = 60;
+/// Workers KV refuses a `cacheTtl` below this.
+pub const MIN_KV_CACHE_TTL: u64 = 30;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Longest origin timeout accepted (5 minutes).
+pub const MAX_ORIGIN_TIMEOUT_MS: u64 = 300_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Scheme and authority, without a trailing slash: the authorized path is appended as is.
+    pub origin_url: String,
+    pub origin_timeout_ms: u64,
+    pub key_prefix: String,
+    pub default_rate_limit: RateLimit,
+    pub kv_cache_ttl: u64,
+    pub max_body_bytes: u64,
+}
+
+/// A configuration problem, named for the operator's log (never shown to clients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Builds the configuration from a lookup of vars; absent vars take their defaults.
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let origin_url = get("ORIGIN_URL")
+            .ok_or_else(|| ConfigError("ORIGIN_URL is not set".into()))
+            .and_then(|u| parse_origin(&u))?;
+        let origin_timeout_ms = number(&get, "ORIGIN_TIMEOUT_MS", DEFAULT_ORIGIN_TIMEOUT_MS)?;
+        if !(1..=MAX_ORIGIN_TIMEOUT_MS).contains(&origin_timeout_ms) {
+            return Err(ConfigError(format!(
+                "ORIGIN_TIMEOUT_MS must be 1-{MAX_ORIGIN_TIMEOUT_MS}"
+            )));
+        }
+        let key_prefix = get("KEY_PREFIX").unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
+        if !is_valid_prefix(&key_prefix) {
+            return Err(ConfigError(
+                "KEY_PREFIX must be 1-16 characters of a-z 0-9".into(),
+            ));
+        }
+        let default_rate_limit = match get("DEFAULT_RATE_LIMIT") {
+            None => DEFAULT_RATE_LIMIT,
+            Some(s) => RateLimit::parse(&s).ok_or_else(|| {
+                ConfigError("DEFAULT_RATE_LIMIT must look like 600/60 (requests/seconds)".into())
+            })?,
+        };
+        let kv_cache_ttl = number(&get, "KV_CACHE_TTL", DEFAULT_KV_CACHE_TTL)?;
+        if kv_cache_ttl != 0 && kv_cache_ttl < MIN_KV_CACHE_TTL {
+            return Err(ConfigError(format!(
+                "KV_CACHE_TTL must be 0 (no edge cache) or at least {MIN_KV_CACHE_TTL}"
+            )));
+        }
+        let max_body_bytes = number(&get, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
+        Ok(Config {
+            origin_url,
+            origin_timeout_ms,
+            key_prefix,
+            default_rate_limit,
+            kv_cache_ttl,
+            max_body_bytes,
+        })
+    }
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+) -> Result<u64, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("{name} must be a whole number"))),
+    }
+}
+
+/// Accepts `http(s)://host[:port][/base]` with no query or fragment; returns it without a
+/// trailing slash.
+fn parse_origin(raw: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError("ORIGIN_URL must be an http(s) URL such as https://api.example.com".into());
+    let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none_or(str::is_empty)
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(bad());
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_vars(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[("ORIGIN_URL", "http://127.0.0.1:8080/")]).unwrap();
+        assert_eq!(c.origin_url, "http://127.0.0.1:8080");
+        assert_eq!(c.key_prefix, "kg");
+        assert_eq!(c.default_rate_limit, DEFAULT_RATE_LIMIT);
+        assert_eq!(c.origin_timeout_ms, 30_000);
+        assert_eq!(c.kv_cache_ttl, 60);
+        assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (pairs, needle) in [
+            (vec![], "ORIGIN_URL"),
+            (vec![("ORIGIN_URL", "not a url")], "ORIGIN_URL"),
+            (vec![("ORIGIN_URL", "ftp://x")], "ORIGIN_URL"),
+            (vec![("ORIGIN_URL", "http://x?q=1")], "ORIGIN_URL"),
+            (
+                vec![("ORIGIN_URL", "http://x"), ("KEY_PREFIX", "KG")],
+                "KEY_PREFIX",
+            ),
+            (
+                vec![("ORIGIN_URL", "http://x"), ("ORIGIN_TIMEOUT_MS", "soon")],
+                "ORIGIN_TIMEOUT_MS",
+            ),
+            (
+                vec![("ORIGIN_URL", "http://x"), ("DEFAULT_RATE_LIMIT", "10")],
+                "DEFAULT_RATE_LIMIT",
+            ),
+            (
+                vec![("ORIGIN_URL", "http://x"), ("KV_CACHE_TTL", "5")],
+                "KV_CACHE_TTL",
+            ),
+        ] {
+            let e = cfg(&pairs).unwrap_err();
+            assert!(e.0.contains(needle), "{e:?} should name {needle}");
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! The one error type of keygate, and its rendering as the JSON error body of SPEC section 3.
+//!
+//! Every variant's doc names its status and `code`. Internal failures (storage, Durable Objects,
+//! configuration) carry no detail at all: the glue logs a short cause, the client only ever sees
+//! the generic sentence, so no internal string, key, hash or token can leak through an error.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Problems per request field, for `validation_error` bodies (`"fields": {...}`).
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// 429 `too_many_failed_attempts`, with `Retry-After`.
+    TooManyFailedAttempts { retry_after: u64 },
+    /// 401 `missing_api_key`.
+    MissingApiKey,
+    /// 401 `malformed_api_key`: wrong scheme, shape or checksum.
+    MalformedApiKey,
+    /// 401 `invalid_api_key`: well formed, but no such key.
+    InvalidApiKey,
+    /// 401 `revoked_api_key`.
+    RevokedApiKey,
+    /// 401 `expired_api_key`.
+    ExpiredApiKey,
+    /// 403 `workspace_forbidden`.
+    WorkspaceForbidden,
+    /// 403 `permission_denied`, with a sentence saying which permission or limit was missing.
+    PermissionDenied(&'static str),
+    /// 429 `rate_limited`, with `Retry-After`.
+    RateLimited { retry_after: u64 },
+    /// 404 `not_found`.
+    NotFound,
+    /// 405 `method_not_allowed`.
+    MethodNotAllowed,
+    /// 400 `invalid_path`.
+    InvalidPath,
+    /// 400 `validation_error`, with `fields`.
+    Validation(FieldErrors),
+    /// 413 `payload_too_large`.
+    PayloadTooLarge,
+    /// 422 `idempotency_key_reused`.
+    IdempotencyKeyReused,
+    /// 409 `idempotency_in_progress`.
+    IdempotencyInProgress,
+    /// 502 `origin_unavailable`.
+    OriginUnavailable,
+    /// 504 `origin_timeout`.
+    OriginTimeout,
+    /// 503 `unavailable`: storage, Durable Object or configuration failure (fail closed).
+    Unavailable,
+    /// 401 `invalid_admin_token`.
+    InvalidAdminToken,
+    /// 403 `admin_disabled`: no `ADMIN_TOKEN` configured.
+    AdminDisabled,
+    /// 500 `internal_error`.
+    Internal,
+}
+
+/// The value of `WWW-Authenticate` on every 401.
+pub const WWW_AUTHENTICATE: &str = "Api-Key realm=\"keygate\"";
+
+impl Error {
+    /// A validation error about one field.
+    pub fn field(name: &str, problem: impl Into<String>) -> Self {
+        let mut fields = FieldErrors::new();
+        fields.insert(name.to_owned(), vec![problem.into()]);
+        Error::Validation(fields)
+    }
+
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::TooManyFailedAttempts { .. } | Error::RateLimited { .. } => 429,
+            Error::MissingApiKey
+            | Error::MalformedApiKey
+            | Error::InvalidApiKey
+            | Error::RevokedApiKey
+            | Error::ExpiredApiKey
+            | Error::InvalidAdminToken => 401,
+            Error::WorkspaceForbidden | Error::PermissionDenied(_) | Error::AdminDisabled => 403,
+            Error::NotFound => 404,
+            Error::MethodNotAllowed => 405,
+            Error::InvalidPath | Error::Validation(_) => 400,
+            Error::PayloadTooLarge => 413,
+            Error::IdempotencyKeyReused => 422,
+            Error::IdempotencyInProgress => 409,
+            Error::OriginUnavailable => 502,
+            Error::OriginTimeout => 504,
+            Error::Unavailable => 503,
+            Error::Internal => 500,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::TooManyFailedAttempts { .. } => "too_many_failed_attempts",
+            Error::MissingApiKey => "missing_api_key",
+            Error::MalformedApiKey => "malformed_api_key",
+            Error::InvalidApiKey => "invalid_api_key",
+            Error::RevokedApiKey => "revoked_api_key",
+            Error::ExpiredApiKey => "expired_api_key",
+            Error::WorkspaceForbidden => "workspace_forbidden",
+            Error::PermissionDenied(_) => "permission_denied",
+            Error::RateLimited { .. } => "rate_limited",
+            Error::NotFound => "not_found",
+            Error::MethodNotAllowed => "method_not_allowed",
+            Error::InvalidPath => "invalid_path",
+            Error::Validation(_) => "validation_error",
+            Error::PayloadTooLarge => "payload_too_large",
+            Error::IdempotencyKeyReused => "idempotency_key_reused",
+            Error::IdempotencyInProgress => "idempotency_in_progress",
+            Error::OriginUnavailable => "origin_unavailable",
+            Error::OriginTimeout => "origin_timeout",
+            Error::Unavailable => "unavailable",
+            Error::InvalidAdminToken => "invalid_admin_token",
+            Error::AdminDisabled => "admin_disabled",
+            Error::Internal => "internal_error",
+        }
+    }
+
+    /// The sentence for people. Never built from internal error strings.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            Error::TooManyFailedAttempts { .. } => {
+                "Too many failed authentication attempts from this client; retry later."
+            }
+            Error::MissingApiKey => "This route requires an `Authorization: Api-Key <key>` header.",
+            Error::MalformedApiKey => {
+                "The Authorization header is not a well-formed `Api-Key <key>` with a valid key."
+            }
+            Error::InvalidApiKey => "The API key is not valid.",
+            Error::RevokedApiKey => "The API key has been revoked.",
+            Error::ExpiredApiKey => "The API key has expired.",
+            Error::WorkspaceForbidden => "The API key does not grant access to this workspace.",
+            Error::PermissionDenied(why) => why,
+            Error::RateLimited { .. } => "The API key's rate limit is exceeded; retry later.",
+            Error::NotFound => "No such resource.",
+            Error::MethodNotAllowed => "This method is not allowed on this path.",
+            Error::InvalidPath => {
+                "The path contains a forbidden segment or character (dot segment, empty segment, \
+                 encoded slash, backslash, NUL or control character)."
+            }
+            Error::Validation(_) => "The request is invalid; see `fields`.",
+            Error::PayloadTooLarge => "The request body is larger than the gateway accepts.",
+            Error::IdempotencyKeyReused => {
+                "This Idempotency-Key was already used with a different request."
+            }
+            Error::IdempotencyInProgress => {
+                "A request with this Idempotency-Key is still in progress; retry later."
+            }
+            Error::OriginUnavailable => "The upstream service could not be reached.",
+            Error::OriginTimeout => "The upstream service did not answer in time.",
+            Error::Unavailable => "The gateway is temporarily unavailable; retry later.",
+            Error::InvalidAdminToken => "The admin token is not valid.",
+            Error::AdminDisabled => "Admin access is not configured on this gateway.",
+            Error::Internal => "An internal error occurred.",
+        }
+    }
+
+    /// Seconds for `Retry-After`, on the errors that carry one (every 429, and 409/503 where a
+    /// retry is the right move).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::TooManyFailedAttempts { retry_after } | Error::RateLimited { retry_after } => {
+                Some((*retry_after).max(1))
+            }
+            Error::IdempotencyInProgress => Some(1),
+            _ => None,
+        }
+    }
+
+    /// The JSON error body of SPEC section 3.
+    pub fn body(&self, request_id: &str) -> String {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            detail: &'a str,
+            code: &'a str,
+            request_id: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            fields: Option<&'a FieldErrors>,
+        }
+        let fields = match self {
+            Error::Validation(f) => Some(f),
+            _ => None,
+        };
+        serde_json::to_string(&Body {
+            detail: self.detail(),
+            code: self.code(),
+            request_id,
+            fields,
+        })
+        // Serializing strings and a map of strings cannot fail; keep a valid body regardless.
+        .unwrap_or_else(|_| String::from("{\"code\":\"internal_error\"}"))
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_detail_code_and_request_id() {
+        let v: serde_json::Value =
+            serde_json::from_str(&Error::InvalidApiKey.body("req-1")).unwrap();
+        assert_eq!(v["code"], "invalid_api_key");
+        assert_eq!(v["request_id"], "req-1");
+        assert!(v["detail"].as_str().unwrap().len() > 10);
+        assert!(v.get("fields").is_none());
+    }
+
+    #[test]
+    fn validation_body_names_fields() {
+        let v: serde_json::Value =
+            serde_json::from_str(&Error::field("name", "is required").body("r")).unwrap();
+        assert_eq!(v["code"], "validation_error");
+        assert_eq!(v["fields"]["name"][0], "is required");
+    }
+
+    #[test]
+    fn statuses_match_the_spec() {
+        assert_eq!(Error::MissingApiKey.status(), 401);
+        assert_eq!(Error::WorkspaceForbidden.status(), 403);
+        assert_eq!(Error::RateLimited { retry_after: 3 }.status(), 429);
+        assert_eq!(Error::RateLimited { retry_after: 0 }.retry_after(), Some(1));
+        assert_eq!(Error::IdempotencyKeyReused.status(), 422);
+        assert_eq!(Error::IdempotencyInProgress.status(), 409);
+        assert_eq!(Error::OriginUnavailable.status(), 502);
+        assert_eq!(Error::OriginTimeout.status(), 504);
+        assert_eq!(Error::Unavailable.status(), 503);
+        assert_eq!(Error::AdminDisabled.status(), 403);
+        assert_eq!(Error::InvalidAdminToken.status(), 401);
+        assert_eq!(Error::PayloadTooLarge.status(), 413);
+    }
+}

@@ -1,0 +1,195 @@
+//! What crosses to the origin (SPEC section 7): header filtering, the identity signature, and
+//! request ids (section 3).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+pub const HEADER_REQUEST_ID: &str = "x-request-id";
+pub const HEADER_KEY_ID: &str = "x-keygate-key-id";
+pub const HEADER_USER_ID: &str = "x-keygate-user-id";
+pub const HEADER_USER_EMAIL: &str = "x-keygate-user-email";
+pub const HEADER_WORKSPACE_ID: &str = "x-keygate-workspace-id";
+pub const HEADER_SIGNATURE: &str = "x-keygate-signature";
+/// Every header with this prefix that a client sends is dropped, so identity can't be spoofed.
+const KEYGATE_HEADER_PREFIX: &str = "x-keygate-";
+
+/// Hop-by-hop headers (RFC 9110 section 7.6.1), never forwarded in either direction.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Longest accepted client `X-Request-Id`.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+/// Random bytes in a generated request id (hex-encoded to 32 chars).
+pub const REQUEST_ID_BYTES: usize = 16;
+
+/// Whether a client request header must not reach the origin. `connection_tokens` is the
+/// client's `Connection` header, whose listed names are hop-by-hop for this message too.
+pub fn drop_request_header(name: &str, connection_tokens: Option<&str>) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "authorization"
+        || name == "host"
+        || name == HEADER_REQUEST_ID
+        || name.starts_with(KEYGATE_HEADER_PREFIX)
+        || is_hop_by_hop(&name, connection_tokens)
+}
+
+/// Whether an origin response header must not reach the client.
+pub fn drop_response_header(name: &str, connection_tokens: Option<&str>) -> bool {
+    let name = name.to_ascii_lowercase();
+    // The gateway sets its own request id and rate-limit headers.
+    name == HEADER_REQUEST_ID
+        || name.starts_with("ratelimit-")
+        || is_hop_by_hop(&name, connection_tokens)
+}
+
+fn is_hop_by_hop(lower_name: &str, connection_tokens: Option<&str>) -> bool {
+    HOP_BY_HOP.contains(&lower_name)
+        || connection_tokens.is_some_and(|c| {
+            c.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case(lower_name))
+        })
+}
+
+/// The string that is signed: `<t>\n<METHOD>\n<path and query>\n<key id>\n<user id>\n<ws>`.
+pub fn signature_payload(
+    t: i64,
+    method: &str,
+    path_and_query: &str,
+    key_id: &str,
+    user_id: &str,
+    workspace: Option<&str>,
+) -> String {
+    format!(
+        "{t}\n{method}\n{path_and_query}\n{key_id}\n{user_id}\n{}",
+        workspace.unwrap_or("")
+    )
+}
+
+/// `X-Keygate-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256>`.
+pub fn signature_header(
+    secret: &[u8],
+    t: i64,
+    method: &str,
+    path_and_query: &str,
+    key_id: &str,
+    user_id: &str,
+    workspace: Option<&str>,
+) -> String {
+    let payload = signature_payload(t, method, path_and_query, key_id, user_id, workspace);
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(payload.as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The client's request id if it is 1–64 chars of `[A-Za-z0-9._-]`.
+pub fn accept_request_id(candidate: Option<&str>) -> Option<&str> {
+    candidate.filter(|id| {
+        (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
+    })
+}
+
+pub fn new_request_id(random: &[u8; REQUEST_ID_BYTES]) -> String {
+    hex::encode(random)
+}
+
+/// Whether a declared `Content-Length` is over the limit. An unparsable length is left to the
+/// runtime, which refuses it before the Worker runs.
+pub fn body_too_large(content_length: Option<&str>, max: u64) -> bool {
+    content_length
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|n| n > max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_and_credentials_are_stripped() {
+        for h in [
+            "Authorization",
+            "X-Keygate-User-Id",
+            "x-keygate-anything",
+            "Connection",
+            "Keep-Alive",
+            "Proxy-Authorization",
+            "TE",
+            "Trailer",
+            "Transfer-Encoding",
+            "Upgrade",
+            "X-Request-Id",
+        ] {
+            assert!(drop_request_header(h, None), "{h}");
+        }
+        assert!(drop_request_header("X-Custom-Hop", Some("keep-alive, x-custom-hop")));
+        for h in ["Content-Type", "Accept", "Idempotency-Key", "X-Other"] {
+            assert!(!drop_request_header(h, None), "{h}");
+        }
+    }
+
+    #[test]
+    fn response_headers() {
+        assert!(drop_response_header("Transfer-Encoding", None));
+        assert!(drop_response_header("RateLimit-Remaining", None));
+        assert!(!drop_response_header("Content-Type", None));
+        assert!(!drop_response_header("X-Execution-Id", None));
+    }
+
+    #[test]
+    fn signature_string_and_value() {
+        assert_eq!(
+            signature_payload(
+                1700000000,
+                "POST",
+                "/developers/workspaces/w/jobs/j/run/?a=1",
+                "key_1",
+                "u1",
+                Some("w")
+            ),
+            "1700000000\nPOST\n/developers/workspaces/w/jobs/j/run/?a=1\nkey_1\nu1\nw"
+        );
+        assert_eq!(
+            signature_payload(1, "GET", "/developers/workspaces/", "k", "u", None),
+            "1\nGET\n/developers/workspaces/\nk\nu\n"
+        );
+        // RFC 4231 test case 2: key "Jefe", data "what do ya want for nothing?".
+        let mut mac = Hmac::<Sha256>::new_from_slice(b"Jefe").unwrap();
+        mac.update(b"what do ya want for nothing?");
+        assert_eq!(
+            hex::encode(mac.finalize().into_bytes()),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+        let h = signature_header(b"s", 5, "GET", "/p", "k", "u", None);
+        assert!(h.starts_with("t=5,v1="));
+        assert_eq!(h.len(), "t=5,v1=".len() + 64);
+    }
+
+    #[test]
+    fn request_ids() {
+        assert_eq!(accept_request_id(Some("abc-1.2_3")), Some("abc-1.2_3"));
+        assert_eq!(accept_request_id(Some("")), None);
+        assert_eq!(accept_request_id(Some("has space")), None);
+        assert_eq!(accept_request_id(Some(&"a".repeat(65))), None);
+        assert_eq!(accept_request_id(Some(&"a".repeat(64))).unwrap().len(), 64);
+        assert_eq!(new_request_id(&[0xff; REQUEST_ID_BYTES]).len(), 32);
+    }
+
+    #[test]
+    fn body_limits() {
+        assert!(body_too_large(Some("11"), 10));
+        assert!(!body_too_large(Some("10"), 10));
+        assert!(!body_too_large(None, 10));
+    }
+}

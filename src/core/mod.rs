@@ -1,0 +1,21 @@
+//! Every decision keygate makes, in plain Rust with no `worker` types, tested natively.
+//!
+//! - [`error`]: the one error type and its JSON body.
+//! - [`key`]: key format, CRC-32 checksum, SHA-256 hash, hint and id.
+//! - [`auth`]: the `Authorization` header and the admin token.
+//! - [`route`]: path checks, routes, and the path-to-permission map.
+//! - [`record`]: key records, permissions, create/roll validation, no-escalation rule.
+//! - [`forward`]: headers to and from the origin, the identity signature, request ids.
+//! - [`config`]: vars and their defaults.
+//! - [`log`]: the per-request log line.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod forward;
+pub mod key;
+pub mod log;
+pub mod record;
+pub mod route;
+
+pub use error::Error;

@@ -1,0 +1,417 @@
+//! Path checks, routing and the path-to-permission map (SPEC sections 4 and 5).
+//!
+//! The path is checked in its raw, percent-encoded form before anything else, and a path that
+//! passes is forwarded byte for byte: the origin sees exactly the path that was authorized.
+
+use super::error::Error;
+
+pub const PREFIX_DEVELOPERS: &str = "/developers/workspaces";
+pub const PATH_HEALTH: &str = "/healthz";
+pub const PATH_ME: &str = "/v1/me";
+pub const PATH_KEYS: &str = "/v1/api-keys";
+/// Longest workspace id (`[A-Za-z0-9_-]{1,64}`).
+pub const MAX_WORKSPACE_LEN: usize = 64;
+
+/// Resources under a workspace that the origin serves, each with `<resource>:read|write`.
+const RESOURCES: [&str; 4] = ["jobs", "orchestration", "secrets", "variables"];
+
+/// Refuses dot segments, empty segments, encoded `/`, `\` (raw or encoded), NUL and control
+/// characters (raw or encoded), and broken percent-encoding, all as 400 `invalid_path`.
+/// A single trailing slash (an empty last segment) is allowed.
+pub fn check_path(path: &str) -> Result<(), Error> {
+    let rest = path.strip_prefix('/').ok_or(Error::InvalidPath)?;
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    for segment in rest.split('/') {
+        if segment.is_empty() {
+            return Err(Error::InvalidPath);
+        }
+        let decoded = percent_decode_checked(segment)?;
+        if decoded == b"." || decoded == b".." {
+            return Err(Error::InvalidPath);
+        }
+    }
+    Ok(())
+}
+
+/// Decodes one segment, refusing what must never reach the origin in any encoding.
+fn percent_decode_checked(segment: &str) -> Result<Vec<u8>, Error> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let decoded = if b == b'%' {
+            let hi = bytes.get(i + 1).and_then(|c| hex_val(*c));
+            let lo = bytes.get(i + 2).and_then(|c| hex_val(*c));
+            match (hi, lo) {
+                (Some(h), Some(l)) => {
+                    i += 3;
+                    let v = h * 16 + l;
+                    if v == b'/' {
+                        return Err(Error::InvalidPath);
+                    }
+                    v
+                }
+                _ => return Err(Error::InvalidPath),
+            }
+        } else {
+            i += 1;
+            b
+        };
+        if decoded == b'\\' || decoded < 0x20 || decoded == 0x7f {
+            return Err(Error::InvalidPath);
+        }
+        out.push(decoded);
+    }
+    Ok(out)
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Splits a request URL as the runtime hands it over into its raw path and query (without `?`),
+/// without any normalization, so that what is checked is what is forwarded.
+pub fn split_url(url: &str) -> (&str, Option<&str>) {
+    let after_scheme = url.find("://").map_or(url, |i| &url[i + 3..]);
+    let path_start = after_scheme.find('/').unwrap_or(after_scheme.len());
+    let rest = &after_scheme[path_start..];
+    let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+    match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    }
+}
+
+/// Whether `ws` is a workspace id: 1–64 chars of `[A-Za-z0-9_-]`.
+pub fn is_workspace_id(ws: &str) -> bool {
+    (1..=MAX_WORKSPACE_LEN).contains(&ws.len())
+        && ws
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// What a request is, once its path and method are known.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route<'a> {
+    Health,
+    Me,
+    CreateKey,
+    ListKeys,
+    GetKey(&'a str),
+    RevokeKey(&'a str),
+    RollKey(&'a str),
+    /// A `/developers/...` call for the origin.
+    Forward(Forward<'a>),
+}
+
+/// An origin call: the permission it needs and the workspace it names.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Forward<'a> {
+    pub permission: &'static str,
+    pub workspace: Option<&'a str>,
+    /// The job-trigger route (SPEC section 6).
+    pub job_run: bool,
+}
+
+fn is_read(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD")
+}
+
+fn is_write(method: &str) -> bool {
+    matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
+}
+
+/// Maps method and (already checked) path to a route. Unknown paths are 404 and known paths with
+/// another method are 405, both decided here, without contacting the origin or storage.
+pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
+    if let Some(rest) = path.strip_prefix(PREFIX_DEVELOPERS) {
+        return resolve_developers(method, rest).map(Route::Forward);
+    }
+    let trimmed = if path.len() > 1 {
+        path.strip_suffix('/').unwrap_or(path)
+    } else {
+        path
+    };
+    let only = |allowed: &[&str], route: Route<'a>| {
+        if allowed.contains(&method) {
+            Ok(route)
+        } else {
+            Err(Error::MethodNotAllowed)
+        }
+    };
+    match trimmed {
+        PATH_HEALTH => only(&["GET", "HEAD"], Route::Health),
+        PATH_ME => only(&["GET", "HEAD"], Route::Me),
+        PATH_KEYS => match method {
+            "POST" => Ok(Route::CreateKey),
+            "GET" | "HEAD" => Ok(Route::ListKeys),
+            _ => Err(Error::MethodNotAllowed),
+        },
+        _ => {
+            let rest = trimmed
+                .strip_prefix(PATH_KEYS)
+                .and_then(|r| r.strip_prefix('/'))
+                .ok_or(Error::NotFound)?;
+            match rest.split_once('/') {
+                None => match method {
+                    "GET" | "HEAD" => Ok(Route::GetKey(rest)),
+                    "DELETE" => Ok(Route::RevokeKey(rest)),
+                    _ => Err(Error::MethodNotAllowed),
+                },
+                Some((id, "roll")) => only(&["POST"], Route::RollKey(id)),
+                Some(_) => Err(Error::NotFound),
+            }
+        }
+    }
+}
+
+/// `rest` is what follows `/developers/workspaces`.
+fn resolve_developers<'a>(method: &str, rest: &'a str) -> Result<Forward<'a>, Error> {
+    let read_only = |workspace| {
+        if is_read(method) {
+            Ok(Forward {
+                permission: "workspaces:read",
+                workspace,
+                job_run: false,
+            })
+        } else {
+            Err(Error::MethodNotAllowed)
+        }
+    };
+    if rest.is_empty() || rest == "/" {
+        return read_only(None);
+    }
+    let rest = rest.strip_prefix('/').ok_or(Error::NotFound)?;
+    let (ws, after_ws) = match rest.split_once('/') {
+        Some((ws, after)) => (ws, after),
+        None => (rest, ""),
+    };
+    if !is_workspace_id(ws) {
+        return Err(Error::NotFound);
+    }
+    if after_ws.is_empty() {
+        return read_only(Some(ws));
+    }
+    let (resource, after_resource) = match after_ws.split_once('/') {
+        Some((r, a)) => (r, a),
+        None => (after_ws, ""),
+    };
+    if !RESOURCES.contains(&resource) {
+        return Err(Error::NotFound);
+    }
+    if resource == "jobs" && method == "POST" && is_run_path(after_resource) {
+        return Ok(Forward {
+            permission: "jobs:run",
+            workspace: Some(ws),
+            job_run: true,
+        });
+    }
+    let permission = match (resource, is_read(method), is_write(method)) {
+        ("jobs", true, _) => "jobs:read",
+        ("jobs", _, true) => "jobs:write",
+        ("orchestration", true, _) => "orchestration:read",
+        ("orchestration", _, true) => "orchestration:write",
+        ("secrets", true, _) => "secrets:read",
+        ("secrets", _, true) => "secrets:write",
+        ("variables", true, _) => "variables:read",
+        ("variables", _, true) => "variables:write",
+        _ => return Err(Error::MethodNotAllowed),
+    };
+    Ok(Forward {
+        permission,
+        workspace: Some(ws),
+        job_run: false,
+    })
+}
+
+/// `{job}/run` or `{job}/run/`, with a non-empty job id.
+fn is_run_path(after_jobs: &str) -> bool {
+    let p = after_jobs.strip_suffix('/').unwrap_or(after_jobs);
+    matches!(p.split_once('/'), Some((job, "run")) if !job.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fwd(method: &str, path: &str) -> Result<(&'static str, Option<String>, bool), Error> {
+        match resolve(method, path)? {
+            Route::Forward(f) => Ok((f.permission, f.workspace.map(str::to_owned), f.job_run)),
+            other => panic!("not a forward: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dot_segments_are_refused() {
+        for p in [
+            "/developers/workspaces/ws1/../ws2/jobs/",
+            "/developers/workspaces/./ws1/",
+            "/developers/workspaces/ws1/%2e%2e/ws2/",
+            "/developers/workspaces/ws1/%2E/jobs/",
+            "/developers/workspaces/ws1/.%2e/",
+            "/..",
+            "/developers/..",
+        ] {
+            assert_eq!(check_path(p), Err(Error::InvalidPath), "{p}");
+        }
+    }
+
+    #[test]
+    fn empty_segments_are_refused_but_a_trailing_slash_is_not() {
+        assert_eq!(
+            check_path("/developers//workspaces/"),
+            Err(Error::InvalidPath)
+        );
+        assert_eq!(
+            check_path("/developers/workspaces/ws1//jobs/"),
+            Err(Error::InvalidPath)
+        );
+        assert_eq!(check_path("//"), Err(Error::InvalidPath));
+        assert_eq!(check_path("/developers/workspaces/ws1/jobs/"), Ok(()));
+        assert_eq!(check_path("/developers/workspaces/ws1/jobs"), Ok(()));
+        assert_eq!(check_path("/"), Ok(()));
+    }
+
+    #[test]
+    fn encoded_slash_backslash_nul_and_controls_are_refused() {
+        for p in [
+            "/developers/workspaces/ws1%2Fws2/jobs/",
+            "/developers/workspaces/ws1%2fws2/",
+            "/developers/workspaces/ws1%5Cjobs/",
+            "/developers/workspaces/ws1\\jobs/",
+            "/developers/workspaces/ws1%00/",
+            "/developers/workspaces/ws1\0/",
+            "/developers/workspaces/ws1%0a/",
+            "/developers/workspaces/ws1\n/",
+            "/developers/workspaces/ws1%1F/",
+            "/developers/workspaces/ws1%7f/",
+            "/developers/workspaces/ws1\x7f/",
+            "/developers/workspaces/ws1%zz/",
+            "/developers/workspaces/ws1%2/",
+            "developers/workspaces/",
+            "",
+        ] {
+            assert_eq!(check_path(p), Err(Error::InvalidPath), "{p:?}");
+        }
+        assert_eq!(check_path("/developers/workspaces/ws1/jobs/a%20b/"), Ok(()));
+    }
+
+    #[test]
+    fn workspace_routes_need_workspaces_read() {
+        assert_eq!(
+            fwd("GET", "/developers/workspaces/"),
+            Ok(("workspaces:read", None, false))
+        );
+        assert_eq!(
+            fwd("GET", "/developers/workspaces"),
+            Ok(("workspaces:read", None, false))
+        );
+        assert_eq!(
+            fwd("GET", "/developers/workspaces/ws-1/"),
+            Ok(("workspaces:read", Some("ws-1".into()), false))
+        );
+        assert_eq!(
+            fwd("POST", "/developers/workspaces/"),
+            Err(Error::MethodNotAllowed)
+        );
+    }
+
+    #[test]
+    fn resources_map_to_read_and_write() {
+        for r in RESOURCES {
+            let path = format!("/developers/workspaces/w/{r}/x/");
+            for m in ["GET", "HEAD"] {
+                assert_eq!(fwd(m, &path).unwrap().0, format!("{r}:read"));
+            }
+            for m in ["POST", "PUT", "PATCH", "DELETE"] {
+                assert_eq!(fwd(m, &path).unwrap().0, format!("{r}:write"));
+            }
+            assert_eq!(fwd("OPTIONS", &path), Err(Error::MethodNotAllowed));
+            assert_eq!(fwd("TRACE", &path), Err(Error::MethodNotAllowed));
+        }
+    }
+
+    #[test]
+    fn the_run_route_needs_jobs_run() {
+        for p in [
+            "/developers/workspaces/w1/jobs/j1/run/",
+            "/developers/workspaces/w1/jobs/j1/run",
+        ] {
+            assert_eq!(fwd("POST", p), Ok(("jobs:run", Some("w1".into()), true)));
+        }
+        assert_eq!(
+            fwd("GET", "/developers/workspaces/w1/jobs/j1/run/").unwrap().0,
+            "jobs:read"
+        );
+        assert_eq!(
+            fwd("POST", "/developers/workspaces/w1/jobs/j1/run/x/").unwrap().0,
+            "jobs:write"
+        );
+        assert_eq!(
+            fwd("POST", "/developers/workspaces/w1/jobs/run/").unwrap().0,
+            "jobs:write"
+        );
+    }
+
+    #[test]
+    fn unknown_paths_are_not_found() {
+        for p in [
+            "/",
+            "/developers/",
+            "/developers/other/",
+            "/developers/workspacesX/",
+            "/developers/workspaces/w1/unknown/",
+            "/developers/workspaces/w%201/",
+            "/v2/me",
+            "/v1/api-keys/key_0123456789abcdef/other",
+            "/v1/api-keys/key_0123456789abcdef/roll/x",
+        ] {
+            assert_eq!(resolve("GET", p), Err(Error::NotFound), "{p}");
+        }
+        let long = format!("/developers/workspaces/{}/", "a".repeat(65));
+        assert_eq!(resolve("GET", &long), Err(Error::NotFound));
+    }
+
+    #[test]
+    fn urls_split_without_normalization() {
+        assert_eq!(
+            split_url("http://h:1/developers/workspaces/a/../b/?x=1&y=%2F#f"),
+            ("/developers/workspaces/a/../b/", Some("x=1&y=%2F"))
+        );
+        assert_eq!(split_url("https://h"), ("", None));
+        assert_eq!(split_url("http://h/"), ("/", None));
+        assert_eq!(split_url("http://h/p?"), ("/p", Some("")));
+    }
+
+    #[test]
+    fn gateway_routes() {
+        assert_eq!(resolve("GET", "/healthz"), Ok(Route::Health));
+        assert_eq!(resolve("POST", "/healthz"), Err(Error::MethodNotAllowed));
+        assert_eq!(resolve("GET", "/v1/me"), Ok(Route::Me));
+        assert_eq!(resolve("POST", "/v1/api-keys"), Ok(Route::CreateKey));
+        assert_eq!(resolve("GET", "/v1/api-keys"), Ok(Route::ListKeys));
+        assert_eq!(resolve("PUT", "/v1/api-keys"), Err(Error::MethodNotAllowed));
+        assert_eq!(resolve("GET", "/v1/api-keys/key_1"), Ok(Route::GetKey("key_1")));
+        assert_eq!(
+            resolve("DELETE", "/v1/api-keys/key_1"),
+            Ok(Route::RevokeKey("key_1"))
+        );
+        assert_eq!(
+            resolve("POST", "/v1/api-keys/key_1/roll"),
+            Ok(Route::RollKey("key_1"))
+        );
+        assert_eq!(
+            resolve("GET", "/v1/api-keys/key_1/roll"),
+            Err(Error::MethodNotAllowed)
+        );
+    }
+}

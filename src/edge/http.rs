@@ -1,0 +1,64 @@
+//! Building responses, and the platform's randomness.
+
+use serde::Serialize;
+use worker::{Headers, Response};
+
+use crate::core::error::WWW_AUTHENTICATE;
+use crate::core::forward::{new_request_id as format_request_id, REQUEST_ID_BYTES};
+use crate::core::Error;
+
+const JSON: &str = "application/json";
+
+/// Fills `buf` from the platform CSPRNG (`crypto.getRandomValues` through getrandom).
+pub fn random<const N: usize>() -> Result<[u8; N], Error> {
+    let mut buf = [0u8; N];
+    getrandom::getrandom(&mut buf).map_err(|_| Error::Internal)?;
+    Ok(buf)
+}
+
+pub fn new_request_id() -> String {
+    // Without randomness there is still a unique-enough id from the clock; never fail here.
+    match random::<REQUEST_ID_BYTES>() {
+        Ok(bytes) => format_request_id(&bytes),
+        Err(_) => format!("t{}", worker::Date::now().as_millis()),
+    }
+}
+
+fn headers_json() -> Headers {
+    let headers = Headers::new();
+    let _ = headers.set("content-type", JSON);
+    headers
+}
+
+/// A JSON response with `status`.
+pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, Error> {
+    let text = serde_json::to_string(body).map_err(|_| Error::Internal)?;
+    Ok(Response::from_bytes(text.into_bytes())
+        .map_err(|_| Error::Internal)?
+        .with_status(status)
+        .with_headers(headers_json()))
+}
+
+/// The JSON error body of SPEC section 3, with `WWW-Authenticate` on 401 and `Retry-After`
+/// where the error has one.
+pub fn error_response(err: &Error, request_id: &str) -> Response {
+    let headers = headers_json();
+    if err.status() == 401 {
+        let _ = headers.set("www-authenticate", WWW_AUTHENTICATE);
+    }
+    if let Some(secs) = err.retry_after() {
+        let _ = headers.set("retry-after", &secs.to_string());
+    }
+    let body = err.body(request_id).into_bytes();
+    match Response::from_bytes(body) {
+        Ok(r) => r.with_status(err.status()).with_headers(headers),
+        // from_bytes cannot fail for a plain body; keep a response regardless.
+        Err(_) => Response::empty()
+            .map(|r| r.with_status(err.status()))
+            .unwrap_or_else(|_| unreachable_response()),
+    }
+}
+
+fn unreachable_response() -> Response {
+    Response::builder().with_status(500).empty()
+}

@@ -1,0 +1,167 @@
+//! `/v1/me` and the key-management routes (SPEC section 4).
+
+use serde::Serialize;
+use worker::{Request, Response};
+
+use super::http::{json, random};
+use super::{store, Caller, Ctx};
+use crate::core::key::{format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES};
+use crate::core::record::{
+    apply_roll_to_old, parse_create, parse_list_query, parse_roll, restrict_to_creator,
+    KeyRecord, NewKey, Summary, PERM_KEYS_READ, PERM_KEYS_WRITE,
+};
+use crate::core::Error;
+
+/// Largest JSON body accepted on management routes; real bodies are a few hundred bytes.
+const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Serialize)]
+struct WithKey<'a> {
+    #[serde(flatten)]
+    summary: Summary<'a>,
+    /// The plaintext key: in this response only, never stored or shown again.
+    key: &'a str,
+}
+
+pub fn me(record: &KeyRecord) -> Result<Response, Error> {
+    json(
+        200,
+        &serde_json::json!({
+            "key": record.summary(None),
+            "user": {"id": record.user_id, "email": record.email},
+        }),
+    )
+}
+
+fn require<'a>(caller: &'a Caller, permission: &'static str) -> Result<Option<&'a KeyRecord>, Error> {
+    match caller {
+        Caller::Admin => Ok(None),
+        Caller::Key(rec) if rec.grants(permission) => Ok(Some(rec)),
+        Caller::Key(_) => Err(Error::PermissionDenied(if permission == PERM_KEYS_WRITE {
+            "This route needs the api_keys:write permission."
+        } else {
+            "This route needs the api_keys:read permission."
+        })),
+    }
+}
+
+async fn read_body(req: &Request) -> Result<Vec<u8>, Error> {
+    let declared = req.headers().get("content-length").ok().flatten();
+    if crate::core::forward::body_too_large(declared.as_deref(), MAX_JSON_BODY_BYTES as u64) {
+        return Err(Error::PayloadTooLarge);
+    }
+    let mut req = req.clone().map_err(|_| Error::Internal)?;
+    let body = req
+        .bytes()
+        .await
+        .map_err(|_| Error::field("body", "could not be read"))?;
+    if body.len() > MAX_JSON_BODY_BYTES {
+        return Err(Error::PayloadTooLarge);
+    }
+    Ok(body)
+}
+
+/// Issues a key from a validated request: the plaintext exists only in the response.
+async fn issue(ctx: &Ctx, new: NewKey) -> Result<Response, Error> {
+    let prefix = &ctx.config.key_prefix;
+    let key = format_key(prefix, &random::<KEY_BODY_BYTES>()?);
+    let id = format_key_id(&random::<KEY_ID_BYTES>()?);
+    let record = new.into_record(id, hint(prefix, &key), ctx.now);
+    store::put(ctx, &hash_key(&key), &record).await?;
+    let mut resp = json(
+        201,
+        &WithKey {
+            summary: record.summary(None),
+            key: &key,
+        },
+    )?;
+    let _ = resp.headers_mut().set("cache-control", "no-store");
+    Ok(resp)
+}
+
+pub async fn create(ctx: &Ctx, req: &Request, caller: Caller) -> Result<Response, Error> {
+    let creator = require(&caller, PERM_KEYS_WRITE)?;
+    let body = read_body(req).await?;
+    let mut new = parse_create(&body, ctx.now, ctx.config.default_rate_limit)?;
+    if let Some(creator) = creator {
+        restrict_to_creator(creator, &mut new)?;
+    }
+    issue(ctx, new).await
+}
+
+pub async fn list(ctx: &Ctx, query: Option<&str>, caller: Caller) -> Result<Response, Error> {
+    let own = require(&caller, PERM_KEYS_READ)?;
+    let q = parse_list_query(query)?;
+    let user_id = match (own, q.user_id) {
+        (None, None) => return Err(Error::field("user_id", "is required for admin listings")),
+        (None, Some(u)) => u,
+        (Some(rec), None) => rec.user_id.clone(),
+        (Some(rec), Some(u)) if u == rec.user_id => u,
+        (Some(_), Some(_)) => {
+            return Err(Error::PermissionDenied(
+                "An API key can only list its own user's keys.",
+            ))
+        }
+    };
+    let (records, next) = store::list_user(ctx, &user_id, q.limit, q.cursor).await?;
+    let results: Vec<Summary> = records.iter().map(|r| r.summary(None)).collect();
+    json(
+        200,
+        &serde_json::json!({"results": results, "next_cursor": next}),
+    )
+}
+
+/// Loads a key by id for `caller`; another user's key is as unknown as a missing one.
+async fn load(ctx: &Ctx, id: &str, caller: Option<&KeyRecord>) -> Result<(String, KeyRecord), Error> {
+    if !is_key_id(id) {
+        return Err(Error::NotFound);
+    }
+    let (hash, record) = store::record_by_id(ctx, id).await?.ok_or(Error::NotFound)?;
+    match caller {
+        Some(c) if c.user_id != record.user_id => Err(Error::NotFound),
+        _ => Ok((hash, record)),
+    }
+}
+
+pub async fn get(ctx: &Ctx, id: &str, caller: Caller) -> Result<Response, Error> {
+    let own = require(&caller, PERM_KEYS_READ)?;
+    let (_, record) = load(ctx, id, own).await?;
+    json(200, &record.summary(None))
+}
+
+pub async fn revoke(ctx: &Ctx, id: &str, caller: Caller) -> Result<Response, Error> {
+    let own = require(&caller, PERM_KEYS_WRITE)?;
+    let (hash, mut record) = load(ctx, id, own).await?;
+    // Revoking twice is not an error, and keeps the first revocation time.
+    if record.revoked_at.is_none() {
+        record.revoked_at = Some(crate::core::record::format_time(ctx.now));
+        store::put(ctx, &hash, &record).await?;
+    }
+    json(200, &record.summary(None))
+}
+
+pub async fn roll(ctx: &Ctx, req: &Request, id: &str, caller: Caller) -> Result<Response, Error> {
+    let own = require(&caller, PERM_KEYS_WRITE)?;
+    let grace = parse_roll(&read_body(req).await?)?;
+    let (hash, mut old) = load(ctx, id, own).await?;
+    if old.check_usable(ctx.now).is_err() {
+        return Err(Error::field("id", "a revoked or expired key cannot be rolled"));
+    }
+    let mut new = NewKey {
+        user_id: old.user_id.clone(),
+        email: old.email.clone(),
+        name: old.name.clone(),
+        workspaces: old.workspaces.clone(),
+        permissions: old.permissions.clone(),
+        expires_at: old.expires_at_secs(),
+        rate_limit: old.rate_limit,
+    };
+    // Rolling hands out a new plaintext: a key may not obtain one wider than itself that way.
+    if let Some(creator) = own {
+        restrict_to_creator(creator, &mut new)?;
+    }
+    let response = issue(ctx, new).await?;
+    apply_roll_to_old(&mut old, grace, ctx.now);
+    store::put(ctx, &hash, &old).await?;
+    Ok(response)
+}

@@ -1,0 +1,136 @@
+//! Workers KV layout:
+//! - `key:<sha256 hex>`: the [`KeyRecord`] (JSON), metadata [`KeyMeta`]; read on every request.
+//! - `id:<key id>`: the hash, to find a record by its public id.
+//! - `u/<user id>/<key id>`: empty, metadata `{"h": hash}`, to list a user's keys. User ids can't
+//!   contain `/`, so one user's prefix never matches another's.
+//!
+//! All three expire 30 days after `expires_at`. Any KV failure becomes 503 (fail closed).
+
+use futures_util::future::join_all;
+use serde::{Deserialize, Serialize};
+use worker::kv::KvStore;
+
+use super::Ctx;
+use crate::core::record::{KeyMeta, KeyRecord};
+use crate::core::Error;
+
+pub const KV_BINDING: &str = "KEYS";
+
+fn record_key(hash: &str) -> String {
+    format!("key:{hash}")
+}
+
+fn id_key(id: &str) -> String {
+    format!("id:{id}")
+}
+
+fn user_prefix(user_id: &str) -> String {
+    format!("u/{user_id}/")
+}
+
+#[derive(Serialize, Deserialize)]
+struct IndexMeta {
+    h: String,
+}
+
+fn kv(ctx: &Ctx) -> Result<KvStore, Error> {
+    ctx.env.kv(KV_BINDING).map_err(|_| ctx.unavailable("kv_binding"))
+}
+
+/// The record for a key hash. `edge_cached` reads may be served from the location's cache for
+/// up to `KV_CACHE_TTL` seconds (the request path); management reads are never cached.
+pub async fn record_by_hash(
+    ctx: &Ctx,
+    hash: &str,
+    edge_cached: bool,
+) -> Result<Option<KeyRecord>, Error> {
+    let mut get = kv(ctx)?.get(&record_key(hash));
+    if edge_cached && ctx.config.kv_cache_ttl > 0 {
+        get = get.cache_ttl(ctx.config.kv_cache_ttl);
+    }
+    get.json::<KeyRecord>()
+        .await
+        .map_err(|_| ctx.unavailable("kv_read"))
+}
+
+/// The hash and record behind a public key id.
+pub async fn record_by_id(ctx: &Ctx, id: &str) -> Result<Option<(String, KeyRecord)>, Error> {
+    let hash = kv(ctx)?
+        .get(&id_key(id))
+        .text()
+        .await
+        .map_err(|_| ctx.unavailable("kv_read"))?;
+    let Some(hash) = hash else { return Ok(None) };
+    Ok(record_by_hash(ctx, &hash, false)
+        .await?
+        .map(|record| (hash, record)))
+}
+
+/// Writes the record and both indexes (a new key, or an updated one: revoke, roll).
+pub async fn put(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Error> {
+    let store = kv(ctx)?;
+    let expiration = record.kv_expiration();
+    let fail = |_| ctx.unavailable("kv_write");
+    let json = serde_json::to_string(record).map_err(|_| Error::Internal)?;
+    let meta = KeyMeta {
+        id: record.id.clone(),
+        expires_at: record.expires_at.clone(),
+    };
+    let mut put = store.put(&record_key(hash), json).map_err(fail)?.metadata(meta).map_err(fail)?;
+    if let Some(t) = expiration {
+        put = put.expiration(t);
+    }
+    put.execute().await.map_err(fail)?;
+
+    let mut put = store.put(&id_key(&record.id), hash).map_err(fail)?;
+    if let Some(t) = expiration {
+        put = put.expiration(t);
+    }
+    put.execute().await.map_err(fail)?;
+
+    let index = format!("{}{}", user_prefix(&record.user_id), record.id);
+    let mut put = store
+        .put(&index, "")
+        .map_err(fail)?
+        .metadata(IndexMeta { h: hash.to_owned() })
+        .map_err(fail)?;
+    if let Some(t) = expiration {
+        put = put.expiration(t);
+    }
+    put.execute().await.map_err(fail)
+}
+
+/// One page of a user's keys, in key-id order, and the cursor of the next page.
+pub async fn list_user(
+    ctx: &Ctx,
+    user_id: &str,
+    limit: u64,
+    cursor: Option<String>,
+) -> Result<(Vec<KeyRecord>, Option<String>), Error> {
+    let mut list = kv(ctx)?.list().prefix(user_prefix(user_id)).limit(limit);
+    if let Some(c) = cursor {
+        list = list.cursor(c);
+    }
+    let page = list.execute().await.map_err(|_| ctx.unavailable("kv_list"))?;
+    let hashes: Vec<String> = page
+        .keys
+        .iter()
+        .filter_map(|k| k.metadata.clone())
+        .filter_map(|m| serde_json::from_value::<IndexMeta>(m).ok())
+        .map(|m| m.h)
+        .collect();
+    let reads = join_all(hashes.iter().map(|h| record_by_hash(ctx, h, false))).await;
+    let mut records = Vec::with_capacity(reads.len());
+    for r in reads {
+        // A record that expired out of KV before its index simply drops out of the list.
+        if let Some(rec) = r? {
+            records.push(rec);
+        }
+    }
+    let next = if page.list_complete {
+        None
+    } else {
+        page.cursor.filter(|c| !c.is_empty())
+    };
+    Ok((records, next))
+}

@@ -1,0 +1,12 @@
+//! keygate: an API-key gateway that runs at the edge as a Cloudflare Worker.
+//!
+//! The crate is split in two, and the split is the design:
+//! - [`core`]: every decision (key format, header parsing, routing, permissions, validation,
+//!   signatures, configuration), plain Rust, no `worker` types, unit-tested natively.
+//! - `edge` (wasm32 only): thin glue that does the I/O with the `worker` crate: KV reads and
+//!   writes, fetches to the origin, randomness, the clock and logging.
+
+pub mod core;
+
+#[cfg(target_arch = "wasm32")]
+mod edge;
