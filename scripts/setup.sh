@@ -22,10 +22,10 @@ if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | 
   log "using rustup's $TARGET target"
   RUSTC_FOR_WASM=$(rustup which rustc)
 else
-  if ! dpkg -s rustc-web cargo-web rust-web-src lld-22 >/dev/null 2>&1; then
-    log "installing Debian's rustc-web, cargo-web, rust-web-src and lld-22"
+  if ! dpkg -s rustc-web cargo-web rust-web-src rust-web-clippy lld-22 >/dev/null 2>&1; then
+    log "installing Debian's rustc-web, cargo-web, rust-web-src, rust-web-clippy and lld-22"
     $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src lld-22 >/dev/null
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src rust-web-clippy lld-22 >/dev/null
   fi
   RUSTC_FOR_WASM=/usr/bin/rustc
   LINKER_FOR_WASM=wasm-ld-22

@@ -10,3 +10,11 @@ pub mod core;
 
 #[cfg(target_arch = "wasm32")]
 mod edge;
+
+/// `N` bytes from the platform CSPRNG: `crypto.getRandomValues` in a Worker (getrandom's `js`
+/// backend), the OS elsewhere. Every key, key id and request id starts here.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N], getrandom::Error> {
+    let mut buf = [0u8; N];
+    getrandom::getrandom(&mut buf)?;
+    Ok(buf)
+}

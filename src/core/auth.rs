@@ -69,7 +69,11 @@ mod tests {
             "API-KEY   abc  ",
             "  Api-Key\tabc",
         ] {
-            assert_eq!(parse_authorization(Some(h)), Ok(Credential::ApiKey("abc")), "{h:?}");
+            assert_eq!(
+                parse_authorization(Some(h)),
+                Ok(Credential::ApiKey("abc")),
+                "{h:?}"
+            );
         }
         assert_eq!(
             parse_authorization(Some("bearer tok")),

@@ -92,7 +92,8 @@ fn number(
 /// Accepts `http(s)://host[:port][/base]` with no query or fragment; returns it without a
 /// trailing slash.
 fn parse_origin(raw: &str) -> Result<String, ConfigError> {
-    let bad = || ConfigError("ORIGIN_URL must be an http(s) URL such as https://api.example.com".into());
+    let bad =
+        || ConfigError("ORIGIN_URL must be an http(s) URL such as https://api.example.com".into());
     let url = url::Url::parse(raw.trim()).map_err(|_| bad())?;
     if !matches!(url.scheme(), "http" | "https")
         || url.host_str().is_none_or(str::is_empty)

@@ -133,7 +133,10 @@ mod tests {
         ] {
             assert!(drop_request_header(h, None), "{h}");
         }
-        assert!(drop_request_header("X-Custom-Hop", Some("keep-alive, x-custom-hop")));
+        assert!(drop_request_header(
+            "X-Custom-Hop",
+            Some("keep-alive, x-custom-hop")
+        ));
         for h in ["Content-Type", "Accept", "Idempotency-Key", "X-Other"] {
             assert!(!drop_request_header(h, None), "{h}");
         }

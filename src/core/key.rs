@@ -29,7 +29,8 @@ pub fn is_valid_prefix(prefix: &str) -> bool {
 }
 
 fn is_lower_hex(s: &str) -> bool {
-    s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn checksum(prefixed_body: &str) -> String {
@@ -115,7 +116,7 @@ mod tests {
         assert_eq!(key.len(), 2 + 1 + 64 + 8);
         assert!(key.starts_with("kg_"));
         let check = &key[key.len() - 8..];
-        let expected = format!("{:08x}", crc32fast::hash(key[..key.len() - 8].as_bytes()));
+        let expected = format!("{:08x}", crc32fast::hash(&key.as_bytes()[..key.len() - 8]));
         assert_eq!(check, expected);
         assert_eq!(check_key("kg", &key), Ok(()));
     }

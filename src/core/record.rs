@@ -338,7 +338,11 @@ pub fn parse_create(body: &[u8], now: i64, default_rate: RateLimit) -> Result<Ne
                 if rl.is_valid() {
                     Some(rl)
                 } else {
-                    push(&mut errors, "rate_limit", "requests must be 1-1000000 and window_seconds 1-86400");
+                    push(
+                        &mut errors,
+                        "rate_limit",
+                        "requests must be 1-1000000 and window_seconds 1-86400",
+                    );
                     None
                 }
             }
@@ -556,18 +560,24 @@ pub fn parse_list_query(query: Option<&str>) -> Result<ListQuery, Error> {
     for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match k.as_ref() {
             "user_id" if is_user_id(&v) => q.user_id = Some(v.into_owned()),
-            "user_id" => push(&mut errors, "user_id", "must be 1-128 characters of A-Z a-z 0-9 . _ @ : -"),
+            "user_id" => push(
+                &mut errors,
+                "user_id",
+                "must be 1-128 characters of A-Z a-z 0-9 . _ @ : -",
+            ),
             "limit" => match v.parse::<u64>() {
                 Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => q.limit = n,
                 _ => push(&mut errors, "limit", "must be an integer from 1 to 100"),
             },
             "cursor" if v.is_empty() => {}
-            "cursor"
-                if v.len() <= MAX_CURSOR_LEN && v.bytes().all(|b| b.is_ascii_graphic()) =>
-            {
+            "cursor" if v.len() <= MAX_CURSOR_LEN && v.bytes().all(|b| b.is_ascii_graphic()) => {
                 q.cursor = Some(v.into_owned())
             }
-            "cursor" => push(&mut errors, "cursor", "is not a cursor returned by this API"),
+            "cursor" => push(
+                &mut errors,
+                "cursor",
+                "is not a cursor returned by this API",
+            ),
             // Other parameters (cache busters and the like) are ignored.
             _ => {}
         }
@@ -630,8 +640,8 @@ mod tests {
 
     #[test]
     fn defaults_apply() {
-        let k = create(r#"{"user_id":"u","name":"n","workspaces":["*"],"permissions":["*"]}"#)
-            .unwrap();
+        let k =
+            create(r#"{"user_id":"u","name":"n","workspaces":["*"],"permissions":["*"]}"#).unwrap();
         assert_eq!(k.rate_limit, DEFAULT);
         assert_eq!(k.expires_at, None);
         assert_eq!(k.email, None);
@@ -703,7 +713,11 @@ mod tests {
 
     #[test]
     fn a_key_cannot_mint_wider_keys() {
-        let creator = record(&["a", "b"], &["api_keys:write", "jobs:read"], Some(NOW + 1000));
+        let creator = record(
+            &["a", "b"],
+            &["api_keys:write", "jobs:read"],
+            Some(NOW + 1000),
+        );
         let mut ok = NewKey {
             user_id: "u".into(),
             email: None,
@@ -737,7 +751,10 @@ mod tests {
         assert_eq!(r.check_usable(NOW + 100), Err(Error::ExpiredApiKey));
         r.revoked_at = Some(format_time(NOW));
         assert_eq!(r.check_usable(NOW + 100), Err(Error::RevokedApiKey));
-        assert_eq!(r.kv_expiration(), Some((NOW + 100 + KV_EXPIRY_AFTER_SECS) as u64));
+        assert_eq!(
+            r.kv_expiration(),
+            Some((NOW + 100 + KV_EXPIRY_AFTER_SECS) as u64)
+        );
     }
 
     #[test]
@@ -780,7 +797,13 @@ mod tests {
         assert_eq!(q.limit, 5);
         assert_eq!(q.cursor.as_deref(), Some("abc"));
         assert_eq!(parse_list_query(None).unwrap().limit, DEFAULT_LIST_LIMIT);
-        for bad in ["limit=0", "limit=101", "limit=x", "user_id=a%20b", "user_id="] {
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=x",
+            "user_id=a%20b",
+            "user_id=",
+        ] {
             assert!(parse_list_query(Some(bad)).is_err(), "{bad}");
         }
     }

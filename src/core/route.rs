@@ -349,15 +349,21 @@ mod tests {
             assert_eq!(fwd("POST", p), Ok(("jobs:run", Some("w1".into()), true)));
         }
         assert_eq!(
-            fwd("GET", "/developers/workspaces/w1/jobs/j1/run/").unwrap().0,
+            fwd("GET", "/developers/workspaces/w1/jobs/j1/run/")
+                .unwrap()
+                .0,
             "jobs:read"
         );
         assert_eq!(
-            fwd("POST", "/developers/workspaces/w1/jobs/j1/run/x/").unwrap().0,
+            fwd("POST", "/developers/workspaces/w1/jobs/j1/run/x/")
+                .unwrap()
+                .0,
             "jobs:write"
         );
         assert_eq!(
-            fwd("POST", "/developers/workspaces/w1/jobs/run/").unwrap().0,
+            fwd("POST", "/developers/workspaces/w1/jobs/run/")
+                .unwrap()
+                .0,
             "jobs:write"
         );
     }
@@ -400,7 +406,10 @@ mod tests {
         assert_eq!(resolve("POST", "/v1/api-keys"), Ok(Route::CreateKey));
         assert_eq!(resolve("GET", "/v1/api-keys"), Ok(Route::ListKeys));
         assert_eq!(resolve("PUT", "/v1/api-keys"), Err(Error::MethodNotAllowed));
-        assert_eq!(resolve("GET", "/v1/api-keys/key_1"), Ok(Route::GetKey("key_1")));
+        assert_eq!(
+            resolve("GET", "/v1/api-keys/key_1"),
+            Ok(Route::GetKey("key_1"))
+        );
         assert_eq!(
             resolve("DELETE", "/v1/api-keys/key_1"),
             Ok(Route::RevokeKey("key_1"))

@@ -11,9 +11,7 @@ const JSON: &str = "application/json";
 
 /// Fills `buf` from the platform CSPRNG (`crypto.getRandomValues` through getrandom).
 pub fn random<const N: usize>() -> Result<[u8; N], Error> {
-    let mut buf = [0u8; N];
-    getrandom::getrandom(&mut buf).map_err(|_| Error::Internal)?;
-    Ok(buf)
+    crate::random_bytes::<N>().map_err(|_| Error::Internal)
 }
 
 pub fn new_request_id() -> String {

@@ -5,10 +5,12 @@ use worker::{Request, Response};
 
 use super::http::{json, random};
 use super::{store, Caller, Ctx};
-use crate::core::key::{format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES};
+use crate::core::key::{
+    format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
+};
 use crate::core::record::{
-    apply_roll_to_old, parse_create, parse_list_query, parse_roll, restrict_to_creator,
-    KeyRecord, NewKey, Summary, PERM_KEYS_READ, PERM_KEYS_WRITE,
+    apply_roll_to_old, parse_create, parse_list_query, parse_roll, restrict_to_creator, KeyRecord,
+    NewKey, Summary, PERM_KEYS_READ, PERM_KEYS_WRITE,
 };
 use crate::core::Error;
 
@@ -33,7 +35,10 @@ pub fn me(record: &KeyRecord) -> Result<Response, Error> {
     )
 }
 
-fn require<'a>(caller: &'a Caller, permission: &'static str) -> Result<Option<&'a KeyRecord>, Error> {
+fn require<'a>(
+    caller: &'a Caller,
+    permission: &'static str,
+) -> Result<Option<&'a KeyRecord>, Error> {
     match caller {
         Caller::Admin => Ok(None),
         Caller::Key(rec) if rec.grants(permission) => Ok(Some(rec)),
@@ -112,7 +117,11 @@ pub async fn list(ctx: &Ctx, query: Option<&str>, caller: Caller) -> Result<Resp
 }
 
 /// Loads a key by id for `caller`; another user's key is as unknown as a missing one.
-async fn load(ctx: &Ctx, id: &str, caller: Option<&KeyRecord>) -> Result<(String, KeyRecord), Error> {
+async fn load(
+    ctx: &Ctx,
+    id: &str,
+    caller: Option<&KeyRecord>,
+) -> Result<(String, KeyRecord), Error> {
     if !is_key_id(id) {
         return Err(Error::NotFound);
     }
@@ -145,7 +154,10 @@ pub async fn roll(ctx: &Ctx, req: &Request, id: &str, caller: Caller) -> Result<
     let grace = parse_roll(&read_body(req).await?)?;
     let (hash, mut old) = load(ctx, id, own).await?;
     if old.check_usable(ctx.now).is_err() {
-        return Err(Error::field("id", "a revoked or expired key cannot be rolled"));
+        return Err(Error::field(
+            "id",
+            "a revoked or expired key cannot be rolled",
+        ));
     }
     let mut new = NewKey {
         user_id: old.user_id.clone(),

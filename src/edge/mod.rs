@@ -62,9 +62,15 @@ pub(crate) enum Caller {
 #[event(fetch)]
 pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let started = Date::now().as_millis();
-    let request_id = accept_request_id(req.headers().get(HEADER_REQUEST_ID).ok().flatten().as_deref())
-        .map(str::to_owned)
-        .unwrap_or_else(http::new_request_id);
+    let request_id = accept_request_id(
+        req.headers()
+            .get(HEADER_REQUEST_ID)
+            .ok()
+            .flatten()
+            .as_deref(),
+    )
+    .map(str::to_owned)
+    .unwrap_or_else(http::new_request_id);
     let method = req.method().to_string();
     let raw_url = req.inner().url();
     let (path, query) = split_url(&raw_url);

@@ -3,13 +3,15 @@
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
-use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody, ResponseBuilder};
+use worker::{
+    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody,
+    ResponseBuilder,
+};
 
 use super::Ctx;
 use crate::core::forward::{
-    body_too_large, drop_request_header, drop_response_header, signature_header,
-    HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID,
-    HEADER_WORKSPACE_ID,
+    body_too_large, drop_request_header, drop_response_header, signature_header, HEADER_KEY_ID,
+    HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID, HEADER_WORKSPACE_ID,
 };
 use crate::core::record::KeyRecord;
 use crate::core::route::Forward;
@@ -95,7 +97,8 @@ pub async fn forward(
         // The body stream is handed over as is: streamed, never buffered in the Worker.
         init.with_body(req.inner().body().map(Into::into));
     }
-    let outbound = Request::new_with_init(&target, &init).map_err(|_| ctx.unavailable("origin_request"))?;
+    let outbound =
+        Request::new_with_init(&target, &init).map_err(|_| ctx.unavailable("origin_request"))?;
 
     let controller = AbortController::default();
     let signal = controller.signal();

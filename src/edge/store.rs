@@ -34,7 +34,9 @@ struct IndexMeta {
 }
 
 fn kv(ctx: &Ctx) -> Result<KvStore, Error> {
-    ctx.env.kv(KV_BINDING).map_err(|_| ctx.unavailable("kv_binding"))
+    ctx.env
+        .kv(KV_BINDING)
+        .map_err(|_| ctx.unavailable("kv_binding"))
 }
 
 /// The record for a key hash. `edge_cached` reads may be served from the location's cache for
@@ -76,7 +78,11 @@ pub async fn put(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Error>
         id: record.id.clone(),
         expires_at: record.expires_at.clone(),
     };
-    let mut put = store.put(&record_key(hash), json).map_err(fail)?.metadata(meta).map_err(fail)?;
+    let mut put = store
+        .put(&record_key(hash), json)
+        .map_err(fail)?
+        .metadata(meta)
+        .map_err(fail)?;
     if let Some(t) = expiration {
         put = put.expiration(t);
     }
@@ -111,7 +117,10 @@ pub async fn list_user(
     if let Some(c) = cursor {
         list = list.cursor(c);
     }
-    let page = list.execute().await.map_err(|_| ctx.unavailable("kv_list"))?;
+    let page = list
+        .execute()
+        .await
+        .map_err(|_| ctx.unavailable("kv_list"))?;
     let hashes: Vec<String> = page
         .keys
         .iter()

@@ -1,0 +1,19 @@
+# keygate's front door. `make dev` runs the gateway locally with an example origin;
+# `make test` runs every test. Both install what they need first (scripts/setup.sh, idempotent).
+.PHONY: dev test setup build size
+
+dev: setup
+	bash scripts/dev.sh
+
+test: setup
+	bash scripts/test.sh
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	bash scripts/build.sh
+
+# Release .wasm size and the gzip upload size reported by `wrangler deploy --dry-run`.
+size: setup
+	bash scripts/size.sh

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Every test keygate has: formatting and lints, native unit tests of the core, wasm-bindgen
+# tests under Node, then end-to-end tests through `wrangler dev` (workerd) against a real
+# origin on 127.0.0.1. Installs what it needs first (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. scripts/env.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "cargo clippy (native core) -D warnings"
+cargo clippy -q --all-targets -- -D warnings
+
+step "cargo clippy (wasm32: core and worker glue) -D warnings"
+(wasm_env && cargo clippy -q --target wasm32-unknown-unknown --release --all-targets -- -D warnings)
+
+step "unit tests of the core (native)"
+cargo test -q
+
+step "wasm-bindgen-test (wasm32 under Node)"
+(wasm_env && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+  cargo test --target wasm32-unknown-unknown --test wasm)
+
+step "build the Worker (worker-build --release)"
+bash scripts/build.sh
+
+step "end-to-end through wrangler dev"
+node --test --test-concurrency=1 tests/e2e/

@@ -1,0 +1,241 @@
+// Starts the real thing for end-to-end tests: an origin HTTP server on 127.0.0.1 and keygate
+// under `wrangler dev` (workerd) with fresh local KV state, secrets made at test time, and the
+// worker's whole log captured for the secret-hygiene checks.
+
+import { spawn } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { startOrigin } from "../../examples/origin.mjs";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const WRANGLER = join(ROOT, "node_modules", ".bin", "wrangler");
+/** workerd needs a few seconds to start; a cold build may take longer. */
+const START_TIMEOUT_MS = 180_000;
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export const sha256hex = (s) => createHash("sha256").update(s).digest("hex");
+export const secret = (label) => `${label}-${randomBytes(24).toString("hex")}`;
+
+/**
+ * Starts origin + gateway. Options:
+ * - `vars`: extra `--var` values (strings), e.g. `{ ORIGIN_TIMEOUT_MS: "1500" }`;
+ * - `secrets`: env-file values; default a fresh ADMIN_TOKEN and ORIGIN_SIGNING_SECRET; pass
+ *   `null` for one to leave it unset;
+ * - `originUrl`: override ORIGIN_URL (default: the started origin);
+ * - `handle`: origin hook (see examples/origin.mjs);
+ * - `persist`: a local-state folder to reuse (another gateway's `persist`), default a fresh one.
+ */
+export async function startGateway({ vars = {}, secrets = {}, originUrl, handle, persist } = {}) {
+  const adminToken = secrets.ADMIN_TOKEN === undefined ? secret("admin") : secrets.ADMIN_TOKEN;
+  const signingSecret =
+    secrets.ORIGIN_SIGNING_SECRET === undefined ? secret("sign") : secrets.ORIGIN_SIGNING_SECRET;
+  const origin = await startOrigin({ signingSecret, handle });
+  const dir = mkdtempSync(join(tmpdir(), "keygate-e2e-"));
+  const envFile = join(dir, "secrets.env");
+  const lines = [];
+  if (adminToken !== null) lines.push(`ADMIN_TOKEN=${adminToken}`);
+  if (signingSecret !== null) lines.push(`ORIGIN_SIGNING_SECRET=${signingSecret}`);
+  writeFileSync(envFile, lines.join("\n") + "\n");
+
+  const gw = {
+    adminToken,
+    signingSecret,
+    origin,
+    dir,
+    persist: persist ?? join(dir, "state"),
+    envFile,
+    vars: { ORIGIN_URL: originUrl ?? origin.url, ...vars },
+    output: "",
+    issuedKeys: [],
+    proc: null,
+  };
+  await launch(gw);
+  gw.restart = async () => {
+    await stopProc(gw);
+    await launch(gw);
+  };
+  gw.stop = async () => {
+    await stopProc(gw);
+    await origin.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  /** Everything the worker and wrangler printed so far. */
+  gw.log = () => gw.output;
+  return gw;
+}
+
+async function launch(gw) {
+  gw.port = await freePort();
+  const inspector = await freePort();
+  gw.url = `http://127.0.0.1:${gw.port}`;
+  const args = [
+    "dev",
+    "--ip", "127.0.0.1",
+    "--port", String(gw.port),
+    "--inspector-port", String(inspector),
+    "--persist-to", gw.persist,
+    "--env-file", gw.envFile,
+    "--show-interactive-dev-session=false",
+    "--log-level", "log",
+  ];
+  for (const [k, v] of Object.entries(gw.vars)) args.push("--var", `${k}:${v}`);
+  const proc = spawn(WRANGLER, args, {
+    cwd: ROOT,
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  gw.proc = proc;
+  proc.stdout.on("data", (d) => (gw.output += d));
+  proc.stderr.on("data", (d) => (gw.output += d));
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) {
+      throw new Error(`wrangler dev exited with ${proc.exitCode}:\n${gw.output.slice(-3000)}`);
+    }
+    try {
+      const r = await fetch(`${gw.url}/healthz`);
+      await r.arrayBuffer();
+      if (r.status === 200 || r.status === 503) return;
+    } catch {
+      /* not up yet */
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  await stopProc(gw);
+  throw new Error(`wrangler dev did not start in time:\n${gw.output.slice(-3000)}`);
+}
+
+async function stopProc(gw) {
+  const p = gw.proc;
+  if (!p || p.exitCode !== null) return;
+  const exited = new Promise((r) => p.once("exit", r));
+  try {
+    process.kill(-p.pid, "SIGTERM");
+  } catch {
+    /* already gone */
+  }
+  const t = setTimeout(() => {
+    try {
+      process.kill(-p.pid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }, 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+/**
+ * One HTTP call. `key` sends `Api-Key`, `admin` sends the admin bearer token; `auth` sends a raw
+ * Authorization value. Returns `{ status, headers, text, json }`.
+ */
+export async function call(gw, method, path, { key, admin, auth, body, headers = {} } = {}) {
+  const h = { ...headers };
+  if (key !== undefined) h.authorization = `Api-Key ${key}`;
+  if (admin) h.authorization = `Bearer ${admin === true ? gw.adminToken : admin}`;
+  if (auth !== undefined) h.authorization = auth;
+  let payload = body;
+  if (body !== undefined && typeof body !== "string" && !(body instanceof Uint8Array)) {
+    payload = JSON.stringify(body);
+    h["content-type"] ??= "application/json";
+  }
+  const r = await fetch(gw.url + path, { method, headers: h, body: payload, redirect: "manual" });
+  const text = await r.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  if (json && typeof json.key === "string") gw.issuedKeys.push(json.key);
+  return { status: r.status, headers: r.headers, text, json };
+}
+
+/** A raw HTTP/1.1 request, for headers `fetch` refuses to send (Connection, TE, ...). */
+export function rawCall(gw, method, path, headers, body) {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${gw.url}${path}`, { method, headers }, (res) => {
+      const chunks = [];
+      res.on("data", (c) => chunks.push(c));
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let json;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode, headers: res.headers, text, json });
+      });
+    });
+    req.on("error", reject);
+    if (body) req.write(body);
+    req.end();
+  });
+}
+
+let counter = 0;
+/** Creates a key as admin; returns `{ key, summary }`. */
+export async function createKey(gw, fields = {}) {
+  counter += 1;
+  const body = {
+    user_id: `user-${counter}-${randomBytes(3).toString("hex")}`,
+    email: `user${counter}@example.com`,
+    name: `test key ${counter}`,
+    workspaces: ["ws1"],
+    permissions: ["*"],
+    ...fields,
+  };
+  const r = await call(gw, "POST", "/v1/api-keys", { admin: true, body });
+  if (r.status !== 201) throw new Error(`create failed: ${r.status} ${r.text}`);
+  const { key, ...summary } = r.json;
+  return { key, summary };
+}
+
+/** A well-formed key (right shape and checksum) that was never issued. */
+export function unissuedKey(prefix = "kg") {
+  const body = `${prefix}_${randomBytes(32).toString("hex")}`;
+  return body + crc32(body).toString(16).padStart(8, "0");
+}
+
+export function crc32(str) {
+  let c;
+  let crc = 0xffffffff;
+  for (const byte of Buffer.from(str, "ascii")) {
+    c = (crc ^ byte) & 0xff;
+    for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0xedb88320 : c >>> 1;
+    crc = (crc >>> 8) ^ c;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/** Asserts the SPEC section 3 error shape and returns the body. */
+export function expectError(assert, r, status, code) {
+  assert.equal(r.status, status, `expected ${status} ${code}, got ${r.status}: ${r.text}`);
+  assert.equal(r.headers.get("content-type"), "application/json");
+  assert.equal(r.json?.code, code, r.text);
+  assert.equal(typeof r.json.detail, "string");
+  assert.ok(r.json.detail.length > 0);
+  assert.equal(r.json.request_id, r.headers.get("x-request-id"));
+  if (status === 401) {
+    assert.equal(r.headers.get("www-authenticate"), 'Api-Key realm="keygate"');
+  }
+  if (status === 429) assert.ok(Number(r.headers.get("retry-after")) >= 1);
+  return r.json;
+}

@@ -1,0 +1,82 @@
+// Failures of configuration and of the origin: each gives the SPEC's answer, never a
+// pass-through and never an internal error string, and the gateway keeps serving.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+
+import { call, createKey, expectError, freePort, startGateway } from "./harness.mjs";
+
+const started = [];
+after(async () => {
+  for (const g of started) await g.stop();
+});
+
+async function gateway(opts) {
+  const g = await startGateway(opts);
+  started.push(g);
+  return g;
+}
+
+function noInternals(r) {
+  for (const needle of ["panicked", "RuntimeError", "unreachable", "Error:", "at ", "stack", "JsValue"]) {
+    assert.ok(!r.text.includes(needle), `error body leaks "${needle}": ${r.text}`);
+  }
+}
+
+describe("origin unreachable", () => {
+  it("502 origin_unavailable, and the gateway keeps serving", async () => {
+    const closed = await freePort(); // nothing listens there
+    const gw = await gateway({ originUrl: `http://127.0.0.1:${closed}` });
+    const { key } = await createKey(gw);
+    for (let i = 0; i < 3; i++) {
+      const r = await call(gw, "GET", "/developers/workspaces/ws1/jobs/", { key });
+      expectError(assert, r, 502, "origin_unavailable");
+      noInternals(r);
+    }
+    const me = await call(gw, "GET", "/v1/me", { key });
+    assert.equal(me.status, 200);
+    assert.equal(gw.origin.requests.length, 0);
+  });
+});
+
+describe("secrets not configured", () => {
+  it("no ADMIN_TOKEN: admin calls get 403 admin_disabled; no signing secret: 503, nothing forwarded", async () => {
+    const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
+    const first = await gateway({ persist });
+    const { key } = await createKey(first);
+    await first.stop();
+    started.splice(started.indexOf(first), 1);
+    // Same local KV, now without either secret.
+    const gw = await gateway({ secrets: { ADMIN_TOKEN: null, ORIGIN_SIGNING_SECRET: null }, persist });
+    const r = await call(gw, "GET", "/v1/api-keys?user_id=x", { admin: "anything" });
+    expectError(assert, r, 403, "admin_disabled");
+    const fwd = await call(gw, "GET", "/developers/workspaces/ws1/jobs/", { key });
+    expectError(assert, fwd, 503, "unavailable");
+    noInternals(fwd);
+    assert.equal(gw.origin.requests.length, 0);
+    // Keys still authenticate on gateway routes.
+    assert.equal((await call(gw, "GET", "/v1/me", { key })).status, 200);
+    rmSync(persist, { recursive: true, force: true });
+  });
+});
+
+describe("bad configuration", () => {
+  it("an ORIGIN_URL that is not a URL: 503 unavailable, reported once in the log, no panic", async () => {
+    const gw = await gateway({ originUrl: "not a url" });
+    for (let i = 0; i < 4; i++) {
+      const r = await call(gw, "GET", "/healthz");
+      expectError(assert, r, 503, "unavailable");
+      noInternals(r);
+    }
+    const r = await call(gw, "POST", "/v1/api-keys", { admin: true, body: {} });
+    expectError(assert, r, 503, "unavailable");
+    await new Promise((res) => setTimeout(res, 300));
+    const reports = gw.log().split("\n").filter((l) => l.includes("config_error"));
+    assert.equal(reports.length, 1, gw.log().slice(-2000));
+    assert.match(reports[0], /ORIGIN_URL/);
+    assert.ok(!/panicked/.test(gw.log()));
+  });
+});
