@@ -7,15 +7,21 @@
 //! - [`record`]: key records, permissions, create/roll validation, no-escalation rule.
 //! - [`forward`]: headers to and from the origin, the identity signature, request ids.
 //! - [`config`]: vars and their defaults.
+//! - [`ratelimit`]: GCRA arithmetic for per-key limits.
+//! - [`keystate`]: the per-key Durable Object state: limits, revocation, idempotency.
 //! - [`log`]: the per-request log line.
+//! - [`throttle`]: failed-authentication throttling per client IP.
 
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod forward;
 pub mod key;
+pub mod keystate;
 pub mod log;
+pub mod ratelimit;
 pub mod record;
 pub mod route;
+pub mod throttle;
 
 pub use error::Error;

@@ -60,3 +60,10 @@ pub fn error_response(err: &Error, request_id: &str) -> Response {
 fn unreachable_response() -> Response {
     Response::builder().with_status(500).empty()
 }
+
+/// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` on every authenticated response.
+pub fn set_rate_limit_headers(headers: &mut Headers, d: &crate::core::ratelimit::Decision) {
+    let _ = headers.set("ratelimit-limit", &d.limit.to_string());
+    let _ = headers.set("ratelimit-remaining", &d.remaining.to_string());
+    let _ = headers.set("ratelimit-reset", &d.reset_secs.to_string());
+}

@@ -1,16 +1,17 @@
 //! `/v1/me` and the key-management routes (SPEC section 4).
 
+use futures_util::future::join_all;
 use serde::Serialize;
 use worker::{Request, Response};
 
 use super::http::{json, random};
-use super::{store, Caller, Ctx};
+use super::{durable, store, Caller, Ctx};
 use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
 };
 use crate::core::record::{
-    apply_roll_to_old, parse_create, parse_list_query, parse_roll, restrict_to_creator, KeyRecord,
-    NewKey, Summary, PERM_KEYS_READ, PERM_KEYS_WRITE,
+    apply_roll_to_old, format_time, parse_create, parse_list_query, parse_roll,
+    restrict_to_creator, KeyRecord, NewKey, Summary, PERM_KEYS_READ, PERM_KEYS_WRITE,
 };
 use crate::core::Error;
 
@@ -25,23 +26,30 @@ struct WithKey<'a> {
     key: &'a str,
 }
 
-pub fn me(record: &KeyRecord) -> Result<Response, Error> {
+pub fn me(ctx: &Ctx, record: &KeyRecord) -> Result<Response, Error> {
+    // The key's object has just recorded this very request as its last use.
+    let now = format_time(ctx.now);
     json(
         200,
         &serde_json::json!({
-            "key": record.summary(None),
+            "key": record.summary(Some(&now)),
             "user": {"id": record.user_id, "email": record.email},
         }),
     )
 }
 
+/// The permission row, then the rate-limit row (SPEC section 2 order), for key callers.
 fn require<'a>(
+    ctx: &Ctx,
     caller: &'a Caller,
     permission: &'static str,
 ) -> Result<Option<&'a KeyRecord>, Error> {
     match caller {
         Caller::Admin => Ok(None),
-        Caller::Key(rec) if rec.grants(permission) => Ok(Some(rec)),
+        Caller::Key(rec) if rec.grants(permission) => {
+            ctx.enforce_rate_limit()?;
+            Ok(Some(rec))
+        }
         Caller::Key(_) => Err(Error::PermissionDenied(if permission == PERM_KEYS_WRITE {
             "This route needs the api_keys:write permission."
         } else {
@@ -85,7 +93,7 @@ async fn issue(ctx: &Ctx, new: NewKey) -> Result<Response, Error> {
 }
 
 pub async fn create(ctx: &Ctx, req: &Request, caller: Caller) -> Result<Response, Error> {
-    let creator = require(&caller, PERM_KEYS_WRITE)?;
+    let creator = require(ctx, &caller, PERM_KEYS_WRITE)?;
     let body = read_body(req).await?;
     let mut new = parse_create(&body, ctx.now, ctx.config.default_rate_limit)?;
     if let Some(creator) = creator {
@@ -95,7 +103,7 @@ pub async fn create(ctx: &Ctx, req: &Request, caller: Caller) -> Result<Response
 }
 
 pub async fn list(ctx: &Ctx, query: Option<&str>, caller: Caller) -> Result<Response, Error> {
-    let own = require(&caller, PERM_KEYS_READ)?;
+    let own = require(ctx, &caller, PERM_KEYS_READ)?;
     let q = parse_list_query(query)?;
     let user_id = match (own, q.user_id) {
         (None, None) => return Err(Error::field("user_id", "is required for admin listings")),
@@ -109,7 +117,13 @@ pub async fn list(ctx: &Ctx, query: Option<&str>, caller: Caller) -> Result<Resp
         }
     };
     let (records, next) = store::list_user(ctx, &user_id, q.limit, q.cursor).await?;
-    let results: Vec<Summary> = records.iter().map(|r| r.summary(None)).collect();
+    let used = join_all(records.iter().map(|r| last_used(ctx, r))).await;
+    let used: Vec<Option<String>> = used.into_iter().collect::<Result<_, _>>()?;
+    let results: Vec<Summary> = records
+        .iter()
+        .zip(used.iter())
+        .map(|(r, u)| r.summary(u.as_deref()))
+        .collect();
     json(
         200,
         &serde_json::json!({"results": results, "next_cursor": next}),
@@ -133,24 +147,32 @@ async fn load(
 }
 
 pub async fn get(ctx: &Ctx, id: &str, caller: Caller) -> Result<Response, Error> {
-    let own = require(&caller, PERM_KEYS_READ)?;
+    let own = require(ctx, &caller, PERM_KEYS_READ)?;
     let (_, record) = load(ctx, id, own).await?;
-    json(200, &record.summary(None))
+    let used = last_used(ctx, &record).await?;
+    json(200, &record.summary(used.as_deref()))
 }
 
 pub async fn revoke(ctx: &Ctx, id: &str, caller: Caller) -> Result<Response, Error> {
-    let own = require(&caller, PERM_KEYS_WRITE)?;
+    let own = require(ctx, &caller, PERM_KEYS_WRITE)?;
     let (hash, mut record) = load(ctx, id, own).await?;
     // Revoking twice is not an error, and keeps the first revocation time.
     if record.revoked_at.is_none() {
-        record.revoked_at = Some(crate::core::record::format_time(ctx.now));
+        record.revoked_at = Some(format_time(ctx.now));
         store::put(ctx, &hash, &record).await?;
     }
-    json(200, &record.summary(None))
+    // Also in the key's own object, which every request of the key consults: refused
+    // everywhere at once, not only once KV caches expire. Repeated on a second revoke, so a
+    // failure here is repaired by retrying.
+    if let Some(at) = &record.revoked_at {
+        durable::revoke(ctx, &record.id, at).await?;
+    }
+    let used = last_used(ctx, &record).await?;
+    json(200, &record.summary(used.as_deref()))
 }
 
 pub async fn roll(ctx: &Ctx, req: &Request, id: &str, caller: Caller) -> Result<Response, Error> {
-    let own = require(&caller, PERM_KEYS_WRITE)?;
+    let own = require(ctx, &caller, PERM_KEYS_WRITE)?;
     let grace = parse_roll(&read_body(req).await?)?;
     let (hash, mut old) = load(ctx, id, own).await?;
     if old.check_usable(ctx.now).is_err() {
@@ -175,5 +197,16 @@ pub async fn roll(ctx: &Ctx, req: &Request, id: &str, caller: Caller) -> Result<
     let response = issue(ctx, new).await?;
     apply_roll_to_old(&mut old, grace, ctx.now);
     store::put(ctx, &hash, &old).await?;
+    match (&old.revoked_at, old.expires_at_secs()) {
+        (Some(at), _) => durable::revoke(ctx, &old.id, at).await?,
+        (None, Some(t)) => durable::expire(ctx, &old.id, t).await?,
+        (None, None) => {}
+    }
     Ok(response)
+}
+
+/// `last_used_at` from the key's object (no KV write per request).
+async fn last_used(ctx: &Ctx, record: &KeyRecord) -> Result<Option<String>, Error> {
+    let usage = durable::usage(ctx, &record.id).await?;
+    Ok(usage.last_used_ms.map(|ms| format_time((ms / 1000) as i64)))
 }

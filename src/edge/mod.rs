@@ -1,14 +1,18 @@
 //! The `worker` glue: the fetch entry point, and the I/O each decision of [`crate::core`] needs.
 //!
 //! - [`store`]: Workers KV (records by hash, id and user indexes).
+//! - [`durable`]: the per-key Durable Object (rate limit, revocation, last use, idempotency).
+//! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`keys`]: `/v1/me` and `/v1/api-keys...`.
 //! - [`proxy`]: `/developers/...` forwarding to the origin.
 //! - [`http`]: responses, randomness, the clock.
 
+mod durable;
 mod http;
 mod keys;
 mod proxy;
 mod store;
+mod throttle;
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +24,7 @@ use crate::core::config::Config;
 use crate::core::forward::{accept_request_id, HEADER_REQUEST_ID};
 use crate::core::key::{check_key, hash_key};
 use crate::core::log::LogLine;
+use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::{check_path, resolve, split_url, Route};
 use crate::core::Error;
@@ -38,6 +43,8 @@ pub(crate) struct Ctx {
     pub user_id: RefCell<Option<String>>,
     /// A fixed name of the internal failure behind a 503, for the log only.
     pub cause: Cell<Option<&'static str>>,
+    /// The key's rate-limit decision, once its Durable Object has counted the request.
+    pub decision: Cell<Option<Decision>>,
 }
 
 impl Ctx {
@@ -45,6 +52,16 @@ impl Ctx {
     pub fn unavailable(&self, cause: &'static str) -> Error {
         self.cause.set(Some(cause));
         Error::Unavailable
+    }
+
+    /// The rate-limit row of SPEC section 2: applied after the workspace and permission checks.
+    pub fn enforce_rate_limit(&self) -> Result<(), Error> {
+        match self.decision.get() {
+            Some(d) if !d.allowed => Err(Error::RateLimited {
+                retry_after: d.retry_after_secs,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn identify(&self, record: &KeyRecord) {
@@ -75,8 +92,22 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let raw_url = req.inner().url();
     let (path, query) = split_url(&raw_url);
 
+    let client_ip = req.headers().get(throttle::CLIENT_IP_HEADER).ok().flatten();
     let mut ctx_slot = None;
-    let result = handle(&req, env, &method, path, query, &request_id, &mut ctx_slot).await;
+    let result = match throttle::blocked(client_ip.as_deref(), started) {
+        // Refused before any storage read: guessing costs the guesser, not the gateway.
+        Some(retry_after) => Err(Error::TooManyFailedAttempts { retry_after }),
+        None => {
+            let limiter = env.rate_limiter(throttle::BINDING).ok();
+            let result = handle(&req, env, &method, path, query, &request_id, &mut ctx_slot).await;
+            match result {
+                Err(e) if throttle::counts_as_failure(&e) => {
+                    throttle::record_failure(limiter, client_ip.as_deref(), started, e).await
+                }
+                other => other,
+            }
+        }
+    };
     let (status, code) = match &result {
         Ok(resp) => (resp.status_code(), None),
         Err(e) => (e.status(), Some(e.code())),
@@ -86,6 +117,9 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         Err(e) => http::error_response(&e, &request_id),
     };
     let _ = response.headers_mut().set(HEADER_REQUEST_ID, &request_id);
+    if let Some(d) = ctx_slot.as_ref().and_then(|c| c.decision.get()) {
+        http::set_rate_limit_headers(response.headers_mut(), &d);
+    }
 
     let (key_id, user_id, cause) = match &ctx_slot {
         Some(c) => (
@@ -130,12 +164,14 @@ async fn handle(
         key_id: RefCell::new(None),
         user_id: RefCell::new(None),
         cause: Cell::new(None),
+        decision: Cell::new(None),
     });
     match route {
         Route::Health => http::json(200, &serde_json::json!({"status": "ok"})),
         Route::Me => {
             let record = authenticate(ctx, req).await?;
-            keys::me(&record)
+            ctx.enforce_rate_limit()?;
+            keys::me(ctx, &record)
         }
         Route::CreateKey => keys::create(ctx, req, caller(ctx, req).await?).await,
         Route::ListKeys => keys::list(ctx, query, caller(ctx, req).await?).await,
@@ -182,6 +218,9 @@ async fn authenticate_key(ctx: &Ctx, key: &str) -> Result<KeyRecord, Error> {
     // Identify before the revoked/expired checks, so the log says which key was refused.
     ctx.identify(&record);
     record.check_usable(ctx.now)?;
+    // The key's own object knows revocations and shortened expiries everywhere at once, and
+    // counts the request; its decision is enforced after the workspace and permission rows.
+    ctx.decision.set(Some(durable::hit(ctx, &record).await?));
     Ok(record)
 }
 

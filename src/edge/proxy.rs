@@ -3,21 +3,29 @@
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
+use worker::js_sys::Uint8Array;
+use worker::wasm_bindgen::JsValue;
 use worker::{
     AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody,
     ResponseBuilder,
 };
 
-use super::Ctx;
+use super::{durable, Ctx};
 use crate::core::forward::{
     body_too_large, drop_request_header, drop_response_header, signature_header, HEADER_KEY_ID,
     HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID, HEADER_WORKSPACE_ID,
+};
+use crate::core::keystate::{
+    check_idempotency_key, fingerprint, idempotency_slot, remember, Begin, StoredResponse,
+    IN_FLIGHT_MARGIN_MS,
 };
 use crate::core::record::KeyRecord;
 use crate::core::route::Forward;
 use crate::core::Error;
 
 const SIGNING_SECRET: &str = "ORIGIN_SIGNING_SECRET";
+const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
+const HEADER_IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 /// Checks workspace then permission (SPEC section 2 order), then forwards.
 pub async fn forward(
@@ -39,8 +47,8 @@ pub async fn forward(
             "The API key lacks the permission this route needs.",
         ));
     }
-    let incoming = req.headers();
-    let declared = incoming.get("content-length").ok().flatten();
+    ctx.enforce_rate_limit()?;
+    let declared = req.headers().get("content-length").ok().flatten();
     if body_too_large(declared.as_deref(), ctx.config.max_body_bytes) {
         return Err(Error::PayloadTooLarge);
     }
@@ -51,13 +59,49 @@ pub async fn forward(
         .map(|s| s.to_string())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ctx.unavailable("signing_secret_missing"))?;
-
-    let path_and_query = match query {
-        Some(q) => format!("{path}?{q}"),
-        None => path.to_owned(),
+    let call = Call {
+        method,
+        path_and_query: match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_owned(),
+        },
+        workspace: route.workspace,
+        record,
+        secret,
     };
-    let target = format!("{}{}", ctx.config.origin_url, path_and_query);
+    let idempotency_key = if route.job_run {
+        req.headers().get(HEADER_IDEMPOTENCY_KEY).ok().flatten()
+    } else {
+        None
+    };
+    match idempotency_key {
+        Some(k) => idempotent(ctx, req, &call, &k).await,
+        None => {
+            // The body stream is handed over as is: streamed, never buffered in the Worker.
+            let body = req.inner().body().map(Into::into);
+            let upstream = send(ctx, req, &call, body).await?;
+            Ok(relay(upstream))
+        }
+    }
+}
 
+/// One authorized origin call.
+struct Call<'a> {
+    method: &'a str,
+    path_and_query: String,
+    workspace: Option<&'a str>,
+    record: &'a KeyRecord,
+    secret: String,
+}
+
+/// Sends the call with stripped and added headers, within `ORIGIN_TIMEOUT_MS`.
+async fn send(
+    ctx: &Ctx,
+    req: &Request,
+    call: &Call<'_>,
+    body: Option<JsValue>,
+) -> Result<Response, Error> {
+    let incoming = req.headers();
     let headers = Headers::new();
     let connection = incoming.get("connection").ok().flatten();
     for (name, value) in incoming.entries() {
@@ -65,66 +109,157 @@ pub async fn forward(
             let _ = headers.append(&name, &value);
         }
     }
+    let record = call.record;
     let set = |name: &str, value: &str| headers.set(name, value).map_err(|_| Error::Internal);
     set(HEADER_KEY_ID, &record.id)?;
     set(HEADER_USER_ID, &record.user_id)?;
     if let Some(email) = &record.email {
         set(HEADER_USER_EMAIL, email)?;
     }
-    if let Some(ws) = route.workspace {
+    if let Some(ws) = call.workspace {
         set(HEADER_WORKSPACE_ID, ws)?;
     }
     set(HEADER_REQUEST_ID, &ctx.request_id)?;
     set(
         HEADER_SIGNATURE,
         &signature_header(
-            secret.as_bytes(),
+            call.secret.as_bytes(),
             ctx.now,
-            method,
-            &path_and_query,
+            call.method,
+            &call.path_and_query,
             &record.id,
             &record.user_id,
-            route.workspace,
+            call.workspace,
         ),
     )?;
 
     let mut init = RequestInit::new();
-    init.with_method(Method::from(method.to_owned()))
+    init.with_method(Method::from(call.method.to_owned()))
         .with_headers(headers)
         // The origin's redirects go back to the client as they are, never followed here.
         .with_redirect(worker::RequestRedirect::Manual);
-    if !matches!(method, "GET" | "HEAD") {
-        // The body stream is handed over as is: streamed, never buffered in the Worker.
-        init.with_body(req.inner().body().map(Into::into));
+    if !matches!(call.method, "GET" | "HEAD") {
+        init.with_body(body);
     }
+    let target = format!("{}{}", ctx.config.origin_url, call.path_and_query);
     let outbound =
         Request::new_with_init(&target, &init).map_err(|_| ctx.unavailable("origin_request"))?;
 
     let controller = AbortController::default();
     let signal = controller.signal();
     let fetch = Fetch::Request(outbound);
-    let call = fetch.send_with_signal(&signal);
+    let pending = fetch.send_with_signal(&signal);
     let timeout = Delay::from(Duration::from_millis(ctx.config.origin_timeout_ms));
-    futures_util::pin_mut!(call);
+    futures_util::pin_mut!(pending);
     futures_util::pin_mut!(timeout);
-    let upstream = match select(call, timeout).await {
-        Either::Left((Ok(resp), _)) => resp,
+    match select(pending, timeout).await {
+        Either::Left((Ok(resp), _)) => Ok(resp),
         Either::Left((Err(_), _)) => {
             ctx.cause.set(Some("origin_fetch"));
-            return Err(Error::OriginUnavailable);
+            Err(Error::OriginUnavailable)
         }
         Either::Right(_) => {
             controller.abort();
             ctx.cause.set(Some("origin_timeout"));
-            return Err(Error::OriginTimeout);
+            Err(Error::OriginTimeout)
+        }
+    }
+}
+
+/// The job-trigger route with `Idempotency-Key` (SPEC section 6): the key's object holds one
+/// record per (key id, Idempotency-Key), so concurrent retries make exactly one origin call.
+async fn idempotent(
+    ctx: &Ctx,
+    req: &Request,
+    call: &Call<'_>,
+    idempotency_key: &str,
+) -> Result<Response, Error> {
+    check_idempotency_key(idempotency_key)?;
+    // Buffered here (trigger bodies are small): the body is part of what "the same request" is.
+    let mut copy = req.clone().map_err(|_| Error::Internal)?;
+    let body = copy
+        .bytes()
+        .await
+        .map_err(|_| Error::field("body", "could not be read"))?;
+    if body.len() as u64 > ctx.config.max_body_bytes {
+        return Err(Error::PayloadTooLarge);
+    }
+    let fp = fingerprint(call.method, &call.path_and_query, &body);
+    let slot = idempotency_slot(idempotency_key);
+    let key_id = &call.record.id;
+    let lease = ctx.config.origin_timeout_ms + IN_FLIGHT_MARGIN_MS;
+    match durable::idem_begin(ctx, key_id, &slot, &fp, lease).await? {
+        Begin::InProgress => return Err(Error::IdempotencyInProgress),
+        Begin::Mismatch => return Err(Error::IdempotencyKeyReused),
+        Begin::Replay { response } => return Ok(stored_response(&response, true)),
+        Begin::Proceed => {}
+    }
+    let js_body: JsValue = Uint8Array::from(body.as_slice()).into();
+    let upstream = match send(ctx, req, call, Some(js_body)).await {
+        Ok(r) => r,
+        Err(e) => {
+            // No answer: forget the attempt so that a retry can go through.
+            let _ = durable::idem_complete(ctx, key_id, &slot, &fp, None).await;
+            return Err(e);
         }
     };
-    relay(upstream)
+    let status = upstream.status_code();
+    if !remember(status) {
+        let _ = durable::idem_complete(ctx, key_id, &slot, &fp, None).await;
+        return Ok(relay(upstream));
+    }
+    let headers = kept_response_headers(&upstream);
+    let mut upstream = upstream;
+    let bytes = upstream.bytes().await.map_err(|_| {
+        ctx.cause.set(Some("origin_body"));
+        Error::OriginUnavailable
+    })?;
+    let stored = StoredResponse {
+        status,
+        headers,
+        body_hex: hex::encode(&bytes),
+    };
+    // The job has run: its answer goes to the client even if it could not be remembered (the
+    // in-flight record then lapses after its lease, and the failure is logged).
+    if durable::idem_complete(ctx, key_id, &slot, &fp, Some(stored.clone()))
+        .await
+        .is_err()
+    {
+        ctx.cause.set(Some("idempotency_store"));
+    }
+    Ok(stored_response(&stored, false))
+}
+
+fn kept_response_headers(upstream: &Response) -> Vec<(String, String)> {
+    let connection = upstream.headers().get("connection").ok().flatten();
+    upstream
+        .headers()
+        .entries()
+        .filter(|(name, _)| {
+            !drop_response_header(name, connection.as_deref())
+                && !name.eq_ignore_ascii_case("content-length")
+        })
+        .collect()
+}
+
+fn stored_response(stored: &StoredResponse, replayed: bool) -> Response {
+    let headers = Headers::new();
+    for (name, value) in &stored.headers {
+        let _ = headers.append(name, value);
+    }
+    if replayed {
+        let _ = headers.set(HEADER_IDEMPOTENT_REPLAYED, "true");
+    }
+    let body = hex::decode(&stored.body_hex).unwrap_or_default();
+    ResponseBuilder::new()
+        .with_status(stored.status)
+        .with_headers(headers)
+        .fixed(body)
 }
 
 /// The origin's status, headers (minus hop-by-hop) and body stream, in a response whose headers
 /// the gateway may still add to (a fetched response's own headers are immutable).
-fn relay(upstream: Response) -> Result<Response, Error> {
+fn relay(upstream: Response) -> Response {
     let status = upstream.status_code();
     let headers = Headers::new();
     let connection = upstream.headers().get("connection").ok().flatten();
@@ -136,9 +271,9 @@ fn relay(upstream: Response) -> Result<Response, Error> {
     let builder = ResponseBuilder::new()
         .with_status(status)
         .with_headers(headers);
-    Ok(match upstream.body() {
+    match upstream.body() {
         ResponseBody::Stream(stream) => builder.stream(stream.clone()),
         ResponseBody::Body(bytes) => builder.fixed(bytes.clone()),
         ResponseBody::Empty => builder.empty(),
-    })
+    }
 }

@@ -146,7 +146,10 @@ async function stopProc(gw) {
  * Authorization value. Returns `{ status, headers, text, json }`.
  */
 export async function call(gw, method, path, { key, admin, auth, body, headers = {} } = {}) {
-  const h = { ...headers };
+  // A fresh client address per call unless the test names one, so that the failed-attempt
+  // throttle (per CF-Connecting-IP) only engages where a test means it to. It is only a header:
+  // all traffic goes to 127.0.0.1.
+  const h = { "cf-connecting-ip": randomClientIp(), ...headers };
   if (key !== undefined) h.authorization = `Api-Key ${key}`;
   if (admin) h.authorization = `Bearer ${admin === true ? gw.adminToken : admin}`;
   if (auth !== undefined) h.authorization = auth;
@@ -167,10 +170,16 @@ export async function call(gw, method, path, { key, admin, auth, body, headers =
   return { status: r.status, headers: r.headers, text, json };
 }
 
+/** An address from the IPv6 documentation prefix (RFC 3849), never routed anywhere. */
+export function randomClientIp() {
+  return `2001:db8::${randomBytes(2).toString("hex")}:${randomBytes(2).toString("hex")}`;
+}
+
 /** A raw HTTP/1.1 request, for headers `fetch` refuses to send (Connection, TE, ...). */
 export function rawCall(gw, method, path, headers, body) {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${gw.url}${path}`, { method, headers }, (res) => {
+    const all = { "cf-connecting-ip": randomClientIp(), ...headers };
+    const req = httpRequest(`${gw.url}${path}`, { method, headers: all }, (res) => {
       const chunks = [];
       res.on("data", (c) => chunks.push(c));
       res.on("end", () => {

@@ -1,0 +1,147 @@
+//! Per-key rate limiting by GCRA (the generic cell rate algorithm), SPEC section 8.
+//!
+//! Why GCRA: one number of state per key (the theoretical arrival time, TAT), exact under any
+//! interleaving once a single owner (the key's Durable Object) applies it, smooth refill instead
+//! of window edges, and a burst of exactly `requests` from idle.
+//!
+//! Arithmetic is in integers scaled by `requests` so that a window that does not divide evenly
+//! (60 s / 7) is still exact: with `n = requests` and `W = window` in ms, the emission interval
+//! `W / n` becomes `W` and the burst tolerance `W - W / n` becomes `W * (n - 1)`, with times in
+//! `ms * n`.
+
+use serde::Serialize;
+
+use super::record::RateLimit;
+
+const MS_PER_SEC: u128 = 1000;
+
+/// What one request learned about its key's allowance: the `RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Decision {
+    pub allowed: bool,
+    /// `RateLimit-Limit`: requests per window.
+    pub limit: u32,
+    /// `RateLimit-Remaining` after this request.
+    pub remaining: u32,
+    /// `RateLimit-Reset`: seconds until a full allowance is back.
+    pub reset_secs: u64,
+    /// `Retry-After` when refused: seconds until one request is allowed again.
+    pub retry_after_secs: u64,
+}
+
+fn ceil_div(a: u128, b: u128) -> u128 {
+    a.div_ceil(b)
+}
+
+/// Applies one request at `now_ms` to the TAT (`ms * requests` units). Returns the new TAT
+/// (unchanged when refused) and the decision.
+pub fn gcra(tat: u128, now_ms: u64, limit: RateLimit) -> (u128, Decision) {
+    let n = u128::from(limit.requests.max(1));
+    let window = u128::from(limit.window_seconds.max(1)) * MS_PER_SEC;
+    let now = u128::from(now_ms) * n;
+    let interval = window;
+    let tolerance = window * (n - 1);
+    let base = tat.max(now);
+    if base - now > tolerance {
+        let retry_ms = ceil_div(base - now - tolerance, n);
+        let reset_ms = ceil_div(base - now, n);
+        return (
+            tat,
+            Decision {
+                allowed: false,
+                limit: limit.requests,
+                remaining: 0,
+                reset_secs: ceil_div(reset_ms, MS_PER_SEC) as u64,
+                retry_after_secs: ceil_div(retry_ms, MS_PER_SEC).max(1) as u64,
+            },
+        );
+    }
+    let new_tat = base + interval;
+    let used = new_tat - now;
+    let remaining = (window * n).saturating_sub(used) / interval;
+    let reset_ms = ceil_div(used, n);
+    (
+        new_tat,
+        Decision {
+            allowed: true,
+            limit: limit.requests,
+            remaining: remaining as u32,
+            reset_secs: ceil_div(reset_ms, MS_PER_SEC) as u64,
+            retry_after_secs: 0,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIVE_PER_MINUTE: RateLimit = RateLimit {
+        requests: 5,
+        window_seconds: 60,
+    };
+
+    #[test]
+    fn a_burst_of_exactly_the_limit_then_refusal() {
+        let mut tat = 0;
+        let now = 1_800_000_000_000;
+        let mut remaining = vec![];
+        for _ in 0..5 {
+            let (t, d) = gcra(tat, now, FIVE_PER_MINUTE);
+            assert!(d.allowed);
+            remaining.push(d.remaining);
+            tat = t;
+        }
+        assert_eq!(remaining, vec![4, 3, 2, 1, 0]);
+        let (t, d) = gcra(tat, now, FIVE_PER_MINUTE);
+        assert!(!d.allowed);
+        assert_eq!(t, tat, "a refused request consumes nothing");
+        assert_eq!(d.retry_after_secs, 12);
+        assert_eq!(d.reset_secs, 60);
+    }
+
+    #[test]
+    fn allowance_refills_smoothly() {
+        let now = 1_000_000;
+        let mut tat = 0;
+        for _ in 0..5 {
+            tat = gcra(tat, now, FIVE_PER_MINUTE).0;
+        }
+        assert!(!gcra(tat, now + 11_999, FIVE_PER_MINUTE).1.allowed);
+        let (_, d) = gcra(tat, now + 12_000, FIVE_PER_MINUTE);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 0);
+        // After a whole idle window the full burst is back.
+        let (_, d) = gcra(tat, now + 60_000, FIVE_PER_MINUTE);
+        assert_eq!(d.remaining, 4);
+    }
+
+    #[test]
+    fn uneven_windows_are_exact() {
+        let seven = RateLimit {
+            requests: 7,
+            window_seconds: 60,
+        };
+        let mut tat = 0;
+        let now = 5_000;
+        for i in 0..7 {
+            let (t, d) = gcra(tat, now, seven);
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 6 - i);
+            tat = t;
+        }
+        assert!(!gcra(tat, now, seven).1.allowed);
+    }
+
+    #[test]
+    fn large_limits_do_not_overflow() {
+        let big = RateLimit {
+            requests: 1_000_000,
+            window_seconds: 86_400,
+        };
+        let (tat, d) = gcra(0, u64::MAX / 2, big);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 999_999);
+        assert!(tat > 0);
+    }
+}
