@@ -1,6 +1,6 @@
 # keygate's front door. `make dev` runs the gateway locally with an example origin;
 # `make test` runs every test. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: dev test setup build size
+.PHONY: dev test setup build size latency
 
 dev: setup
 	bash scripts/dev.sh
@@ -17,3 +17,7 @@ build: setup
 # Release .wasm size and the gzip upload size reported by `wrangler deploy --dry-run`.
 size: setup
 	bash scripts/size.sh
+
+# Local latency per stage through wrangler dev, including the Durable Object round trip.
+latency: build
+	bash -c '. scripts/env.sh && node bench/latency.mjs 300'

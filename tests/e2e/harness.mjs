@@ -38,9 +38,10 @@ export const secret = (label) => `${label}-${randomBytes(24).toString("hex")}`;
  *   `null` for one to leave it unset;
  * - `originUrl`: override ORIGIN_URL (default: the started origin);
  * - `handle`: origin hook (see examples/origin.mjs);
- * - `persist`: a local-state folder to reuse (another gateway's `persist`), default a fresh one.
+ * - `persist`: a local-state folder to reuse (another gateway's `persist`), default a fresh one;
+ * - `config`: a wrangler config file to use instead of wrangler.toml (for misconfigurations).
  */
-export async function startGateway({ vars = {}, secrets = {}, originUrl, handle, persist } = {}) {
+export async function startGateway({ vars = {}, secrets = {}, originUrl, handle, persist, config } = {}) {
   const adminToken = secrets.ADMIN_TOKEN === undefined ? secret("admin") : secrets.ADMIN_TOKEN;
   const signingSecret =
     secrets.ORIGIN_SIGNING_SECRET === undefined ? secret("sign") : secrets.ORIGIN_SIGNING_SECRET;
@@ -60,6 +61,7 @@ export async function startGateway({ vars = {}, secrets = {}, originUrl, handle,
     persist: persist ?? join(dir, "state"),
     envFile,
     vars: { ORIGIN_URL: originUrl ?? origin.url, ...vars },
+    config,
     output: "",
     issuedKeys: [],
     proc: null,
@@ -93,6 +95,7 @@ async function launch(gw) {
     "--show-interactive-dev-session=false",
     "--log-level", "log",
   ];
+  if (gw.config) args.push("--config", gw.config);
   for (const [k, v] of Object.entries(gw.vars)) args.push("--var", `${k}:${v}`);
   const proc = spawn(WRANGLER, args, {
     cwd: ROOT,

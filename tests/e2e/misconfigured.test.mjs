@@ -2,12 +2,12 @@
 // pass-through and never an internal error string, and the gateway keeps serving.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 
-import { call, createKey, expectError, freePort, startGateway } from "./harness.mjs";
+import { call, createKey, expectError, freePort, ROOT, startGateway } from "./harness.mjs";
 
 const started = [];
 after(async () => {
@@ -78,5 +78,38 @@ describe("bad configuration", () => {
     assert.equal(reports.length, 1, gw.log().slice(-2000));
     assert.match(reports[0], /ORIGIN_URL/);
     assert.ok(!/panicked/.test(gw.log()));
+  });
+});
+
+describe("Durable Object unavailable", () => {
+  it("a deployment without the KEY_STATE binding answers 503 for every key, never lets a call through", async () => {
+    // wrangler.toml without the Durable Object binding (and its migration): the object that
+    // counts and can revoke is unreachable, so no key may pass.
+    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+    const toml = full
+      .replace('[[durable_objects.bindings]]\nname = "KEY_STATE"\nclass_name = "KeyStateObject"\n', "")
+      .replace('[[migrations]]\ntag = "v1"\nnew_sqlite_classes = ["KeyStateObject"]\n', "");
+    assert.equal(full.length - toml.length > 100, true, "the binding and migration were removed");
+    assert.ok(!/^\[\[durable_objects/m.test(toml));
+    const config = join(ROOT, `.test-wrangler-no-do-${process.pid}.toml`);
+    writeFileSync(config, toml);
+    try {
+      const gw = await gateway({ config });
+      const { key } = await createKey(gw); // KV only: still works
+      for (const [m, p] of [["GET", "/v1/me"], ["GET", "/developers/workspaces/ws1/jobs/"], ["POST", "/developers/workspaces/ws1/jobs/j/run/"]]) {
+        const r = await call(gw, m, p, { key });
+        expectError(assert, r, 503, "unavailable");
+        noInternals(r);
+        assert.equal(r.headers.get("ratelimit-remaining"), null);
+      }
+      assert.equal(gw.origin.requests.length, 0);
+      // Bad keys are still refused as such (no Durable Object needed to say no).
+      const bad = await call(gw, "GET", "/v1/me", { key: key.slice(0, -1) + (key.endsWith("0") ? "1" : "0") });
+      expectError(assert, bad, 401, "malformed_api_key");
+      const log = gw.log();
+      assert.match(log, /"cause":"durable_object"/);
+    } finally {
+      rmSync(config, { force: true });
+    }
   });
 });
