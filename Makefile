@@ -1,6 +1,6 @@
 # keygate's front door. `make dev` runs the gateway locally with an example origin;
 # `make test` runs every test. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: dev test setup build size latency
+.PHONY: dev test setup build size latency bench cpu
 
 dev: setup
 	bash scripts/dev.sh
@@ -21,3 +21,11 @@ size: setup
 # Local latency per stage through wrangler dev, including the Durable Object round trip.
 latency: build
 	bash -c '. scripts/env.sh && node bench/latency.mjs 300'
+
+# Side by side: origin, pass-through Worker, keygate (GET, job trigger, invalid keys); ~4 min.
+bench: setup
+	bash scripts/bench.sh
+
+# CPU per request of the gateway's own work, native and wasm.
+cpu: setup
+	bash scripts/cpu.sh

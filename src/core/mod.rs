@@ -13,9 +13,11 @@
 //! - [`throttle`]: failed-authentication throttling per client IP.
 
 pub mod auth;
+pub mod cache;
 pub mod config;
 pub mod error;
 pub mod forward;
+pub mod hotpath;
 pub mod key;
 pub mod keystate;
 pub mod log;

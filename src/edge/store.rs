@@ -6,11 +6,14 @@
 //!
 //! All three expire 30 days after `expires_at`. Any KV failure becomes 503 (fail closed).
 
+use std::cell::RefCell;
+
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
 use worker::kv::KvStore;
 
 use super::Ctx;
+use crate::core::cache::RecordCache;
 use crate::core::record::{KeyMeta, KeyRecord};
 use crate::core::Error;
 
@@ -39,20 +42,38 @@ fn kv(ctx: &Ctx) -> Result<KvStore, Error> {
         .map_err(|_| ctx.unavailable("kv_binding"))
 }
 
-/// The record for a key hash. `edge_cached` reads may be served from the location's cache for
-/// up to `KV_CACHE_TTL` seconds (the request path); management reads are never cached.
+thread_local! {
+    /// Key records this isolate read recently (see [`RecordCache`] for why this is safe).
+    static RECORDS: RefCell<RecordCache> = RefCell::new(RecordCache::default());
+}
+
+/// The record for a key hash. `edge_cached` reads (the request path) may come from this
+/// isolate's cache or the location's KV cache, each for up to `KV_CACHE_TTL` seconds;
+/// management reads are never cached.
 pub async fn record_by_hash(
     ctx: &Ctx,
     hash: &str,
     edge_cached: bool,
 ) -> Result<Option<KeyRecord>, Error> {
-    let mut get = kv(ctx)?.get(&record_key(hash));
-    if edge_cached && ctx.config.kv_cache_ttl > 0 {
-        get = get.cache_ttl(ctx.config.kv_cache_ttl);
+    let ttl = ctx.config.kv_cache_ttl;
+    let now_ms = worker::Date::now().as_millis();
+    if edge_cached && ttl > 0 {
+        if let Some(hit) = RECORDS.with(|c| c.borrow().get(hash, now_ms).cloned()) {
+            return Ok(Some(hit));
+        }
     }
-    get.json::<KeyRecord>()
+    let mut get = kv(ctx)?.get(&record_key(hash));
+    if edge_cached && ttl > 0 {
+        get = get.cache_ttl(ttl);
+    }
+    let record = get
+        .json::<KeyRecord>()
         .await
-        .map_err(|_| ctx.unavailable("kv_read"))
+        .map_err(|_| ctx.unavailable("kv_read"))?;
+    if let (true, Some(r)) = (edge_cached, &record) {
+        RECORDS.with(|c| c.borrow_mut().insert(hash, r.clone(), now_ms, ttl * 1000));
+    }
+    Ok(record)
 }
 
 /// The hash and record behind a public key id.
@@ -70,6 +91,7 @@ pub async fn record_by_id(ctx: &Ctx, id: &str) -> Result<Option<(String, KeyReco
 
 /// Writes the record and both indexes (a new key, or an updated one: revoke, roll).
 pub async fn put(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Error> {
+    RECORDS.with(|c| c.borrow_mut().remove(hash));
     let store = kv(ctx)?;
     let expiration = record.kv_expiration();
     let fail = |_| ctx.unavailable("kv_write");

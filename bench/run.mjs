@@ -1,0 +1,253 @@
+// Side-by-side throughput and latency, loopback only, bounded in time (about 4 minutes):
+//   (a) the origin directly (nginx)
+//   (b) a minimal pass-through Worker (the floor)
+//   (c) keygate, valid key, proxied GET
+//   (d) keygate, job-trigger route, distinct Idempotency-Keys
+//   (e) keygate, invalid keys (bad checksum) from one client address (the attack path)
+//   (e2) keygate, invalid keys from a fresh address each (every failure counted)
+// The Workers run on workerd through Miniflare's own socket (wrangler dev's proxy layers would
+// be the bottleneck otherwise), with the same wrk settings for every case.
+//
+//   node bench/run.mjs [--seconds 8] [--runs 3] [--connections 32] [--no-write]
+
+import { spawn, execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, statSync } from "node:fs";
+import { tmpdir, cpus } from "node:os";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+
+import { Miniflare } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
+
+import { freePort, ROOT } from "../tests/e2e/harness.mjs";
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const SECONDS = arg("seconds", 8);
+const RUNS = arg("runs", 3);
+const CONNECTIONS = arg("connections", 32);
+const THREADS = 2;
+const WARMUP_SECONDS = 2;
+const WRITE = !process.argv.includes("--no-write");
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+function toMs(v, unit) {
+  const n = Number(v);
+  return unit === "us" ? n / 1000 : unit === "s" ? n * 1000 : n;
+}
+
+// Asynchronous on purpose: Miniflare serves parts of the runtime (logs, loopback services)
+// from this Node process, which a synchronous child-process call would stall.
+function runWrk(args, env) {
+  return new Promise((resolve, reject) => {
+    const p = spawn("wrk", args, { env: { ...process.env, ...env } });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (out += d));
+    p.on("error", reject);
+    p.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`wrk exited ${code}: ${out}`))));
+  });
+}
+
+async function wrk(url, script, env = {}, seconds = SECONDS) {
+  const args = ["-t", String(THREADS), "-c", String(CONNECTIONS), "-d", `${seconds}s`, "--latency"];
+  if (script) args.push("-s", join(ROOT, "bench", "wrk", script));
+  args.push(url);
+  const out = await runWrk(args, env);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+  const lat = (p) => {
+    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
+    return m ? toMs(m[1], m[2]) : NaN;
+  };
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const total = Number(/(\d+) requests in/.exec(out)[1]);
+  const errors = /Socket errors:.*/.exec(out)?.[0] ?? "";
+  return { rps, p50: lat(50), p99: lat(99), non2xx, total, errors };
+}
+
+async function startNginx() {
+  const dir = mkdtempSync(join(tmpdir(), "keygate-nginx-"));
+  const port = await freePort();
+  const conf = readFileSync(join(ROOT, "bench", "nginx.conf.template"), "utf8")
+    .replaceAll("__DIR__", dir)
+    .replaceAll("__PORT__", String(port));
+  writeFileSync(join(dir, "nginx.conf"), conf);
+  const proc = spawn("nginx", ["-c", join(dir, "nginx.conf"), "-p", dir], { stdio: "ignore" });
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/`);
+      await r.arrayBuffer();
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: () => {
+      proc.kill("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function startKeygate(originUrl, adminToken, signingSecret) {
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
+  const port = await freePort();
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port,
+    ...workerOptions,
+    name: "keygate",
+    modules: true,
+    scriptPath: join(ROOT, "build", "index.js"),
+    bindings: {
+      ...workerOptions.bindings,
+      ORIGIN_URL: originUrl,
+      ADMIN_TOKEN: adminToken,
+      ORIGIN_SIGNING_SECRET: signingSecret,
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return { url, stop: () => mf.dispose() };
+}
+
+async function startPassthrough(originUrl) {
+  const port = await freePort();
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port,
+    modules: true,
+    scriptPath: join(ROOT, "bench", "passthrough.mjs"),
+    compatibilityDate: "2026-04-01",
+    bindings: { ORIGIN_URL: originUrl },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return { url, stop: () => mf.dispose() };
+}
+
+async function createKey(gwUrl, adminToken) {
+  const r = await fetch(`${gwUrl}/v1/api-keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      user_id: "bench",
+      email: "bench@example.com",
+      name: "bench",
+      workspaces: ["ws1"],
+      permissions: ["jobs:read", "jobs:run"],
+      rate_limit: { requests: 1000000, window_seconds: 60 },
+    }),
+  });
+  const j = await r.json();
+  if (r.status !== 201) throw new Error(`create key: ${r.status} ${JSON.stringify(j)}`);
+  return j.key;
+}
+
+function sizes() {
+  const wasm = join(ROOT, "build", "index_bg.wasm");
+  const raw = statSync(wasm).size;
+  const gz = gzipSync(readFileSync(wasm), { level: 9 }).length;
+  let upload = "";
+  try {
+    const out = execFileSync(join(ROOT, "node_modules", ".bin", "wrangler"), ["deploy", "--dry-run", "--outdir", mkdtempSync(join(tmpdir(), "kg-dry-"))], {
+      cwd: ROOT,
+      encoding: "utf8",
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    upload = /Total Upload:\s*([^\n]+)/.exec(out)?.[1]?.trim() ?? "";
+  } catch (e) {
+    upload = /Total Upload:\s*([^\n]+)/.exec(String(e.stdout))?.[1]?.trim() ?? "n/a";
+  }
+  return { raw, gz, upload };
+}
+
+const adminToken = `bench-${randomBytes(16).toString("hex")}`;
+const signingSecret = `bench-${randomBytes(16).toString("hex")}`;
+const origin = await startNginx();
+const pass = await startPassthrough(origin.url);
+const kg = await startKeygate(origin.url, adminToken, signingSecret);
+const stopAll = async () => {
+  await kg.stop();
+  await pass.stop();
+  origin.stop();
+};
+
+const results = {};
+try {
+  const key = await createKey(kg.url, adminToken);
+  const jobs = "/developers/workspaces/ws1/jobs/";
+  const run = "/developers/workspaces/ws1/jobs/daily_etl/run/";
+  const cases = [
+    ["a", "origin directly (nginx)", (t) => wrk(origin.url + jobs, null, {}, t)],
+    ["b", "pass-through Worker (floor)", (t) => wrk(pass.url + jobs, null, {}, t)],
+    ["c", "keygate, valid key, proxied GET", (t) => wrk(kg.url + jobs, "key.lua", { KEY: key }, t)],
+    ["d", "keygate, job trigger, distinct Idempotency-Keys", (t) => wrk(kg.url + run, "run.lua", { KEY: key, RUN_ID: randomBytes(6).toString("hex") }, t)],
+    ["e", "keygate, invalid keys, one client address", (t) => wrk(kg.url + jobs, "invalid.lua", {}, t)],
+  ];
+  console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} runs per case, ${cpus().length} cores`);
+  // Warm every path once (JIT, KV, Durable Object).
+  for (const [, , fn] of cases) await fn(WARMUP_SECONDS);
+  for (let r = 0; r < RUNS; r++) {
+    for (const [id, label, fn] of cases) {
+      const res = await fn();
+      (results[id] ??= { label, runs: [] }).runs.push(res);
+      console.log(`run ${r + 1} ${id} ${label.padEnd(48)} ${res.rps.toFixed(0).padStart(6)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms  non-2xx ${res.non2xx}/${res.total} ${res.errors}`);
+    }
+  }
+} finally {
+  await stopAll();
+}
+
+const summary = Object.entries(results).map(([id, { label, runs }]) => {
+  const rps = runs.map((x) => x.rps);
+  return {
+    id,
+    label,
+    rps: median(rps),
+    spread: `${Math.min(...rps).toFixed(0)}–${Math.max(...rps).toFixed(0)}`,
+    p50: median(runs.map((x) => x.p50)),
+    p99: median(runs.map((x) => x.p99)),
+    non2xx: runs.map((x) => `${x.non2xx}/${x.total}`).join(", "),
+  };
+});
+const by = Object.fromEntries(summary.map((s) => [s.id, s]));
+const size = sizes();
+const lines = [];
+lines.push(`Command: \`make bench\` (\`node bench/run.mjs --seconds ${SECONDS} --runs ${RUNS} --connections ${CONNECTIONS}\`), ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0].model.trim()}).`);
+lines.push(`wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s per run; median of ${RUNS} runs (spread = min–max req/s). Workers on workerd via Miniflare's socket; origin nginx; all on 127.0.0.1.`);
+lines.push("");
+lines.push("| case | req/s (median) | spread | p50 ms | p99 ms | non-2xx per run |");
+lines.push("| --- | --- | --- | --- | --- | --- |");
+for (const s of summary) {
+  lines.push(`| (${s.id}) ${s.label} | ${s.rps.toFixed(0)} | ${s.spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.non2xx} |`);
+}
+lines.push("");
+lines.push(`- c/b throughput: **${(by.c.rps / by.b.rps).toFixed(2)}** (target ≥ 0.9); p99 added over b: **${(by.c.p99 - by.b.p99).toFixed(2)} ms** (target ≤ 2 ms)`);
+lines.push(`- d/b throughput: **${(by.d.rps / by.b.rps).toFixed(2)}**`);
+lines.push(`- e/b throughput: **${(by.e.rps / by.b.rps).toFixed(2)}** (target ≥ 1.0; no KV read for a bad checksum)`);
+lines.push(`- release .wasm ${size.raw} B, gzip -9 ${size.gz} B; wrangler upload ${size.upload} (target ≤ 150 KiB gzip)`);
+const block = lines.join("\n");
+console.log(`\n${block}`);
+
+if (WRITE) {
+  const file = join(ROOT, "BENCHMARKS.md");
+  const text = readFileSync(file, "utf8");
+  const start = "<!-- bench:start -->";
+  const end = "<!-- bench:end -->";
+  const i = text.indexOf(start);
+  const j = text.indexOf(end);
+  const next = i >= 0 && j > i
+    ? text.slice(0, i + start.length) + "\n" + block + "\n" + text.slice(j)
+    : `${text}\n## Side by side (make bench)\n\n${start}\n${block}\n${end}\n`;
+  writeFileSync(file, next);
+  console.log("\nwritten to BENCHMARKS.md");
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark (bench/run.mjs), loopback only, about 4 minutes; writes BENCHMARKS.md.
+# Installs nginx-light and wrk from Debian's packages if they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+. scripts/env.sh
+SUDO=""
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || ! command -v wrk >/dev/null; then
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+bash scripts/build.sh
+node bench/run.mjs "$@"
