@@ -10,9 +10,11 @@ import {
   createKey,
   expectError,
   rawCall,
+  secretsInLog,
   sha256hex,
   startGateway,
   unissuedKey,
+  waitForLog,
 } from "./harness.mjs";
 
 const TIMEOUT_MS = 1500;
@@ -648,7 +650,7 @@ describe("SPEC section 10: logs", () => {
     await call(gw, "GET", "/developers/workspaces/ws1/jobs/", { key, headers: { "x-request-id": rid } });
     const bad = `log-${randomBytes(4).toString("hex")}`;
     await call(gw, "GET", "/v1/me", { key: unissuedKey(), headers: { "x-request-id": bad } });
-    await new Promise((r) => setTimeout(r, 300));
+    await waitForLog(gw, new RegExp(bad));
     const lines = gw.log().split("\n").filter((l) => l.startsWith("{"));
     const mine = lines.map((l) => JSON.parse(l)).filter((o) => o.request_id === rid);
     assert.equal(mine.length, 1);
@@ -665,16 +667,9 @@ describe("SPEC section 10: logs", () => {
   });
 
   it("no issued key, key hash, admin token or signing secret appears in the worker's log", async () => {
-    // Runs last in this file: by now every test above has issued keys and made calls.
-    const log = gw.log();
+    // Runs last in this file: by now every test above has issued keys and made calls. (Every
+    // gateway of every test file is checked the same way when it stops: harness.mjs.)
     assert.ok(gw.issuedKeys.length > 20, `only ${gw.issuedKeys.length} keys issued`);
-    for (const k of gw.issuedKeys) {
-      assert.ok(!log.includes(k), "an issued key appears in the log");
-      assert.ok(!log.includes(sha256hex(k)), "a key hash appears in the log");
-      assert.ok(!log.includes(k.slice(3, 3 + 64)), "a key body appears in the log");
-    }
-    assert.ok(!log.includes(gw.adminToken), "the admin token appears in the log");
-    assert.ok(!log.includes(gw.signingSecret), "the signing secret appears in the log");
-    assert.ok(!/v1=[0-9a-f]{64}/.test(log), "a signature appears in the log");
+    assert.deepEqual(secretsInLog(gw), []);
   });
 });

@@ -73,6 +73,9 @@ export async function startGateway({ vars = {}, secrets = {}, originUrl, handle,
   };
   gw.stop = async () => {
     await stopProc(gw);
+    // Secret hygiene, for every gateway any test starts: nothing secret in its whole log.
+    const leaks = secretsInLog(gw);
+    if (leaks.length) throw new Error(`secrets in the worker's log: ${leaks.join(", ")}`);
     await origin.close();
     rmSync(dir, { recursive: true, force: true });
   };
@@ -250,4 +253,26 @@ export function expectError(assert, r, status, code) {
   }
   if (status === 429) assert.ok(Number(r.headers.get("retry-after")) >= 1);
   return r.json;
+}
+
+/** Which kinds of secret appear in the gateway's log (empty when none). */
+export function secretsInLog(gw) {
+  const log = gw.output;
+  const leaks = new Set();
+  for (const k of gw.issuedKeys) {
+    if (log.includes(k)) leaks.add("an issued key");
+    if (log.includes(sha256hex(k))) leaks.add("a key hash");
+    if (log.includes(k.slice(k.indexOf("_") + 1, k.indexOf("_") + 65))) leaks.add("a key body");
+  }
+  if (gw.adminToken && log.includes(gw.adminToken)) leaks.add("the admin token");
+  if (gw.signingSecret && log.includes(gw.signingSecret)) leaks.add("the signing secret");
+  if (/v1=[0-9a-f]{64}/.test(log)) leaks.add("a signature");
+  return [...leaks];
+}
+
+/** Waits (up to `ms`) until the gateway's log matches `re`; workerd's output arrives async. */
+export async function waitForLog(gw, re, ms = 3000) {
+  const deadline = Date.now() + ms;
+  while (!re.test(gw.output) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  return gw.output;
 }

@@ -2,12 +2,14 @@
 // pass-through and never an internal error string, and the gateway keeps serving.
 
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 
-import { call, createKey, expectError, freePort, ROOT, startGateway } from "./harness.mjs";
+import { call, createKey, expectError, freePort, ROOT, startGateway, waitForLog } from "./harness.mjs";
 
 const started = [];
 after(async () => {
@@ -73,6 +75,7 @@ describe("bad configuration", () => {
     }
     const r = await call(gw, "POST", "/v1/api-keys", { admin: true, body: {} });
     expectError(assert, r, 503, "unavailable");
+    await waitForLog(gw, /config_error/);
     await new Promise((res) => setTimeout(res, 300));
     const reports = gw.log().split("\n").filter((l) => l.includes("config_error"));
     assert.equal(reports.length, 1, gw.log().slice(-2000));
@@ -106,8 +109,87 @@ describe("Durable Object unavailable", () => {
       // Bad keys are still refused as such (no Durable Object needed to say no).
       const bad = await call(gw, "GET", "/v1/me", { key: key.slice(0, -1) + (key.endsWith("0") ? "1" : "0") });
       expectError(assert, bad, 401, "malformed_api_key");
-      const log = gw.log();
-      assert.match(log, /"cause":"durable_object"/);
+      assert.match(await waitForLog(gw, /"cause":"durable_object"/), /"cause":"durable_object"/);
+    } finally {
+      rmSync(config, { force: true });
+    }
+  });
+});
+
+describe("origin misbehaving", () => {
+  it("an origin that answers garbage instead of HTTP: 502 origin_unavailable, then keeps serving", async () => {
+    const garbage = createTcpServer((sock) => {
+      sock.on("data", () => {
+        sock.end("THIS IS NOT HTTP\r\n\0\0\r\n\r\n");
+      });
+    });
+    await new Promise((r) => garbage.listen(0, "127.0.0.1", r));
+    try {
+      const gw = await gateway({ originUrl: `http://127.0.0.1:${garbage.address().port}` });
+      const { key } = await createKey(gw);
+      for (let i = 0; i < 3; i++) {
+        const r = await call(gw, "GET", "/developers/workspaces/ws1/jobs/", { key });
+        expectError(assert, r, 502, "origin_unavailable");
+        noInternals(r);
+      }
+      assert.equal((await call(gw, "GET", "/v1/me", { key })).status, 200);
+    } finally {
+      garbage.close();
+    }
+  });
+
+  it("a huge origin body is streamed through intact", async () => {
+    const SIZE = 24 * 1024 * 1024;
+    const chunk = Buffer.alloc(64 * 1024, "k");
+    const gw = await gateway({
+      handle: async ({ req, res }) => {
+        if (!req.url.includes("/huge/")) return false;
+        res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(SIZE) });
+        for (let sent = 0; sent < SIZE; sent += chunk.length) {
+          if (!res.write(chunk)) await new Promise((r) => res.once("drain", r));
+        }
+        res.end();
+        return true;
+      },
+    });
+    const { key } = await createKey(gw);
+    const r = await fetch(`${gw.url}/developers/workspaces/ws1/variables/huge/`, {
+      headers: { authorization: `Api-Key ${key}`, "cf-connecting-ip": "2001:db8::1" },
+    });
+    assert.equal(r.status, 200);
+    const body = Buffer.from(await r.arrayBuffer());
+    assert.equal(body.length, SIZE);
+    const expected = createHash("sha256");
+    for (let sent = 0; sent < SIZE; sent += chunk.length) expected.update(chunk);
+    assert.equal(createHash("sha256").update(body).digest("hex"), expected.digest("hex"));
+    assert.equal((await call(gw, "GET", "/v1/me", { key })).status, 200);
+  });
+});
+
+describe("KV unavailable", () => {
+  it("a deployment without the KEYS binding: 503 for anything needing a record, never a pass-through", async () => {
+    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+    const toml = full.replace('[[kv_namespaces]]\nbinding = "KEYS"\nid = "keygate-local"\n', "");
+    assert.ok(!/^\[\[kv_namespaces\]\]/m.test(toml), "the KV binding was removed");
+    const config = join(ROOT, `.test-wrangler-no-kv-${process.pid}.toml`);
+    writeFileSync(config, toml);
+    try {
+      const gw = await gateway({ config });
+      const create = await call(gw, "POST", "/v1/api-keys", {
+        admin: true,
+        body: { user_id: "u", name: "n", workspaces: ["*"], permissions: ["*"] },
+      });
+      expectError(assert, create, 503, "unavailable");
+      noInternals(create);
+      const forged = (await import("./harness.mjs")).unissuedKey();
+      for (const [m, p] of [["GET", "/v1/me"], ["GET", "/developers/workspaces/ws1/jobs/"]]) {
+        const r = await call(gw, m, p, { key: forged });
+        expectError(assert, r, 503, "unavailable");
+        noInternals(r);
+      }
+      assert.equal(gw.origin.requests.length, 0);
+      assert.match(await waitForLog(gw, /"cause":"kv_binding"/), /"cause":"kv_binding"/);
+      assert.equal((await call(gw, "GET", "/healthz")).status, 200);
     } finally {
       rmSync(config, { force: true });
     }
