@@ -68,7 +68,15 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
-# 4. Debian tools the tests and benchmarks use (curl for the quickstart, wrk for load).
+# 4. schemathesis (PyPI), pinned, in a project virtualenv: the OpenAPI contract test.
+SCHEMATHESIS_VERSION=4.32.5
+if ! .venv/bin/schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  log "installing schemathesis $SCHEMATHESIS_VERSION into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
+# 5. Debian tools the tests and benchmarks use (curl for the quickstart, wrk for load).
 if ! command -v curl >/dev/null; then
   $SUDO apt-get install -y -qq curl >/dev/null
 fi

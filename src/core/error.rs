@@ -33,8 +33,8 @@ pub enum Error {
     RateLimited { retry_after: u64 },
     /// 404 `not_found`.
     NotFound,
-    /// 405 `method_not_allowed`.
-    MethodNotAllowed,
+    /// 405 `method_not_allowed`, with the `Allow` header value.
+    MethodNotAllowed(&'static str),
     /// 400 `invalid_path`.
     InvalidPath,
     /// 400 `validation_error`, with `fields`.
@@ -81,7 +81,7 @@ impl Error {
             | Error::InvalidAdminToken => 401,
             Error::WorkspaceForbidden | Error::PermissionDenied(_) | Error::AdminDisabled => 403,
             Error::NotFound => 404,
-            Error::MethodNotAllowed => 405,
+            Error::MethodNotAllowed(_) => 405,
             Error::InvalidPath | Error::Validation(_) => 400,
             Error::PayloadTooLarge => 413,
             Error::IdempotencyKeyReused => 422,
@@ -105,7 +105,7 @@ impl Error {
             Error::PermissionDenied(_) => "permission_denied",
             Error::RateLimited { .. } => "rate_limited",
             Error::NotFound => "not_found",
-            Error::MethodNotAllowed => "method_not_allowed",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
             Error::InvalidPath => "invalid_path",
             Error::Validation(_) => "validation_error",
             Error::PayloadTooLarge => "payload_too_large",
@@ -137,7 +137,7 @@ impl Error {
             Error::PermissionDenied(why) => why,
             Error::RateLimited { .. } => "The API key's rate limit is exceeded; retry later.",
             Error::NotFound => "No such resource.",
-            Error::MethodNotAllowed => "This method is not allowed on this path.",
+            Error::MethodNotAllowed(_) => "This method is not allowed on this path.",
             Error::InvalidPath => {
                 "The path contains a forbidden segment or character (dot segment, empty segment, \
                  encoded slash, backslash, NUL or control character)."

@@ -9,8 +9,13 @@ pub const PREFIX_DEVELOPERS: &str = "/developers/workspaces";
 pub const PATH_HEALTH: &str = "/healthz";
 pub const PATH_ME: &str = "/v1/me";
 pub const PATH_KEYS: &str = "/v1/api-keys";
+pub const PATH_OPENAPI: &str = "/v1/openapi.json";
 /// Longest workspace id (`[A-Za-z0-9_-]{1,64}`).
 pub const MAX_WORKSPACE_LEN: usize = 64;
+
+/// `Allow` values for 405 answers (RFC 9110 section 15.5.6 requires the header).
+const ALLOW_READ: &str = "GET, HEAD";
+const ALLOW_RESOURCE: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
 
 /// Resources under a workspace that the origin serves, each with `<resource>:read|write`.
 const RESOURCES: [&str; 4] = ["jobs", "orchestration", "secrets", "variables"];
@@ -103,6 +108,8 @@ pub fn is_workspace_id(ws: &str) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route<'a> {
     Health,
+    /// The OpenAPI 3.1 description (`api/openapi.json`), public.
+    OpenApi,
     Me,
     CreateKey,
     ListKeys,
@@ -141,20 +148,21 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
     } else {
         path
     };
-    let only = |allowed: &[&str], route: Route<'a>| {
+    let only = |allowed: &[&str], allow: &'static str, route: Route<'a>| {
         if allowed.contains(&method) {
             Ok(route)
         } else {
-            Err(Error::MethodNotAllowed)
+            Err(Error::MethodNotAllowed(allow))
         }
     };
     match trimmed {
-        PATH_HEALTH => only(&["GET", "HEAD"], Route::Health),
-        PATH_ME => only(&["GET", "HEAD"], Route::Me),
+        PATH_HEALTH => only(&["GET", "HEAD"], ALLOW_READ, Route::Health),
+        PATH_ME => only(&["GET", "HEAD"], ALLOW_READ, Route::Me),
+        PATH_OPENAPI => only(&["GET", "HEAD"], ALLOW_READ, Route::OpenApi),
         PATH_KEYS => match method {
             "POST" => Ok(Route::CreateKey),
             "GET" | "HEAD" => Ok(Route::ListKeys),
-            _ => Err(Error::MethodNotAllowed),
+            _ => Err(Error::MethodNotAllowed("GET, HEAD, POST")),
         },
         _ => {
             let rest = trimmed
@@ -165,9 +173,9 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
                 None => match method {
                     "GET" | "HEAD" => Ok(Route::GetKey(rest)),
                     "DELETE" => Ok(Route::RevokeKey(rest)),
-                    _ => Err(Error::MethodNotAllowed),
+                    _ => Err(Error::MethodNotAllowed("GET, HEAD, DELETE")),
                 },
-                Some((id, "roll")) => only(&["POST"], Route::RollKey(id)),
+                Some((id, "roll")) => only(&["POST"], "POST", Route::RollKey(id)),
                 Some(_) => Err(Error::NotFound),
             }
         }
@@ -184,7 +192,7 @@ fn resolve_developers<'a>(method: &str, rest: &'a str) -> Result<Forward<'a>, Er
                 job_run: false,
             })
         } else {
-            Err(Error::MethodNotAllowed)
+            Err(Error::MethodNotAllowed(ALLOW_READ))
         }
     };
     if rest.is_empty() || rest == "/" {
@@ -224,7 +232,7 @@ fn resolve_developers<'a>(method: &str, rest: &'a str) -> Result<Forward<'a>, Er
         ("secrets", _, true) => "secrets:write",
         ("variables", true, _) => "variables:read",
         ("variables", _, true) => "variables:write",
-        _ => return Err(Error::MethodNotAllowed),
+        _ => return Err(Error::MethodNotAllowed(ALLOW_RESOURCE)),
     };
     Ok(Forward {
         permission,
@@ -321,7 +329,7 @@ mod tests {
         );
         assert_eq!(
             fwd("POST", "/developers/workspaces/"),
-            Err(Error::MethodNotAllowed)
+            Err(Error::MethodNotAllowed(ALLOW_READ))
         );
     }
 
@@ -335,8 +343,14 @@ mod tests {
             for m in ["POST", "PUT", "PATCH", "DELETE"] {
                 assert_eq!(fwd(m, &path).unwrap().0, format!("{r}:write"));
             }
-            assert_eq!(fwd("OPTIONS", &path), Err(Error::MethodNotAllowed));
-            assert_eq!(fwd("TRACE", &path), Err(Error::MethodNotAllowed));
+            assert_eq!(
+                fwd("OPTIONS", &path),
+                Err(Error::MethodNotAllowed(ALLOW_RESOURCE))
+            );
+            assert_eq!(
+                fwd("TRACE", &path),
+                Err(Error::MethodNotAllowed(ALLOW_RESOURCE))
+            );
         }
     }
 
@@ -401,11 +415,18 @@ mod tests {
     #[test]
     fn gateway_routes() {
         assert_eq!(resolve("GET", "/healthz"), Ok(Route::Health));
-        assert_eq!(resolve("POST", "/healthz"), Err(Error::MethodNotAllowed));
+        assert_eq!(
+            resolve("POST", "/healthz"),
+            Err(Error::MethodNotAllowed(ALLOW_READ))
+        );
         assert_eq!(resolve("GET", "/v1/me"), Ok(Route::Me));
+        assert_eq!(resolve("GET", "/v1/openapi.json"), Ok(Route::OpenApi));
         assert_eq!(resolve("POST", "/v1/api-keys"), Ok(Route::CreateKey));
         assert_eq!(resolve("GET", "/v1/api-keys"), Ok(Route::ListKeys));
-        assert_eq!(resolve("PUT", "/v1/api-keys"), Err(Error::MethodNotAllowed));
+        assert_eq!(
+            resolve("PUT", "/v1/api-keys"),
+            Err(Error::MethodNotAllowed("GET, HEAD, POST"))
+        );
         assert_eq!(
             resolve("GET", "/v1/api-keys/key_1"),
             Ok(Route::GetKey("key_1"))
@@ -420,7 +441,7 @@ mod tests {
         );
         assert_eq!(
             resolve("GET", "/v1/api-keys/key_1/roll"),
-            Err(Error::MethodNotAllowed)
+            Err(Error::MethodNotAllowed("POST"))
         );
     }
 }

@@ -37,12 +37,23 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> Result<Response, Error> {
         .with_headers(headers_json()))
 }
 
+/// A response whose body is already JSON text.
+pub fn raw_json(status: u16, body: &str) -> Result<Response, Error> {
+    Ok(Response::from_bytes(body.as_bytes().to_vec())
+        .map_err(|_| Error::Internal)?
+        .with_status(status)
+        .with_headers(headers_json()))
+}
+
 /// The JSON error body of SPEC section 3, with `WWW-Authenticate` on 401 and `Retry-After`
 /// where the error has one.
 pub fn error_response(err: &Error, request_id: &str) -> Response {
     let headers = headers_json();
     if err.status() == 401 {
         let _ = headers.set("www-authenticate", WWW_AUTHENTICATE);
+    }
+    if let Error::MethodNotAllowed(allow) = err {
+        let _ = headers.set("allow", allow);
     }
     if let Some(secs) = err.retry_after() {
         let _ = headers.set("retry-after", &secs.to_string());

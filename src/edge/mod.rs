@@ -29,6 +29,9 @@ use crate::core::record::KeyRecord;
 use crate::core::route::{check_path, resolve, split_url, Route};
 use crate::core::Error;
 
+/// The contract, served at `/v1/openapi.json` (and checked by schemathesis in `make test`).
+const OPENAPI: &str = include_str!("../../api/openapi.json");
+
 /// Reported once per isolate, so a bad deploy is loud in the log without flooding it.
 static CONFIG_ERROR_LOGGED: AtomicBool = AtomicBool::new(false);
 
@@ -88,7 +91,8 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     )
     .map(str::to_owned)
     .unwrap_or_else(http::new_request_id);
-    let method = req.method().to_string();
+    // The raw method: the `worker` enum folds methods it does not know (e.g. QUERY) into GET.
+    let method = req.inner().method();
     let raw_url = req.inner().url();
     let (path, query) = split_url(&raw_url);
 
@@ -168,6 +172,7 @@ async fn handle(
     });
     match route {
         Route::Health => http::json(200, &serde_json::json!({"status": "ok"})),
+        Route::OpenApi => http::raw_json(200, OPENAPI),
         Route::Me => {
             let record = authenticate(ctx, req).await?;
             ctx.enforce_rate_limit()?;

@@ -193,7 +193,9 @@ describe("SPEC section 5: path to permission", () => {
     const before = originCount();
     expectError(assert, await call(gw, "GET", "/developers/workspaces/ws1/billing/", { key }), 404, "not_found");
     expectError(assert, await call(gw, "GET", "/developers/other/", { key }), 404, "not_found");
-    expectError(assert, await call(gw, "OPTIONS", "/developers/workspaces/ws1/jobs/", { key }), 405, "method_not_allowed");
+    const opt = await call(gw, "OPTIONS", "/developers/workspaces/ws1/jobs/", { key });
+    expectError(assert, opt, 405, "method_not_allowed");
+    assert.equal(opt.headers.get("allow"), "GET, HEAD, POST, PUT, PATCH, DELETE");
     expectError(assert, await call(gw, "POST", "/developers/workspaces/", { key }), 405, "method_not_allowed");
     assert.equal(originCount(), before);
   });
@@ -264,7 +266,9 @@ describe("SPEC table 4: routes served by the gateway", () => {
     const r = await call(gw, "GET", "/healthz");
     assert.equal(r.status, 200);
     assert.deepEqual(r.json, { status: "ok" });
-    expectError(assert, await call(gw, "POST", "/healthz"), 405, "method_not_allowed");
+    const post = await call(gw, "POST", "/healthz");
+    expectError(assert, post, 405, "method_not_allowed");
+    assert.equal(post.headers.get("allow"), "GET, HEAD");
   });
 
   it("GET /v1/me: the calling key's summary and its user, without secrets", async () => {
