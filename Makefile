@@ -1,6 +1,6 @@
 # keygate's front door. `make dev` runs the gateway locally with an example origin;
 # `make test` runs every test. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: dev test setup build size latency bench cpu
+.PHONY: dev test setup build size latency bench cpu soak fuzz
 
 dev: setup
 	bash scripts/dev.sh
@@ -29,3 +29,11 @@ bench: setup
 # CPU per request of the gateway's own work, native and wasm.
 cpu: setup
 	bash scripts/cpu.sh
+
+# Bounded soak: 60 s, 64 connections through keygate to nginx; zero 5xx and wrong answers.
+soak: setup
+	bash scripts/bench.sh --soak
+
+# The long property run: 100,000 generated inputs per property (make test runs 2,000).
+fuzz: setup
+	PROPTEST_CASES=100000 cargo test --release --test properties

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark (bench/run.mjs), loopback only, about 4 minutes; writes BENCHMARKS.md.
+# Side-by-side benchmark (bench/run.mjs), loopback only, about 3 minutes; writes BENCHMARKS.md.
+# With --soak: the bounded soak (bench/soak.mjs) instead.
 # Installs nginx-light and wrk from Debian's packages if they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +14,9 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || ! command -v wrk
 fi
 export PATH="$PATH:/usr/sbin"
 bash scripts/build.sh
-node bench/run.mjs "$@"
+if [ "${1:-}" = "--soak" ]; then
+  shift
+  node bench/soak.mjs "$@"
+else
+  node bench/run.mjs "$@"
+fi

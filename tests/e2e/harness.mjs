@@ -196,7 +196,11 @@ export function rawCall(gw, method, path, headers, body) {
         } catch {
           json = undefined;
         }
-        resolve({ status: res.statusCode, headers: res.headers, text, json });
+        const get = (n) => {
+          const v = res.headers[n.toLowerCase()];
+          return Array.isArray(v) ? v.join(", ") : (v ?? null);
+        };
+        resolve({ status: res.statusCode, headers: { get }, text, json });
       });
     });
     req.on("error", reject);

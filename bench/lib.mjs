@@ -1,0 +1,126 @@
+// Shared by the benchmark scripts: a fast nginx origin, keygate and a pass-through Worker on
+// workerd through Miniflare's own socket, wrk runs, and key creation.
+
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+import { Miniflare } from "miniflare";
+import { unstable_getMiniflareWorkerOptions } from "wrangler";
+
+import { freePort, ROOT } from "../tests/e2e/harness.mjs";
+
+function toMs(v, unit) {
+  const n = Number(v);
+  return unit === "us" ? n / 1000 : unit === "s" ? n * 1000 : n;
+}
+
+// Asynchronous on purpose: Miniflare serves parts of the runtime (logs, loopback services)
+// from this Node process, which a synchronous child-process call would stall.
+function runWrk(args, env) {
+  return new Promise((resolve, reject) => {
+    const p = spawn("wrk", args, { env: { ...process.env, ...env } });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (out += d));
+    p.on("error", reject);
+    p.on("exit", (code) => (code === 0 ? resolve(out) : reject(new Error(`wrk exited ${code}: ${out}`))));
+  });
+}
+
+export async function wrk(url, script, env = {}, { seconds, connections, threads = 2 }) {
+  const args = ["-t", String(threads), "-c", String(connections), "-d", `${seconds}s`, "--latency"];
+  if (script) args.push("-s", join(ROOT, "bench", "wrk", script));
+  args.push(url);
+  const out = await runWrk(args, env);
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+  const lat = (p) => {
+    const m = new RegExp(`\\s${p}%\\s+([\\d.]+)(us|ms|s)`).exec(out);
+    return m ? toMs(m[1], m[2]) : NaN;
+  };
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const total = Number(/(\d+) requests in/.exec(out)[1]);
+  const errors = /Socket errors:.*/.exec(out)?.[0] ?? "";
+  return { rps, p50: lat(50), p99: lat(99), non2xx, total, errors, raw: out };
+}
+
+export async function startNginx() {
+  const dir = mkdtempSync(join(tmpdir(), "keygate-nginx-"));
+  const port = await freePort();
+  const conf = readFileSync(join(ROOT, "bench", "nginx.conf.template"), "utf8")
+    .replaceAll("__DIR__", dir)
+    .replaceAll("__PORT__", String(port));
+  writeFileSync(join(dir, "nginx.conf"), conf);
+  const proc = spawn("nginx", ["-c", join(dir, "nginx.conf"), "-p", dir], { stdio: "ignore" });
+  for (let i = 0; i < 100; i++) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${port}/`);
+      await r.arrayBuffer();
+      break;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    url: `http://127.0.0.1:${port}`,
+    stop: () => {
+      proc.kill("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function startKeygate(originUrl, adminToken, signingSecret) {
+  const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
+  const port = await freePort();
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port,
+    ...workerOptions,
+    name: "keygate",
+    modules: true,
+    scriptPath: join(ROOT, "build", "index.js"),
+    bindings: {
+      ...workerOptions.bindings,
+      ORIGIN_URL: originUrl,
+      ADMIN_TOKEN: adminToken,
+      ORIGIN_SIGNING_SECRET: signingSecret,
+    },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return { url, stop: () => mf.dispose() };
+}
+
+export async function startPassthrough(originUrl) {
+  const port = await freePort();
+  const mf = new Miniflare({
+    host: "127.0.0.1",
+    port,
+    modules: true,
+    scriptPath: join(ROOT, "bench", "passthrough.mjs"),
+    compatibilityDate: "2026-04-01",
+    bindings: { ORIGIN_URL: originUrl },
+  });
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return { url, stop: () => mf.dispose() };
+}
+
+export async function createKey(gwUrl, adminToken) {
+  const r = await fetch(`${gwUrl}/v1/api-keys`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      user_id: "bench",
+      email: "bench@example.com",
+      name: "bench",
+      workspaces: ["ws1"],
+      permissions: ["jobs:read", "jobs:run"],
+      rate_limit: { requests: 1000000, window_seconds: 60 },
+    }),
+  });
+  const j = await r.json();
+  if (r.status !== 201) throw new Error(`create key: ${r.status} ${JSON.stringify(j)}`);
+  return j.key;
+}
+
