@@ -1,7 +1,7 @@
 //! Building responses, and the platform's randomness.
 
 use serde::Serialize;
-use worker::{Headers, Response};
+use worker::{Headers, Request, Response};
 
 use crate::core::error::WWW_AUTHENTICATE;
 use crate::core::forward::{new_request_id as format_request_id, REQUEST_ID_BYTES};
@@ -26,6 +26,24 @@ fn headers_json() -> Headers {
     let headers = Headers::new();
     let _ = headers.set("content-type", JSON);
     headers
+}
+
+/// The whole request body, refused as 413 past `max` bytes: by its declared `Content-Length`
+/// before reading, and by what actually arrived after.
+pub async fn read_body(req: &Request, max: u64) -> Result<Vec<u8>, Error> {
+    let declared = req.headers().get("content-length").ok().flatten();
+    if crate::core::forward::body_too_large(declared.as_deref(), max) {
+        return Err(Error::PayloadTooLarge);
+    }
+    let mut copy = req.clone().map_err(|_| Error::Internal)?;
+    let body = copy
+        .bytes()
+        .await
+        .map_err(|_| Error::field("body", "could not be read"))?;
+    if body.len() as u64 > max {
+        return Err(Error::PayloadTooLarge);
+    }
+    Ok(body)
 }
 
 /// A JSON response with `status`.

@@ -4,7 +4,7 @@ use futures_util::future::join_all;
 use serde::Serialize;
 use worker::{Request, Response};
 
-use super::http::{json, random};
+use super::http::{json, random, read_body};
 use super::{durable, store, Caller, Ctx};
 use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
@@ -16,7 +16,7 @@ use crate::core::record::{
 use crate::core::Error;
 
 /// Largest JSON body accepted on management routes; real bodies are a few hundred bytes.
-const MAX_JSON_BODY_BYTES: usize = 64 * 1024;
+const MAX_JSON_BODY_BYTES: u64 = 64 * 1024;
 
 #[derive(Serialize)]
 struct WithKey<'a> {
@@ -58,22 +58,6 @@ fn require<'a>(
     }
 }
 
-async fn read_body(req: &Request) -> Result<Vec<u8>, Error> {
-    let declared = req.headers().get("content-length").ok().flatten();
-    if crate::core::forward::body_too_large(declared.as_deref(), MAX_JSON_BODY_BYTES as u64) {
-        return Err(Error::PayloadTooLarge);
-    }
-    let mut req = req.clone().map_err(|_| Error::Internal)?;
-    let body = req
-        .bytes()
-        .await
-        .map_err(|_| Error::field("body", "could not be read"))?;
-    if body.len() > MAX_JSON_BODY_BYTES {
-        return Err(Error::PayloadTooLarge);
-    }
-    Ok(body)
-}
-
 /// Issues a key from a validated request: the plaintext exists only in the response.
 async fn issue(ctx: &Ctx, new: NewKey) -> Result<Response, Error> {
     let prefix = &ctx.config.key_prefix;
@@ -94,7 +78,7 @@ async fn issue(ctx: &Ctx, new: NewKey) -> Result<Response, Error> {
 
 pub async fn create(ctx: &Ctx, req: &Request, caller: Caller) -> Result<Response, Error> {
     let creator = require(ctx, &caller, PERM_KEYS_WRITE)?;
-    let body = read_body(req).await?;
+    let body = read_body(req, MAX_JSON_BODY_BYTES).await?;
     let mut new = parse_create(&body, ctx.now, ctx.config.default_rate_limit)?;
     if let Some(creator) = creator {
         restrict_to_creator(creator, &mut new)?;
@@ -173,7 +157,7 @@ pub async fn revoke(ctx: &Ctx, id: &str, caller: Caller) -> Result<Response, Err
 
 pub async fn roll(ctx: &Ctx, req: &Request, id: &str, caller: Caller) -> Result<Response, Error> {
     let own = require(ctx, &caller, PERM_KEYS_WRITE)?;
-    let grace = parse_roll(&read_body(req).await?)?;
+    let grace = parse_roll(&read_body(req, MAX_JSON_BODY_BYTES).await?)?;
     let (hash, mut old) = load(ctx, id, own).await?;
     if old.check_usable(ctx.now).is_err() {
         return Err(Error::field(

@@ -10,6 +10,7 @@ use worker::{
     ResponseBuilder,
 };
 
+use super::http::read_body;
 use super::{durable, Ctx};
 use crate::core::forward::{
     body_too_large, drop_request_header, drop_response_header, signature_header, HEADER_KEY_ID,
@@ -176,14 +177,7 @@ async fn idempotent(
 ) -> Result<Response, Error> {
     check_idempotency_key(idempotency_key)?;
     // Buffered here (trigger bodies are small): the body is part of what "the same request" is.
-    let mut copy = req.clone().map_err(|_| Error::Internal)?;
-    let body = copy
-        .bytes()
-        .await
-        .map_err(|_| Error::field("body", "could not be read"))?;
-    if body.len() as u64 > ctx.config.max_body_bytes {
-        return Err(Error::PayloadTooLarge);
-    }
+    let body = read_body(req, ctx.config.max_body_bytes).await?;
     let fp = fingerprint(call.method, &call.path_and_query, &body);
     let slot = idempotency_slot(idempotency_key);
     let key_id = &call.record.id;
@@ -208,7 +202,11 @@ async fn idempotent(
         let _ = durable::idem_complete(ctx, key_id, &slot, &fp, None).await;
         return Ok(relay(upstream));
     }
-    let headers = kept_response_headers(&upstream);
+    // A remembered answer is replayed from its bytes: the runtime sets its length.
+    let headers: Vec<(String, String)> = relayed_headers(&upstream)
+        .into_iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
+        .collect();
     let mut upstream = upstream;
     let bytes = upstream.bytes().await.map_err(|_| {
         ctx.cause.set(Some("origin_body"));
@@ -230,15 +228,13 @@ async fn idempotent(
     Ok(stored_response(&stored, false))
 }
 
-fn kept_response_headers(upstream: &Response) -> Vec<(String, String)> {
+/// The origin's response headers that go back to the client (hop-by-hop ones removed).
+fn relayed_headers(upstream: &Response) -> Vec<(String, String)> {
     let connection = upstream.headers().get("connection").ok().flatten();
     upstream
         .headers()
         .entries()
-        .filter(|(name, _)| {
-            !drop_response_header(name, connection.as_deref())
-                && !name.eq_ignore_ascii_case("content-length")
-        })
+        .filter(|(name, _)| !drop_response_header(name, connection.as_deref()))
         .collect()
 }
 
@@ -262,11 +258,8 @@ fn stored_response(stored: &StoredResponse, replayed: bool) -> Response {
 fn relay(upstream: Response) -> Response {
     let status = upstream.status_code();
     let headers = Headers::new();
-    let connection = upstream.headers().get("connection").ok().flatten();
-    for (name, value) in upstream.headers().entries() {
-        if !drop_response_header(&name, connection.as_deref()) {
-            let _ = headers.append(&name, &value);
-        }
+    for (name, value) in relayed_headers(&upstream) {
+        let _ = headers.append(&name, &value);
     }
     let builder = ResponseBuilder::new()
         .with_status(status)

@@ -94,34 +94,40 @@ pub async fn put(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Error>
     RECORDS.with(|c| c.borrow_mut().remove(hash));
     let store = kv(ctx)?;
     let expiration = record.kv_expiration();
-    let fail = |_| ctx.unavailable("kv_write");
     let json = serde_json::to_string(record).map_err(|_| Error::Internal)?;
     let meta = KeyMeta {
         id: record.id.clone(),
         expires_at: record.expires_at.clone(),
     };
-    let mut put = store
-        .put(&record_key(hash), json)
-        .map_err(fail)?
-        .metadata(meta)
-        .map_err(fail)?;
-    if let Some(t) = expiration {
-        put = put.expiration(t);
-    }
-    put.execute().await.map_err(fail)?;
-
-    let mut put = store.put(&id_key(&record.id), hash).map_err(fail)?;
-    if let Some(t) = expiration {
-        put = put.expiration(t);
-    }
-    put.execute().await.map_err(fail)?;
-
+    put_entry(
+        ctx,
+        &store,
+        &record_key(hash),
+        &json,
+        Some(meta),
+        expiration,
+    )
+    .await?;
+    put_entry::<()>(ctx, &store, &id_key(&record.id), hash, None, expiration).await?;
     let index = format!("{}{}", user_prefix(&record.user_id), record.id);
-    let mut put = store
-        .put(&index, "")
-        .map_err(fail)?
-        .metadata(IndexMeta { h: hash.to_owned() })
-        .map_err(fail)?;
+    let meta = IndexMeta { h: hash.to_owned() };
+    put_entry(ctx, &store, &index, "", Some(meta), expiration).await
+}
+
+/// One KV write with optional metadata, sharing the record's expiration.
+async fn put_entry<M: Serialize>(
+    ctx: &Ctx,
+    store: &KvStore,
+    key: &str,
+    value: &str,
+    metadata: Option<M>,
+    expiration: Option<u64>,
+) -> Result<(), Error> {
+    let fail = |_| ctx.unavailable("kv_write");
+    let mut put = store.put(key, value).map_err(fail)?;
+    if let Some(m) = metadata {
+        put = put.metadata(m).map_err(fail)?;
+    }
     if let Some(t) = expiration {
         put = put.expiration(t);
     }
