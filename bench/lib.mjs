@@ -92,15 +92,17 @@ export async function startKeygate(originUrl, adminToken, signingSecret) {
   return { url, stop: () => mf.dispose() };
 }
 
-export async function startPassthrough(originUrl) {
+// `withObject`: the variant that also calls a Durable Object per request (bench/passthrough-do.mjs).
+export async function startPassthrough(originUrl, { withObject = false } = {}) {
   const port = await freePort();
   const mf = new Miniflare({
     host: "127.0.0.1",
     port,
     modules: true,
-    scriptPath: join(ROOT, "bench", "passthrough.mjs"),
+    scriptPath: join(ROOT, "bench", withObject ? "passthrough-do.mjs" : "passthrough.mjs"),
     compatibilityDate: "2026-04-01",
     bindings: { ORIGIN_URL: originUrl },
+    ...(withObject ? { durableObjects: { COUNTER: { className: "Counter", useSQLite: true } } } : {}),
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return { url, stop: () => mf.dispose() };

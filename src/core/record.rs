@@ -65,6 +65,13 @@ impl RateLimit {
     }
 }
 
+/// `600/60`: the form [`RateLimit::parse`] reads (also how the Worker tells the key's object).
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.requests, self.window_seconds)
+    }
+}
+
 /// What KV holds per key (under its hash). Never holds the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KeyRecord {
@@ -821,5 +828,16 @@ mod tests {
         assert_eq!(RateLimit::parse("0/60"), None);
         assert_eq!(RateLimit::parse("600"), None);
         assert_eq!(RateLimit::parse("5/86401"), None);
+    }
+
+    #[test]
+    fn rate_limit_display_round_trips() {
+        let rl = RateLimit {
+            requests: 1_000_000,
+            window_seconds: 86_400,
+        };
+        assert_eq!(rl.to_string(), "1000000/86400");
+        assert_eq!(RateLimit::parse(&rl.to_string()), Some(rl));
+        assert_eq!(RateLimit::parse(&DEFAULT.to_string()), Some(DEFAULT));
     }
 }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use worker::{
     durable_object, DurableObject, Env, Method, Request, RequestInit, Response, State, Storage,
+    Stub,
 };
 
 use super::Ctx;
@@ -19,6 +20,7 @@ use crate::core::keystate::{
 };
 use crate::core::ratelimit::Decision;
 use crate::core::record::{KeyRecord, RateLimit};
+use crate::core::route::split_url;
 use crate::core::Error;
 
 pub const DO_BINDING: &str = "KEY_STATE";
@@ -28,11 +30,6 @@ const IDEM_PREFIX: &str = "idem:";
 const DO_URL: &str = "https://key-state";
 /// Clean-up cadence of expired idempotency records once some exist.
 const IDEM_SWEEP_MS: u64 = 3600 * 1000;
-
-#[derive(Serialize, Deserialize)]
-struct HitReq {
-    rate_limit: RateLimit,
-}
 
 #[derive(Serialize, Deserialize)]
 struct RevokeReq {
@@ -50,11 +47,20 @@ pub struct Usage {
     pub last_used_ms: Option<u64>,
 }
 
+/// The job trigger's one call: count the request, then (if allowed) open its record.
 #[derive(Serialize, Deserialize)]
-struct BeginReq {
+struct HitBeginReq {
+    rate_limit: RateLimit,
     slot: String,
     fingerprint: String,
     lease_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct HitBegin {
+    hit: Hit,
+    /// Present when the request was counted and allowed.
+    begin: Option<Begin>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -125,16 +131,23 @@ impl KeyStateObject {
     }
 
     async fn route(&self, mut req: Request) -> worker::Result<Response> {
-        let path = req.path();
-        match path.as_str() {
+        // The raw URL string, split by the core: `Request::path()` would run the full WHATWG
+        // parser (and link its IDNA tables) for a URL this Worker wrote itself.
+        let raw_url = req.inner().url();
+        let (path, query) = split_url(&raw_url);
+        match path {
             "/hit" => {
-                let body: HitReq = req.json().await?;
+                let limit = query
+                    .and_then(RateLimit::parse)
+                    .ok_or_else(|| worker::Error::RustError("bad hit".into()))?;
                 let mut s = self.load().await?;
-                let hit = s.hit(body.rate_limit, now_ms());
+                let hit = s.hit(limit, now_ms());
                 if matches!(hit, Hit::Counted { .. }) {
                     self.save(s).await?;
                 }
-                Response::from_json(&hit)
+                let headers = worker::Headers::new();
+                headers.set(HIT_HEADER, &serde_json::to_string(&hit)?)?;
+                Ok(Response::empty()?.with_headers(headers))
             }
             "/revoke" => {
                 let body: RevokeReq = req.json().await?;
@@ -156,15 +169,25 @@ impl KeyStateObject {
                     last_used_ms: s.last_used_ms,
                 })
             }
-            "/idem/begin" => {
-                let body: BeginReq = req.json().await?;
-                let found = self.idem_get(&body.slot).await?;
-                let (decision, store) =
-                    begin(found.as_ref(), &body.fingerprint, now_ms(), body.lease_ms);
-                if let Some(rec) = store {
-                    self.idem_put(&body.slot, &rec).await?;
+            "/hit-begin" => {
+                let body: HitBeginReq = req.json().await?;
+                let mut s = self.load().await?;
+                let hit = s.hit(body.rate_limit, now_ms());
+                let mut begun = None;
+                if let Hit::Counted { decision } = &hit {
+                    let allowed = decision.allowed;
+                    self.save(s).await?;
+                    if allowed {
+                        let found = self.idem_get(&body.slot).await?;
+                        let (decision, store) =
+                            begin(found.as_ref(), &body.fingerprint, now_ms(), body.lease_ms);
+                        if let Some(rec) = store {
+                            self.idem_put(&body.slot, &rec).await?;
+                        }
+                        begun = Some(decision);
+                    }
                 }
-                Response::from_json(&decision)
+                Response::from_json(&HitBegin { hit, begin: begun })
             }
             "/idem/complete" => {
                 let body: CompleteReq = req.json().await?;
@@ -245,6 +268,18 @@ impl DurableObject for KeyStateObject {
     }
 }
 
+/// The key's object. No binding: 503 (fail closed).
+fn stub(ctx: &Ctx, key_id: &str) -> Result<Stub, Error> {
+    let fail = |_| ctx.unavailable("durable_object");
+    ctx.env
+        .durable_object(DO_BINDING)
+        .map_err(fail)?
+        .id_from_name(key_id)
+        .map_err(fail)?
+        .get_stub()
+        .map_err(fail)
+}
+
 /// Calls one operation on a key's object. Any failure is 503 (fail closed).
 async fn call<T: DeserializeOwned>(
     ctx: &Ctx,
@@ -253,12 +288,7 @@ async fn call<T: DeserializeOwned>(
     body: &impl Serialize,
 ) -> Result<T, Error> {
     let fail = |_| ctx.unavailable("durable_object");
-    let ns = ctx.env.durable_object(DO_BINDING).map_err(fail)?;
-    let stub = ns
-        .id_from_name(key_id)
-        .map_err(fail)?
-        .get_stub()
-        .map_err(fail)?;
+    let stub = stub(ctx, key_id)?;
     let json = serde_json::to_string(body).map_err(|_| Error::Internal)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(json.into()));
@@ -270,17 +300,31 @@ async fn call<T: DeserializeOwned>(
     resp.json::<T>().await.map_err(fail)
 }
 
+/// The hot path's answer travels in a header of a body-less response, and its question in the
+/// URL of a body-less GET: no body stream either way (measured: streams dominate the call).
+const HIT_HEADER: &str = "x-hit";
+
 /// Counts one authenticated request; refuses keys the object knows are revoked or expired.
 pub async fn hit(ctx: &Ctx, record: &KeyRecord) -> Result<Decision, Error> {
-    let hit: Hit = call(
-        ctx,
-        &record.id,
-        "/hit",
-        &HitReq {
-            rate_limit: record.rate_limit,
-        },
-    )
-    .await?;
+    let url = format!("{DO_URL}/hit?{}", record.rate_limit);
+    let resp = stub(ctx, &record.id)?
+        .fetch_with_str(&url)
+        .await
+        .map_err(|_| ctx.unavailable("durable_object"))?;
+    if resp.status_code() != 200 {
+        return Err(ctx.unavailable("durable_object"));
+    }
+    let hit: Hit = resp
+        .headers()
+        .get(HIT_HEADER)
+        .ok()
+        .flatten()
+        .and_then(|h| serde_json::from_str(&h).ok())
+        .ok_or_else(|| ctx.unavailable("durable_object"))?;
+    decide(hit)
+}
+
+fn decide(hit: Hit) -> Result<Decision, Error> {
     match hit {
         Hit::Revoked => Err(Error::RevokedApiKey),
         Hit::Expired => Err(Error::ExpiredApiKey),
@@ -310,24 +354,27 @@ pub async fn usage(ctx: &Ctx, key_id: &str) -> Result<Usage, Error> {
     call(ctx, key_id, "/usage", &serde_json::json!({})).await
 }
 
-pub async fn idem_begin(
+/// Counts a job trigger and opens its idempotency record in one call; `None` when refused.
+pub async fn hit_and_begin(
     ctx: &Ctx,
-    key_id: &str,
+    record: &KeyRecord,
     slot: &str,
     fingerprint: &str,
     lease_ms: u64,
-) -> Result<Begin, Error> {
-    call(
+) -> Result<(Decision, Option<Begin>), Error> {
+    let answer: HitBegin = call(
         ctx,
-        key_id,
-        "/idem/begin",
-        &BeginReq {
+        &record.id,
+        "/hit-begin",
+        &HitBeginReq {
+            rate_limit: record.rate_limit,
             slot: slot.to_owned(),
             fingerprint: fingerprint.to_owned(),
             lease_ms,
         },
     )
-    .await
+    .await?;
+    Ok((decide(answer.hit)?, answer.begin))
 }
 
 pub async fn idem_complete(

@@ -175,6 +175,7 @@ async fn handle(
         Route::OpenApi => http::raw_json(200, OPENAPI),
         Route::Me => {
             let record = authenticate(ctx, req).await?;
+            count(ctx, &record).await?;
             ctx.enforce_rate_limit()?;
             keys::me(ctx, &record)
         }
@@ -184,6 +185,7 @@ async fn handle(
         Route::RevokeKey(id) => keys::revoke(ctx, id, caller(ctx, req).await?).await,
         Route::RollKey(id) => keys::roll(ctx, req, id, caller(ctx, req).await?).await,
         Route::Forward(fwd) => {
+            // Counted inside `forward`: the job trigger folds the count into its object call.
             let record = authenticate(ctx, req).await?;
             proxy::forward(ctx, req, method, path, query, &fwd, &record).await
         }
@@ -207,6 +209,7 @@ fn authorization(req: &Request) -> Option<String> {
 }
 
 /// SPEC section 2, rows 2–6: header, shape and checksum (no storage read), then the record.
+/// The request is not counted yet: see [`count`].
 async fn authenticate(ctx: &Ctx, req: &Request) -> Result<KeyRecord, Error> {
     let header = authorization(req);
     match parse_authorization(header.as_deref())? {
@@ -223,17 +226,25 @@ async fn authenticate_key(ctx: &Ctx, key: &str) -> Result<KeyRecord, Error> {
     // Identify before the revoked/expired checks, so the log says which key was refused.
     ctx.identify(&record);
     record.check_usable(ctx.now)?;
-    // The key's own object knows revocations and shortened expiries everywhere at once, and
-    // counts the request; its decision is enforced after the workspace and permission rows.
-    ctx.decision.set(Some(durable::hit(ctx, &record).await?));
     Ok(record)
+}
+
+/// The key's own object knows revocations and shortened expiries everywhere at once, and
+/// counts the request; its decision is enforced after the workspace and permission rows.
+pub async fn count(ctx: &Ctx, record: &KeyRecord) -> Result<(), Error> {
+    ctx.decision.set(Some(durable::hit(ctx, record).await?));
+    Ok(())
 }
 
 /// The admin token (`Bearer`, compared in constant time) or an API key.
 async fn caller(ctx: &Ctx, req: &Request) -> Result<Caller, Error> {
     let header = authorization(req);
     match parse_authorization(header.as_deref())? {
-        Credential::ApiKey(key) => Ok(Caller::Key(authenticate_key(ctx, key).await?)),
+        Credential::ApiKey(key) => {
+            let record = authenticate_key(ctx, key).await?;
+            count(ctx, &record).await?;
+            Ok(Caller::Key(record))
+        }
         Credential::Admin(token) => {
             let configured = ctx
                 .env

@@ -38,6 +38,51 @@ pub async fn forward(
     route: &Forward<'_>,
     record: &KeyRecord,
 ) -> Result<Response, Error> {
+    let idempotency_key = if route.job_run {
+        req.headers().get(HEADER_IDEMPOTENCY_KEY).ok().flatten()
+    } else {
+        None
+    };
+    let Some(idempotency_key) = idempotency_key else {
+        super::count(ctx, record).await?;
+        authorize(route, record)?;
+        ctx.enforce_rate_limit()?;
+        let call = prepare(ctx, req, method, path, query, route, record)?;
+        // The body stream is handed over as is: streamed, never buffered in the Worker.
+        let body = req.inner().body().map(Into::into);
+        let upstream = send(ctx, req, &call, body).await?;
+        return Ok(relay(upstream));
+    };
+    // The job trigger with an Idempotency-Key makes one object call that both counts the
+    // request and opens its idempotency record (two round trips, not three, per trigger). What
+    // is refused before that call is counted on its own and answered as if it had been counted
+    // first: the object's revoked/expired, then workspace, permission, rate limit, the rest.
+    let early = async {
+        authorize(route, record)?;
+        let call = prepare(ctx, req, method, path, query, route, record)?;
+        check_idempotency_key(&idempotency_key)?;
+        // Buffered here (trigger bodies are small): the body is part of what "the same
+        // request" is.
+        let body = read_body(req, ctx.config.max_body_bytes).await?;
+        Ok((call, body))
+    };
+    match early.await {
+        Ok((call, body)) => idempotent(ctx, req, &call, &idempotency_key, body).await,
+        Err(refused) => {
+            super::count(ctx, record).await?;
+            if !matches!(
+                refused,
+                Error::WorkspaceForbidden | Error::PermissionDenied(_)
+            ) {
+                ctx.enforce_rate_limit()?;
+            }
+            Err(refused)
+        }
+    }
+}
+
+/// The workspace and permission rows of SPEC section 2.
+fn authorize(route: &Forward<'_>, record: &KeyRecord) -> Result<(), Error> {
     if let Some(ws) = route.workspace {
         if !record.covers_workspace(ws) {
             return Err(Error::WorkspaceForbidden);
@@ -48,7 +93,19 @@ pub async fn forward(
             "The API key lacks the permission this route needs.",
         ));
     }
-    ctx.enforce_rate_limit()?;
+    Ok(())
+}
+
+/// The declared body size, the signing secret, and the call's target.
+fn prepare<'a>(
+    ctx: &Ctx,
+    req: &Request,
+    method: &'a str,
+    path: &str,
+    query: Option<&str>,
+    route: &Forward<'a>,
+    record: &'a KeyRecord,
+) -> Result<Call<'a>, Error> {
     let declared = req.headers().get("content-length").ok().flatten();
     if body_too_large(declared.as_deref(), ctx.config.max_body_bytes) {
         return Err(Error::PayloadTooLarge);
@@ -60,7 +117,7 @@ pub async fn forward(
         .map(|s| s.to_string())
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ctx.unavailable("signing_secret_missing"))?;
-    let call = Call {
+    Ok(Call {
         method,
         path_and_query: match query {
             Some(q) => format!("{path}?{q}"),
@@ -69,21 +126,7 @@ pub async fn forward(
         workspace: route.workspace,
         record,
         secret,
-    };
-    let idempotency_key = if route.job_run {
-        req.headers().get(HEADER_IDEMPOTENCY_KEY).ok().flatten()
-    } else {
-        None
-    };
-    match idempotency_key {
-        Some(k) => idempotent(ctx, req, &call, &k).await,
-        None => {
-            // The body stream is handed over as is: streamed, never buffered in the Worker.
-            let body = req.inner().body().map(Into::into);
-            let upstream = send(ctx, req, &call, body).await?;
-            Ok(relay(upstream))
-        }
-    }
+    })
 }
 
 /// One authorized origin call.
@@ -174,15 +217,17 @@ async fn idempotent(
     req: &Request,
     call: &Call<'_>,
     idempotency_key: &str,
+    body: Vec<u8>,
 ) -> Result<Response, Error> {
-    check_idempotency_key(idempotency_key)?;
-    // Buffered here (trigger bodies are small): the body is part of what "the same request" is.
-    let body = read_body(req, ctx.config.max_body_bytes).await?;
     let fp = fingerprint(call.method, &call.path_and_query, &body);
     let slot = idempotency_slot(idempotency_key);
     let key_id = &call.record.id;
     let lease = ctx.config.origin_timeout_ms + IN_FLIGHT_MARGIN_MS;
-    match durable::idem_begin(ctx, key_id, &slot, &fp, lease).await? {
+    let (decision, begun) = durable::hit_and_begin(ctx, call.record, &slot, &fp, lease).await?;
+    ctx.decision.set(Some(decision));
+    ctx.enforce_rate_limit()?;
+    // Allowed, so the object has opened (or found) the record.
+    match begun.ok_or_else(|| ctx.unavailable("durable_object"))? {
         Begin::InProgress => return Err(Error::IdempotencyInProgress),
         Begin::Mismatch => return Err(Error::IdempotencyKeyReused),
         Begin::Replay { response } => return Ok(stored_response(&response, true)),

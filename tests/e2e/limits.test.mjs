@@ -245,6 +245,30 @@ describe("SPEC section 6: idempotent job trigger", () => {
     assert.equal(runsOf(path), 2);
   });
 
+  it("a trigger with an Idempotency-Key counts every attempt and refuses in SPEC order", async () => {
+    // The trigger folds its count into the object call that opens the record; attempts refused
+    // before that call must still count, and the rows must still apply in SPEC section 2 order.
+    const { key } = await createKey(gw, { permissions: ["jobs:run"], rate_limit: { requests: 3, window_seconds: 3600 } });
+    const job = `job-${randomBytes(4).toString("hex")}`;
+    const idem = () => `idem-${randomBytes(6).toString("hex")}`;
+    const ok = await call(gw, "POST", runPath(job), { key, body: { p: 1 }, headers: { "idempotency-key": idem() } });
+    assert.equal(ok.status, 201, ok.text);
+    assert.equal(ok.headers.get("ratelimit-remaining"), "2");
+    const badIdem = await call(gw, "POST", runPath(job), { key, headers: { "idempotency-key": "x".repeat(256) } });
+    expectError(assert, badIdem, 400, "validation_error");
+    assert.equal(badIdem.headers.get("ratelimit-remaining"), "1", "a refused attempt is counted");
+    const otherWs = await call(gw, "POST", `/developers/workspaces/ws2/jobs/${job}/run/`, { key, headers: { "idempotency-key": idem() } });
+    expectError(assert, otherWs, 403, "workspace_forbidden");
+    assert.equal(otherWs.headers.get("ratelimit-remaining"), "0");
+    // Over the limit: 429 before validation and before any record or origin call...
+    const limited = await call(gw, "POST", runPath(job), { key, body: { p: 2 }, headers: { "idempotency-key": idem() } });
+    expectError(assert, limited, 429, "rate_limited");
+    expectError(assert, await call(gw, "POST", runPath(job), { key, headers: { "idempotency-key": "" } }), 429, "rate_limited");
+    // ...but after the workspace and permission rows.
+    expectError(assert, await call(gw, "POST", `/developers/workspaces/ws2/jobs/${job}/run/`, { key, headers: { "idempotency-key": idem() } }), 403, "workspace_forbidden");
+    assert.equal(runsOf(runPath(job)), 1);
+  });
+
   it("an Idempotency-Key that is not 1-255 printable ASCII characters: 400, nothing triggered", async () => {
     const { key } = await createKey(gw, { permissions: ["jobs:run"] });
     const job = `job-${randomBytes(4).toString("hex")}`;
