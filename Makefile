@@ -1,6 +1,6 @@
 # keygate's front door. `make dev` runs the gateway locally with an example origin;
 # `make test` runs every test. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: dev test setup build size latency bench cpu soak fuzz
+.PHONY: dev test setup build size latency bench cpu soak fuzz profile
 
 dev: setup
 	bash scripts/dev.sh
@@ -25,6 +25,10 @@ latency: build
 # Side by side: origin, pass-through Worker, keygate (GET, job trigger, invalid keys); ~4 min.
 bench: setup
 	bash scripts/bench.sh
+
+# Where the Worker's CPU goes under load: a V8 profile through workerd's inspector, by function.
+profile: setup
+	bash scripts/bench.sh --profile
 
 # CPU per request of the gateway's own work, native and wasm.
 cpu: setup

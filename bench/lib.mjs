@@ -71,7 +71,8 @@ export async function startNginx() {
   };
 }
 
-export async function startKeygate(originUrl, adminToken, signingSecret) {
+// `extra`: further Miniflare options (the profiler adds `inspectorPort`).
+export async function startKeygate(originUrl, adminToken, signingSecret, extra = {}) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
   const port = await freePort();
   const mf = new Miniflare({
@@ -87,6 +88,13 @@ export async function startKeygate(originUrl, adminToken, signingSecret) {
       ADMIN_TOKEN: adminToken,
       ORIGIN_SIGNING_SECRET: signingSecret,
     },
+    // The Worker still writes its log line per request; this Node process (which also runs
+    // wrk's bookkeeping) reads and drops it instead of printing tens of thousands of lines.
+    handleRuntimeStdio: (stdout, stderr) => {
+      stdout.resume();
+      stderr.resume();
+    },
+    ...extra,
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return { url, stop: () => mf.dispose() };

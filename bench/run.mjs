@@ -6,7 +6,7 @@
 //   (c) keygate, valid key, proxied GET
 //   (d) keygate, job-trigger route, distinct Idempotency-Keys
 //   (e) keygate, invalid keys (bad checksum) from one client address (the attack path)
-//   (e2) keygate, invalid keys from a fresh address each (every failure counted)
+//   (b1), (c1) b and c again with one connection: the latency each call gets, unqueued
 // The Workers run on workerd through Miniflare's own socket (wrangler dev's proxy layers would
 // be the bottleneck otherwise), with the same wrk settings for every case.
 //
@@ -25,6 +25,10 @@ import { createKey, startKeygate, startNginx, startPassthrough, wrk as wrkWith }
 
 const wrk = (url, script, env = {}, seconds = SECONDS) =>
   wrkWith(url, script, env, { seconds, connections: CONNECTIONS, threads: THREADS });
+// One connection, one request at a time: what the gateway adds to a single call, without the
+// queueing that dominates every latency figure of a saturated run.
+const wrk1 = (url, script, env = {}, seconds = SECONDS) =>
+  wrkWith(url, script, env, { seconds, connections: 1, threads: 1 });
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -90,6 +94,8 @@ try {
     ["c", "keygate, valid key, proxied GET", (t) => wrk(kg.url + jobs, "key.lua", { KEY: key }, t)],
     ["d", "keygate, job trigger, distinct Idempotency-Keys", (t) => wrk(kg.url + run, "run.lua", { KEY: key, RUN_ID: randomBytes(6).toString("hex") }, t)],
     ["e", "keygate, invalid keys, one client address", (t) => wrk(kg.url + jobs, "invalid.lua", {}, t)],
+    ["b1", "pass-through Worker, one connection", (t) => wrk1(pass.url + jobs, null, {}, t)],
+    ["c1", "keygate, valid key, proxied GET, one connection", (t) => wrk1(kg.url + jobs, "key.lua", { KEY: key }, t)],
   ].filter(([id]) => !ONLY || ONLY.includes(id));
   console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} runs per case, ${cpus().length} cores`);
   // Warm every path once (JIT, KV, Durable Object).
@@ -121,7 +127,7 @@ const by = Object.fromEntries(summary.map((s) => [s.id, s]));
 const size = sizes();
 const lines = [];
 lines.push(`Command: \`make bench\` (\`node bench/run.mjs --seconds ${SECONDS} --runs ${RUNS} --connections ${CONNECTIONS}\`), ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0].model.trim()}).`);
-lines.push(`wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s per run; median of ${RUNS} runs (spread = min–max req/s). Workers on workerd via Miniflare's socket; origin nginx; all on 127.0.0.1.`);
+lines.push(`wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s per run (b1, c1: -t1 -c1); median of ${RUNS} runs (spread = min–max req/s). Workers on workerd via Miniflare's socket; origin nginx; all on 127.0.0.1.`);
 lines.push("");
 lines.push("| case | req/s (median) | spread | p50 ms | p99 ms | non-2xx per run |");
 lines.push("| --- | --- | --- | --- | --- | --- |");
@@ -131,6 +137,8 @@ for (const s of summary) {
 lines.push("");
 const ratio = (x, y) => (by[x] && by[y] ? (by[x].rps / by[y].rps).toFixed(2) : "n/a");
 if (by.c && by.b) lines.push(`- c/b throughput: **${(by.c.rps / by.b.rps).toFixed(2)}** (target ≥ 0.9); p99 added over b: **${(by.c.p99 - by.b.p99).toFixed(2)} ms** (target ≤ 2 ms)`);
+if (by.c1 && by.b1) lines.push(`- added per call, one connection (c1 − b1): p50 **${(by.c1.p50 - by.b1.p50).toFixed(2)} ms**, p99 **${(by.c1.p99 - by.b1.p99).toFixed(2)} ms**`);
+if (by.b2) lines.push(`- b2/b throughput: **${ratio("b2", "b")}** (what one object call per request costs any exact design); c/b2: **${ratio("c", "b2")}**`);
 lines.push(`- d/b throughput: **${ratio("d", "b")}**`);
 lines.push(`- e/b throughput: **${ratio("e", "b")}** (target ≥ 1.0; no KV read for a bad checksum)`);
 lines.push(`- release .wasm ${size.raw} B, gzip -9 ${size.gz} B; wrangler upload ${size.upload} (target ≤ 150 KiB gzip)`);

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark (bench/run.mjs), loopback only, about 3 minutes; writes BENCHMARKS.md.
-# With --soak: the bounded soak (bench/soak.mjs) instead.
+# With --soak: the bounded soak (bench/soak.mjs) instead; with --profile: bench/profile.mjs.
 # Installs nginx-light and wrk from Debian's packages if they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,9 @@ bash scripts/build.sh
 if [ "${1:-}" = "--soak" ]; then
   shift
   node bench/soak.mjs "$@"
+elif [ "${1:-}" = "--profile" ]; then
+  shift
+  node bench/profile.mjs "$@"
 else
   node bench/run.mjs "$@"
 fi
