@@ -63,6 +63,13 @@ pub enum Error {
 pub const WWW_AUTHENTICATE: &str = "Api-Key realm=\"keygate\"";
 
 impl Error {
+    /// Whether this refusal comes before the rate-limit row in SPEC section 2's order (the
+    /// workspace and permission rows do; what is checked after authorization does not), so an
+    /// authenticated request over its limit gets this error rather than 429.
+    pub fn precedes_rate_limit(&self) -> bool {
+        matches!(self, Error::WorkspaceForbidden | Error::PermissionDenied(_))
+    }
+
     /// A validation error about one field.
     pub fn field(name: &str, problem: impl Into<String>) -> Self {
         let mut fields = FieldErrors::new();
@@ -207,6 +214,20 @@ impl std::error::Error for Error {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_workspace_and_permission_precede_the_rate_limit() {
+        assert!(Error::WorkspaceForbidden.precedes_rate_limit());
+        assert!(Error::PermissionDenied("x").precedes_rate_limit());
+        for later in [
+            Error::PayloadTooLarge,
+            Error::field("Idempotency-Key", "bad"),
+            Error::Unavailable,
+            Error::IdempotencyInProgress,
+        ] {
+            assert!(!later.precedes_rate_limit());
+        }
+    }
 
     #[test]
     fn body_has_detail_code_and_request_id() {

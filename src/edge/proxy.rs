@@ -64,16 +64,13 @@ pub async fn forward(
         // Buffered here (trigger bodies are small): the body is part of what "the same
         // request" is.
         let body = read_body(req, ctx.config.max_body_bytes).await?;
-        Ok((call, body))
+        Ok::<_, Error>((call, body))
     };
     match early.await {
         Ok((call, body)) => idempotent(ctx, req, &call, &idempotency_key, body).await,
         Err(refused) => {
             super::count(ctx, record).await?;
-            if !matches!(
-                refused,
-                Error::WorkspaceForbidden | Error::PermissionDenied(_)
-            ) {
+            if !refused.precedes_rate_limit() {
                 ctx.enforce_rate_limit()?;
             }
             Err(refused)
