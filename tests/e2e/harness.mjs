@@ -39,9 +39,10 @@ export const secret = (label) => `${label}-${randomBytes(24).toString("hex")}`;
  * - `originUrl`: override ORIGIN_URL (default: the started origin);
  * - `handle`: origin hook (see examples/origin.mjs);
  * - `persist`: a local-state folder to reuse (another gateway's `persist`), default a fresh one;
- * - `config`: a wrangler config file to use instead of wrangler.toml (for misconfigurations).
+ * - `config`: a wrangler config file to use instead of wrangler.toml (for misconfigurations);
+ * - `env`: extra environment for wrangler (e.g. a private WRANGLER_REGISTRY_PATH).
  */
-export async function startGateway({ vars = {}, secrets = {}, originUrl, handle, persist, config } = {}) {
+export async function startGateway({ vars = {}, secrets = {}, originUrl, handle, persist, config, env = {} } = {}) {
   const adminToken = secrets.ADMIN_TOKEN === undefined ? secret("admin") : secrets.ADMIN_TOKEN;
   const signingSecret =
     secrets.ORIGIN_SIGNING_SECRET === undefined ? secret("sign") : secrets.ORIGIN_SIGNING_SECRET;
@@ -62,6 +63,7 @@ export async function startGateway({ vars = {}, secrets = {}, originUrl, handle,
     envFile,
     vars: { ORIGIN_URL: originUrl ?? origin.url, ...vars },
     config,
+    env,
     output: "",
     issuedKeys: [],
     proc: null,
@@ -102,7 +104,7 @@ async function launch(gw) {
   for (const [k, v] of Object.entries(gw.vars)) args.push("--var", `${k}:${v}`);
   const proc = spawn(WRANGLER, args, {
     cwd: ROOT,
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1", ...gw.env },
     stdio: ["ignore", "pipe", "pipe"],
     detached: true,
   });
