@@ -95,8 +95,7 @@ pub fn one_request(f: &Fixture) -> usize {
     if record.check_usable(f.now).is_err() {
         return 0;
     }
-    if !fwd.workspace.is_some_and(|w| record.covers_workspace(w)) || !record.grants(fwd.permission)
-    {
+    if record.authorize(fwd.workspace, fwd.permission).is_err() {
         return 0;
     }
     let (tat, decision) = gcra(0, (f.now as u64) * 1000, record.rate_limit);

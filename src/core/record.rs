@@ -155,6 +155,19 @@ impl KeyRecord {
     pub fn covers_workspace(&self, ws: &str) -> bool {
         self.workspaces.iter().any(|w| w == WILDCARD || w == ws)
     }
+
+    /// The workspace row, then the permission row, of SPEC section 2 for a forwarded route.
+    pub fn authorize(&self, workspace: Option<&str>, permission: &str) -> Result<(), Error> {
+        if workspace.is_some_and(|ws| !self.covers_workspace(ws)) {
+            return Err(Error::WorkspaceForbidden);
+        }
+        if !self.grants(permission) {
+            return Err(Error::PermissionDenied(
+                "The API key lacks the permission this route needs.",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Metadata stored beside each KV record, readable in listings without a second read.
@@ -716,6 +729,23 @@ mod tests {
             rate_limit: DEFAULT,
         }
         .into_record("key_0000000000000000".into(), "kg_000000".into(), NOW)
+    }
+
+    #[test]
+    fn authorize_checks_the_workspace_before_the_permission() {
+        let r = record(&["ws1"], &["jobs:read"], None);
+        assert_eq!(r.authorize(Some("ws1"), "jobs:read"), Ok(()));
+        assert_eq!(r.authorize(None, "jobs:read"), Ok(()));
+        assert_eq!(
+            r.authorize(Some("ws2"), "jobs:run"),
+            Err(Error::WorkspaceForbidden)
+        );
+        assert!(matches!(
+            r.authorize(Some("ws1"), "jobs:run"),
+            Err(Error::PermissionDenied(_))
+        ));
+        let any = record(&["*"], &["*"], None);
+        assert_eq!(any.authorize(Some("anything"), "secrets:write"), Ok(()));
     }
 
     #[test]

@@ -109,6 +109,17 @@ impl KeyStateObject {
         Ok(())
     }
 
+    /// One authenticated request: the object's revoked/expired check, then the count, written
+    /// through before the answer leaves (so it survives a restart).
+    async fn count(&self, limit: RateLimit) -> worker::Result<Hit> {
+        let mut s = self.load().await?;
+        let hit = s.hit(limit, now_ms());
+        if matches!(hit, Hit::Counted { .. }) {
+            self.save(s).await?;
+        }
+        Ok(hit)
+    }
+
     async fn idem_get(&self, slot: &str) -> worker::Result<Option<IdemRecord>> {
         Ok(match self.storage().get::<String>(slot).await? {
             Some(json) => serde_json::from_str(&json).ok(),
@@ -140,11 +151,7 @@ impl KeyStateObject {
                 let limit = query
                     .and_then(RateLimit::parse)
                     .ok_or_else(|| worker::Error::RustError("bad hit".into()))?;
-                let mut s = self.load().await?;
-                let hit = s.hit(limit, now_ms());
-                if matches!(hit, Hit::Counted { .. }) {
-                    self.save(s).await?;
-                }
+                let hit = self.count(limit).await?;
                 let headers = worker::Headers::new();
                 headers.set(HIT_HEADER, &serde_json::to_string(&hit)?)?;
                 Ok(Response::empty()?.with_headers(headers))
@@ -171,21 +178,16 @@ impl KeyStateObject {
             }
             "/hit-begin" => {
                 let body: HitBeginReq = req.json().await?;
-                let mut s = self.load().await?;
-                let hit = s.hit(body.rate_limit, now_ms());
+                let hit = self.count(body.rate_limit).await?;
                 let mut begun = None;
-                if let Hit::Counted { decision } = &hit {
-                    let allowed = decision.allowed;
-                    self.save(s).await?;
-                    if allowed {
-                        let found = self.idem_get(&body.slot).await?;
-                        let (decision, store) =
-                            begin(found.as_ref(), &body.fingerprint, now_ms(), body.lease_ms);
-                        if let Some(rec) = store {
-                            self.idem_put(&body.slot, &rec).await?;
-                        }
-                        begun = Some(decision);
+                if matches!(&hit, Hit::Counted { decision } if decision.allowed) {
+                    let found = self.idem_get(&body.slot).await?;
+                    let (decision, store) =
+                        begin(found.as_ref(), &body.fingerprint, now_ms(), body.lease_ms);
+                    if let Some(rec) = store {
+                        self.idem_put(&body.slot, &rec).await?;
                     }
+                    begun = Some(decision);
                 }
                 Response::from_json(&HitBegin { hit, begin: begun })
             }

@@ -45,7 +45,7 @@ pub async fn forward(
     };
     let Some(idempotency_key) = idempotency_key else {
         super::count(ctx, record).await?;
-        authorize(route, record)?;
+        record.authorize(route.workspace, route.permission)?;
         ctx.enforce_rate_limit()?;
         let call = prepare(ctx, req, method, path, query, route, record)?;
         // The body stream is handed over as is: streamed, never buffered in the Worker.
@@ -58,7 +58,7 @@ pub async fn forward(
     // is refused before that call is counted on its own and answered as if it had been counted
     // first: the object's revoked/expired, then workspace, permission, rate limit, the rest.
     let early = async {
-        authorize(route, record)?;
+        record.authorize(route.workspace, route.permission)?;
         let call = prepare(ctx, req, method, path, query, route, record)?;
         check_idempotency_key(&idempotency_key)?;
         // Buffered here (trigger bodies are small): the body is part of what "the same
@@ -76,21 +76,6 @@ pub async fn forward(
             Err(refused)
         }
     }
-}
-
-/// The workspace and permission rows of SPEC section 2.
-fn authorize(route: &Forward<'_>, record: &KeyRecord) -> Result<(), Error> {
-    if let Some(ws) = route.workspace {
-        if !record.covers_workspace(ws) {
-            return Err(Error::WorkspaceForbidden);
-        }
-    }
-    if !record.grants(route.permission) {
-        return Err(Error::PermissionDenied(
-            "The API key lacks the permission this route needs.",
-        ));
-    }
-    Ok(())
 }
 
 /// The declared body size, the signing secret, and the call's target.
