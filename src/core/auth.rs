@@ -1,4 +1,4 @@
-//! Parsing the `Authorization` header (SPEC section 2) and checking the admin token.
+//! Parsing the `Authorization` header (docs/CONTRACT.md section 2) and checking the admin token.
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;

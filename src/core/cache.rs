@@ -56,7 +56,8 @@ impl RecordCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::record::{NewKey, RateLimit};
+    use crate::core::ratelimit::RateLimit;
+    use crate::core::record::NewKey;
 
     fn rec(id: &str) -> KeyRecord {
         NewKey {

@@ -1,7 +1,7 @@
-//! Configuration from `wrangler.toml` vars and secrets (SPEC section 9), validated once.
+//! Configuration from `wrangler.toml` vars and secrets (docs/CONTRACT.md section 9), validated once.
 
 use super::key::is_valid_prefix;
-use super::record::RateLimit;
+use super::ratelimit::RateLimit;
 
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_KEY_PREFIX: &str = "kg";
@@ -15,6 +15,10 @@ pub const DEFAULT_KV_CACHE_TTL: u64 = 60;
 /// Workers KV refuses a `cacheTtl` below this.
 pub const MIN_KV_CACHE_TTL: u64 = 30;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+/// Live keys one user may hold: bounds what one self-service key can mint, and the listing.
+pub const DEFAULT_MAX_KEYS_PER_USER: u64 = 100;
+/// Largest `MAX_KEYS_PER_USER` accepted: a user's live keys are counted in one KV list page.
+pub const MAX_MAX_KEYS_PER_USER: u64 = 1000;
 /// Longest origin timeout accepted (5 minutes).
 pub const MAX_ORIGIN_TIMEOUT_MS: u64 = 300_000;
 
@@ -27,6 +31,7 @@ pub struct Config {
     pub default_rate_limit: RateLimit,
     pub kv_cache_ttl: u64,
     pub max_body_bytes: u64,
+    pub max_keys_per_user: u64,
 }
 
 /// A configuration problem, named for the operator's log (never shown to clients).
@@ -64,6 +69,12 @@ impl Config {
             )));
         }
         let max_body_bytes = number(&get, "MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)?;
+        let max_keys_per_user = number(&get, "MAX_KEYS_PER_USER", DEFAULT_MAX_KEYS_PER_USER)?;
+        if !(1..=MAX_MAX_KEYS_PER_USER).contains(&max_keys_per_user) {
+            return Err(ConfigError(format!(
+                "MAX_KEYS_PER_USER must be 1-{MAX_MAX_KEYS_PER_USER}"
+            )));
+        }
         Ok(Config {
             origin_url,
             origin_timeout_ms,
@@ -71,6 +82,7 @@ impl Config {
             default_rate_limit,
             kv_cache_ttl,
             max_body_bytes,
+            max_keys_per_user,
         })
     }
 }

@@ -1,4 +1,4 @@
-//! The one error type of keygate, and its rendering as the JSON error body of SPEC section 3.
+//! The one error type of keygate, and its rendering as the JSON error body of docs/CONTRACT.md section 3.
 //!
 //! Every variant's doc names its status and `code`. Internal failures (storage, Durable Objects,
 //! configuration) carry no detail at all: the glue logs a short cause, the client only ever sees
@@ -45,12 +45,15 @@ pub enum Error {
     IdempotencyKeyReused,
     /// 409 `idempotency_in_progress`.
     IdempotencyInProgress,
-    /// 502 `origin_unavailable`.
-    OriginUnavailable,
+    /// 409 `key_limit_reached`: the user already holds `MAX_KEYS_PER_USER` live keys.
+    KeyLimitReached,
+    /// 502 `origin_unavailable`; the cause names what failed, for the log only.
+    OriginUnavailable(&'static str),
     /// 504 `origin_timeout`.
     OriginTimeout,
-    /// 503 `unavailable`: storage, Durable Object or configuration failure (fail closed).
-    Unavailable,
+    /// 503 `unavailable`: storage, Durable Object or configuration failure (fail closed). The
+    /// cause is a fixed name for the log (`kv_read`, `durable_object`, ...), never shown.
+    Unavailable(&'static str),
     /// 401 `invalid_admin_token`.
     InvalidAdminToken,
     /// 403 `admin_disabled`: no `ADMIN_TOKEN` configured.
@@ -63,13 +66,6 @@ pub enum Error {
 pub const WWW_AUTHENTICATE: &str = "Api-Key realm=\"keygate\"";
 
 impl Error {
-    /// Whether this refusal comes before the rate-limit row in SPEC section 2's order (the
-    /// workspace and permission rows do; what is checked after authorization does not), so an
-    /// authenticated request over its limit gets this error rather than 429.
-    pub fn precedes_rate_limit(&self) -> bool {
-        matches!(self, Error::WorkspaceForbidden | Error::PermissionDenied(_))
-    }
-
     /// A validation error about one field.
     pub fn field(name: &str, problem: impl Into<String>) -> Self {
         let mut fields = FieldErrors::new();
@@ -92,10 +88,10 @@ impl Error {
             Error::InvalidPath | Error::Validation(_) => 400,
             Error::PayloadTooLarge => 413,
             Error::IdempotencyKeyReused => 422,
-            Error::IdempotencyInProgress => 409,
-            Error::OriginUnavailable => 502,
+            Error::IdempotencyInProgress | Error::KeyLimitReached => 409,
+            Error::OriginUnavailable(_) => 502,
             Error::OriginTimeout => 504,
-            Error::Unavailable => 503,
+            Error::Unavailable(_) => 503,
             Error::Internal => 500,
         }
     }
@@ -118,9 +114,10 @@ impl Error {
             Error::PayloadTooLarge => "payload_too_large",
             Error::IdempotencyKeyReused => "idempotency_key_reused",
             Error::IdempotencyInProgress => "idempotency_in_progress",
-            Error::OriginUnavailable => "origin_unavailable",
+            Error::KeyLimitReached => "key_limit_reached",
+            Error::OriginUnavailable(_) => "origin_unavailable",
             Error::OriginTimeout => "origin_timeout",
-            Error::Unavailable => "unavailable",
+            Error::Unavailable(_) => "unavailable",
             Error::InvalidAdminToken => "invalid_admin_token",
             Error::AdminDisabled => "admin_disabled",
             Error::Internal => "internal_error",
@@ -157,12 +154,24 @@ impl Error {
             Error::IdempotencyInProgress => {
                 "A request with this Idempotency-Key is still in progress; retry later."
             }
-            Error::OriginUnavailable => "The upstream service could not be reached.",
+            Error::OriginUnavailable(_) => "The upstream service could not be reached.",
             Error::OriginTimeout => "The upstream service did not answer in time.",
-            Error::Unavailable => "The gateway is temporarily unavailable; retry later.",
+            Error::Unavailable(_) => "The gateway is temporarily unavailable; retry later.",
+            Error::KeyLimitReached => {
+                "This user already holds the most live API keys allowed; revoke one first."
+            }
             Error::InvalidAdminToken => "The admin token is not valid.",
             Error::AdminDisabled => "Admin access is not configured on this gateway.",
             Error::Internal => "An internal error occurred.",
+        }
+    }
+
+    /// The fixed name of the internal failure behind this error, for the log line only.
+    pub fn cause(&self) -> Option<&'static str> {
+        match self {
+            Error::Unavailable(cause) | Error::OriginUnavailable(cause) => Some(cause),
+            Error::OriginTimeout => Some("origin_timeout"),
+            _ => None,
         }
     }
 
@@ -178,7 +187,7 @@ impl Error {
         }
     }
 
-    /// The JSON error body of SPEC section 3.
+    /// The JSON error body of docs/CONTRACT.md section 3.
     pub fn body(&self, request_id: &str) -> String {
         #[derive(Serialize)]
         struct Body<'a> {
@@ -216,20 +225,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_workspace_and_permission_precede_the_rate_limit() {
-        assert!(Error::WorkspaceForbidden.precedes_rate_limit());
-        assert!(Error::PermissionDenied("x").precedes_rate_limit());
-        for later in [
-            Error::PayloadTooLarge,
-            Error::field("Idempotency-Key", "bad"),
-            Error::Unavailable,
-            Error::IdempotencyInProgress,
-        ] {
-            assert!(!later.precedes_rate_limit());
-        }
-    }
-
-    #[test]
     fn body_has_detail_code_and_request_id() {
         let v: serde_json::Value =
             serde_json::from_str(&Error::InvalidApiKey.body("req-1")).unwrap();
@@ -255,9 +250,9 @@ mod tests {
         assert_eq!(Error::RateLimited { retry_after: 0 }.retry_after(), Some(1));
         assert_eq!(Error::IdempotencyKeyReused.status(), 422);
         assert_eq!(Error::IdempotencyInProgress.status(), 409);
-        assert_eq!(Error::OriginUnavailable.status(), 502);
+        assert_eq!(Error::OriginUnavailable("origin_fetch").status(), 502);
         assert_eq!(Error::OriginTimeout.status(), 504);
-        assert_eq!(Error::Unavailable.status(), 503);
+        assert_eq!(Error::Unavailable("kv_read").status(), 503);
         assert_eq!(Error::AdminDisabled.status(), 403);
         assert_eq!(Error::InvalidAdminToken.status(), 401);
         assert_eq!(Error::PayloadTooLarge.status(), 413);

@@ -1,4 +1,4 @@
-//! What crosses to the origin (SPEC section 7): header filtering, the identity signature, and
+//! What crosses to the origin (docs/CONTRACT.md section 7): header filtering, the identity signature, and
 //! request ids (section 3).
 
 use hmac::{Hmac, Mac};

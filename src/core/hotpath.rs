@@ -1,13 +1,15 @@
 //! The gateway's own work for one proxied request with a valid key, in the order the glue does
-//! it, without I/O: what the CPU benchmarks time natively (`examples/core_cpu.rs`) and in wasm
+//! it and through the same functions ([`super::access`] for every decision), without I/O: what the CPU benchmarks time natively (`examples/core_cpu.rs`) and in wasm
 //! (`tests/wasm_cpu.rs`). Not called by the Worker (so it is not shipped: LTO drops it).
 
+use super::access;
 use super::auth::{parse_authorization, Credential};
 use super::forward::{accept_request_id, drop_request_header, signature_header};
 use super::key::{check_key, format_key, hash_key};
+use super::keystate::Hit;
 use super::log::LogLine;
-use super::ratelimit::gcra;
-use super::record::{KeyRecord, NewKey, RateLimit};
+use super::ratelimit::{gcra, RateLimit};
+use super::record::{KeyRecord, NewKey};
 use super::route::{check_path, resolve, split_url, Route};
 
 /// Inputs prepared once: a key, its stored record (as KV returns it) and request headers.
@@ -92,13 +94,25 @@ pub fn one_request(f: &Fixture) -> usize {
     let Ok(record) = serde_json::from_str::<KeyRecord>(&f.record_json) else {
         return 0;
     };
-    if record.check_usable(f.now).is_err() {
+    let route = Route::Forward(fwd);
+    let Some(need) = access::need(&route) else {
+        return 0;
+    };
+    if access::credential(&need, false).is_err() || access::usable(&record, f.now).is_err() {
         return 0;
     }
-    if record.authorize(fwd.workspace, fwd.permission).is_err() {
-        return 0;
-    }
+    // What the key's object does for the request (GCRA), then the decision the glue applies.
     let (tat, decision) = gcra(0, (f.now as u64) * 1000, record.rate_limit);
+    let verdict = Hit::Counted {
+        decision,
+        expires_at: None,
+    };
+    if access::decide_key(&record, f.now, &verdict, &need).is_err() {
+        return 0;
+    }
+    let Route::Forward(fwd) = route else {
+        return 0;
+    };
     acc += decision.remaining as usize + (tat & 1) as usize;
     for (name, _) in &f.headers {
         acc += usize::from(drop_request_header(name, None));

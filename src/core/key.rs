@@ -1,4 +1,4 @@
-//! API key format (SPEC section 1): `<prefix>_<body><check>`, its checksum, hash, hint and id.
+//! API key format (docs/CONTRACT.md section 1): `<prefix>_<body><check>`, its checksum, hash, hint and id.
 //!
 //! Randomness comes in as bytes from the caller (the glue fills them from getrandom), so every
 //! function here is deterministic and testable natively.

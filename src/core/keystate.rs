@@ -9,10 +9,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::Error;
+use super::ratelimit::RateLimit;
 use super::ratelimit::{gcra, Decision};
-use super::record::RateLimit;
 
-/// How long an idempotent answer is replayed (SPEC section 6).
+/// How long an idempotent answer is replayed (docs/CONTRACT.md section 6).
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
 /// Longest accepted `Idempotency-Key`.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
@@ -41,7 +41,13 @@ pub struct KeyState {
 pub enum Hit {
     Revoked,
     Expired,
-    Counted { decision: Decision },
+    Counted {
+        decision: Decision,
+        /// The expiry this object knows (a roll with grace shortens it here first): what a key
+        /// minting keys is held to (docs/CONTRACT.md section 4).
+        #[serde(default)]
+        expires_at: Option<i64>,
+    },
 }
 
 impl KeyState {
@@ -64,7 +70,10 @@ impl KeyState {
         if decision.allowed {
             self.last_used_ms = Some(now_ms);
         }
-        Hit::Counted { decision }
+        Hit::Counted {
+            decision,
+            expires_at: self.expires_at,
+        }
     }
 
     pub fn revoke(&mut self, at: &str) {
@@ -234,7 +243,7 @@ mod tests {
     #[test]
     fn revocation_and_expiry_win_over_counting() {
         let mut s = KeyState::default();
-        assert!(matches!(s.hit(RL, 1_000), Hit::Counted { decision } if decision.allowed));
+        assert!(matches!(s.hit(RL, 1_000), Hit::Counted { decision, .. } if decision.allowed));
         assert_eq!(s.last_used_ms, Some(1_000));
         s.expire_at(100);
         s.expire_at(200);
@@ -252,7 +261,7 @@ mod tests {
         let mut s = KeyState::default();
         s.hit(RL, 1);
         s.hit(RL, 2);
-        assert!(matches!(s.hit(RL, 3), Hit::Counted { decision } if !decision.allowed));
+        assert!(matches!(s.hit(RL, 3), Hit::Counted { decision, .. } if !decision.allowed));
         assert_eq!(s.last_used_ms, Some(2));
     }
 

@@ -1,4 +1,4 @@
-//! The one JSON log line per request (SPEC section 10). Its fields are chosen so that no key,
+//! The one JSON log line per request (docs/CONTRACT.md section 10). Its fields are chosen so that no key,
 //! hash, token or signature can ever be part of it.
 
 use serde::Serialize;

@@ -1,17 +1,26 @@
 //! Every decision keygate makes, in plain Rust with no `worker` types, tested natively.
+//! Section numbers in comments refer to the contract, `docs/CONTRACT.md`.
 //!
-//! - [`error`]: the one error type and its JSON body.
-//! - [`key`]: key format, CRC-32 checksum, SHA-256 hash, hint and id.
-//! - [`auth`]: the `Authorization` header and the admin token.
-//! - [`route`]: path checks, routes, and the path-to-permission map.
-//! - [`record`]: key records, permissions, create/roll validation, no-escalation rule.
-//! - [`forward`]: headers to and from the origin, the identity signature, request ids.
+//! - [`access`]: who may do what, in the contract's order; the key-management rules.
+//! - [`auth`]: the `Authorization` header and the admin token comparison.
+//! - [`cache`]: the in-isolate cache of key records.
 //! - [`config`]: vars and their defaults.
-//! - [`ratelimit`]: GCRA arithmetic for per-key limits.
-//! - [`keystate`]: the per-key Durable Object state: limits, revocation, idempotency.
+//! - [`error`]: the one error type and its JSON body.
+//! - [`forward`]: headers to and from the origin, the identity signature, request ids.
+//! - [`hotpath`]: one proxied request's decisions without I/O, for the CPU benchmarks.
+//! - [`key`]: key format, CRC-32 checksum, SHA-256 hash, hint and id.
+//! - [`keystate`]: the per-key Durable Object's state: limits, revocation, idempotency.
 //! - [`log`]: the per-request log line.
+//! - [`names`]: header, binding and secret names.
+//! - [`permission`]: the permission vocabulary.
+//! - [`ratelimit`]: `rate_limit` values and GCRA arithmetic.
+//! - [`record`]: the stored key model and its summary.
+//! - [`request`]: validation of key-management bodies and queries.
+//! - [`route`]: path checks, routes, and the path-to-permission map.
 //! - [`throttle`]: failed-authentication throttling per client IP.
+//! - [`time`]: RFC 3339 times.
 
+pub mod access;
 pub mod auth;
 pub mod cache;
 pub mod config;
@@ -21,9 +30,13 @@ pub mod hotpath;
 pub mod key;
 pub mod keystate;
 pub mod log;
+pub mod names;
+pub mod permission;
 pub mod ratelimit;
 pub mod record;
+pub mod request;
 pub mod route;
 pub mod throttle;
+pub mod time;
 
 pub use error::Error;

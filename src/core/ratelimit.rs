@@ -1,4 +1,4 @@
-//! Per-key rate limiting by GCRA (the generic cell rate algorithm), SPEC section 8.
+//! Per-key rate limiting by GCRA (the generic cell rate algorithm), docs/CONTRACT.md section 8.
 //!
 //! Why GCRA: one number of state per key (the theoretical arrival time, TAT), exact under any
 //! interleaving once a single owner (the key's Durable Object) applies it, smooth refill instead
@@ -9,14 +9,55 @@
 //! `W / n` becomes `W` and the burst tolerance `W - W / n` becomes `W * (n - 1)`, with times in
 //! `ms * n`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::record::RateLimit;
+/// Bounds of a key's `rate_limit` (docs/CONTRACT.md section 4).
+pub const MAX_RATE_REQUESTS: u32 = 1_000_000;
+pub const MAX_RATE_WINDOW_SECS: u32 = 86_400;
+
+/// `rate_limit` of a key: `requests` per `window_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub window_seconds: u32,
+}
+
+impl RateLimit {
+    /// Parses `DEFAULT_RATE_LIMIT`, e.g. `600/60`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (r, w) = s.trim().split_once('/')?;
+        let rl = RateLimit {
+            requests: r.trim().parse().ok()?,
+            window_seconds: w.trim().parse().ok()?,
+        };
+        rl.is_valid().then_some(rl)
+    }
+
+    pub fn is_valid(&self) -> bool {
+        (1..=MAX_RATE_REQUESTS).contains(&self.requests)
+            && (1..=MAX_RATE_WINDOW_SECS).contains(&self.window_seconds)
+    }
+
+    /// Whether `self` allows no more than `other`: no larger burst (`requests`) and no higher
+    /// sustained rate (`requests / window_seconds`, compared by cross-multiplication, exact).
+    pub fn within(&self, other: &RateLimit) -> bool {
+        self.requests <= other.requests
+            && u64::from(self.requests) * u64::from(other.window_seconds)
+                <= u64::from(other.requests) * u64::from(self.window_seconds)
+    }
+}
+
+/// `600/60`: the form [`RateLimit::parse`] reads (also how the Worker tells the key's object).
+impl std::fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.requests, self.window_seconds)
+    }
+}
 
 const MS_PER_SEC: u128 = 1000;
 
 /// What one request learned about its key's allowance: the `RateLimit-*` headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     pub allowed: bool,
     /// `RateLimit-Limit`: requests per window.
@@ -143,5 +184,60 @@ mod tests {
         assert!(d.allowed);
         assert_eq!(d.remaining, 999_999);
         assert!(tat > 0);
+    }
+
+    const DEFAULT: RateLimit = RateLimit {
+        requests: 600,
+        window_seconds: 60,
+    };
+
+    #[test]
+    fn default_rate_limit_parsing() {
+        assert_eq!(RateLimit::parse("600/60"), Some(DEFAULT));
+        assert_eq!(RateLimit::parse("0/60"), None);
+        assert_eq!(RateLimit::parse("600"), None);
+        assert_eq!(RateLimit::parse("5/86401"), None);
+    }
+
+    #[test]
+    fn rate_limit_display_round_trips() {
+        let rl = RateLimit {
+            requests: 1_000_000,
+            window_seconds: 86_400,
+        };
+        assert_eq!(rl.to_string(), "1000000/86400");
+        assert_eq!(RateLimit::parse(&rl.to_string()), Some(rl));
+        assert_eq!(RateLimit::parse(&DEFAULT.to_string()), Some(DEFAULT));
+    }
+
+    #[test]
+    fn within_compares_burst_and_rate() {
+        let ten_per_minute = RateLimit {
+            requests: 10,
+            window_seconds: 60,
+        };
+        assert!(ten_per_minute.within(&ten_per_minute));
+        assert!(RateLimit {
+            requests: 5,
+            window_seconds: 60
+        }
+        .within(&ten_per_minute));
+        // Same burst, higher rate.
+        assert!(!RateLimit {
+            requests: 10,
+            window_seconds: 30
+        }
+        .within(&ten_per_minute));
+        // Lower rate, larger burst.
+        assert!(!RateLimit {
+            requests: 20,
+            window_seconds: 3600
+        }
+        .within(&ten_per_minute));
+        assert!(!RateLimit {
+            requests: 1_000_000,
+            window_seconds: 1
+        }
+        .within(&ten_per_minute));
     }
 }

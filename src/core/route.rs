@@ -1,4 +1,4 @@
-//! Path checks, routing and the path-to-permission map (SPEC sections 4 and 5).
+//! Path checks, routing and the path-to-permission map (docs/CONTRACT.md sections 4 and 5).
 //!
 //! The path is checked in its raw, percent-encoded form before anything else, and a path that
 //! passes is forwarded byte for byte: the origin sees exactly the path that was authorized.
@@ -125,7 +125,7 @@ pub enum Route<'a> {
 pub struct Forward<'a> {
     pub permission: &'static str,
     pub workspace: Option<&'a str>,
-    /// The job-trigger route (SPEC section 6).
+    /// The job-trigger route (docs/CONTRACT.md section 6).
     pub job_run: bool,
 }
 

@@ -1,4 +1,4 @@
-//! Failed-authentication throttling per client IP (SPEC section 2, first row), the local half.
+//! Failed-authentication throttling per client IP (docs/CONTRACT.md section 2, first row), the local half.
 //!
 //! Failures are counted by the Workers Rate Limiting binding (default 30 per 60 s, per
 //! location). Once it refuses an IP, that IP goes on this isolate's block list for the rest of

@@ -18,12 +18,12 @@ use super::Ctx;
 use crate::core::keystate::{
     begin, is_expired, Begin, Hit, IdemRecord, KeyState, StoredResponse, IDEMPOTENCY_TTL_MS,
 };
-use crate::core::ratelimit::Decision;
-use crate::core::record::{KeyRecord, RateLimit};
+use crate::core::names::KEY_STATE_BINDING;
+use crate::core::ratelimit::RateLimit;
+use crate::core::record::KeyRecord;
 use crate::core::route::split_url;
 use crate::core::Error;
 
-pub const DO_BINDING: &str = "KEY_STATE";
 const STATE_KEY: &str = "state";
 const IDEM_PREFIX: &str = "idem:";
 /// Base URL of calls to the object; only the path matters.
@@ -45,6 +45,9 @@ struct ExpireReq {
 #[derive(Serialize, Deserialize, Default)]
 pub struct Usage {
     pub last_used_ms: Option<u64>,
+    /// The expiry the object knows (a roll with grace shortens it here first).
+    #[serde(default)]
+    pub expires_at: Option<i64>,
 }
 
 /// The job trigger's one call: count the request, then (if allowed) open its record.
@@ -174,13 +177,14 @@ impl KeyStateObject {
                 let s = self.load().await?;
                 Response::from_json(&Usage {
                     last_used_ms: s.last_used_ms,
+                    expires_at: s.expires_at,
                 })
             }
             "/hit-begin" => {
                 let body: HitBeginReq = req.json().await?;
                 let hit = self.count(body.rate_limit).await?;
                 let mut begun = None;
-                if matches!(&hit, Hit::Counted { decision } if decision.allowed) {
+                if matches!(&hit, Hit::Counted { decision, .. } if decision.allowed) {
                     let found = self.idem_get(&body.slot).await?;
                     let (decision, store) =
                         begin(found.as_ref(), &body.fingerprint, now_ms(), body.lease_ms);
@@ -274,7 +278,7 @@ impl DurableObject for KeyStateObject {
 fn stub(ctx: &Ctx, key_id: &str) -> Result<Stub, Error> {
     let fail = |_| ctx.unavailable("durable_object");
     ctx.env
-        .durable_object(DO_BINDING)
+        .durable_object(KEY_STATE_BINDING)
         .map_err(fail)?
         .id_from_name(key_id)
         .map_err(fail)?
@@ -306,8 +310,9 @@ async fn call<T: DeserializeOwned>(
 /// URL of a body-less GET: no body stream either way (measured: streams dominate the call).
 const HIT_HEADER: &str = "x-hit";
 
-/// Counts one authenticated request; refuses keys the object knows are revoked or expired.
-pub async fn hit(ctx: &Ctx, record: &KeyRecord) -> Result<Decision, Error> {
+/// Counts one authenticated request; the verdict also says whether the object knows the key
+/// revoked or expired ([`crate::core::access::decide_key`] decides what follows).
+pub async fn hit(ctx: &Ctx, record: &KeyRecord) -> Result<Hit, Error> {
     let url = format!("{DO_URL}/hit?{}", record.rate_limit);
     let resp = stub(ctx, &record.id)?
         .fetch_with_str(&url)
@@ -323,15 +328,7 @@ pub async fn hit(ctx: &Ctx, record: &KeyRecord) -> Result<Decision, Error> {
         .flatten()
         .and_then(|h| serde_json::from_str(&h).ok())
         .ok_or_else(|| ctx.unavailable("durable_object"))?;
-    decide(hit)
-}
-
-fn decide(hit: Hit) -> Result<Decision, Error> {
-    match hit {
-        Hit::Revoked => Err(Error::RevokedApiKey),
-        Hit::Expired => Err(Error::ExpiredApiKey),
-        Hit::Counted { decision } => Ok(decision),
-    }
+    Ok(hit)
 }
 
 pub async fn revoke(ctx: &Ctx, key_id: &str, revoked_at: &str) -> Result<(), Error> {
@@ -363,7 +360,7 @@ pub async fn hit_and_begin(
     slot: &str,
     fingerprint: &str,
     lease_ms: u64,
-) -> Result<(Decision, Option<Begin>), Error> {
+) -> Result<(Hit, Option<Begin>), Error> {
     let answer: HitBegin = call(
         ctx,
         &record.id,
@@ -376,7 +373,7 @@ pub async fn hit_and_begin(
         },
     )
     .await?;
-    Ok((decide(answer.hit)?, answer.begin))
+    Ok((answer.hit, answer.begin))
 }
 
 pub async fn idem_complete(

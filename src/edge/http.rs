@@ -5,6 +5,10 @@ use worker::{Headers, Request, Response};
 
 use crate::core::error::WWW_AUTHENTICATE;
 use crate::core::forward::{new_request_id as format_request_id, REQUEST_ID_BYTES};
+use crate::core::names::{
+    self, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RATELIMIT_LIMIT, RATELIMIT_REMAINING,
+    RATELIMIT_RESET, RETRY_AFTER,
+};
 use crate::core::Error;
 
 const JSON: &str = "application/json";
@@ -24,14 +28,14 @@ pub fn new_request_id() -> String {
 
 fn headers_json() -> Headers {
     let headers = Headers::new();
-    let _ = headers.set("content-type", JSON);
+    let _ = headers.set(CONTENT_TYPE, JSON);
     headers
 }
 
 /// The whole request body, refused as 413 past `max` bytes: by its declared `Content-Length`
 /// before reading, and by what actually arrived after.
 pub async fn read_body(req: &Request, max: u64) -> Result<Vec<u8>, Error> {
-    let declared = req.headers().get("content-length").ok().flatten();
+    let declared = req.headers().get(CONTENT_LENGTH).ok().flatten();
     if crate::core::forward::body_too_large(declared.as_deref(), max) {
         return Err(Error::PayloadTooLarge);
     }
@@ -63,18 +67,18 @@ pub fn raw_json(status: u16, body: &str) -> Result<Response, Error> {
         .with_headers(headers_json()))
 }
 
-/// The JSON error body of SPEC section 3, with `WWW-Authenticate` on 401 and `Retry-After`
+/// The JSON error body of docs/CONTRACT.md section 3, with `WWW-Authenticate` on 401 and `Retry-After`
 /// where the error has one.
 pub fn error_response(err: &Error, request_id: &str) -> Response {
     let headers = headers_json();
     if err.status() == 401 {
-        let _ = headers.set("www-authenticate", WWW_AUTHENTICATE);
+        let _ = headers.set(names::WWW_AUTHENTICATE, WWW_AUTHENTICATE);
     }
     if let Error::MethodNotAllowed(allow) = err {
-        let _ = headers.set("allow", allow);
+        let _ = headers.set(ALLOW, allow);
     }
     if let Some(secs) = err.retry_after() {
-        let _ = headers.set("retry-after", &secs.to_string());
+        let _ = headers.set(RETRY_AFTER, &secs.to_string());
     }
     let body = err.body(request_id).into_bytes();
     match Response::from_bytes(body) {
@@ -92,7 +96,7 @@ fn unreachable_response() -> Response {
 
 /// `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` on every authenticated response.
 pub fn set_rate_limit_headers(headers: &mut Headers, d: &crate::core::ratelimit::Decision) {
-    let _ = headers.set("ratelimit-limit", &d.limit.to_string());
-    let _ = headers.set("ratelimit-remaining", &d.remaining.to_string());
-    let _ = headers.set("ratelimit-reset", &d.reset_secs.to_string());
+    let _ = headers.set(RATELIMIT_LIMIT, &d.limit.to_string());
+    let _ = headers.set(RATELIMIT_REMAINING, &d.remaining.to_string());
+    let _ = headers.set(RATELIMIT_RESET, &d.reset_secs.to_string());
 }

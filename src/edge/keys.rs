@@ -1,18 +1,22 @@
-//! `/v1/me` and the key-management routes (SPEC section 4).
+//! `/v1/me` and the key-management routes (docs/CONTRACT.md section 4). Every rule (who may
+//! list, ownership, no escalation, what a roll copies, the cap per user) is
+//! [`crate::core::access`]'s; this reads and writes storage around it.
 
 use futures_util::future::join_all;
 use serde::Serialize;
 use worker::{Request, Response};
 
 use super::http::{json, random, read_body};
-use super::{durable, store, Caller, Ctx};
+use super::{durable, store, Ctx, Reply};
+use crate::core::access::{self, Caller};
 use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
 };
-use crate::core::record::{
-    apply_roll_to_old, format_time, parse_create, parse_list_query, parse_roll,
-    restrict_to_creator, KeyRecord, NewKey, Summary, PERM_KEYS_READ, PERM_KEYS_WRITE,
-};
+use crate::core::names::CACHE_CONTROL;
+use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey, Summary};
+use crate::core::request::{parse_create, parse_list_query, parse_roll};
+use crate::core::route::Route;
+use crate::core::time::format_time;
 use crate::core::Error;
 
 /// Largest JSON body accepted on management routes; real bodies are a few hundred bytes.
@@ -38,68 +42,73 @@ pub fn me(ctx: &Ctx, record: &KeyRecord) -> Result<Response, Error> {
     )
 }
 
-/// The permission row, then the rate-limit row (SPEC section 2 order), for key callers.
-fn require<'a>(
+/// A management route for an authorized caller. `caller_expiry` is a key caller's expiry as its
+/// object knows it.
+pub async fn manage(
     ctx: &Ctx,
-    caller: &'a Caller,
-    permission: &'static str,
-) -> Result<Option<&'a KeyRecord>, Error> {
-    match caller {
-        Caller::Admin => Ok(None),
-        Caller::Key(rec) if rec.grants(permission) => {
-            ctx.enforce_rate_limit()?;
-            Ok(Some(rec))
-        }
-        Caller::Key(_) => Err(Error::PermissionDenied(if permission == PERM_KEYS_WRITE {
-            "This route needs the api_keys:write permission."
-        } else {
-            "This route needs the api_keys:read permission."
-        })),
+    req: &Request,
+    query: Option<&str>,
+    route: &Route<'_>,
+    caller: &Caller<'_>,
+    caller_expiry: Option<i64>,
+) -> Result<Reply, Error> {
+    match route {
+        Route::CreateKey => create(ctx, req, caller, caller_expiry).await,
+        Route::ListKeys => list(ctx, query, caller).await,
+        Route::GetKey(id) => get(ctx, id, caller).await,
+        Route::RevokeKey(id) => revoke(ctx, id, caller).await,
+        Route::RollKey(id) => roll(ctx, req, id, caller, caller_expiry).await,
+        // Not a management route: `access::need` sends no other route here.
+        _ => Err(Error::NotFound),
     }
 }
 
-/// Issues a key from a validated request: the plaintext exists only in the response.
-async fn issue(ctx: &Ctx, new: NewKey) -> Result<Response, Error> {
+/// A new key's plaintext, its hash and its record, stored. The plaintext exists only in the
+/// response built by [`issued`].
+async fn mint(ctx: &Ctx, new: NewKey) -> Result<(String, String, KeyRecord), Error> {
     let prefix = &ctx.config.key_prefix;
     let key = format_key(prefix, &random::<KEY_BODY_BYTES>()?);
     let id = format_key_id(&random::<KEY_ID_BYTES>()?);
     let record = new.into_record(id, hint(prefix, &key), ctx.now);
-    store::put(ctx, &hash_key(&key), &record).await?;
+    let hash = hash_key(&key);
+    store::put(ctx, &hash, &record).await?;
+    Ok((key, hash, record))
+}
+
+/// 201 with the key shown once, never cached.
+fn issued(key: &str, record: &KeyRecord) -> Result<Response, Error> {
     let mut resp = json(
         201,
         &WithKey {
             summary: record.summary(None),
-            key: &key,
+            key,
         },
     )?;
-    let _ = resp.headers_mut().set("cache-control", "no-store");
+    let _ = resp.headers_mut().set(CACHE_CONTROL, "no-store");
     Ok(resp)
 }
 
-pub async fn create(ctx: &Ctx, req: &Request, caller: Caller) -> Result<Response, Error> {
-    let creator = require(ctx, &caller, PERM_KEYS_WRITE)?;
+async fn create(
+    ctx: &Ctx,
+    req: &Request,
+    caller: &Caller<'_>,
+    caller_expiry: Option<i64>,
+) -> Result<Reply, Error> {
     let body = read_body(req, MAX_JSON_BODY_BYTES).await?;
-    let mut new = parse_create(&body, ctx.now, ctx.config.default_rate_limit)?;
-    if let Some(creator) = creator {
-        restrict_to_creator(creator, &mut new)?;
+    let default_rate = access::default_rate(caller, ctx.config.default_rate_limit);
+    let mut new = parse_create(&body, ctx.now, default_rate)?;
+    if let Some(creator) = caller.key() {
+        access::restrict_to_creator(creator, caller_expiry, &mut new)?;
     }
-    issue(ctx, new).await
+    let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user).await?;
+    access::may_add_key(live, ctx.config.max_keys_per_user)?;
+    let (key, _, record) = mint(ctx, new).await?;
+    Ok(issued(&key, &record)?.into())
 }
 
-pub async fn list(ctx: &Ctx, query: Option<&str>, caller: Caller) -> Result<Response, Error> {
-    let own = require(ctx, &caller, PERM_KEYS_READ)?;
+async fn list(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Reply, Error> {
     let q = parse_list_query(query)?;
-    let user_id = match (own, q.user_id) {
-        (None, None) => return Err(Error::field("user_id", "is required for admin listings")),
-        (None, Some(u)) => u,
-        (Some(rec), None) => rec.user_id.clone(),
-        (Some(rec), Some(u)) if u == rec.user_id => u,
-        (Some(_), Some(_)) => {
-            return Err(Error::PermissionDenied(
-                "An API key can only list its own user's keys.",
-            ))
-        }
-    };
+    let user_id = access::list_user(caller, q.user_id)?;
     let (records, next) = store::list_user(ctx, &user_id, q.limit, q.cursor).await?;
     let used = join_all(records.iter().map(|r| last_used(ctx, r))).await;
     let used: Vec<Option<String>> = used.into_iter().collect::<Result<_, _>>()?;
@@ -108,38 +117,32 @@ pub async fn list(ctx: &Ctx, query: Option<&str>, caller: Caller) -> Result<Resp
         .zip(used.iter())
         .map(|(r, u)| r.summary(u.as_deref()))
         .collect();
-    json(
+    Ok(json(
         200,
         &serde_json::json!({"results": results, "next_cursor": next}),
-    )
+    )?
+    .into())
 }
 
-/// Loads a key by id for `caller`; another user's key is as unknown as a missing one.
-async fn load(
-    ctx: &Ctx,
-    id: &str,
-    caller: Option<&KeyRecord>,
-) -> Result<(String, KeyRecord), Error> {
+/// A key by id for `caller`: a malformed id is as unknown as a missing key.
+async fn load(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<(String, KeyRecord), Error> {
     if !is_key_id(id) {
         return Err(Error::NotFound);
     }
-    let (hash, record) = store::record_by_id(ctx, id).await?.ok_or(Error::NotFound)?;
-    match caller {
-        Some(c) if c.user_id != record.user_id => Err(Error::NotFound),
-        _ => Ok((hash, record)),
-    }
+    let found = store::record_by_id(ctx, id).await?;
+    let hash = found.as_ref().map(|(h, _)| h.clone()).unwrap_or_default();
+    let record = access::target(caller, found.map(|(_, r)| r))?;
+    Ok((hash, record))
 }
 
-pub async fn get(ctx: &Ctx, id: &str, caller: Caller) -> Result<Response, Error> {
-    let own = require(ctx, &caller, PERM_KEYS_READ)?;
-    let (_, record) = load(ctx, id, own).await?;
+async fn get(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
+    let (_, record) = load(ctx, id, caller).await?;
     let used = last_used(ctx, &record).await?;
-    json(200, &record.summary(used.as_deref()))
+    Ok(json(200, &record.summary(used.as_deref()))?.into())
 }
 
-pub async fn revoke(ctx: &Ctx, id: &str, caller: Caller) -> Result<Response, Error> {
-    let own = require(ctx, &caller, PERM_KEYS_WRITE)?;
-    let (hash, mut record) = load(ctx, id, own).await?;
+async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
+    let (hash, mut record) = load(ctx, id, caller).await?;
     // Revoking twice is not an error, and keeps the first revocation time.
     if record.revoked_at.is_none() {
         record.revoked_at = Some(format_time(ctx.now));
@@ -152,41 +155,52 @@ pub async fn revoke(ctx: &Ctx, id: &str, caller: Caller) -> Result<Response, Err
         durable::revoke(ctx, &record.id, at).await?;
     }
     let used = last_used(ctx, &record).await?;
-    json(200, &record.summary(used.as_deref()))
+    Ok(json(200, &record.summary(used.as_deref()))?.into())
 }
 
-pub async fn roll(ctx: &Ctx, req: &Request, id: &str, caller: Caller) -> Result<Response, Error> {
-    let own = require(ctx, &caller, PERM_KEYS_WRITE)?;
+/// A roll changes nothing unless it completes: the new key is stored first (unusable, since
+/// nobody holds its plaintext yet), then the old key's object records its revocation or
+/// shortened expiry (the step that takes effect everywhere), and only then is the old record
+/// rewritten. A failure before the object step removes the new key and leaves the old one as
+/// it was, so a retry works; a failure of the last write still answers with the new key (the
+/// roll has taken effect in the object, which every request consults) and is logged.
+async fn roll(
+    ctx: &Ctx,
+    req: &Request,
+    id: &str,
+    caller: &Caller<'_>,
+    caller_expiry: Option<i64>,
+) -> Result<Reply, Error> {
     let grace = parse_roll(&read_body(req, MAX_JSON_BODY_BYTES).await?)?;
-    let (hash, mut old) = load(ctx, id, own).await?;
-    if old.check_usable(ctx.now).is_err() {
-        return Err(Error::field(
-            "id",
-            "a revoked or expired key cannot be rolled",
-        ));
-    }
-    let mut new = NewKey {
-        user_id: old.user_id.clone(),
-        email: old.email.clone(),
-        name: old.name.clone(),
-        workspaces: old.workspaces.clone(),
-        permissions: old.permissions.clone(),
-        expires_at: old.expires_at_secs(),
-        rate_limit: old.rate_limit,
-    };
+    let (hash, old) = load(ctx, id, caller).await?;
+    let old_expiry = durable::usage(ctx, &old.id).await?.expires_at;
+    access::rollable(&old, old_expiry, ctx.now)?;
+    let mut new = access::rolled(&old, old_expiry);
     // Rolling hands out a new plaintext: a key may not obtain one wider than itself that way.
-    if let Some(creator) = own {
-        restrict_to_creator(creator, &mut new)?;
+    if let Some(creator) = caller.key() {
+        access::restrict_to_creator(creator, caller_expiry, &mut new)?;
     }
-    let response = issue(ctx, new).await?;
-    apply_roll_to_old(&mut old, grace, ctx.now);
-    store::put(ctx, &hash, &old).await?;
-    match (&old.revoked_at, old.expires_at_secs()) {
-        (Some(at), _) => durable::revoke(ctx, &old.id, at).await?,
-        (None, Some(t)) => durable::expire(ctx, &old.id, t).await?,
-        (None, None) => {}
+    let (key, new_hash, new_record) = mint(ctx, new).await?;
+    let mut rolled = old;
+    apply_roll_to_old(&mut rolled, grace, ctx.now);
+    let committed = match (&rolled.revoked_at, rolled.expires_at_secs()) {
+        (Some(at), _) => durable::revoke(ctx, &rolled.id, at).await,
+        (None, Some(t)) => durable::expire(ctx, &rolled.id, t).await,
+        (None, None) => Ok(()),
+    };
+    if let Err(e) = committed {
+        // Best effort: a leftover would be a key nobody holds, refused like any unknown key.
+        let _ = store::delete(ctx, &new_hash, &new_record).await;
+        return Err(e);
     }
-    Ok(response)
+    let note = store::put(ctx, &hash, &rolled)
+        .await
+        .err()
+        .map(|_| "kv_write_after_roll");
+    Ok(Reply {
+        response: issued(&key, &new_record)?,
+        note,
+    })
 }
 
 /// `last_used_at` from the key's object (no KV write per request).

@@ -1,4 +1,5 @@
 //! The `worker` glue: the fetch entry point, and the I/O each decision of [`crate::core`] needs.
+//! Policy lives in [`crate::core::access`]; this fetches facts and carries out answers.
 //!
 //! - [`store`]: Workers KV (records by hash, id and user indexes).
 //! - [`durable`]: the per-key Durable Object (rate limit, revocation, last use, idempotency).
@@ -14,16 +15,17 @@ mod proxy;
 mod store;
 mod throttle;
 
-use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use worker::{console_log, event, Context, Date, Env, Request, Response};
 
+use crate::core::access::{self, Caller, Need};
 use crate::core::auth::{parse_authorization, Credential};
 use crate::core::config::Config;
 use crate::core::forward::{accept_request_id, HEADER_REQUEST_ID};
 use crate::core::key::{check_key, hash_key};
 use crate::core::log::LogLine;
+use crate::core::names::{ADMIN_TOKEN_SECRET, AUTHORIZATION, AUTH_FAILURES_BINDING, CLIENT_IP};
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::{check_path, resolve, split_url, Route};
@@ -35,48 +37,69 @@ const OPENAPI: &str = include_str!("../../api/openapi.json");
 /// Reported once per isolate, so a bad deploy is loud in the log without flooding it.
 static CONFIG_ERROR_LOGGED: AtomicBool = AtomicBool::new(false);
 
-/// What one request carries through the glue.
+/// What one request's glue needs: bindings, configuration, its id and the time.
 pub(crate) struct Ctx {
     pub env: Env,
     pub config: Config,
     pub request_id: String,
     /// Unix seconds, read once per request.
     pub now: i64,
-    pub key_id: RefCell<Option<String>>,
-    pub user_id: RefCell<Option<String>>,
-    /// A fixed name of the internal failure behind a 503, for the log only.
-    pub cause: Cell<Option<&'static str>>,
-    /// The key's rate-limit decision, once its Durable Object has counted the request.
-    pub decision: Cell<Option<Decision>>,
 }
 
 impl Ctx {
-    /// Records why the request failed closed and returns the client-facing error.
+    /// The client-facing error of an internal failure, with the fixed `cause` the log shows.
     pub fn unavailable(&self, cause: &'static str) -> Error {
-        self.cause.set(Some(cause));
-        Error::Unavailable
-    }
-
-    /// The rate-limit row of SPEC section 2: applied after the workspace and permission checks.
-    pub fn enforce_rate_limit(&self) -> Result<(), Error> {
-        match self.decision.get() {
-            Some(d) if !d.allowed => Err(Error::RateLimited {
-                retry_after: d.retry_after_secs,
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    fn identify(&self, record: &KeyRecord) {
-        *self.key_id.borrow_mut() = Some(record.id.clone());
-        *self.user_id.borrow_mut() = Some(record.user_id.clone());
+        Error::Unavailable(cause)
     }
 }
 
-/// Who called a `/v1/api-keys` route.
-pub(crate) enum Caller {
-    Admin,
-    Key(KeyRecord),
+/// A route's answer, with a note for the log line when something behind a successful answer
+/// failed (an idempotent answer that could not be remembered, say).
+pub(crate) struct Reply {
+    pub response: Response,
+    pub note: Option<&'static str>,
+}
+
+impl From<Response> for Reply {
+    fn from(response: Response) -> Self {
+        Reply {
+            response,
+            note: None,
+        }
+    }
+}
+
+/// What one request came to: everything its response headers and its log line need, returned
+/// as a value by each stage rather than set aside on the side.
+struct Outcome {
+    result: Result<Reply, Error>,
+    /// The key's id and user, once the key is known (also when it is then refused).
+    key: Option<(String, String)>,
+    /// The key's rate-limit decision, once its object has counted the request.
+    decision: Option<Decision>,
+}
+
+impl Outcome {
+    fn of(result: Result<Reply, Error>) -> Self {
+        Outcome {
+            result,
+            key: None,
+            decision: None,
+        }
+    }
+
+    fn for_key(record: &KeyRecord) -> Self {
+        Outcome {
+            result: Err(Error::Internal),
+            key: Some((record.id.clone(), record.user_id.clone())),
+            decision: None,
+        }
+    }
+
+    fn with(mut self, result: Result<Reply, Error>) -> Self {
+        self.result = result;
+        self
+    }
 }
 
 #[event(fetch)]
@@ -96,42 +119,39 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     let raw_url = req.inner().url();
     let (path, query) = split_url(&raw_url);
 
-    let client_ip = req.headers().get(throttle::CLIENT_IP_HEADER).ok().flatten();
-    let mut ctx_slot = None;
-    let result = match throttle::blocked(client_ip.as_deref(), started) {
+    let client_ip = req.headers().get(CLIENT_IP).ok().flatten();
+    let mut outcome = match throttle::blocked(client_ip.as_deref(), started) {
         // Refused before any storage read: guessing costs the guesser, not the gateway.
-        Some(retry_after) => Err(Error::TooManyFailedAttempts { retry_after }),
+        Some(retry_after) => Outcome::of(Err(Error::TooManyFailedAttempts { retry_after })),
         None => {
-            let limiter = env.rate_limiter(throttle::BINDING).ok();
-            let result = handle(&req, env, &method, path, query, &request_id, &mut ctx_slot).await;
-            match result {
-                Err(e) if throttle::counts_as_failure(&e) => {
-                    throttle::record_failure(limiter, client_ip.as_deref(), started, e).await
+            let limiter = env.rate_limiter(AUTH_FAILURES_BINDING).ok();
+            let mut outcome = handle(&req, env, &method, path, query, &request_id).await;
+            if let Err(e) = &outcome.result {
+                if throttle::counts_as_failure(e) {
+                    outcome.result =
+                        throttle::record_failure(limiter, client_ip.as_deref(), started, e.clone())
+                            .await;
                 }
-                other => other,
             }
+            outcome
         }
     };
-    let (status, code) = match &result {
-        Ok(resp) => (resp.status_code(), None),
-        Err(e) => (e.status(), Some(e.code())),
+    let (status, code, cause) = match &outcome.result {
+        Ok(reply) => (reply.response.status_code(), None, reply.note),
+        Err(e) => (e.status(), Some(e.code()), e.cause()),
     };
+    let result = std::mem::replace(&mut outcome.result, Err(Error::Internal));
     let mut response = match result {
-        Ok(resp) => resp,
+        Ok(reply) => reply.response,
         Err(e) => http::error_response(&e, &request_id),
     };
     let _ = response.headers_mut().set(HEADER_REQUEST_ID, &request_id);
-    if let Some(d) = ctx_slot.as_ref().and_then(|c| c.decision.get()) {
-        http::set_rate_limit_headers(response.headers_mut(), &d);
+    if let Some(d) = &outcome.decision {
+        http::set_rate_limit_headers(response.headers_mut(), d);
     }
-
-    let (key_id, user_id, cause) = match &ctx_slot {
-        Some(c) => (
-            c.key_id.borrow().clone(),
-            c.user_id.borrow().clone(),
-            c.cause.get(),
-        ),
-        None => (None, None, None),
+    let (key_id, user_id) = match &outcome.key {
+        Some((k, u)) => (Some(k.as_str()), Some(u.as_str())),
+        None => (None, None),
     };
     let line = LogLine {
         request_id: &request_id,
@@ -139,8 +159,8 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         path,
         status,
         code,
-        key_id: key_id.as_deref(),
-        user_id: user_id.as_deref(),
+        key_id,
+        user_id,
         duration_ms: Date::now().as_millis().saturating_sub(started),
         cause,
     };
@@ -148,6 +168,8 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
     Ok(response)
 }
 
+/// Path, route, configuration, then the caller, in the order of docs/CONTRACT.md section 2;
+/// every access decision is [`access`]'s, this only fetches the facts it needs.
 async fn handle(
     req: &Request,
     env: Env,
@@ -155,41 +177,111 @@ async fn handle(
     path: &str,
     query: Option<&str>,
     request_id: &str,
-    ctx_slot: &mut Option<Ctx>,
-) -> Result<Response, Error> {
-    check_path(path)?;
-    let route = resolve(method, path)?;
-    let config = load_config(&env)?;
-    let ctx = ctx_slot.insert(Ctx {
+) -> Outcome {
+    let route = match check_path(path).and_then(|()| resolve(method, path)) {
+        Ok(route) => route,
+        Err(e) => return Outcome::of(Err(e)),
+    };
+    let config = match load_config(&env) {
+        Ok(config) => config,
+        Err(e) => return Outcome::of(Err(e)),
+    };
+    let ctx = Ctx {
         env,
         config,
         request_id: request_id.to_owned(),
         now: (Date::now().as_millis() / 1000) as i64,
-        key_id: RefCell::new(None),
-        user_id: RefCell::new(None),
-        cause: Cell::new(None),
-        decision: Cell::new(None),
+    };
+    let Some(need) = access::need(&route) else {
+        return Outcome::of(
+            match route {
+                Route::OpenApi => http::raw_json(200, OPENAPI),
+                _ => http::json(200, &serde_json::json!({"status": "ok"})),
+            }
+            .map(Reply::from),
+        );
+    };
+    let header = req.headers().get(AUTHORIZATION).ok().flatten();
+    let credential = parse_authorization(header.as_deref()).and_then(|c| {
+        access::credential(&need, matches!(c, Credential::Admin(_)))?;
+        Ok(c)
     });
-    match route {
-        Route::Health => http::json(200, &serde_json::json!({"status": "ok"})),
-        Route::OpenApi => http::raw_json(200, OPENAPI),
-        Route::Me => {
-            let record = authenticate(ctx, req).await?;
-            count(ctx, &record).await?;
-            ctx.enforce_rate_limit()?;
-            keys::me(ctx, &record)
+    match credential {
+        Err(e) => Outcome::of(Err(e)),
+        Ok(Credential::Admin(token)) => {
+            let configured = ctx
+                .env
+                .secret(ADMIN_TOKEN_SECRET)
+                .ok()
+                .map(|s| s.to_string());
+            Outcome::of(match access::admin(token, configured.as_deref()) {
+                Ok(()) => keys::manage(&ctx, req, query, &route, &Caller::Admin, None).await,
+                Err(e) => Err(e),
+            })
         }
-        Route::CreateKey => keys::create(ctx, req, caller(ctx, req).await?).await,
-        Route::ListKeys => keys::list(ctx, query, caller(ctx, req).await?).await,
-        Route::GetKey(id) => keys::get(ctx, id, caller(ctx, req).await?).await,
-        Route::RevokeKey(id) => keys::revoke(ctx, id, caller(ctx, req).await?).await,
-        Route::RollKey(id) => keys::roll(ctx, req, id, caller(ctx, req).await?).await,
-        Route::Forward(fwd) => {
-            // Counted inside `forward`: the job trigger folds the count into its object call.
-            let record = authenticate(ctx, req).await?;
-            proxy::forward(ctx, req, method, path, query, &fwd, &record).await
+        Ok(Credential::ApiKey(key)) => {
+            key_request(&ctx, req, method, path, query, &route, &need, key).await
         }
     }
+}
+
+/// A request authenticated by an API key: the record (no storage read for a malformed key),
+/// then the key's object, then [`access::decide_key`], then the route.
+#[allow(clippy::too_many_arguments)]
+async fn key_request(
+    ctx: &Ctx,
+    req: &Request,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    route: &Route<'_>,
+    need: &Need<'_>,
+    key: &str,
+) -> Outcome {
+    let record = match lookup(ctx, key).await {
+        Ok(record) => record,
+        Err(e) => return Outcome::of(Err(e)),
+    };
+    // Identified before the revoked/expired rows, so the log says which key was refused.
+    let mut out = Outcome::for_key(&record);
+    if let Err(e) = access::usable(&record, ctx.now) {
+        return out.with(Err(e));
+    }
+    if let Route::Forward(fwd) = route {
+        if let Some(idempotency_key) = proxy::idempotency_key(req, fwd) {
+            // The job trigger counts the request and opens its idempotency record in one call.
+            let (decision, result) = proxy::trigger(
+                ctx,
+                req,
+                method,
+                path,
+                query,
+                need,
+                &record,
+                &idempotency_key,
+            )
+            .await;
+            out.decision = decision;
+            return out.with(result);
+        }
+    }
+    let verdict = match durable::hit(ctx, &record).await {
+        Ok(verdict) => verdict,
+        Err(e) => return out.with(Err(e)),
+    };
+    out.decision = access::counted(&verdict);
+    if let Err(e) = access::decide_key(&record, ctx.now, &verdict, need) {
+        return out.with(Err(e));
+    }
+    let result = match route {
+        Route::Me => keys::me(ctx, &record).map(Reply::from),
+        Route::Forward(fwd) => proxy::forward(ctx, req, method, path, query, fwd, &record).await,
+        _ => {
+            let expiry = access::object_expiry(&verdict);
+            keys::manage(ctx, req, query, route, &Caller::Key(&record), expiry).await
+        }
+    };
+    out.with(result)
 }
 
 fn load_config(env: &Env) -> Result<Config, Error> {
@@ -200,64 +292,12 @@ fn load_config(env: &Env) -> Result<Config, Error> {
                 serde_json::json!({"level": "error", "config_error": e.0})
             );
         }
-        Error::Unavailable
+        Error::Unavailable("config")
     })
 }
 
-fn authorization(req: &Request) -> Option<String> {
-    req.headers().get("authorization").ok().flatten()
-}
-
-/// SPEC section 2, rows 2–6: header, shape and checksum (no storage read), then the record.
-/// The request is not counted yet: see [`count`].
-async fn authenticate(ctx: &Ctx, req: &Request) -> Result<KeyRecord, Error> {
-    let header = authorization(req);
-    match parse_authorization(header.as_deref())? {
-        Credential::ApiKey(key) => authenticate_key(ctx, key).await,
-        Credential::Admin(_) => Err(Error::MalformedApiKey),
-    }
-}
-
-async fn authenticate_key(ctx: &Ctx, key: &str) -> Result<KeyRecord, Error> {
+/// Shape and checksum (no storage read for a malformed key), then the record by hash.
+async fn lookup(ctx: &Ctx, key: &str) -> Result<KeyRecord, Error> {
     check_key(&ctx.config.key_prefix, key)?;
-    let record = store::record_by_hash(ctx, &hash_key(key), true)
-        .await?
-        .ok_or(Error::InvalidApiKey)?;
-    // Identify before the revoked/expired checks, so the log says which key was refused.
-    ctx.identify(&record);
-    record.check_usable(ctx.now)?;
-    Ok(record)
-}
-
-/// The key's own object knows revocations and shortened expiries everywhere at once, and
-/// counts the request; its decision is enforced after the workspace and permission rows.
-pub async fn count(ctx: &Ctx, record: &KeyRecord) -> Result<(), Error> {
-    ctx.decision.set(Some(durable::hit(ctx, record).await?));
-    Ok(())
-}
-
-/// The admin token (`Bearer`, compared in constant time) or an API key.
-async fn caller(ctx: &Ctx, req: &Request) -> Result<Caller, Error> {
-    let header = authorization(req);
-    match parse_authorization(header.as_deref())? {
-        Credential::ApiKey(key) => {
-            let record = authenticate_key(ctx, key).await?;
-            count(ctx, &record).await?;
-            Ok(Caller::Key(record))
-        }
-        Credential::Admin(token) => {
-            let configured = ctx
-                .env
-                .secret("ADMIN_TOKEN")
-                .ok()
-                .map(|s| s.to_string())
-                .filter(|s| !s.is_empty())
-                .ok_or(Error::AdminDisabled)?;
-            if crate::core::auth::admin_token_matches(token, &configured) {
-                Ok(Caller::Admin)
-            } else {
-                Err(Error::InvalidAdminToken)
-            }
-        }
-    }
+    access::known(store::record_by_hash(ctx, &hash_key(key), true).await?)
 }

@@ -1,4 +1,5 @@
-//! Forwarding an authorized `/developers/...` call to the origin (SPEC sections 5–7).
+//! Forwarding an authorized `/developers/...` call to the origin (docs/CONTRACT.md sections
+//! 5-7), and the idempotent job trigger (section 6).
 
 use std::time::Duration;
 
@@ -11,7 +12,8 @@ use worker::{
 };
 
 use super::http::read_body;
-use super::{durable, Ctx};
+use super::{durable, Ctx, Reply};
+use crate::core::access::{self, Need};
 use crate::core::forward::{
     body_too_large, drop_request_header, drop_response_header, signature_header, HEADER_KEY_ID,
     HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID, HEADER_WORKSPACE_ID,
@@ -20,15 +22,24 @@ use crate::core::keystate::{
     check_idempotency_key, fingerprint, idempotency_slot, remember, Begin, StoredResponse,
     IN_FLIGHT_MARGIN_MS,
 };
+use crate::core::names::{
+    CONNECTION, CONTENT_LENGTH, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, SIGNING_SECRET,
+};
+use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::Forward;
 use crate::core::Error;
 
-const SIGNING_SECRET: &str = "ORIGIN_SIGNING_SECRET";
-const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
-const HEADER_IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+/// The `Idempotency-Key` of a job trigger, if it carries one (other routes ignore the header).
+pub fn idempotency_key(req: &Request, route: &Forward<'_>) -> Option<String> {
+    if route.job_run {
+        req.headers().get(IDEMPOTENCY_KEY).ok().flatten()
+    } else {
+        None
+    }
+}
 
-/// Checks workspace then permission (SPEC section 2 order), then forwards.
+/// Forwards a call that [`crate::core::access::decide_key`] allowed.
 pub async fn forward(
     ctx: &Ctx,
     req: &Request,
@@ -37,44 +48,50 @@ pub async fn forward(
     query: Option<&str>,
     route: &Forward<'_>,
     record: &KeyRecord,
-) -> Result<Response, Error> {
-    let idempotency_key = if route.job_run {
-        req.headers().get(HEADER_IDEMPOTENCY_KEY).ok().flatten()
-    } else {
-        None
-    };
-    let Some(idempotency_key) = idempotency_key else {
-        super::count(ctx, record).await?;
-        record.authorize(route.workspace, route.permission)?;
-        ctx.enforce_rate_limit()?;
-        let call = prepare(ctx, req, method, path, query, route, record)?;
-        // The body stream is handed over as is: streamed, never buffered in the Worker.
-        let body = req.inner().body().map(Into::into);
-        let upstream = send(ctx, req, &call, body).await?;
-        return Ok(relay(upstream));
-    };
-    // The job trigger with an Idempotency-Key makes one object call that both counts the
-    // request and opens its idempotency record (two round trips, not three, per trigger). What
-    // is refused before that call is counted on its own and answered as if it had been counted
-    // first: the object's revoked/expired, then workspace, permission, rate limit, the rest.
+) -> Result<Reply, Error> {
+    let call = prepare(ctx, req, method, path, query, route.workspace, record)?;
+    // The body stream is handed over as is: streamed, never buffered in the Worker.
+    let body = req.inner().body().map(Into::into);
+    let upstream = send(ctx, req, &call, body).await?;
+    Ok(relay(upstream).into())
+}
+
+/// The job trigger with an `Idempotency-Key`: one object call both counts the request and opens
+/// its idempotency record (two round trips per trigger, not three). What can be refused before
+/// that call (workspace, permission, the body, the header) is checked first, then answered in
+/// the contract's order once counted ([`access::refuse_after_count`]). Returns the rate-limit
+/// decision for the `RateLimit-*` headers with the result.
+#[allow(clippy::too_many_arguments)]
+pub async fn trigger(
+    ctx: &Ctx,
+    req: &Request,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    need: &Need<'_>,
+    record: &KeyRecord,
+    idempotency_key: &str,
+) -> (Option<Decision>, Result<Reply, Error>) {
     let early = async {
-        record.authorize(route.workspace, route.permission)?;
-        let call = prepare(ctx, req, method, path, query, route, record)?;
-        check_idempotency_key(&idempotency_key)?;
+        access::authorize(record, need)?;
+        let call = prepare(ctx, req, method, path, query, need.workspace, record)?;
+        check_idempotency_key(idempotency_key)?;
         // Buffered here (trigger bodies are small): the body is part of what "the same
         // request" is.
         let body = read_body(req, ctx.config.max_body_bytes).await?;
         Ok::<_, Error>((call, body))
     };
     match early.await {
-        Ok((call, body)) => idempotent(ctx, req, &call, &idempotency_key, body).await,
-        Err(refused) => {
-            super::count(ctx, record).await?;
-            if !refused.precedes_rate_limit() {
-                ctx.enforce_rate_limit()?;
-            }
-            Err(refused)
-        }
+        Ok((call, body)) => idempotent(ctx, req, need, &call, idempotency_key, body).await,
+        Err(later) => match durable::hit(ctx, record).await {
+            Err(e) => (None, Err(e)),
+            Ok(verdict) => (
+                access::counted(&verdict),
+                Err(access::refuse_after_count(
+                    record, ctx.now, &verdict, need, later,
+                )),
+            ),
+        },
     }
 }
 
@@ -85,10 +102,10 @@ fn prepare<'a>(
     method: &'a str,
     path: &str,
     query: Option<&str>,
-    route: &Forward<'a>,
+    workspace: Option<&'a str>,
     record: &'a KeyRecord,
 ) -> Result<Call<'a>, Error> {
-    let declared = req.headers().get("content-length").ok().flatten();
+    let declared = req.headers().get(CONTENT_LENGTH).ok().flatten();
     if body_too_large(declared.as_deref(), ctx.config.max_body_bytes) {
         return Err(Error::PayloadTooLarge);
     }
@@ -105,7 +122,7 @@ fn prepare<'a>(
             Some(q) => format!("{path}?{q}"),
             None => path.to_owned(),
         },
-        workspace: route.workspace,
+        workspace,
         record,
         secret,
     })
@@ -129,7 +146,7 @@ async fn send(
 ) -> Result<Response, Error> {
     let incoming = req.headers();
     let headers = Headers::new();
-    let connection = incoming.get("connection").ok().flatten();
+    let connection = incoming.get(CONNECTION).ok().flatten();
     for (name, value) in incoming.entries() {
         if !drop_request_header(&name, connection.as_deref()) {
             let _ = headers.append(&name, &value);
@@ -180,39 +197,58 @@ async fn send(
     futures_util::pin_mut!(timeout);
     match select(pending, timeout).await {
         Either::Left((Ok(resp), _)) => Ok(resp),
-        Either::Left((Err(_), _)) => {
-            ctx.cause.set(Some("origin_fetch"));
-            Err(Error::OriginUnavailable)
-        }
+        Either::Left((Err(_), _)) => Err(Error::OriginUnavailable("origin_fetch")),
         Either::Right(_) => {
             controller.abort();
-            ctx.cause.set(Some("origin_timeout"));
             Err(Error::OriginTimeout)
         }
     }
 }
 
-/// The job-trigger route with `Idempotency-Key` (SPEC section 6): the key's object holds one
+/// The job-trigger route with `Idempotency-Key` (docs/CONTRACT.md section 6): the key's object holds one
 /// record per (key id, Idempotency-Key), so concurrent retries make exactly one origin call.
 async fn idempotent(
     ctx: &Ctx,
     req: &Request,
+    need: &Need<'_>,
     call: &Call<'_>,
     idempotency_key: &str,
     body: Vec<u8>,
-) -> Result<Response, Error> {
+) -> (Option<Decision>, Result<Reply, Error>) {
     let fp = fingerprint(call.method, &call.path_and_query, &body);
     let slot = idempotency_slot(idempotency_key);
-    let key_id = &call.record.id;
     let lease = ctx.config.origin_timeout_ms + IN_FLIGHT_MARGIN_MS;
-    let (decision, begun) = durable::hit_and_begin(ctx, call.record, &slot, &fp, lease).await?;
-    ctx.decision.set(Some(decision));
-    ctx.enforce_rate_limit()?;
-    // Allowed, so the object has opened (or found) the record.
-    match begun.ok_or_else(|| ctx.unavailable("durable_object"))? {
+    let (verdict, begun) = match durable::hit_and_begin(ctx, call.record, &slot, &fp, lease).await {
+        Ok(answer) => answer,
+        Err(e) => return (None, Err(e)),
+    };
+    let decision = access::counted(&verdict);
+    let result = match access::decide_key(call.record, ctx.now, &verdict, need) {
+        Err(e) => Err(e),
+        // Allowed, so the object has opened (or found) the record.
+        Ok(()) => match begun {
+            Some(begun) => run_once(ctx, req, call, &slot, &fp, begun, body).await,
+            None => Err(ctx.unavailable("durable_object")),
+        },
+    };
+    (decision, result)
+}
+
+/// Carries out what the object decided for an idempotent attempt.
+async fn run_once(
+    ctx: &Ctx,
+    req: &Request,
+    call: &Call<'_>,
+    slot: &str,
+    fp: &str,
+    begun: Begin,
+    body: Vec<u8>,
+) -> Result<Reply, Error> {
+    let key_id = &call.record.id;
+    match begun {
         Begin::InProgress => return Err(Error::IdempotencyInProgress),
         Begin::Mismatch => return Err(Error::IdempotencyKeyReused),
-        Begin::Replay { response } => return Ok(stored_response(&response, true)),
+        Begin::Replay { response } => return Ok(stored_response(&response, true).into()),
         Begin::Proceed => {}
     }
     let js_body: JsValue = Uint8Array::from(body.as_slice()).into();
@@ -220,25 +256,25 @@ async fn idempotent(
         Ok(r) => r,
         Err(e) => {
             // No answer: forget the attempt so that a retry can go through.
-            let _ = durable::idem_complete(ctx, key_id, &slot, &fp, None).await;
+            let _ = durable::idem_complete(ctx, key_id, slot, fp, None).await;
             return Err(e);
         }
     };
     let status = upstream.status_code();
     if !remember(status) {
-        let _ = durable::idem_complete(ctx, key_id, &slot, &fp, None).await;
-        return Ok(relay(upstream));
+        let _ = durable::idem_complete(ctx, key_id, slot, fp, None).await;
+        return Ok(relay(upstream).into());
     }
     // A remembered answer is replayed from its bytes: the runtime sets its length.
     let headers: Vec<(String, String)> = relayed_headers(&upstream)
         .into_iter()
-        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
+        .filter(|(name, _)| !name.eq_ignore_ascii_case(CONTENT_LENGTH))
         .collect();
     let mut upstream = upstream;
-    let bytes = upstream.bytes().await.map_err(|_| {
-        ctx.cause.set(Some("origin_body"));
-        Error::OriginUnavailable
-    })?;
+    let bytes = upstream
+        .bytes()
+        .await
+        .map_err(|_| Error::OriginUnavailable("origin_body"))?;
     let stored = StoredResponse {
         status,
         headers,
@@ -246,18 +282,19 @@ async fn idempotent(
     };
     // The job has run: its answer goes to the client even if it could not be remembered (the
     // in-flight record then lapses after its lease, and the failure is logged).
-    if durable::idem_complete(ctx, key_id, &slot, &fp, Some(stored.clone()))
+    let note = durable::idem_complete(ctx, key_id, slot, fp, Some(stored.clone()))
         .await
-        .is_err()
-    {
-        ctx.cause.set(Some("idempotency_store"));
-    }
-    Ok(stored_response(&stored, false))
+        .err()
+        .map(|_| "idempotency_store");
+    Ok(Reply {
+        response: stored_response(&stored, false),
+        note,
+    })
 }
 
 /// The origin's response headers that go back to the client (hop-by-hop ones removed).
 fn relayed_headers(upstream: &Response) -> Vec<(String, String)> {
-    let connection = upstream.headers().get("connection").ok().flatten();
+    let connection = upstream.headers().get(CONNECTION).ok().flatten();
     upstream
         .headers()
         .entries()
@@ -271,7 +308,7 @@ fn stored_response(stored: &StoredResponse, replayed: bool) -> Response {
         let _ = headers.append(name, value);
     }
     if replayed {
-        let _ = headers.set(HEADER_IDEMPOTENT_REPLAYED, "true");
+        let _ = headers.set(IDEMPOTENT_REPLAYED, "true");
     }
     let body = hex::decode(&stored.body_hex).unwrap_or_default();
     ResponseBuilder::new()

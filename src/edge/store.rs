@@ -14,10 +14,9 @@ use worker::kv::KvStore;
 
 use super::Ctx;
 use crate::core::cache::RecordCache;
+use crate::core::names::KV_BINDING;
 use crate::core::record::{KeyMeta, KeyRecord};
 use crate::core::Error;
-
-pub const KV_BINDING: &str = "KEYS";
 
 fn record_key(hash: &str) -> String {
     format!("key:{hash}")
@@ -31,9 +30,18 @@ fn user_prefix(user_id: &str) -> String {
     format!("u/{user_id}/")
 }
 
+/// Metadata of a user-index entry: enough to count a user's live keys from one list call.
+/// Entries written before `r`/`e` existed read as live (counted, never under-counted).
 #[derive(Serialize, Deserialize)]
 struct IndexMeta {
+    /// The record's hash.
     h: String,
+    /// Revoked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    r: bool,
+    /// `expires_at`, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<i64>,
 }
 
 fn kv(ctx: &Ctx) -> Result<KvStore, Error> {
@@ -110,8 +118,59 @@ pub async fn put(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Error>
     .await?;
     put_entry::<()>(ctx, &store, &id_key(&record.id), hash, None, expiration).await?;
     let index = format!("{}{}", user_prefix(&record.user_id), record.id);
-    let meta = IndexMeta { h: hash.to_owned() };
+    let meta = IndexMeta {
+        h: hash.to_owned(),
+        r: record.revoked_at.is_some(),
+        e: record.expires_at_secs(),
+    };
     put_entry(ctx, &store, &index, "", Some(meta), expiration).await
+}
+
+/// Removes a record and its indexes (a roll that could not complete takes back its new key).
+pub async fn delete(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Error> {
+    RECORDS.with(|c| c.borrow_mut().remove(hash));
+    let store = kv(ctx)?;
+    let index = format!("{}{}", user_prefix(&record.user_id), record.id);
+    for key in [record_key(hash), id_key(&record.id), index] {
+        store
+            .delete(&key)
+            .await
+            .map_err(|_| ctx.unavailable("kv_write"))?;
+    }
+    Ok(())
+}
+
+/// How many live keys (neither revoked nor expired) `user_id` holds, counted from the user
+/// index's metadata (a page of 1,000 per call, no record reads), stopping as soon as `max`
+/// live keys are seen: enough to decide the cap.
+pub async fn count_live(ctx: &Ctx, user_id: &str, max: u64) -> Result<u64, Error> {
+    let store = kv(ctx)?;
+    let mut live = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut list = store.list().prefix(user_prefix(user_id)).limit(1000);
+        if let Some(c) = cursor.take() {
+            list = list.cursor(c);
+        }
+        let page = list
+            .execute()
+            .await
+            .map_err(|_| ctx.unavailable("kv_list"))?;
+        live += page
+            .keys
+            .iter()
+            .filter_map(|k| k.metadata.clone())
+            .filter_map(|m| serde_json::from_value::<IndexMeta>(m).ok())
+            .filter(|m| !m.r && m.e.is_none_or(|t| ctx.now < t))
+            .count() as u64;
+        if live >= max || page.list_complete {
+            return Ok(live);
+        }
+        match page.cursor.filter(|c| !c.is_empty()) {
+            Some(c) => cursor = Some(c),
+            None => return Ok(live),
+        }
+    }
 }
 
 /// One KV write with optional metadata, sharing the record's expiration.

@@ -8,8 +8,6 @@ use worker::RateLimiter;
 use crate::core::throttle::BlockList;
 use crate::core::Error;
 
-pub const BINDING: &str = "AUTH_FAILURES";
-pub const CLIENT_IP_HEADER: &str = "cf-connecting-ip";
 /// The bucket for requests without a client IP (never the case behind Cloudflare).
 const UNKNOWN_IP: &str = "unknown";
 

@@ -1,0 +1,660 @@
+//! Who may do what, decided in one place and in the contract's order (docs/CONTRACT.md
+//! section 2), together with the rules of key management (section 4): ownership, the
+//! no-escalation rule for keys that mint keys, what a roll copies, the cap on keys per user.
+//!
+//! Everything here is pure. The glue fetches the facts (the record behind a key hash, the key
+//! object's verdict, a management target, a count of live keys), calls these functions, and
+//! carries out the answer; a reader can find every row of the auth table in this file:
+//!
+//! | row | decided by |
+//! |---|---|
+//! | too many failed attempts | [`super::throttle`] (before any credential is read) |
+//! | missing / malformed credential | [`super::auth::parse_authorization`], [`credential`] |
+//! | unknown key | [`known`] |
+//! | revoked, expired (record, then object) | [`usable`], [`decide_key`] |
+//! | workspace, permission, rate limit | [`decide_key`] |
+//! | admin token | [`admin`] |
+
+use super::error::Error;
+use super::keystate::Hit;
+use super::permission::{within, PERM_KEYS_READ, PERM_KEYS_WRITE};
+use super::ratelimit::{Decision, RateLimit};
+use super::record::{KeyRecord, NewKey};
+use super::route::Route;
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller<'a> {
+    /// `Authorization: Bearer <ADMIN_TOKEN>`.
+    Admin,
+    /// `Authorization: Api-Key <key>`, with the key's stored record.
+    Key(&'a KeyRecord),
+}
+
+impl<'a> Caller<'a> {
+    /// The key's record, or `None` for the admin.
+    pub fn key(&self) -> Option<&'a KeyRecord> {
+        match self {
+            Caller::Admin => None,
+            Caller::Key(record) => Some(record),
+        }
+    }
+}
+
+/// What a route asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Need<'a> {
+    /// Whether the admin token may call it (the key-management routes).
+    pub admin: bool,
+    /// The permission a key needs; `None` for `/v1/me` (any valid key).
+    pub permission: Option<&'static str>,
+    /// The workspace the path names, which the key must cover.
+    pub workspace: Option<&'a str>,
+}
+
+/// What `route` needs; `None` for the public routes (`/healthz`, the OpenAPI document).
+pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
+    let manage = |permission| Need {
+        admin: true,
+        permission: Some(permission),
+        workspace: None,
+    };
+    Some(match route {
+        Route::Health | Route::OpenApi => return None,
+        Route::Me => Need {
+            admin: false,
+            permission: None,
+            workspace: None,
+        },
+        Route::ListKeys | Route::GetKey(_) => manage(PERM_KEYS_READ),
+        Route::CreateKey | Route::RevokeKey(_) | Route::RollKey(_) => manage(PERM_KEYS_WRITE),
+        Route::Forward(fwd) => Need {
+            admin: false,
+            permission: Some(fwd.permission),
+            workspace: fwd.workspace,
+        },
+    })
+}
+
+/// An admin token where the route takes only keys reads as a malformed key: the admin token
+/// is never a key, and the answer does not say that an admin token was recognised.
+pub fn credential(need: &Need, is_admin: bool) -> Result<(), Error> {
+    if is_admin && !need.admin {
+        Err(Error::MalformedApiKey)
+    } else {
+        Ok(())
+    }
+}
+
+/// The admin row: no token configured is 403 `admin_disabled`, a wrong one 401.
+pub fn admin(presented: &str, configured: Option<&str>) -> Result<(), Error> {
+    let configured = configured
+        .filter(|c| !c.is_empty())
+        .ok_or(Error::AdminDisabled)?;
+    if super::auth::admin_token_matches(presented, configured) {
+        Ok(())
+    } else {
+        Err(Error::InvalidAdminToken)
+    }
+}
+
+/// The unknown-key row: a well-formed key with no record.
+pub fn known(found: Option<KeyRecord>) -> Result<KeyRecord, Error> {
+    found.ok_or(Error::InvalidApiKey)
+}
+
+/// The revoked and expired rows as the record says (before the key's object is asked, so a
+/// dead key costs no object call).
+pub fn usable(record: &KeyRecord, now: i64) -> Result<(), Error> {
+    record.check_usable(now)
+}
+
+/// Every row after the key is known, in order: revoked and expired (the record's view, then
+/// the key object's, which also knows revocations and shortened expiries that a cached record
+/// does not), workspace, permission, rate limit.
+pub fn decide_key(record: &KeyRecord, now: i64, verdict: &Hit, need: &Need) -> Result<(), Error> {
+    usable(record, now)?;
+    let decision = match verdict {
+        Hit::Revoked => return Err(Error::RevokedApiKey),
+        Hit::Expired => return Err(Error::ExpiredApiKey),
+        Hit::Counted { decision, .. } => decision,
+    };
+    if let Some(ws) = need.workspace {
+        if !record.covers_workspace(ws) {
+            return Err(Error::WorkspaceForbidden);
+        }
+    }
+    if let Some(permission) = need.permission {
+        if !record.grants(permission) {
+            return Err(Error::PermissionDenied(missing_permission(permission)));
+        }
+    }
+    if !decision.allowed {
+        return Err(Error::RateLimited {
+            retry_after: decision.retry_after_secs,
+        });
+    }
+    Ok(())
+}
+
+/// The key's rate-limit decision, when its object counted the request (for `RateLimit-*`).
+pub fn counted(verdict: &Hit) -> Option<Decision> {
+    match verdict {
+        Hit::Counted { decision, .. } => Some(*decision),
+        _ => None,
+    }
+}
+
+/// The key's expiry as its object knows it (see [`restrict_to_creator`]).
+pub fn object_expiry(verdict: &Hit) -> Option<i64> {
+    match verdict {
+        Hit::Counted { expires_at, .. } => *expires_at,
+        _ => None,
+    }
+}
+
+/// The workspace and permission rows alone: what the job trigger checks before its one object
+/// call (which both counts the request and opens its idempotency record).
+pub fn authorize(record: &KeyRecord, need: &Need) -> Result<(), Error> {
+    if need
+        .workspace
+        .is_some_and(|ws| !record.covers_workspace(ws))
+    {
+        return Err(Error::WorkspaceForbidden);
+    }
+    match need.permission {
+        Some(p) if !record.grants(p) => Err(Error::PermissionDenied(missing_permission(p))),
+        _ => Ok(()),
+    }
+}
+
+/// A refusal found before the count by a check whose row comes after the rate limit (the
+/// trigger's body or `Idempotency-Key`): once the request is counted, the earlier rows win.
+pub fn refuse_after_count(
+    record: &KeyRecord,
+    now: i64,
+    verdict: &Hit,
+    need: &Need,
+    later: Error,
+) -> Error {
+    match decide_key(record, now, verdict, need) {
+        Err(earlier) => earlier,
+        Ok(()) => later,
+    }
+}
+
+fn missing_permission(permission: &str) -> &'static str {
+    match permission {
+        PERM_KEYS_WRITE => "This route needs the api_keys:write permission.",
+        PERM_KEYS_READ => "This route needs the api_keys:read permission.",
+        _ => "The API key lacks the permission this route needs.",
+    }
+}
+
+/// Whose keys a listing shows: the admin names a user; a key lists its own user only.
+pub fn list_user(caller: &Caller<'_>, asked: Option<String>) -> Result<String, Error> {
+    match (caller.key(), asked) {
+        (None, None) => Err(Error::field("user_id", "is required for admin listings")),
+        (None, Some(user)) => Ok(user),
+        (Some(own), None) => Ok(own.user_id.clone()),
+        (Some(own), Some(user)) if user == own.user_id => Ok(user),
+        (Some(_), Some(_)) => Err(Error::PermissionDenied(
+            "An API key can only list its own user's keys.",
+        )),
+    }
+}
+
+/// A management target: another user's key is as unknown to a key caller as a missing one.
+pub fn target(caller: &Caller<'_>, found: Option<KeyRecord>) -> Result<KeyRecord, Error> {
+    let record = found.ok_or(Error::NotFound)?;
+    match caller.key() {
+        Some(own) if own.user_id != record.user_id => Err(Error::NotFound),
+        _ => Ok(record),
+    }
+}
+
+/// A revoked or expired key (as the record or the key's object says) cannot be rolled.
+pub fn rollable(target: &KeyRecord, object_expiry: Option<i64>, now: i64) -> Result<(), Error> {
+    let dead = target.check_usable(now).is_err() || object_expiry.is_some_and(|t| now >= t);
+    if dead {
+        Err(Error::field(
+            "id",
+            "a revoked or expired key cannot be rolled",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// What a roll copies into the new key: everything but the id, hint, key and times; the
+/// expiry is the old key's as its object knows it (a roll with grace may have shortened it).
+pub fn rolled(old: &KeyRecord, object_expiry: Option<i64>) -> NewKey {
+    NewKey {
+        user_id: old.user_id.clone(),
+        email: old.email.clone(),
+        name: old.name.clone(),
+        workspaces: old.workspaces.clone(),
+        permissions: old.permissions.clone(),
+        expires_at: earliest(old.expires_at_secs(), object_expiry),
+        rate_limit: old.rate_limit,
+    }
+}
+
+/// The earlier of two optional expiries (`None` is "never").
+pub fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+/// The rate limit a new key gets when its body names none: the configured default, capped to
+/// the creating key's own when that is lower.
+pub fn default_rate(caller: &Caller<'_>, configured: RateLimit) -> RateLimit {
+    match caller.key() {
+        Some(creator) if !configured.within(&creator.rate_limit) => creator.rate_limit,
+        _ => configured,
+    }
+}
+
+/// The no-escalation rule: a key may mint keys (by create or roll) only for its own user, with
+/// its own e-mail (an omitted one inherits it), and with workspaces, permissions, expiry and rate
+/// limit no wider than its own. `creator_expiry` is the creator's expiry as its object knows it
+/// (a roll with grace shortens it there first); an omitted expiry inherits the earlier one.
+pub fn restrict_to_creator(
+    creator: &KeyRecord,
+    creator_expiry: Option<i64>,
+    new: &mut NewKey,
+) -> Result<(), Error> {
+    if new.user_id != creator.user_id {
+        return Err(Error::PermissionDenied(
+            "An API key can only create keys for its own user.",
+        ));
+    }
+    match (&new.email, &creator.email) {
+        (None, _) => new.email = creator.email.clone(),
+        (Some(asked), Some(own)) if asked == own => {}
+        (Some(_), _) => {
+            return Err(Error::field(
+                "email",
+                "must be the creating key's own e-mail (or omitted)",
+            ))
+        }
+    }
+    if !within(&creator.workspaces, &new.workspaces) {
+        return Err(Error::PermissionDenied(
+            "A new key's workspaces must be among the creating key's workspaces.",
+        ));
+    }
+    if !within(&creator.permissions, &new.permissions) {
+        return Err(Error::PermissionDenied(
+            "A new key's permissions must be among the creating key's permissions.",
+        ));
+    }
+    if !new.rate_limit.within(&creator.rate_limit) {
+        return Err(Error::PermissionDenied(
+            "A new key's rate limit cannot allow more requests or a larger burst than the creating key's.",
+        ));
+    }
+    if let Some(limit) = earliest(creator.expires_at_secs(), creator_expiry) {
+        match new.expires_at {
+            None => new.expires_at = Some(limit),
+            Some(t) if t <= limit => {}
+            Some(_) => {
+                return Err(Error::PermissionDenied(
+                    "A new key cannot expire later than the creating key.",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The cap on live keys per user (`MAX_KEYS_PER_USER`): one more is refused, nothing stored.
+pub fn may_add_key(live_keys: u64, max: u64) -> Result<(), Error> {
+    if live_keys >= max {
+        Err(Error::KeyLimitReached)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::record::tests::{record, DEFAULT, NOW};
+    use crate::core::route::resolve;
+    use crate::core::time::format_time;
+
+    fn counted(allowed: bool) -> Hit {
+        Hit::Counted {
+            decision: Decision {
+                allowed,
+                limit: 5,
+                remaining: if allowed { 4 } else { 0 },
+                reset_secs: 60,
+                retry_after_secs: if allowed { 0 } else { 12 },
+            },
+            expires_at: None,
+        }
+    }
+
+    fn need_of(method: &str, path: &str) -> Need<'static> {
+        let path: &'static str = Box::leak(path.to_owned().into_boxed_str());
+        need(&resolve(method, path).unwrap()).unwrap()
+    }
+
+    const JOBS: &str = "/developers/workspaces/ws1/jobs/";
+
+    #[test]
+    fn public_routes_need_nothing() {
+        assert_eq!(need(&Route::Health), None);
+        assert_eq!(need(&Route::OpenApi), None);
+    }
+
+    #[test]
+    fn row_admin_token_on_a_key_route_is_a_malformed_key() {
+        assert_eq!(
+            credential(&need_of("GET", JOBS), true),
+            Err(Error::MalformedApiKey)
+        );
+        assert_eq!(
+            credential(&need_of("GET", "/v1/me"), true),
+            Err(Error::MalformedApiKey)
+        );
+        assert_eq!(credential(&need_of("POST", "/v1/api-keys"), true), Ok(()));
+        assert_eq!(credential(&need_of("GET", JOBS), false), Ok(()));
+    }
+
+    #[test]
+    fn row_admin_disabled_then_invalid_admin_token() {
+        assert_eq!(admin("t", None), Err(Error::AdminDisabled));
+        assert_eq!(admin("t", Some("")), Err(Error::AdminDisabled));
+        assert_eq!(admin("t", Some("u")), Err(Error::InvalidAdminToken));
+        assert_eq!(admin("token", Some("token")), Ok(()));
+    }
+
+    #[test]
+    fn row_invalid_api_key() {
+        assert_eq!(known(None), Err(Error::InvalidApiKey));
+        let r = record(&["*"], &["*"], None);
+        assert_eq!(known(Some(r.clone())), Ok(r));
+    }
+
+    #[test]
+    fn row_revoked_api_key_before_expired() {
+        let mut r = record(&["*"], &["*"], Some(NOW + 10));
+        r.revoked_at = Some(format_time(NOW));
+        assert_eq!(usable(&r, NOW + 20), Err(Error::RevokedApiKey));
+        let n = need_of("GET", JOBS);
+        assert_eq!(
+            decide_key(&r, NOW + 20, &counted(true), &n),
+            Err(Error::RevokedApiKey)
+        );
+    }
+
+    #[test]
+    fn row_expired_api_key_exact_to_the_second() {
+        let r = record(&["*"], &["*"], Some(NOW + 10));
+        assert_eq!(usable(&r, NOW + 9), Ok(()));
+        assert_eq!(usable(&r, NOW + 10), Err(Error::ExpiredApiKey));
+    }
+
+    #[test]
+    fn the_key_objects_verdict_wins_over_a_cached_record() {
+        let r = record(&["*"], &["*"], None);
+        let n = need_of("GET", JOBS);
+        assert_eq!(
+            decide_key(&r, NOW, &Hit::Revoked, &n),
+            Err(Error::RevokedApiKey)
+        );
+        assert_eq!(
+            decide_key(&r, NOW, &Hit::Expired, &n),
+            Err(Error::ExpiredApiKey)
+        );
+    }
+
+    #[test]
+    fn row_workspace_forbidden_before_permission_and_rate_limit() {
+        let r = record(&["ws2"], &["secrets:read"], None);
+        let n = need_of("GET", JOBS);
+        assert_eq!(
+            decide_key(&r, NOW, &counted(false), &n),
+            Err(Error::WorkspaceForbidden)
+        );
+        assert_eq!(authorize(&r, &n), Err(Error::WorkspaceForbidden));
+    }
+
+    #[test]
+    fn row_permission_denied_before_rate_limit() {
+        let r = record(&["ws1"], &["jobs:run"], None);
+        let n = need_of("GET", JOBS);
+        assert!(matches!(
+            decide_key(&r, NOW, &counted(false), &n),
+            Err(Error::PermissionDenied(_))
+        ));
+        let n = need_of("POST", "/v1/api-keys");
+        assert_eq!(
+            decide_key(&r, NOW, &counted(true), &n),
+            Err(Error::PermissionDenied(
+                "This route needs the api_keys:write permission."
+            ))
+        );
+    }
+
+    #[test]
+    fn row_rate_limited_last() {
+        let r = record(&["ws1"], &["jobs:read"], None);
+        let n = need_of("GET", JOBS);
+        assert_eq!(
+            decide_key(&r, NOW, &counted(false), &n),
+            Err(Error::RateLimited { retry_after: 12 })
+        );
+        assert_eq!(decide_key(&r, NOW, &counted(true), &n), Ok(()));
+        // `/v1/me` needs no permission but is still counted and limited.
+        let me = need_of("GET", "/v1/me");
+        assert_eq!(
+            decide_key(&r, NOW, &counted(false), &me),
+            Err(Error::RateLimited { retry_after: 12 })
+        );
+    }
+
+    #[test]
+    fn wildcards_cover_every_workspace_and_permission() {
+        let r = record(&["*"], &["*"], None);
+        let n = need_of("DELETE", "/developers/workspaces/any/secrets/s1");
+        assert_eq!(decide_key(&r, NOW, &counted(true), &n), Ok(()));
+    }
+
+    #[test]
+    fn a_refusal_found_before_the_count_yields_to_earlier_rows() {
+        let r = record(&["ws1"], &["jobs:run"], None);
+        let n = need_of("POST", "/developers/workspaces/ws1/jobs/j/run/");
+        // Over the limit: 429 wins over a body problem (its row comes later)...
+        assert_eq!(
+            refuse_after_count(&r, NOW, &counted(false), &n, Error::PayloadTooLarge),
+            Error::RateLimited { retry_after: 12 }
+        );
+        // ...and the body problem stands when the count allows the request.
+        assert_eq!(
+            refuse_after_count(&r, NOW, &counted(true), &n, Error::PayloadTooLarge),
+            Error::PayloadTooLarge
+        );
+        // A workspace refusal stands even over the limit (it comes first).
+        let other = need_of("POST", "/developers/workspaces/ws2/jobs/j/run/");
+        assert_eq!(
+            refuse_after_count(&r, NOW, &counted(false), &other, Error::WorkspaceForbidden),
+            Error::WorkspaceForbidden
+        );
+    }
+
+    #[test]
+    fn rule_admin_listings_name_a_user_and_keys_list_their_own() {
+        let own = record(&["*"], &["api_keys:read"], None);
+        let key = Caller::Key(&own);
+        assert!(matches!(
+            list_user(&Caller::Admin, None),
+            Err(Error::Validation(_))
+        ));
+        assert_eq!(list_user(&Caller::Admin, Some("v".into())), Ok("v".into()));
+        assert_eq!(list_user(&key, None), Ok("u".into()));
+        assert_eq!(list_user(&key, Some("u".into())), Ok("u".into()));
+        assert!(matches!(
+            list_user(&key, Some("v".into())),
+            Err(Error::PermissionDenied(_))
+        ));
+    }
+
+    #[test]
+    fn rule_another_users_key_is_not_found() {
+        let own = record(&["*"], &["*"], None);
+        let key = Caller::Key(&own);
+        let mut theirs = record(&["*"], &["*"], None);
+        theirs.user_id = "v".into();
+        assert_eq!(target(&key, Some(theirs.clone())), Err(Error::NotFound));
+        assert_eq!(target(&key, None), Err(Error::NotFound));
+        assert_eq!(target(&Caller::Admin, Some(theirs.clone())), Ok(theirs));
+    }
+
+    #[test]
+    fn rule_a_dead_key_cannot_roll() {
+        let live = record(&["*"], &["*"], Some(NOW + 100));
+        assert_eq!(rollable(&live, None, NOW), Ok(()));
+        assert!(rollable(&live, None, NOW + 100).is_err());
+        assert!(
+            rollable(&live, Some(NOW + 5), NOW + 5).is_err(),
+            "the object's shortened expiry counts"
+        );
+        let mut revoked = live.clone();
+        revoked.revoked_at = Some(format_time(NOW));
+        assert!(matches!(
+            rollable(&revoked, None, NOW),
+            Err(Error::Validation(_))
+        ));
+    }
+
+    #[test]
+    fn rule_a_roll_copies_every_attribute_and_the_earliest_expiry() {
+        let old = record(&["a"], &["jobs:read"], Some(NOW + 100));
+        let new = rolled(&old, Some(NOW + 50));
+        assert_eq!(new.user_id, old.user_id);
+        assert_eq!(new.workspaces, old.workspaces);
+        assert_eq!(new.permissions, old.permissions);
+        assert_eq!(new.rate_limit, old.rate_limit);
+        assert_eq!(new.expires_at, Some(NOW + 50));
+        assert_eq!(rolled(&old, None).expires_at, Some(NOW + 100));
+    }
+
+    fn minted() -> NewKey {
+        NewKey {
+            user_id: "u".into(),
+            email: None,
+            name: "n".into(),
+            workspaces: vec!["a".into()],
+            permissions: vec!["jobs:read".into()],
+            expires_at: None,
+            rate_limit: RateLimit {
+                requests: 10,
+                window_seconds: 60,
+            },
+        }
+    }
+
+    fn creator() -> KeyRecord {
+        let mut c = record(
+            &["a", "b"],
+            &["api_keys:write", "jobs:read"],
+            Some(NOW + 1000),
+        );
+        c.email = Some("alice@example.com".into());
+        c.rate_limit = RateLimit {
+            requests: 10,
+            window_seconds: 60,
+        };
+        c
+    }
+
+    #[test]
+    fn rule_no_escalation_workspaces_permissions_expiry_user() {
+        let c = creator();
+        let mut ok = minted();
+        assert_eq!(restrict_to_creator(&c, None, &mut ok), Ok(()));
+        assert_eq!(ok.expires_at, Some(NOW + 1000), "expiry is inherited");
+        assert_eq!(ok.email.as_deref(), Some("alice@example.com"));
+
+        let mut other_user = minted();
+        other_user.user_id = "v".into();
+        assert!(restrict_to_creator(&c, None, &mut other_user).is_err());
+        let mut wider_ws = minted();
+        wider_ws.workspaces = vec!["*".into()];
+        assert!(restrict_to_creator(&c, None, &mut wider_ws).is_err());
+        let mut wider_perm = minted();
+        wider_perm.permissions = vec!["jobs:run".into()];
+        assert!(restrict_to_creator(&c, None, &mut wider_perm).is_err());
+        let mut later = minted();
+        later.expires_at = Some(NOW + 1001);
+        assert!(restrict_to_creator(&c, None, &mut later).is_err());
+    }
+
+    #[test]
+    fn rule_no_escalation_uses_the_objects_expiry() {
+        // After a roll with grace the creator's object knows an earlier expiry than its
+        // (possibly cached) record: a child may not outlive that.
+        let c = creator();
+        let mut child = minted();
+        child.expires_at = Some(NOW + 500);
+        assert!(restrict_to_creator(&c, Some(NOW + 100), &mut child).is_err());
+        let mut inherit = minted();
+        assert_eq!(
+            restrict_to_creator(&c, Some(NOW + 100), &mut inherit),
+            Ok(())
+        );
+        assert_eq!(inherit.expires_at, Some(NOW + 100));
+    }
+
+    #[test]
+    fn rule_no_escalation_email() {
+        let c = creator();
+        let mut other = minted();
+        other.email = Some("cfo@example.com".into());
+        assert!(matches!(
+            restrict_to_creator(&c, None, &mut other),
+            Err(Error::Validation(f)) if f.contains_key("email")
+        ));
+        let mut same = minted();
+        same.email = Some("alice@example.com".into());
+        assert_eq!(restrict_to_creator(&c, None, &mut same), Ok(()));
+    }
+
+    #[test]
+    fn rule_no_escalation_rate_limit() {
+        let c = creator();
+        let mut faster = minted();
+        faster.rate_limit = RateLimit {
+            requests: 1_000_000,
+            window_seconds: 1,
+        };
+        assert!(restrict_to_creator(&c, None, &mut faster).is_err());
+        let mut burstier = minted();
+        burstier.rate_limit = RateLimit {
+            requests: 20,
+            window_seconds: 3600,
+        };
+        assert!(restrict_to_creator(&c, None, &mut burstier).is_err());
+        // An omitted rate limit defaults to the configured one, capped to the creator's.
+        let key = Caller::Key(&c);
+        assert_eq!(default_rate(&key, DEFAULT), c.rate_limit);
+        assert_eq!(default_rate(&Caller::Admin, DEFAULT), DEFAULT);
+        let slow = RateLimit {
+            requests: 1,
+            window_seconds: 60,
+        };
+        assert_eq!(default_rate(&key, slow), slow);
+    }
+
+    #[test]
+    fn rule_keys_per_user_are_capped() {
+        assert_eq!(may_add_key(99, 100), Ok(()));
+        assert_eq!(may_add_key(100, 100), Err(Error::KeyLimitReached));
+    }
+}

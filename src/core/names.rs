@@ -1,0 +1,36 @@
+//! Names the gateway shares with the outside world: HTTP headers it reads or writes, the
+//! bindings and secrets it expects in `wrangler.toml` (docs/CONTRACT.md sections 7 and 9).
+//! One place, so that a name is spelled once and a reader finds every one here.
+//!
+//! Header names are lowercase (HTTP header names are case-insensitive; the runtime lowercases).
+
+// Headers of the contract.
+pub const AUTHORIZATION: &str = "authorization";
+pub const WWW_AUTHENTICATE: &str = "www-authenticate";
+pub const RETRY_AFTER: &str = "retry-after";
+pub const ALLOW: &str = "allow";
+pub const RATELIMIT_LIMIT: &str = "ratelimit-limit";
+pub const RATELIMIT_REMAINING: &str = "ratelimit-remaining";
+pub const RATELIMIT_RESET: &str = "ratelimit-reset";
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+/// The client's address as Cloudflare reports it (the only one the gateway trusts).
+pub const CLIENT_IP: &str = "cf-connecting-ip";
+
+// Plain HTTP headers the gateway reads or sets.
+pub const CONTENT_TYPE: &str = "content-type";
+pub const CONTENT_LENGTH: &str = "content-length";
+pub const CACHE_CONTROL: &str = "cache-control";
+pub const CONNECTION: &str = "connection";
+
+// Bindings (wrangler.toml).
+/// The KV namespace of key records.
+pub const KV_BINDING: &str = "KEYS";
+/// The Durable Object namespace of the per-key objects (`KeyStateObject`).
+pub const KEY_STATE_BINDING: &str = "KEY_STATE";
+/// The Rate Limiting binding that counts failed authentications per client IP.
+pub const AUTH_FAILURES_BINDING: &str = "AUTH_FAILURES";
+
+// Secrets (`wrangler secret put`, `.dev.vars` locally).
+pub const ADMIN_TOKEN_SECRET: &str = "ADMIN_TOKEN";
+pub const SIGNING_SECRET: &str = "ORIGIN_SIGNING_SECRET";
