@@ -1,12 +1,22 @@
 # keygate's front door. `make dev` runs the gateway locally with an example origin;
-# `make test` runs every test. Both install what they need first (scripts/setup.sh, idempotent).
-.PHONY: dev test setup build size latency bench cpu soak fuzz profile
+# `make test` runs every test. Both install what they need first (scripts/setup.sh, idempotent;
+# see docs/TOOLCHAIN.md). `make check` is the fast loop while working.
+.PHONY: dev test check setup build size latency bench cpu soak fuzz profile
 
 dev: setup
 	bash scripts/dev.sh
 
 test: setup
 	bash scripts/test.sh
+
+# Fast: seconds once built. Host toolchain only (no wasm build, no setup, no wrangler dev):
+# the README layout and contract checks, formatting, native clippy, native unit tests.
+check:
+	node scripts/check-layout.mjs
+	node scripts/check-contract.mjs
+	cargo fmt --check
+	cargo clippy -q --all-targets -- -D warnings
+	cargo test -q --lib
 
 setup:
 	bash scripts/setup.sh
@@ -22,7 +32,8 @@ size: setup
 latency: build
 	bash -c '. scripts/env.sh && node bench/latency.mjs 300'
 
-# Side by side: origin, pass-through Worker, keygate (GET, job trigger, invalid keys); ~4 min.
+# Side by side: origin, pass-through Workers, keygate (GET, job trigger, invalid keys); about
+# 4 min (8 cases x 3 runs x 8 s of load, plus warm-up and start-up). Writes BENCHMARKS.md.
 bench: setup
 	bash scripts/bench.sh
 

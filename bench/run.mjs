@@ -2,7 +2,7 @@
 //   (a) the origin directly (nginx)
 //   (b) a minimal pass-through Worker (the floor)
 //   (b2) the pass-through plus one Durable Object call with a durable write (the floor of any
-//        design that counts every request exactly, as SPEC section 8 asks)
+//        design that counts every request exactly, as docs/CONTRACT.md section 8 asks)
 //   (c) keygate, valid key, proxied GET
 //   (d) keygate, job-trigger route, distinct Idempotency-Keys
 //   (e) keygate, invalid keys (bad checksum) from one client address (the attack path)

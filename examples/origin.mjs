@@ -19,7 +19,7 @@ const JOBS = [
   { id: "dbt_build", name: "dbt build" },
 ];
 
-/** Verifies `t=<unix>,v1=<hex>` over the string of SPEC section 7. */
+/** Verifies `t=<unix>,v1=<hex>` over the string of docs/CONTRACT.md section 7. */
 export function verifySignature(secret, header, { method, pathAndQuery, keyId, userId, workspaceId }) {
   if (!secret || !header) return false;
   const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header);

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Idempotent set-up of everything keygate needs to build, run and test, from the project's own
-# files (see ../shared/TOOLCHAIN.md for why each step exists). Each step checks first and skips
-# what is already there, so a second run costs seconds. It writes the environment that the
-# other scripts need to .keygate-env (sourced by scripts/env.sh).
+# files (docs/TOOLCHAIN.md explains why each step exists). Each step checks first and skips
+# what is already there, so a second run costs seconds. Every change to the system is announced
+# with a [setup] line and shows its tool's own output; nothing asks a question (apt-get runs
+# with -y and DEBIAN_FRONTEND=noninteractive), so CI can run it. It writes the environment that
+# the other scripts need to .keygate-env (sourced by scripts/env.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +16,12 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
+# Debian packages, announced and shown; never interactive.
+apt_install() {
+  log "apt-get update, then apt-get install -y $* (system packages)"
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y "$@"
+}
 
 # 1. A rustc with a wasm32 standard library. Prefer rustup's own target when it is installed.
 RUSTC_FOR_WASM=""
@@ -23,9 +31,7 @@ if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | 
   RUSTC_FOR_WASM=$(rustup which rustc)
 else
   if ! dpkg -s rustc-web cargo-web rust-web-src rust-web-clippy lld-22 >/dev/null 2>&1; then
-    log "installing Debian's rustc-web, cargo-web, rust-web-src, rust-web-clippy and lld-22"
-    $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rustc-web cargo-web rust-web-src rust-web-clippy lld-22 >/dev/null
+    apt_install rustc-web cargo-web rust-web-src rust-web-clippy lld-22
   fi
   RUSTC_FOR_WASM=/usr/bin/rustc
   LINKER_FOR_WASM=wasm-ld-22
@@ -39,8 +45,9 @@ else
     (cd "$tmp" && RUSTFLAGS=-Cembed-bitcode=yes RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
       CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-22 \
       /usr/bin/cargo build -q --release --target "$TARGET" -Zbuild-std=std,panic_abort,test)
+    log "installing the $TARGET standard library into $libdir (system directory)"
     $SUDO mkdir -p "$libdir"
-    $SUDO cp "$tmp"/target/$TARGET/release/deps/lib*.rlib "$libdir"/
+    $SUDO cp -v "$tmp"/target/$TARGET/release/deps/lib*.rlib "$libdir"/
     $SUDO rm -f "$libdir"/libkg_sysroot_probe-*.rlib
     rm -rf "$tmp"
   fi
@@ -51,34 +58,34 @@ fi
 CARGO_BIN_DIR="${CARGO_HOME:-$HOME/.cargo}/bin"
 export PATH="$CARGO_BIN_DIR:$PATH"
 if ! worker-build --version 2>/dev/null | grep -q "$WORKER_BUILD_VERSION"; then
-  log "cargo install worker-build $WORKER_BUILD_VERSION (about 6 min on 2 cores)"
+  log "cargo install worker-build $WORKER_BUILD_VERSION into $CARGO_BIN_DIR (about 6 min on 2 cores)"
   cargo install -q --locked worker-build --version "$WORKER_BUILD_VERSION"
 fi
 if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
-  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 7 min on 2 cores)"
+  log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION into $CARGO_BIN_DIR (about 7 min on 2 cores)"
   # --locked first; its lock file pins a crate that crates.io has since yanked (webpki-roots
   # 1.0.11 for 0.2.130), in which case the resolved build is used.
-  cargo install -q --locked wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" 2>/dev/null ||
-    cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+  cargo install -q --locked wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" ||
+    { log "retrying without --locked"; cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"; }
 fi
 
 # 3. wrangler (with workerd), esbuild and binaryen from npm, exactly as locked.
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "npm ci"
+  log "npm ci (into ./node_modules, as package-lock.json pins)"
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
 # 4. schemathesis (PyPI), pinned, in a project virtualenv: the OpenAPI contract test.
 SCHEMATHESIS_VERSION=4.32.5
 if ! .venv/bin/schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
-  log "installing schemathesis $SCHEMATHESIS_VERSION into .venv"
+  log "installing schemathesis $SCHEMATHESIS_VERSION into ./.venv (from PyPI)"
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-# 5. Debian tools the tests and benchmarks use (curl for the quickstart, wrk for load).
+# 5. Debian tools: curl for the quickstart (nginx and wrk come with make bench, scripts/bench.sh).
 if ! command -v curl >/dev/null; then
-  $SUDO apt-get install -y -qq curl >/dev/null
+  apt_install curl
 fi
 
 cat >.keygate-env <<ENV

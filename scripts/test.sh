@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Every test keygate has: formatting and lints, native unit tests of the core, wasm-bindgen
-# tests under Node, then end-to-end tests through `wrangler dev` (workerd) against a real
-# origin on 127.0.0.1. Installs what it needs first (idempotent).
+# Every test keygate has: the README layout and contract checks, formatting and lints, native
+# unit tests of the core, wasm-bindgen tests under Node, then end-to-end tests through
+# `wrangler dev` (workerd) against a real origin on 127.0.0.1. Installs what it needs first
+# (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-. scripts/env.sh
 
 step() { printf '\n== %s\n' "$*"; }
+
+# First, being fast and needing only Node: the README layout and the contract document.
+step "README layout matches the repository (scripts/check-layout.mjs)"
+node scripts/check-layout.mjs
+step "docs/CONTRACT.md matches api/openapi.json (scripts/check-contract.mjs)"
+node scripts/check-contract.mjs
+
+bash scripts/setup.sh
+. scripts/env.sh
 
 step "cargo fmt --check"
 cargo fmt --check
