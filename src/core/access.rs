@@ -336,6 +336,7 @@ mod tests {
                 retry_after_secs: if allowed { 0 } else { 12 },
             },
             expires_at: None,
+            granted: u32::from(allowed),
         }
     }
 

@@ -106,6 +106,7 @@ pub fn one_request(f: &Fixture) -> usize {
     let verdict = Hit::Counted {
         decision,
         expires_at: None,
+        granted: 1,
     };
     if access::decide_key(&record, f.now, &verdict, &need).is_err() {
         return 0;

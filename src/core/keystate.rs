@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::Error;
 use super::ratelimit::RateLimit;
-use super::ratelimit::{gcra, Decision};
+use super::ratelimit::{gcra_take, Decision};
 
 /// How long an idempotent answer is replayed (docs/CONTRACT.md section 6).
 pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -47,12 +47,26 @@ pub enum Hit {
         /// minting keys is held to (docs/CONTRACT.md section 4).
         #[serde(default)]
         expires_at: Option<i64>,
+        /// Tokens taken from the allowance by this call (a lease's batch; 0 when refused).
+        #[serde(default = "one")]
+        granted: u32,
     },
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl KeyState {
     /// Checks the revocation and expiry this object knows, then counts the request.
     pub fn hit(&mut self, limit: RateLimit, now_ms: u64) -> Hit {
+        self.grant(limit, 1, now_ms)
+    }
+
+    /// Checks the revocation and expiry this object knows, then takes up to `want` tokens from
+    /// the allowance at once (a lease, docs/CONTRACT.md section 8). The last use is recorded at
+    /// each grant.
+    pub fn grant(&mut self, limit: RateLimit, want: u32, now_ms: u64) -> Hit {
         if self.revoked_at.is_some() {
             return Hit::Revoked;
         }
@@ -65,7 +79,7 @@ impl KeyState {
             self.tat = 0;
             self.limit = Some(limit);
         }
-        let (tat, decision) = gcra(self.tat, now_ms, limit);
+        let (tat, granted, decision) = gcra_take(self.tat, now_ms, limit, want);
         self.tat = tat;
         if decision.allowed {
             self.last_used_ms = Some(now_ms);
@@ -73,6 +87,7 @@ impl KeyState {
         Hit::Counted {
             decision,
             expires_at: self.expires_at,
+            granted,
         }
     }
 

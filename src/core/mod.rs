@@ -9,6 +9,7 @@
 //! - [`forward`]: headers to and from the origin, the identity signature, request ids.
 //! - [`hotpath`]: one proxied request's decisions without I/O, for the CPU benchmarks.
 //! - [`key`]: key format, CRC-32 checksum, SHA-256 hash, hint and id.
+//! - [`lease`]: leased allowances: an isolate's batches of a key's tokens.
 //! - [`keystate`]: the per-key Durable Object's state: limits, revocation, idempotency.
 //! - [`log`]: the per-request log line.
 //! - [`names`]: header, binding and secret names.
@@ -29,6 +30,7 @@ pub mod forward;
 pub mod hotpath;
 pub mod key;
 pub mod keystate;
+pub mod lease;
 pub mod log;
 pub mod names;
 pub mod permission;

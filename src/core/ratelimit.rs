@@ -77,6 +77,15 @@ fn ceil_div(a: u128, b: u128) -> u128 {
 /// Applies one request at `now_ms` to the TAT (`ms * requests` units). Returns the new TAT
 /// (unchanged when refused) and the decision.
 pub fn gcra(tat: u128, now_ms: u64, limit: RateLimit) -> (u128, Decision) {
+    let (tat, _, decision) = gcra_take(tat, now_ms, limit, 1);
+    (tat, decision)
+}
+
+/// GCRA with a cost: takes up to `want` tokens at once (at least one is asked for), as many as
+/// the allowance holds, found by one division rather than a loop. Returns the new TAT, the
+/// number taken (0 when refused, TAT unchanged) and the decision after taking them. One call
+/// with `want = k` takes exactly what `k` single calls at the same instant would.
+pub fn gcra_take(tat: u128, now_ms: u64, limit: RateLimit, want: u32) -> (u128, u32, Decision) {
     let n = u128::from(limit.requests.max(1));
     let window = u128::from(limit.window_seconds.max(1)) * MS_PER_SEC;
     let now = u128::from(now_ms) * n;
@@ -88,6 +97,7 @@ pub fn gcra(tat: u128, now_ms: u64, limit: RateLimit) -> (u128, Decision) {
         let reset_ms = ceil_div(base - now, n);
         return (
             tat,
+            0,
             Decision {
                 allowed: false,
                 limit: limit.requests,
@@ -97,12 +107,16 @@ pub fn gcra(tat: u128, now_ms: u64, limit: RateLimit) -> (u128, Decision) {
             },
         );
     }
-    let new_tat = base + interval;
+    // The k-th token (from 1) conforms while base + (k - 1) * interval - now <= tolerance.
+    let fits = (tolerance - (base - now)) / interval + 1;
+    let taken = fits.min(u128::from(want.max(1)));
+    let new_tat = base + taken * interval;
     let used = new_tat - now;
     let remaining = (window * n).saturating_sub(used) / interval;
     let reset_ms = ceil_div(used, n);
     (
         new_tat,
+        taken as u32,
         Decision {
             allowed: true,
             limit: limit.requests,
@@ -239,5 +253,41 @@ mod tests {
             window_seconds: 1
         }
         .within(&ten_per_minute));
+    }
+
+    #[test]
+    fn taking_k_at_once_equals_k_single_takes() {
+        for limit in [
+            FIVE_PER_MINUTE,
+            DEFAULT,
+            RateLimit {
+                requests: 7,
+                window_seconds: 60,
+            },
+        ] {
+            for start_tat in [0u128, 30_000 * u128::from(limit.requests)] {
+                for want in 1..=12u32 {
+                    let now = 1_000;
+                    let (batch_tat, taken, batch) = gcra_take(start_tat, now, limit, want);
+                    let (mut tat, mut singles, mut last) = (start_tat, 0u32, None);
+                    for _ in 0..want {
+                        let (t, d) = gcra(tat, now, limit);
+                        if !d.allowed {
+                            break;
+                        }
+                        tat = t;
+                        singles += 1;
+                        last = Some(d);
+                    }
+                    assert_eq!(taken, singles, "{limit} want {want}");
+                    assert_eq!(batch_tat, tat);
+                    if let Some(d) = last {
+                        assert_eq!(batch, d);
+                    } else {
+                        assert!(!batch.allowed);
+                    }
+                }
+            }
+        }
     }
 }

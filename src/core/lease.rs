@@ -1,0 +1,545 @@
+//! Leased allowances (docs/CONTRACT.md section 8): each isolate decides a key's requests alone
+//! from a batch of tokens its key's object granted, so the hot path makes no round trip.
+//!
+//! Why it stays safe: tokens leave the key's allowance when the object *grants* them (GCRA with a
+//! cost, [`super::ratelimit::gcra_take`]), never when an isolate uses them, so however many
+//! isolates hold leases the object never hands out more than the limit allows. The only slack is
+//! time: a token granted at `t` may be used until `t + LEASE_MS`, so in any interval a key is
+//! served at most what GCRA allows over that interval stretched by `LEASE_MS`: its limit plus
+//! `rate * LEASE_MS`. A batch never holds more than one lease period of the rate
+//! ([`batch_cap`]), and a key whose `rate * LEASE_MS` is under one token gets batches of one:
+//! the asking request uses it, nothing is held, and the key is exact (one object call per
+//! request, as with `LEASE_MS = 0`). Tokens a lease did not use before its deadline are lost,
+//! not returned: returning them could only give allowance back, and losing them keeps the bound
+//! simple (an isolate never asks for more than it used recently, so little is lost).
+//!
+//! This module is the isolate's side, as plain data and arithmetic: the glue keeps one
+//! [`LeaseTable`] per isolate, calls [`LeaseTable::take`] for each request, and reports the
+//! object's answers back with [`LeaseTable::granted`] / [`LeaseTable::failed`]. Concurrent
+//! requests of one isolate interleave only at awaits, so each call here is atomic.
+
+use std::collections::HashMap;
+use std::task::Waker;
+
+use super::keystate::Hit;
+use super::ratelimit::{Decision, RateLimit};
+
+/// `LEASE_MS` default: how long a granted token may be used (one second).
+pub const DEFAULT_LEASE_MS: u64 = 1000;
+/// Largest `LEASE_MS` accepted: bounds both the overshoot and how long a revocation may take.
+pub const MAX_LEASE_MS: u64 = 5000;
+/// Keys whose lease an isolate remembers; past this the idle entries are dropped (a dropped
+/// lease costs one object call, never correctness).
+pub const MAX_LEASED_KEYS: usize = 10_000;
+
+/// The largest batch for `limit`: one lease period of its rate, at least one token.
+pub fn batch_cap(limit: RateLimit, lease_ms: u64) -> u32 {
+    let per_lease =
+        u64::from(limit.requests) * lease_ms / (u64::from(limit.window_seconds.max(1)) * 1000);
+    per_lease.clamp(1, u64::from(u32::MAX)) as u32
+}
+
+/// Tokens granted together, usable until `deadline_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Batch {
+    tokens: u32,
+    deadline_ms: u64,
+}
+
+/// One key's lease in this isolate.
+#[derive(Debug, Default)]
+struct Entry {
+    /// At most two (the current one and its renewal), earliest deadline first.
+    batches: Vec<Batch>,
+    /// What the object said the key has left at the latest grant, counting that batch unused.
+    remaining_at_grant: u32,
+    /// Uses since the latest grant (for `RateLimit-Remaining` and the next batch's size).
+    used_since_grant: u32,
+    granted_last: u32,
+    granted_at_ms: u64,
+    limit: u32,
+    reset_secs: u64,
+    /// The object refused (over the limit): refused here, without asking, until then.
+    refused_until_ms: u64,
+    /// The object said revoked or expired: refused here for good.
+    dead: Option<Hit>,
+    /// The key's expiry as its object knows it (unix seconds).
+    expires_at: Option<i64>,
+    /// One call to the object for this key is in flight from this isolate.
+    asking: bool,
+    /// Requests waiting for that call.
+    waiters: Vec<Waker>,
+}
+
+impl Entry {
+    fn tokens(&self) -> u32 {
+        self.batches.iter().map(|b| b.tokens).sum()
+    }
+
+    /// The next batch's size: double the last one when half of it went in under half a lease
+    /// period (a hot key ramps up quickly), else what was used since the last grant (an idle
+    /// isolate asks for one); never above the cap.
+    fn demand(&self, now_ms: u64, lease_ms: u64, cap: u32) -> u32 {
+        let busy = self.used_since_grant.saturating_mul(2) >= self.granted_last.max(1)
+            && now_ms < self.granted_at_ms.saturating_add(lease_ms / 2);
+        let want = if busy {
+            self.granted_last.saturating_mul(2)
+        } else {
+            self.used_since_grant
+        };
+        want.clamp(1, cap)
+    }
+
+    fn wake(&mut self) {
+        for w in self.waiters.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+/// What [`LeaseTable::take`] decided for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Take {
+    /// Decided here: the verdict (allowed from the lease, or refused: over the limit until its
+    /// `Retry-After`, revoked, expired), and when the lease is half spent, a background renewal
+    /// to start now for `renew` tokens.
+    Decided { verdict: Hit, renew: Option<u32> },
+    /// Another request of this isolate is asking the key's object: wait for it, then take again.
+    Wait,
+    /// Ask the key's object for `want` tokens (this request uses the first).
+    Ask { want: u32 },
+}
+
+/// The leases of one isolate, by key id.
+#[derive(Debug, Default)]
+pub struct LeaseTable {
+    entries: HashMap<String, Entry>,
+}
+
+impl LeaseTable {
+    /// Decides one request of `key` at `now_ms`. `cap` is [`batch_cap`] of the key's limit.
+    pub fn take(&mut self, key: &str, now_ms: u64, lease_ms: u64, cap: u32) -> Take {
+        if !self.entries.contains_key(key) {
+            self.make_room();
+        }
+        let e = self.entries.entry(key.to_owned()).or_default();
+        if let Some(dead) = &e.dead {
+            return Take::Decided {
+                verdict: dead.clone(),
+                renew: None,
+            };
+        }
+        if e.expires_at.is_some_and(|t| (now_ms / 1000) as i64 >= t) {
+            e.dead = Some(Hit::Expired);
+            e.batches.clear();
+            return Take::Decided {
+                verdict: Hit::Expired,
+                renew: None,
+            };
+        }
+        e.batches.retain(|b| b.tokens > 0 && now_ms < b.deadline_ms);
+        if now_ms < e.refused_until_ms {
+            let wait_ms = e.refused_until_ms - now_ms;
+            return Take::Decided {
+                verdict: Hit::Counted {
+                    decision: Decision {
+                        allowed: false,
+                        limit: e.limit,
+                        remaining: 0,
+                        reset_secs: e.reset_secs,
+                        retry_after_secs: wait_ms.div_ceil(1000).max(1),
+                    },
+                    expires_at: e.expires_at,
+                    granted: 0,
+                },
+                renew: None,
+            };
+        }
+        if let Some(batch) = e.batches.first_mut() {
+            batch.tokens -= 1;
+            e.used_since_grant = e.used_since_grant.saturating_add(1);
+            let half_spent = e.tokens().saturating_mul(2) <= e.granted_last
+                || now_ms >= e.granted_at_ms.saturating_add(lease_ms / 2);
+            let renew = (half_spent && !e.asking).then(|| {
+                e.asking = true;
+                e.demand(now_ms, lease_ms, cap)
+            });
+            return Take::Decided {
+                verdict: Hit::Counted {
+                    decision: Decision {
+                        allowed: true,
+                        limit: e.limit,
+                        remaining: e.remaining_at_grant.saturating_sub(e.used_since_grant),
+                        reset_secs: e.reset_secs,
+                        retry_after_secs: 0,
+                    },
+                    expires_at: e.expires_at,
+                    granted: 1,
+                },
+                renew,
+            };
+        }
+        if e.asking {
+            return Take::Wait;
+        }
+        e.asking = true;
+        Take::Ask {
+            want: e.demand(now_ms, lease_ms, cap),
+        }
+    }
+
+    /// Registers a waiter for the call in flight; `false` when none is (take again at once).
+    pub fn wait(&mut self, key: &str, waker: &Waker) -> bool {
+        match self.entries.get_mut(key) {
+            Some(e) if e.asking => {
+                e.waiters.push(waker.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Installs the object's answer to a call sent at `sent_ms`. With `for_request`, the asking
+    /// request uses the first token and gets its verdict back; a background renewal keeps every
+    /// token for later requests.
+    pub fn granted(
+        &mut self,
+        key: &str,
+        answer: &Hit,
+        sent_ms: u64,
+        lease_ms: u64,
+        for_request: bool,
+    ) -> Hit {
+        let e = self.entries.entry(key.to_owned()).or_default();
+        e.asking = false;
+        e.wake();
+        let (decision, expires_at, granted) = match answer {
+            Hit::Revoked | Hit::Expired => {
+                e.dead = Some(answer.clone());
+                e.batches.clear();
+                return answer.clone();
+            }
+            Hit::Counted {
+                decision,
+                expires_at,
+                granted,
+            } => (*decision, *expires_at, *granted),
+        };
+        e.expires_at = expires_at;
+        e.limit = decision.limit;
+        e.reset_secs = decision.reset_secs;
+        if !decision.allowed || granted == 0 {
+            // Over the limit: the object says when one token is back; refuse until then.
+            e.refused_until_ms = sent_ms.saturating_add(decision.retry_after_secs * 1000);
+            return answer.clone();
+        }
+        e.refused_until_ms = 0;
+        // The object's figure excludes every token this isolate holds: add back the unused ones
+        // (this batch, and what is left of the previous one), so the figure reads as if each
+        // request had called the object.
+        e.batches
+            .retain(|b| b.tokens > 0 && sent_ms < b.deadline_ms);
+        let held = e.tokens();
+        e.remaining_at_grant = decision
+            .remaining
+            .saturating_add(granted)
+            .saturating_add(held);
+        e.granted_last = granted;
+        e.granted_at_ms = sent_ms;
+        e.used_since_grant = u32::from(for_request);
+        let kept = granted - u32::from(for_request);
+        if kept > 0 {
+            e.batches.push(Batch {
+                tokens: kept,
+                deadline_ms: sent_ms.saturating_add(lease_ms),
+            });
+            e.batches.sort_by_key(|b| b.deadline_ms);
+            // Never more than a renewal ahead: the oldest batch goes first.
+            while e.batches.len() > 2 {
+                e.batches.remove(0);
+            }
+        }
+        Hit::Counted {
+            decision: Decision {
+                remaining: e.remaining_at_grant.saturating_sub(e.used_since_grant),
+                ..decision
+            },
+            expires_at,
+            granted,
+        }
+    }
+
+    /// The call to the object failed: what the lease holds still serves until its deadline, and
+    /// the waiting requests take again (and ask themselves, failing closed if the object is
+    /// still unreachable).
+    pub fn failed(&mut self, key: &str) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.asking = false;
+            e.wake();
+        }
+    }
+
+    /// Forgets a key's lease (this isolate revoked or rolled it: refused here at once).
+    pub fn forget(&mut self, key: &str) {
+        if let Some(mut e) = self.entries.remove(key) {
+            e.wake();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Keeps the table bounded: drops entries with nothing in flight (their lease, if any, is
+    /// lost: the next request of that key asks the object again).
+    fn make_room(&mut self) {
+        if self.entries.len() >= MAX_LEASED_KEYS {
+            self.entries.retain(|_, e| e.asking);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ratelimit::gcra_take;
+
+    const LEASE: u64 = 1000;
+
+    fn rl(requests: u32, window_seconds: u32) -> RateLimit {
+        RateLimit {
+            requests,
+            window_seconds,
+        }
+    }
+
+    /// The key's object: GCRA with a cost, as `KeyState::hit` does it.
+    struct Object {
+        tat: u128,
+        limit: RateLimit,
+        calls: u32,
+    }
+
+    impl Object {
+        fn grant(&mut self, want: u32, now: u64) -> Hit {
+            self.calls += 1;
+            let (tat, granted, decision) = gcra_take(self.tat, now, self.limit, want);
+            self.tat = tat;
+            Hit::Counted {
+                decision,
+                expires_at: None,
+                granted,
+            }
+        }
+    }
+
+    fn allowed(h: &Hit) -> bool {
+        matches!(h, Hit::Counted { decision, .. } if decision.allowed)
+    }
+
+    /// One request at `now`, the object answering at once.
+    fn request(t: &mut LeaseTable, o: &mut Object, now: u64) -> Hit {
+        let cap = batch_cap(o.limit, LEASE);
+        match t.take("k", now, LEASE, cap) {
+            Take::Decided { verdict, renew } => {
+                if let Some(want) = renew {
+                    let answer = o.grant(want, now);
+                    t.granted("k", &answer, now, LEASE, false);
+                }
+                verdict
+            }
+            Take::Ask { want } => {
+                let answer = o.grant(want, now);
+                t.granted("k", &answer, now, LEASE, true)
+            }
+            Take::Wait => panic!("nothing is in flight in this test"),
+        }
+    }
+
+    #[test]
+    fn caps_follow_the_rate() {
+        assert_eq!(batch_cap(rl(600, 60), 1000), 10);
+        assert_eq!(
+            batch_cap(rl(5, 60), 1000),
+            1,
+            "rate x LEASE_MS < 1: batches of one"
+        );
+        assert_eq!(batch_cap(rl(1_000_000, 1), 5000), 5_000_000);
+        assert_eq!(batch_cap(rl(600, 60), 0), 1);
+    }
+
+    #[test]
+    fn a_small_limit_is_exact_one_object_call_per_request() {
+        let mut t = LeaseTable::default();
+        let mut o = Object {
+            tat: 0,
+            limit: rl(5, 60),
+            calls: 0,
+        };
+        let results: Vec<bool> = (0..8)
+            .map(|i| allowed(&request(&mut t, &mut o, i)))
+            .collect();
+        assert_eq!(results, [true, true, true, true, true, false, false, false]);
+        // Five grants, one refusal; the refusals after it come from the isolate's cache.
+        assert_eq!(o.calls, 6);
+    }
+
+    #[test]
+    fn remaining_counts_down_from_the_objects_figure() {
+        let mut t = LeaseTable::default();
+        let mut o = Object {
+            tat: 0,
+            limit: rl(600, 60),
+            calls: 0,
+        };
+        let mut seen = vec![];
+        for i in 0..20 {
+            if let Hit::Counted { decision, .. } = request(&mut t, &mut o, 1_000 + i) {
+                seen.push(decision.remaining);
+            }
+        }
+        // Strictly decreasing from 599: the same figures one call per request would give.
+        assert_eq!(seen, (580..600).rev().collect::<Vec<u32>>());
+    }
+
+    #[test]
+    fn a_hot_key_makes_few_object_calls() {
+        let mut t = LeaseTable::default();
+        let mut o = Object {
+            tat: 0,
+            limit: rl(1_000_000, 60),
+            calls: 0,
+        };
+        for i in 0..10_000u64 {
+            assert!(allowed(&request(&mut t, &mut o, 1_000 + i / 10)));
+        }
+        // 10,000 requests over one second of a 16,666/s key: the batch ramps to the cap.
+        assert!(o.calls < 60, "{} object calls", o.calls);
+    }
+
+    #[test]
+    fn over_the_limit_is_refused_here_until_retry_after() {
+        let mut t = LeaseTable::default();
+        let mut o = Object {
+            tat: 0,
+            limit: rl(2, 60),
+            calls: 0,
+        };
+        assert!(allowed(&request(&mut t, &mut o, 0)));
+        assert!(allowed(&request(&mut t, &mut o, 0)));
+        let refused = request(&mut t, &mut o, 0);
+        let calls = o.calls;
+        let Hit::Counted { decision, .. } = refused else {
+            panic!()
+        };
+        assert_eq!(decision.retry_after_secs, 30);
+        for now in [1, 10_000, 29_999] {
+            assert!(!allowed(&request(&mut t, &mut o, now)));
+        }
+        assert_eq!(o.calls, calls, "no object call while refused");
+        assert!(allowed(&request(&mut t, &mut o, 30_000)));
+    }
+
+    #[test]
+    fn revoked_and_expired_answers_end_the_lease() {
+        let mut t = LeaseTable::default();
+        let answer = Hit::Counted {
+            decision: Decision {
+                allowed: true,
+                limit: 600,
+                remaining: 590,
+                reset_secs: 1,
+                retry_after_secs: 0,
+            },
+            expires_at: Some(100),
+            granted: 10,
+        };
+        assert_eq!(t.take("k", 0, LEASE, 10), Take::Ask { want: 1 });
+        t.granted("k", &answer, 0, LEASE, true);
+        assert!(
+            matches!(t.take("k", 1, LEASE, 10), Take::Decided { verdict, .. } if allowed(&verdict))
+        );
+        // The object's expiry holds in the isolate too, to the second.
+        assert!(matches!(
+            t.take("k", 100_000, LEASE, 10),
+            Take::Decided {
+                verdict: Hit::Expired,
+                ..
+            }
+        ));
+        let mut t = LeaseTable::default();
+        t.take("k", 0, LEASE, 10);
+        t.granted("k", &answer, 0, LEASE, true);
+        t.granted("k", &Hit::Revoked, 1, LEASE, false);
+        assert!(matches!(
+            t.take("k", 2, LEASE, 10),
+            Take::Decided {
+                verdict: Hit::Revoked,
+                ..
+            }
+        ));
+        // The revoking isolate forgets at once: the next request asks the object.
+        t.forget("k");
+        assert_eq!(t.take("k", 3, LEASE, 10), Take::Ask { want: 1 });
+    }
+
+    #[test]
+    fn one_call_in_flight_per_key_and_the_others_wait() {
+        let mut t = LeaseTable::default();
+        assert_eq!(t.take("k", 0, LEASE, 10), Take::Ask { want: 1 });
+        assert_eq!(t.take("k", 0, LEASE, 10), Take::Wait);
+        t.failed("k");
+        // Failed: the next request asks itself (and fails closed if the object is still down).
+        assert_eq!(t.take("k", 1, LEASE, 10), Take::Ask { want: 1 });
+    }
+
+    #[test]
+    fn a_lease_serves_until_its_deadline_then_asks_again() {
+        let mut t = LeaseTable::default();
+        let answer = Hit::Counted {
+            decision: Decision {
+                allowed: true,
+                limit: 600,
+                remaining: 500,
+                reset_secs: 10,
+                retry_after_secs: 0,
+            },
+            expires_at: None,
+            granted: 10,
+        };
+        t.take("k", 0, LEASE, 10);
+        t.granted("k", &answer, 0, LEASE, true);
+        // The object is now unreachable: the lease still serves until its deadline...
+        let mut served = 0;
+        for now in [10, 20, 30, 999] {
+            match t.take("k", now, LEASE, 10) {
+                Take::Decided { verdict, renew } => {
+                    assert!(allowed(&verdict));
+                    served += 1;
+                    if renew.is_some() {
+                        t.failed("k");
+                    }
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(served, 4);
+        // ...and not after it.
+        assert!(matches!(t.take("k", 1000, LEASE, 10), Take::Ask { .. }));
+    }
+
+    #[test]
+    fn the_table_stays_bounded() {
+        let mut t = LeaseTable::default();
+        for i in 0..(MAX_LEASED_KEYS + 10) {
+            let key = format!("k{i}");
+            t.take(&key, 0, LEASE, 1);
+            t.failed(&key);
+        }
+        assert!(t.len() <= MAX_LEASED_KEYS);
+    }
+}
