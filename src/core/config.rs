@@ -1,6 +1,8 @@
-//! Configuration from `wrangler.toml` vars and secrets (docs/CONTRACT.md section 9), validated once.
+//! Configuration from `wrangler.toml` vars and secrets (docs/CONTRACT.md section 9), parsed
+//! and checked on each request (a handful of string reads; a bad value is logged once per isolate).
 
 use super::key::is_valid_prefix;
+use super::lease::{DEFAULT_LEASE_MS, MAX_LEASE_MS};
 use super::ratelimit::RateLimit;
 
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 30_000;
@@ -9,8 +11,9 @@ pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
     requests: 600,
     window_seconds: 60,
 };
-/// How long a KV read may be served from the edge cache, and so the bound on how long a revoked
-/// key can still pass at a location other than the one that revoked it.
+/// How long a key record may be served from this isolate's and the location's KV cache. It does
+/// not bound revocation: the key's object knows revocations and shortened expiries and is
+/// consulted through the lease (section 8).
 pub const DEFAULT_KV_CACHE_TTL: u64 = 60;
 /// Workers KV refuses a `cacheTtl` below this.
 pub const MIN_KV_CACHE_TTL: u64 = 30;
@@ -32,6 +35,8 @@ pub struct Config {
     pub kv_cache_ttl: u64,
     pub max_body_bytes: u64,
     pub max_keys_per_user: u64,
+    /// How long a leased token may be used (section 8); 0: one object call per request.
+    pub lease_ms: u64,
 }
 
 /// A configuration problem, named for the operator's log (never shown to clients).
@@ -75,6 +80,10 @@ impl Config {
                 "MAX_KEYS_PER_USER must be 1-{MAX_MAX_KEYS_PER_USER}"
             )));
         }
+        let lease_ms = number(&get, "LEASE_MS", DEFAULT_LEASE_MS)?;
+        if lease_ms > MAX_LEASE_MS {
+            return Err(ConfigError(format!("LEASE_MS must be 0-{MAX_LEASE_MS}")));
+        }
         Ok(Config {
             origin_url,
             origin_timeout_ms,
@@ -83,6 +92,7 @@ impl Config {
             kv_cache_ttl,
             max_body_bytes,
             max_keys_per_user,
+            lease_ms,
         })
     }
 }
@@ -172,6 +182,8 @@ mod tests {
         assert_eq!(c.origin_timeout_ms, 30_000);
         assert_eq!(c.kv_cache_ttl, 60);
         assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.max_keys_per_user, 100);
+        assert_eq!(c.lease_ms, 1000);
     }
 
     #[test]
@@ -189,6 +201,14 @@ mod tests {
             (
                 vec![("ORIGIN_URL", "http://x"), ("KEY_PREFIX", "KG")],
                 "KEY_PREFIX",
+            ),
+            (
+                vec![("ORIGIN_URL", "http://x"), ("LEASE_MS", "5001")],
+                "LEASE_MS",
+            ),
+            (
+                vec![("ORIGIN_URL", "http://x"), ("MAX_KEYS_PER_USER", "0")],
+                "MAX_KEYS_PER_USER",
             ),
             (
                 vec![("ORIGIN_URL", "http://x"), ("ORIGIN_TIMEOUT_MS", "soon")],

@@ -143,6 +143,7 @@ pub fn one_request(f: &Fixture) -> usize {
         user_id: Some(&record.user_id),
         duration_ms: 1,
         cause: None,
+        lease: Some("local"),
     }
     .to_json();
     acc + line.len()

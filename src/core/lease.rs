@@ -158,8 +158,10 @@ impl LeaseTable {
         if let Some(batch) = e.batches.first_mut() {
             batch.tokens -= 1;
             e.used_since_grant = e.used_since_grant.saturating_add(1);
+            // Renew ahead of need: when half the tokens are gone, or three quarters of the
+            // lease period (so a steady key renews about once per period, before it runs dry).
             let half_spent = e.tokens().saturating_mul(2) <= e.granted_last
-                || now_ms >= e.granted_at_ms.saturating_add(lease_ms / 2);
+                || now_ms >= e.granted_at_ms.saturating_add(lease_ms * 3 / 4);
             let renew = (half_spent && !e.asking).then(|| {
                 e.asking = true;
                 e.demand(now_ms, lease_ms, cap)

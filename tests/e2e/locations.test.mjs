@@ -6,62 +6,26 @@
 // whose cached record (KV_CACHE_TTL) still says the key is valid.
 
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, ROOT, startGateway } from "./harness.mjs";
+import { call, createKey, expectError } from "./harness.mjs";
+import { startTwoLocations } from "./two-locations.mjs";
 
-const dir = mkdtempSync(join(tmpdir(), "keygate-locations-"));
-const suffix = randomBytes(4).toString("hex");
-const nameA = `keygate-loc-a-${suffix}`;
-const nameB = `keygate-loc-b-${suffix}`;
 let a;
 let b;
-
-/** wrangler.toml with another name, an absolute `main`, no build step, and (for B) the object
- * bound from A instead of defined here. */
-function config(name, objectsFrom) {
-  let text = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-  text = text.slice(0, text.indexOf("[env.production]"));
-  text = text.replace(/^name = "keygate"$/m, `name = "${name}"`);
-  text = text.replace(/^main = .*$/m, `main = "${join(ROOT, "build", "worker", "shim.mjs")}"`);
-  text = text.replace(/^\[build\]\n(#.*\n)*command = .*\n/m, "");
-  text = text.replace(/^KV_CACHE_TTL = .*$/m, 'KV_CACHE_TTL = "300"');
-  if (objectsFrom) {
-    text = text.replace(/^class_name = "KeyStateObject"$/m, `class_name = "KeyStateObject"\nscript_name = "${objectsFrom}"`);
-    text = text.replace(/^\[\[migrations\]\]\n(.*\n)*?new_sqlite_classes = .*\n/m, "");
-  }
-  const file = join(dir, `${name}.toml`);
-  writeFileSync(file, text);
-  return file;
-}
+let stop;
 
 before(async () => {
-  const persist = join(dir, "state");
-  // A private dev registry: no other session's workers, and none of ours left behind.
-  const env = { WRANGLER_REGISTRY_PATH: join(dir, "registry") };
-  a = await startGateway({ config: config(nameA), persist, env });
-  b = await startGateway({
-    config: config(nameB, nameA),
-    persist,
-    env,
-    secrets: { ADMIN_TOKEN: a.adminToken, ORIGIN_SIGNING_SECRET: a.signingSecret },
-  });
-  assert.match(b.log(), /defined in keygate-loc-a-[0-9a-f]+.*\[connected\]/, "B reaches A's objects");
+  // LEASE_MS = 0: one object call per request, so every refusal below is at once (the lease
+  // bounds are tested in leases.test.mjs).
+  ({ a, b, stop } = await startTwoLocations({ label: "loc", vars: { LEASE_MS: "0" } }));
 });
 
 after(async () => {
-  // B only ever sees keys A issued: its log is checked for those too when it stops.
-  if (a && b) b.issuedKeys.push(...a.issuedKeys);
-  await b?.stop();
-  await a?.stop();
-  rmSync(dir, { recursive: true, force: true });
+  await stop?.();
 });
 
-describe("SPEC sections 1 and 8 across two locations", () => {
+describe("sections 1 and 8 across two locations, LEASE_MS = 0", () => {
   it("a key's limit is exact across locations: 5/60 s alternating A and B gives 4,3,2,1,0, then 429 at either", async () => {
     const { key } = await createKey(a, { rate_limit: { requests: 5, window_seconds: 60 } });
     const remaining = [];
@@ -97,5 +61,24 @@ describe("SPEC sections 1 and 8 across two locations", () => {
     await new Promise((r) => setTimeout(r, 3200));
     expectError(assert, await call(b, "GET", "/v1/me", { key }), 401, "expired_api_key");
     assert.equal((await call(b, "GET", "/v1/me", { key: rolled.json.key })).status, 200);
+  });
+
+  it("a key rolled with grace at A cannot mint at B a child that outlives the grace, though B cached it without expiry", async () => {
+    const user = `minter-${Date.now()}`;
+    const parent = await createKey(a, { user_id: user, permissions: ["api_keys:write", "jobs:read"] });
+    const body = (extra) => ({ user_id: user, name: "child", workspaces: ["ws1"], permissions: ["jobs:read"], ...extra });
+    // B caches the parent's record (no expiry).
+    assert.equal((await call(b, "GET", "/v1/me", { key: parent.key })).status, 200);
+    const rolled = await call(a, "POST", `/v1/api-keys/${parent.summary.id}/roll`, { admin: true, body: { grace_seconds: 3600 } });
+    assert.equal(rolled.status, 201, rolled.text);
+    a.issuedKeys.push(rolled.json.key);
+    const graceEnd = Date.parse(rolled.json.created_at) + 3600 * 1000;
+    const later = new Date(graceEnd + 3600 * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+    const refused = await call(b, "POST", "/v1/api-keys", { key: parent.key, body: body({ expires_at: later }) });
+    expectError(assert, refused, 403, "permission_denied");
+    const inherited = await call(b, "POST", "/v1/api-keys", { key: parent.key, body: body({}) });
+    assert.equal(inherited.status, 201, inherited.text);
+    a.issuedKeys.push(inherited.json.key);
+    assert.ok(Date.parse(inherited.json.expires_at) <= graceEnd + 1000, inherited.json.expires_at);
   });
 });

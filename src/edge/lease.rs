@@ -1,0 +1,117 @@
+//! The isolate's leases (docs/CONTRACT.md section 8): one [`LeaseTable`] per isolate, consulted
+//! for every key-authenticated request, so that a key with a live lease is decided here with no
+//! round trip. The arithmetic is [`crate::core::lease`]'s; this does the waiting and the calls.
+
+use std::cell::RefCell;
+use std::task::Poll;
+
+use futures_util::future::poll_fn;
+use worker::{Context, Date};
+
+use super::{key_client, Ctx};
+use crate::core::keystate::Hit;
+use crate::core::lease::{batch_cap, LeaseTable, Take};
+use crate::core::record::KeyRecord;
+use crate::core::Error;
+
+/// How many times a request waits for another request's call to the object before giving up
+/// (503): each wait ends with that call, so this only bounds a pathological pile-up.
+const MAX_WAITS: usize = 256;
+
+thread_local! {
+    static LEASES: RefCell<LeaseTable> = RefCell::new(LeaseTable::default());
+}
+
+/// How the request was decided, for the log line (and the count of object calls it implies).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    /// From the lease, no object call.
+    Local,
+    /// From the lease, and this request started a background renewal (one object call).
+    LocalRenewing,
+    /// The request waited on its own call to the object.
+    Asked,
+}
+
+impl Path {
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Local => "local",
+            Path::LocalRenewing => "local_renewing",
+            Path::Asked => "asked",
+        }
+    }
+}
+
+/// The key object's verdict on one request, from this isolate's lease when it holds one.
+pub async fn decide(ctx: &Ctx, wctx: &Context, record: &KeyRecord) -> Result<(Hit, Path), Error> {
+    let lease_ms = ctx.config.lease_ms;
+    let cap = batch_cap(record.rate_limit, lease_ms);
+    for _ in 0..MAX_WAITS {
+        let now = Date::now().as_millis();
+        let take = LEASES.with(|t| t.borrow_mut().take(&record.id, now, lease_ms, cap));
+        match take {
+            Take::Decided { verdict, renew } => {
+                let Some(want) = renew else {
+                    return Ok((verdict, Path::Local));
+                };
+                let detached = ctx.detached();
+                let record = record.clone();
+                wctx.wait_until(async move {
+                    renew_now(&detached, &record, want, now).await;
+                });
+                return Ok((verdict, Path::LocalRenewing));
+            }
+            Take::Wait => wait_for(&record.id).await,
+            Take::Ask { want } => {
+                let answer = key_client::hit(ctx, record, want).await;
+                return LEASES.with(|t| {
+                    let mut t = t.borrow_mut();
+                    match answer {
+                        Ok(answer) => Ok((
+                            t.granted(&record.id, &answer, now, lease_ms, true),
+                            Path::Asked,
+                        )),
+                        Err(e) => {
+                            t.failed(&record.id);
+                            Err(e)
+                        }
+                    }
+                });
+            }
+        }
+    }
+    Err(ctx.unavailable("lease_wait"))
+}
+
+/// A background renewal: the object's answer joins the lease; a failure leaves the lease to
+/// serve until its deadline (then requests ask, and fail closed if the object is still down).
+async fn renew_now(ctx: &Ctx, record: &KeyRecord, want: u32, sent_ms: u64) {
+    let answer = key_client::hit(ctx, record, want).await;
+    LEASES.with(|t| {
+        let mut t = t.borrow_mut();
+        match answer {
+            Ok(answer) => {
+                t.granted(&record.id, &answer, sent_ms, ctx.config.lease_ms, false);
+            }
+            Err(_) => t.failed(&record.id),
+        }
+    });
+}
+
+/// Resolves when this isolate's call to the object for `key` has answered.
+async fn wait_for(key: &str) {
+    poll_fn(|cx| {
+        if LEASES.with(|t| t.borrow_mut().wait(key, cx.waker())) {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await
+}
+
+/// This isolate revoked or rolled the key: its lease here ends at once.
+pub fn forget(key_id: &str) {
+    LEASES.with(|t| t.borrow_mut().forget(key_id));
+}
