@@ -271,16 +271,6 @@ pub fn restrict_to_creator(
             "An API key can only create keys for its own user.",
         ));
     }
-    match (&new.email, &creator.email) {
-        (None, _) => new.email = creator.email.clone(),
-        (Some(asked), Some(own)) if asked == own => {}
-        (Some(_), _) => {
-            return Err(Error::field(
-                "email",
-                "must be the creating key's own e-mail (or omitted)",
-            ))
-        }
-    }
     if !within(&creator.workspaces, &new.workspaces) {
         return Err(Error::PermissionDenied(
             "A new key's workspaces must be among the creating key's workspaces.",
@@ -305,6 +295,17 @@ pub fn restrict_to_creator(
                     "A new key cannot expire later than the creating key.",
                 ))
             }
+        }
+    }
+    // Last: a widening above is refused as such (403) before an e-mail mismatch (400).
+    match (&new.email, &creator.email) {
+        (None, _) => new.email = creator.email.clone(),
+        (Some(asked), Some(own)) if asked == own => {}
+        (Some(_), _) => {
+            return Err(Error::field(
+                "email",
+                "must be the creating key's own e-mail (or omitted)",
+            ))
         }
     }
     Ok(())

@@ -19,7 +19,6 @@
 //! requests of one isolate interleave only at awaits, so each call here is atomic.
 
 use std::collections::HashMap;
-use std::task::Waker;
 
 use super::keystate::Hit;
 use super::ratelimit::{Decision, RateLimit};
@@ -67,8 +66,6 @@ struct Entry {
     expires_at: Option<i64>,
     /// One call to the object for this key is in flight from this isolate.
     asking: bool,
-    /// Requests waiting for that call.
-    waiters: Vec<Waker>,
 }
 
 impl Entry {
@@ -89,12 +86,6 @@ impl Entry {
         };
         want.clamp(1, cap)
     }
-
-    fn wake(&mut self) {
-        for w in self.waiters.drain(..) {
-            w.wake();
-        }
-    }
 }
 
 /// What [`LeaseTable::take`] decided for one request.
@@ -104,7 +95,8 @@ pub enum Take {
     /// `Retry-After`, revoked, expired), and when the lease is half spent, a background renewal
     /// to start now for `renew` tokens.
     Decided { verdict: Hit, renew: Option<u32> },
-    /// Another request of this isolate is asking the key's object: wait for it, then take again.
+    /// Another request of this isolate is asking the key's object: wait a moment (its answer
+    /// serves this request too), then take again.
     Wait,
     /// Ask the key's object for `want` tokens (this request uses the first).
     Ask { want: u32 },
@@ -190,17 +182,6 @@ impl LeaseTable {
         }
     }
 
-    /// Registers a waiter for the call in flight; `false` when none is (take again at once).
-    pub fn wait(&mut self, key: &str, waker: &Waker) -> bool {
-        match self.entries.get_mut(key) {
-            Some(e) if e.asking => {
-                e.waiters.push(waker.clone());
-                true
-            }
-            _ => false,
-        }
-    }
-
     /// Installs the object's answer to a call sent at `sent_ms`. With `for_request`, the asking
     /// request uses the first token and gets its verdict back; a background renewal keeps every
     /// token for later requests.
@@ -214,7 +195,6 @@ impl LeaseTable {
     ) -> Hit {
         let e = self.entries.entry(key.to_owned()).or_default();
         e.asking = false;
-        e.wake();
         let (decision, expires_at, granted) = match answer {
             Hit::Revoked | Hit::Expired => {
                 e.dead = Some(answer.clone());
@@ -277,15 +257,12 @@ impl LeaseTable {
     pub fn failed(&mut self, key: &str) {
         if let Some(e) = self.entries.get_mut(key) {
             e.asking = false;
-            e.wake();
         }
     }
 
     /// Forgets a key's lease (this isolate revoked or rolled it: refused here at once).
     pub fn forget(&mut self, key: &str) {
-        if let Some(mut e) = self.entries.remove(key) {
-            e.wake();
-        }
+        self.entries.remove(key);
     }
 
     pub fn len(&self) -> usize {

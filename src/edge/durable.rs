@@ -73,6 +73,15 @@ struct CompleteReq {
     response: Option<StoredResponse>,
 }
 
+/// `600/60&10`: the key's limit and the tokens wanted.
+fn parse_hit_query(q: &str) -> Option<(RateLimit, u32)> {
+    let (limit, want) = q.split_once('&')?;
+    Some((
+        RateLimit::parse(limit)?,
+        want.parse().ok().filter(|w| *w >= 1)?,
+    ))
+}
+
 fn now_ms() -> u64 {
     worker::Date::now().as_millis()
 }
@@ -114,9 +123,9 @@ impl KeyStateObject {
 
     /// One authenticated request: the object's revoked/expired check, then the count, written
     /// through before the answer leaves (so it survives a restart).
-    async fn count(&self, limit: RateLimit) -> worker::Result<Hit> {
+    async fn count(&self, limit: RateLimit, want: u32) -> worker::Result<Hit> {
         let mut s = self.load().await?;
-        let hit = s.hit(limit, now_ms());
+        let hit = s.grant(limit, want, now_ms());
         if matches!(hit, Hit::Counted { .. }) {
             self.save(s).await?;
         }
@@ -151,10 +160,10 @@ impl KeyStateObject {
         let (path, query) = split_url(&raw_url);
         match path {
             "/hit" => {
-                let limit = query
-                    .and_then(RateLimit::parse)
+                let (limit, want) = query
+                    .and_then(parse_hit_query)
                     .ok_or_else(|| worker::Error::RustError("bad hit".into()))?;
-                let hit = self.count(limit).await?;
+                let hit = self.count(limit, want).await?;
                 let headers = worker::Headers::new();
                 headers.set(HIT_HEADER, &serde_json::to_string(&hit)?)?;
                 Ok(Response::empty()?.with_headers(headers))
@@ -182,7 +191,7 @@ impl KeyStateObject {
             }
             "/hit-begin" => {
                 let body: HitBeginReq = req.json().await?;
-                let hit = self.count(body.rate_limit).await?;
+                let hit = self.count(body.rate_limit, 1).await?;
                 let mut begun = None;
                 if matches!(&hit, Hit::Counted { decision, .. } if decision.allowed) {
                     let found = self.idem_get(&body.slot).await?;
@@ -310,10 +319,11 @@ async fn call<T: DeserializeOwned>(
 /// URL of a body-less GET: no body stream either way (measured: streams dominate the call).
 const HIT_HEADER: &str = "x-hit";
 
-/// Counts one authenticated request; the verdict also says whether the object knows the key
-/// revoked or expired ([`crate::core::access::decide_key`] decides what follows).
-pub async fn hit(ctx: &Ctx, record: &KeyRecord) -> Result<Hit, Error> {
-    let url = format!("{DO_URL}/hit?{}", record.rate_limit);
+/// Takes up to `want` tokens for a key (one: count this request; more: a lease); the verdict
+/// also says whether the object knows the key revoked or expired
+/// ([`crate::core::access::decide_key`] decides what follows).
+pub async fn hit(ctx: &Ctx, record: &KeyRecord, want: u32) -> Result<Hit, Error> {
+    let url = format!("{DO_URL}/hit?{}&{want}", record.rate_limit);
     let resp = stub(ctx, &record.id)?
         .fetch_with_str(&url)
         .await

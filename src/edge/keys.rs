@@ -7,7 +7,7 @@ use serde::Serialize;
 use worker::{Request, Response};
 
 use super::http::{json, random, read_body};
-use super::{durable, store, Ctx, Reply};
+use super::{durable, lease, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
@@ -154,6 +154,8 @@ async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error
     if let Some(at) = &record.revoked_at {
         durable::revoke(ctx, &record.id, at).await?;
     }
+    // This isolate's lease of the key ends now; other isolates' within LEASE_MS.
+    lease::forget(&record.id);
     let used = last_used(ctx, &record).await?;
     Ok(json(200, &record.summary(used.as_deref()))?.into())
 }
@@ -188,6 +190,7 @@ async fn roll(
         (None, Some(t)) => durable::expire(ctx, &rolled.id, t).await,
         (None, None) => Ok(()),
     };
+    lease::forget(&rolled.id);
     if let Err(e) = committed {
         // Best effort: a leftover would be a key nobody holds, refused like any unknown key.
         let _ = store::delete(ctx, &new_hash, &new_record).await;

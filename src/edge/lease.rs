@@ -3,20 +3,20 @@
 //! round trip. The arithmetic is [`crate::core::lease`]'s; this does the waiting and the calls.
 
 use std::cell::RefCell;
-use std::task::Poll;
+use std::time::Duration;
 
-use futures_util::future::poll_fn;
-use worker::{Context, Date};
+use worker::{Context, Date, Delay};
 
-use super::{key_client, Ctx};
+use super::{durable as key_client, Ctx};
 use crate::core::keystate::Hit;
 use crate::core::lease::{batch_cap, LeaseTable, Take};
 use crate::core::record::KeyRecord;
 use crate::core::Error;
 
-/// How many times a request waits for another request's call to the object before giving up
-/// (503): each wait ends with that call, so this only bounds a pathological pile-up.
-const MAX_WAITS: usize = 256;
+/// How long a request waits, per look, for another request's call to the object.
+const WAIT_STEP_MS: u64 = 2;
+/// How many looks before giving up (503): about 5 s, far beyond one object round trip.
+const MAX_WAITS: usize = 2500;
 
 thread_local! {
     static LEASES: RefCell<LeaseTable> = RefCell::new(LeaseTable::default());
@@ -31,6 +31,8 @@ pub enum Path {
     LocalRenewing,
     /// The request waited on its own call to the object.
     Asked,
+    /// `LEASE_MS = 0`: one object call per request.
+    Exact,
 }
 
 impl Path {
@@ -39,6 +41,7 @@ impl Path {
             Path::Local => "local",
             Path::LocalRenewing => "local_renewing",
             Path::Asked => "asked",
+            Path::Exact => "exact",
         }
     }
 }
@@ -46,6 +49,9 @@ impl Path {
 /// The key object's verdict on one request, from this isolate's lease when it holds one.
 pub async fn decide(ctx: &Ctx, wctx: &Context, record: &KeyRecord) -> Result<(Hit, Path), Error> {
     let lease_ms = ctx.config.lease_ms;
+    if lease_ms == 0 {
+        return Ok((key_client::hit(ctx, record, 1).await?, Path::Exact));
+    }
     let cap = batch_cap(record.rate_limit, lease_ms);
     for _ in 0..MAX_WAITS {
         let now = Date::now().as_millis();
@@ -62,7 +68,7 @@ pub async fn decide(ctx: &Ctx, wctx: &Context, record: &KeyRecord) -> Result<(Hi
                 });
                 return Ok((verdict, Path::LocalRenewing));
             }
-            Take::Wait => wait_for(&record.id).await,
+            Take::Wait => pause().await,
             Take::Ask { want } => {
                 let answer = key_client::hit(ctx, record, want).await;
                 return LEASES.with(|t| {
@@ -99,16 +105,12 @@ async fn renew_now(ctx: &Ctx, record: &KeyRecord, want: u32, sent_ms: u64) {
     });
 }
 
-/// Resolves when this isolate's call to the object for `key` has answered.
-async fn wait_for(key: &str) {
-    poll_fn(|cx| {
-        if LEASES.with(|t| t.borrow_mut().wait(key, cx.waker())) {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await
+/// Waits a moment for this isolate's call to the object for a key to answer. A timer, not a
+/// waker: workerd cancels a request as hung when it waits only on another request's I/O (the
+/// call in flight belongs to the request that made it), while a timer is the waiting request's
+/// own.
+async fn pause() {
+    Delay::from(Duration::from_millis(WAIT_STEP_MS)).await;
 }
 
 /// This isolate revoked or rolled the key: its lease here ends at once.

@@ -4,6 +4,7 @@
 //! - [`store`]: Workers KV (records by hash, id and user indexes).
 //! - [`durable`]: the per-key Durable Object (rate limit, revocation, last use, idempotency).
 //! - [`throttle`]: failed-authentication throttling per client IP.
+//! - [`lease`]: the isolate's leases of keys' allowances (no round trip on the hot path).
 //! - [`keys`]: `/v1/me` and `/v1/api-keys...`.
 //! - [`proxy`]: `/developers/...` forwarding to the origin.
 //! - [`http`]: responses, randomness, the clock.
@@ -11,6 +12,7 @@
 mod durable;
 mod http;
 mod keys;
+mod lease;
 mod proxy;
 mod store;
 mod throttle;
@@ -47,6 +49,16 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// A copy for work that outlives the request (a background lease renewal).
+    pub fn detached(&self) -> Ctx {
+        Ctx {
+            env: self.env.clone(),
+            config: self.config.clone(),
+            request_id: self.request_id.clone(),
+            now: self.now,
+        }
+    }
+
     /// The client-facing error of an internal failure, with the fixed `cause` the log shows.
     pub fn unavailable(&self, cause: &'static str) -> Error {
         Error::Unavailable(cause)
@@ -77,6 +89,8 @@ struct Outcome {
     key: Option<(String, String)>,
     /// The key's rate-limit decision, once its object has counted the request.
     decision: Option<Decision>,
+    /// How the key's request was decided (section 8), for the log line.
+    lease: Option<lease::Path>,
 }
 
 impl Outcome {
@@ -85,6 +99,7 @@ impl Outcome {
             result,
             key: None,
             decision: None,
+            lease: None,
         }
     }
 
@@ -93,6 +108,7 @@ impl Outcome {
             result: Err(Error::Internal),
             key: Some((record.id.clone(), record.user_id.clone())),
             decision: None,
+            lease: None,
         }
     }
 
@@ -103,7 +119,7 @@ impl Outcome {
 }
 
 #[event(fetch)]
-pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
+pub async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response> {
     let started = Date::now().as_millis();
     let request_id = accept_request_id(
         req.headers()
@@ -125,7 +141,7 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         Some(retry_after) => Outcome::of(Err(Error::TooManyFailedAttempts { retry_after })),
         None => {
             let limiter = env.rate_limiter(AUTH_FAILURES_BINDING).ok();
-            let mut outcome = handle(&req, env, &method, path, query, &request_id).await;
+            let mut outcome = handle(&req, env, &wctx, &method, path, query, &request_id).await;
             if let Err(e) = &outcome.result {
                 if throttle::counts_as_failure(e) {
                     outcome.result =
@@ -163,6 +179,7 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
         user_id,
         duration_ms: Date::now().as_millis().saturating_sub(started),
         cause,
+        lease: outcome.lease.map(|p| p.name()),
     };
     console_log!("{}", line.to_json());
     Ok(response)
@@ -173,6 +190,7 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
 async fn handle(
     req: &Request,
     env: Env,
+    wctx: &Context,
     method: &str,
     path: &str,
     query: Option<&str>,
@@ -220,7 +238,7 @@ async fn handle(
             })
         }
         Ok(Credential::ApiKey(key)) => {
-            key_request(&ctx, req, method, path, query, &route, &need, key).await
+            key_request(&ctx, wctx, req, method, path, query, &route, &need, key).await
         }
     }
 }
@@ -230,6 +248,7 @@ async fn handle(
 #[allow(clippy::too_many_arguments)]
 async fn key_request(
     ctx: &Ctx,
+    wctx: &Context,
     req: &Request,
     method: &str,
     path: &str,
@@ -265,8 +284,11 @@ async fn key_request(
             return out.with(result);
         }
     }
-    let verdict = match durable::hit(ctx, &record).await {
-        Ok(verdict) => verdict,
+    let verdict = match lease::decide(ctx, wctx, &record).await {
+        Ok((verdict, path)) => {
+            out.lease = Some(path);
+            verdict
+        }
         Err(e) => return out.with(Err(e)),
     };
     out.decision = access::counted(&verdict);

@@ -83,7 +83,7 @@ pub async fn trigger(
     };
     match early.await {
         Ok((call, body)) => idempotent(ctx, req, need, &call, idempotency_key, body).await,
-        Err(later) => match durable::hit(ctx, record).await {
+        Err(later) => match durable::hit(ctx, record, 1).await {
             Err(e) => (None, Err(e)),
             Ok(verdict) => (
                 access::counted(&verdict),
