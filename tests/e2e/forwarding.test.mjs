@@ -8,13 +8,17 @@ import assert from "node:assert/strict";
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 
+import { startOrigin } from "../../examples/origin.mjs";
 import {
   call,
   createKey,
   expectError,
   rawCall,
+  replayTo,
+  secret,
   secretsInLog,
   sha256hex,
+  signedWith,
   startGateway,
   unissuedKey,
   waitForLog,
@@ -173,15 +177,63 @@ describe("section 7: forwarding to the origin", () => {
     assert.equal(seen.identity.signature_valid, true);
   });
 
-  it("a signature made with another secret does not verify", async () => {
-    const { key } = await createKey(gw);
-    await call(gw, "GET", "/developers/workspaces/ws1/", { key });
-    const sig = lastOrigin().headers["x-keygate-signature"];
-    const [, t, v1] = /^t=(\d+),v1=(.*)$/.exec(sig);
-    const forged = createHmac("sha256", "not-the-secret")
-      .update(`${t}\nGET\n/developers/workspaces/ws1/\n${lastOrigin().identity.key_id}\n${lastOrigin().identity.user_id}\nws1`)
-      .digest("hex");
-    assert.notEqual(forged, v1);
+  it("an origin holding another secret refuses the gateway's call; the right secret accepts the same call", async () => {
+    // A second gateway, pointed at an origin whose secret is not the gateway's (as after a
+    // botched rotation). The harness also started that gateway's correctly configured origin
+    // (`other.origin`, holding `other.signingSecret`), which then judges the very same call.
+    const wrongSecret = secret("wrong");
+    const wrong = await startOrigin({ signingSecret: wrongSecret });
+    let other;
+    try {
+      other = await startGateway({ originUrl: wrong.url });
+      // Compared without printing either secret on failure.
+      assert.ok(other.signingSecret !== wrongSecret, "the gateway's secret differs from the wrong origin's");
+      const { key, summary } = await createKey(other, { workspaces: ["ws1"], permissions: ["jobs:read"] });
+      const path = "/developers/workspaces/ws1/jobs/?page=1";
+
+      // Through the gateway to the wrong origin: forwarded, signed, and refused by that origin.
+      const refused = await call(other, "GET", path, { key });
+      assert.equal(refused.status, 401, refused.text);
+      assert.equal(refused.json.error, "missing or invalid X-Keygate-Signature");
+      assert.equal(refused.json.identity.signature_valid, false);
+      assert.equal(refused.json.identity.key_id, summary.id, "the refused call did come from the gateway");
+      assert.equal(wrong.requests.length, 1);
+      const sent = wrong.requests[0];
+      assert.equal(sent.url, path);
+      assert.match(sent.headers["x-keygate-signature"], /^t=\d+,v1=[0-9a-f]{64}$/);
+
+      // The test's own HMAC check: the gateway's secret verifies it, the origin's does not.
+      assert.equal(signedWith(other.signingSecret, sent), true);
+      assert.equal(signedWith(wrongSecret, sent), false);
+      // And a forged signature (its last hex digit changed) fails under the right secret too.
+      const sig = sent.headers["x-keygate-signature"];
+      const forgedSig = sig.slice(0, -1) + (sig.endsWith("0") ? "1" : "0");
+      const forged = { ...sent, headers: { ...sent.headers, "x-keygate-signature": forgedSig } };
+      assert.equal(signedWith(other.signingSecret, forged), false);
+
+      // The same signed call, as the wrong origin received it, is accepted by the origin that
+      // holds the gateway's secret...
+      const accepted = await replayTo(other.origin.url, sent);
+      assert.equal(accepted.status, 200, accepted.text);
+      assert.equal(accepted.json.identity.signature_valid, true);
+      assert.equal(accepted.json.identity.key_id, summary.id);
+      // ...and refused by it once the signature is tampered with.
+      const tampered = await replayTo(other.origin.url, forged);
+      assert.equal(tampered.status, 401, tampered.text);
+      assert.equal(tampered.json.identity.signature_valid, false);
+
+      // Through the gateway, now pointed at the correctly configured origin: same key, same call.
+      other.vars.ORIGIN_URL = other.origin.url;
+      await other.restart();
+      const ok = await call(other, "GET", path, { key });
+      assert.equal(ok.status, 200, ok.text);
+      assert.equal(ok.json.identity.signature_valid, true);
+      assert.equal(ok.json.identity.key_id, summary.id);
+      assert.equal(wrong.requests.length, 1, "the wrong origin saw nothing more");
+    } finally {
+      await other?.stop();
+      await wrong.close();
+    }
   });
 
   it("workspace list carries no workspace header and signs an empty workspace", async () => {
