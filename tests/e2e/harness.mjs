@@ -282,3 +282,55 @@ export async function waitForLog(gw, re, ms = 3000) {
   while (!re.test(gw.output) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   return gw.output;
 }
+
+// For the signature helpers below.
+import { createHmac } from "node:crypto";
+
+/**
+ * Whether the `X-Keygate-Signature` of a request the origin recorded (`origin.requests[i]`) is
+ * the HMAC-SHA256 under `signingSecret` of what the gateway signs (docs/CONTRACT.md section 7):
+ * `t\nMETHOD\npath?query\nkey id\nuser id\nworkspace`. Computed here, independently of the
+ * example origin's own `verifySignature`, so that a fault in one cannot hide one in the other.
+ * Checks the MAC only (no replay window).
+ */
+export function signedWith(signingSecret, record) {
+  const h = record.headers;
+  const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(h["x-keygate-signature"] ?? "");
+  if (!m) return false;
+  const payload = [
+    m[1],
+    record.method,
+    record.url,
+    h["x-keygate-key-id"] ?? "",
+    h["x-keygate-user-id"] ?? "",
+    h["x-keygate-workspace-id"] ?? "",
+  ].join("\n");
+  return createHmac("sha256", signingSecret).update(payload).digest("hex") === m[2];
+}
+
+/**
+ * Sends a request the origin recorded to another server as the gateway sent it (method, path and
+ * query, body, and the identity headers the signature covers plus the request id), so that
+ * two origins can judge the very same signed call. Returns `{ status, json, text }`.
+ */
+export async function replayTo(url, record) {
+  const headers = {};
+  for (const [k, v] of Object.entries(record.headers)) {
+    if (k.startsWith("x-keygate-") || k === "x-request-id" || k === "content-type") headers[k] = v;
+  }
+  const hasBody = !["GET", "HEAD"].includes(record.method);
+  const r = await fetch(url + record.url, {
+    method: record.method,
+    headers,
+    body: hasBody ? record.body : undefined,
+    redirect: "manual",
+  });
+  const text = await r.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: r.status, json, text };
+}
