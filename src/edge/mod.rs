@@ -106,7 +106,8 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Resp
             let result = handle(&req, env, &method, path, query, &request_id, &mut ctx_slot).await;
             match result {
                 Err(e) if throttle::counts_as_failure(&e) => {
-                    throttle::record_failure(limiter, client_ip.as_deref(), started, e).await
+                    let ctx = ctx_slot.as_ref();
+                    throttle::record_failure(limiter, ctx, client_ip.as_deref(), started, e).await
                 }
                 other => other,
             }
@@ -170,6 +171,9 @@ async fn handle(
         cause: Cell::new(None),
         decision: Cell::new(None),
     });
+    if route.authenticates() {
+        throttle::require_binding(ctx)?;
+    }
     match route {
         Route::Health => http::json(200, &serde_json::json!({"status": "ok"})),
         Route::OpenApi => http::raw_json(200, OPENAPI),
