@@ -2,7 +2,8 @@
 //
 // It lists workspaces and jobs, runs a job (answering an `execution_id`), verifies the
 // gateway's `X-Keygate-Signature`, and echoes the identity headers it received, so a newcomer
-// sees exactly what the origin learns about the caller. The end-to-end tests start this same
+// sees exactly what the origin learns about the caller. It shows a caller only the workspaces
+// its key covers (`X-Keygate-Workspaces`), in the listing and for workspace-scoped calls. The end-to-end tests start this same
 // server (with extra behaviours through `options.handle`).
 //
 //   node examples/origin.mjs [--port 8788]      (reads ORIGIN_SIGNING_SECRET from env or .dev.vars)
@@ -13,6 +14,12 @@ import { createServer } from "node:http";
 
 /** Signatures older or newer than this are refused (replay window). */
 export const SIGNATURE_MAX_SKEW_SECONDS = 300;
+
+const WORKSPACES = [
+  { id: "demo", name: "Demo workspace" },
+  { id: "analytics", name: "Analytics" },
+  { id: "ws1", name: "Workspace ws1" },
+];
 
 const JOBS = [
   { id: "daily_etl", name: "Daily ETL" },
@@ -32,6 +39,18 @@ export function verifySignature(secret, header, { method, pathAndQuery, keyId, u
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
+/**
+ * The workspaces the calling key covers, from `X-Keygate-Workspaces` (`*`, or ids separated by
+ * commas), as a predicate. The gateway always sends it and strips any copy a client sends (any
+ * spelling); it is not part of the signature, so it is trusted as far as the gateway-to-origin
+ * connection is (like `X-Keygate-User-Email`). Absent: no workspace at all (fail closed).
+ */
+export function workspaceFilter(header) {
+  if (header === "*") return () => true;
+  const allowed = new Set((header ?? "").split(",").map((s) => s.trim()).filter(Boolean));
+  return (ws) => allowed.has(ws);
+}
+
 function identityOf(req, secret) {
   const h = req.headers;
   const identity = {
@@ -39,6 +58,7 @@ function identityOf(req, secret) {
     user_id: h["x-keygate-user-id"] ?? null,
     user_email: h["x-keygate-user-email"] ?? null,
     workspace_id: h["x-keygate-workspace-id"] ?? null,
+    workspaces: h["x-keygate-workspaces"] ?? null,
     request_id: h["x-request-id"] ?? null,
   };
   identity.signature_valid = verifySignature(secret, h["x-keygate-signature"], {
@@ -107,8 +127,15 @@ function route(req, res, body, identity) {
     return send(res, 404, { error: "not found", identity });
   }
   const [, , ws, resource, job, action] = parts;
+  const mayUse = workspaceFilter(identity.workspaces);
   if (!ws) {
-    return send(res, 200, { results: [{ id: "demo", name: "Demo workspace" }], identity });
+    // The listing shows only what the key covers: the gateway authorizes the route itself
+    // (`workspaces:read`), not which workspaces appear in the answer.
+    return send(res, 200, { results: WORKSPACES.filter((w) => mayUse(w.id)), identity });
+  }
+  if (!mayUse(ws)) {
+    // The gateway already refuses this (403 workspace_forbidden); refused here too, in depth.
+    return send(res, 403, { error: "workspace not covered by the key", identity });
   }
   if (!resource) return send(res, 200, { id: ws, name: `Workspace ${ws}`, identity });
   if (resource === "jobs" && !job && req.method === "GET") {

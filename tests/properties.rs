@@ -10,6 +10,9 @@
 //!    authorized (the third segment), and that workspace id is well formed.
 //! 3. A key with any single character changed is rejected before storage is read.
 //! 4. What the header parser accepts as an API key has no whitespace or comma in it.
+//! 5. No accepted path holds a segment an origin could decode or normalise into something else:
+//!    after one or two rounds of percent-decoding, every segment is printable ASCII without
+//!    `/`, `\`, `;` or `%`, is not `.` or `..`, and reads the same after both rounds.
 #![cfg(not(target_arch = "wasm32"))]
 
 use keygate::core::auth::{parse_authorization, Credential};
@@ -49,7 +52,17 @@ fn path_strategy() -> impl Strategy<Value = String> {
         Just("%5c".to_string()),
         Just("%00".to_string()),
         Just("".to_string()),
-        "[a-zA-Z0-9_.%\\\\-]{1,12}",
+        Just("..;".to_string()),
+        Just("%3b".to_string()),
+        Just("%3B".to_string()),
+        Just("%252e%252e".to_string()),
+        Just("%25".to_string()),
+        Just("%ef%bc%8e%ef%bc%8e".to_string()),
+        Just("\u{ff0e}\u{ff0e}".to_string()),
+        Just("%c0%ae".to_string()),
+        "[a-zA-Z0-9_.;%\\\\-]{1,12}",
+        // Runs of escapes of any byte, mixed with the characters they could turn into.
+        "(%[0-9A-Fa-f]{2}|[a-z.;%\\\\])(%[0-9A-Fa-f]{2}|[a-z.;%\\\\]){0,5}",
         any::<String>(),
     ];
     (prop::collection::vec(segment, 0..8), any::<bool>()).prop_map(|(segs, slash)| {
@@ -74,6 +87,25 @@ fn method_strategy() -> impl Strategy<Value = String> {
         Just("OPTIONS".to_string()),
         "[A-Z]{1,8}",
     ]
+}
+
+/// Percent-decoding as a lenient origin does it: valid escapes decoded, anything else kept.
+fn percent_decode_lenient(bytes: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
 }
 
 proptest! {
@@ -129,6 +161,34 @@ proptest! {
             for s in &segments[1..segments.len() - 1] {
                 prop_assert!(!s.is_empty() && *s != "." && *s != "..");
             }
+        }
+    }
+
+    #[test]
+    fn accepted_segments_read_the_same_to_every_origin(path in path_strategy()) {
+        if check_path(&path).is_err() {
+            return Ok(());
+        }
+        let trimmed = path.strip_prefix('/').unwrap_or(&path);
+        let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+        for segment in trimmed.split('/').filter(|s| !s.is_empty()) {
+            let once = percent_decode_lenient(segment.as_bytes());
+            let twice = percent_decode_lenient(&once);
+            for (round, decoded) in [(1, &once), (2, &twice)] {
+                prop_assert!(
+                    decoded.as_slice() != b"." && decoded.as_slice() != b"..",
+                    "{path:?}: segment {segment:?} is a dot segment after {round} decode(s)"
+                );
+                prop_assert!(
+                    decoded
+                        .iter()
+                        .all(|&b| (0x20..0x7f).contains(&b) && !b"/\\;%".contains(&b)),
+                    "{path:?}: segment {segment:?} decodes ({round}) to {decoded:?}"
+                );
+            }
+            // Printable ASCII is its own Unicode normal form, and a second decode is a no-op:
+            // every origin reads the segment the gateway authorized.
+            prop_assert_eq!(&once, &twice);
         }
     }
 

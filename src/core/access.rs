@@ -349,9 +349,22 @@ mod tests {
     const JOBS: &str = "/developers/workspaces/ws1/jobs/";
 
     #[test]
-    fn public_routes_need_nothing() {
+    fn only_health_and_openapi_take_no_credential() {
         assert_eq!(need(&Route::Health), None);
         assert_eq!(need(&Route::OpenApi), None);
+        for (m, p) in [
+            ("GET", "/v1/me"),
+            ("POST", "/v1/api-keys"),
+            ("GET", "/v1/api-keys"),
+            ("GET", "/v1/api-keys/key_1"),
+            ("DELETE", "/v1/api-keys/key_1"),
+            ("POST", "/v1/api-keys/key_1/roll"),
+            ("GET", "/developers/workspaces/"),
+            ("POST", "/developers/workspaces/w/jobs/j/run/"),
+        ] {
+            let path: &'static str = p;
+            assert!(need(&resolve(m, path).unwrap()).is_some(), "{m} {p}");
+        }
     }
 
     #[test]

@@ -10,6 +10,10 @@ pub const HEADER_USER_ID: &str = "x-keygate-user-id";
 pub const HEADER_USER_EMAIL: &str = "x-keygate-user-email";
 pub const HEADER_WORKSPACE_ID: &str = "x-keygate-workspace-id";
 pub const HEADER_SIGNATURE: &str = "x-keygate-signature";
+/// The key's workspaces, comma-separated, or `*`: lets the origin scope what it lists (for
+/// example `GET /developers/workspaces/`) to what the key may see. Not covered by the
+/// signature, like the e-mail (see [`workspaces_header`]).
+pub const HEADER_WORKSPACES: &str = "x-keygate-workspaces";
 /// Every header with this prefix that a client sends is dropped, so identity can't be spoofed.
 const KEYGATE_HEADER_PREFIX: &str = "x-keygate-";
 
@@ -25,20 +29,59 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Headers that make an origin framework run another method or route another path than the one
+/// authorized (Express `method-override`, Rails, Laravel, Symfony, IIS URL Rewrite), or trust the
+/// client's idea of its address and host (contract section 7).
+const REROUTING: [&str; 7] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+    "forwarded",
+    "x-real-ip",
+];
+/// Every `X-Forwarded-*` header (`-For`, `-Host`, `-Proto`, `-Prefix`, ...) is the client's claim.
+const FORWARDED_PREFIX: &str = "x-forwarded-";
+
 /// Longest accepted client `X-Request-Id`.
 pub const MAX_REQUEST_ID_LEN: usize = 64;
 /// Random bytes in a generated request id (hex-encoded to 32 chars).
 pub const REQUEST_ID_BYTES: usize = 16;
 
+/// A header name as origins compare them: lowercase, with `_` read as `-`, because CGI, WSGI,
+/// PHP and older Rack map both `X-Foo-Bar` and `X_Foo_Bar` onto `HTTP_X_FOO_BAR`.
+fn normalize_header_name(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'_' => '-',
+            _ => char::from(b.to_ascii_lowercase()),
+        })
+        .collect()
+}
+
 /// Whether a client request header must not reach the origin. `connection_tokens` is the
 /// client's `Connection` header, whose listed names are hop-by-hop for this message too.
+/// Names are compared case-insensitively and with `_` read as `-`.
 pub fn drop_request_header(name: &str, connection_tokens: Option<&str>) -> bool {
-    let name = name.to_ascii_lowercase();
+    let name = normalize_header_name(name);
     name == "authorization"
         || name == "host"
         || name == HEADER_REQUEST_ID
         || name.starts_with(KEYGATE_HEADER_PREFIX)
+        || REROUTING.contains(&name.as_str())
+        || name.starts_with(FORWARDED_PREFIX)
         || is_hop_by_hop(&name, connection_tokens)
+}
+
+/// The value of [`HEADER_WORKSPACES`]: the key's workspaces as stored (ids of
+/// `[A-Za-z0-9_-]`, so a comma never occurs in one), comma-separated; `*` for every workspace.
+pub fn workspaces_header(workspaces: &[String]) -> String {
+    if workspaces.iter().any(|w| w == "*") {
+        "*".to_owned()
+    } else {
+        workspaces.join(",")
+    }
 }
 
 /// Whether an origin response header must not reach the client.
@@ -50,11 +93,12 @@ pub fn drop_response_header(name: &str, connection_tokens: Option<&str>) -> bool
         || is_hop_by_hop(&name, connection_tokens)
 }
 
-fn is_hop_by_hop(lower_name: &str, connection_tokens: Option<&str>) -> bool {
-    HOP_BY_HOP.contains(&lower_name)
+/// `name` is already normalized (lowercase; for requests, `_` read as `-`); so are the tokens.
+fn is_hop_by_hop(name: &str, connection_tokens: Option<&str>) -> bool {
+    HOP_BY_HOP.contains(&name)
         || connection_tokens.is_some_and(|c| {
             c.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case(lower_name))
+                .any(|t| normalize_header_name(t.trim()) == name)
         })
 }
 
@@ -140,6 +184,61 @@ mod tests {
         for h in ["Content-Type", "Accept", "Idempotency-Key", "X-Other"] {
             assert!(!drop_request_header(h, None), "{h}");
         }
+    }
+
+    #[test]
+    fn method_override_and_routing_headers_are_stripped() {
+        for h in [
+            "X-HTTP-Method-Override",
+            "x-http-method",
+            "X-Method-Override",
+            "X-Original-URL",
+            "X-Rewrite-URL",
+            "Forwarded",
+            "X-Forwarded-For",
+            "X-Forwarded-Host",
+            "X-Forwarded-Proto",
+            "x-forwarded-prefix",
+            "X-Real-IP",
+        ] {
+            assert!(drop_request_header(h, None), "{h}");
+        }
+        // Near misses are ordinary headers.
+        for h in ["X-Forwarded", "X-Method", "Forwarded-By", "X-Original"] {
+            assert!(!drop_request_header(h, None), "{h}");
+        }
+    }
+
+    #[test]
+    fn underscore_spellings_are_stripped_like_dashes() {
+        for h in [
+            "X_Keygate_User_Email",
+            "x_keygate_user_id",
+            "X-Keygate_Signature",
+            "X_HTTP_Method_Override",
+            "X_Forwarded_For",
+            "X_Real_IP",
+            "X_Original_URL",
+            "Proxy_Authorization",
+            "Transfer_Encoding",
+            "X_Request_Id",
+        ] {
+            assert!(drop_request_header(h, None), "{h}");
+        }
+        assert!(drop_request_header("X_Custom_Hop", Some("x-custom-hop")));
+        assert!(drop_request_header("x-custom-hop", Some("X_Custom_Hop")));
+        assert!(!drop_request_header("Idempotency_Key", None));
+    }
+
+    #[test]
+    fn the_workspaces_header_lists_the_keys_workspaces() {
+        let ws = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(workspaces_header(&ws(&["demo"])), "demo");
+        assert_eq!(workspaces_header(&ws(&["a", "b-2", "c_3"])), "a,b-2,c_3");
+        assert_eq!(workspaces_header(&ws(&["*"])), "*");
+        // The client can't send its own: it is an `X-Keygate-*` header.
+        assert!(drop_request_header("X-Keygate-Workspaces", None));
+        assert!(drop_request_header("X_Keygate_Workspaces", None));
     }
 
     #[test]

@@ -20,9 +20,19 @@ const ALLOW_RESOURCE: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
 /// Resources under a workspace that the origin serves, each with `<resource>:read|write`.
 const RESOURCES: [&str; 4] = ["jobs", "orchestration", "secrets", "variables"];
 
-/// Refuses dot segments, empty segments, encoded `/`, `\` (raw or encoded), NUL and control
-/// characters (raw or encoded), and broken percent-encoding, all as 400 `invalid_path`.
-/// A single trailing slash (an empty last segment) is allowed.
+/// Refuses, all as 400 `invalid_path` (contract section 5): dot segments, empty segments,
+/// broken percent-encoding, and any segment an origin could read as something other than what
+/// was authorized:
+/// - an encoded `/`, and `\` (raw or encoded): other separators;
+/// - `;` (raw or encoded): Tomcat/Jetty-style origins drop `;` path parameters, so `..;` is `..`;
+/// - an encoded `%` (`%25`): an origin that decodes twice would see `%2e%2e` as `..`;
+/// - NUL, control characters and anything outside printable ASCII, raw or encoded: an origin
+///   that normalises Unicode reads fullwidth `．` (`%ef%bc%8e`) as `.`.
+///
+/// With `%25` refused, one round of decoding yields a segment with no `%` left, so any further
+/// round of decoding changes nothing (see the property test in `tests/properties.rs`).
+/// A single trailing slash (an empty last segment) is allowed. A `;` in the query string is
+/// not looked at: only the path is checked here.
 pub fn check_path(path: &str) -> Result<(), Error> {
     let rest = path.strip_prefix('/').ok_or(Error::InvalidPath)?;
     if rest.is_empty() {
@@ -41,6 +51,12 @@ pub fn check_path(path: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether a byte, raw or once decoded, may stand in a forwarded path segment: printable ASCII
+/// (space included, as `%20`) except the separators and escapes an origin could act on.
+fn is_safe_segment_byte(b: u8) -> bool {
+    (0x20..0x7f).contains(&b) && !matches!(b, b'/' | b'\\' | b';' | b'%')
+}
+
 /// Decodes one segment, refusing what must never reach the origin in any encoding.
 fn percent_decode_checked(segment: &str) -> Result<Vec<u8>, Error> {
     let bytes = segment.as_bytes();
@@ -54,11 +70,7 @@ fn percent_decode_checked(segment: &str) -> Result<Vec<u8>, Error> {
             match (hi, lo) {
                 (Some(h), Some(l)) => {
                     i += 3;
-                    let v = h * 16 + l;
-                    if v == b'/' {
-                        return Err(Error::InvalidPath);
-                    }
-                    v
+                    h * 16 + l
                 }
                 _ => return Err(Error::InvalidPath),
             }
@@ -66,7 +78,7 @@ fn percent_decode_checked(segment: &str) -> Result<Vec<u8>, Error> {
             i += 1;
             b
         };
-        if decoded == b'\\' || decoded < 0x20 || decoded == 0x7f {
+        if !is_safe_segment_byte(decoded) {
             return Err(Error::InvalidPath);
         }
         out.push(decoded);
@@ -311,6 +323,46 @@ mod tests {
             assert_eq!(check_path(p), Err(Error::InvalidPath), "{p:?}");
         }
         assert_eq!(check_path("/developers/workspaces/ws1/jobs/a%20b/"), Ok(()));
+    }
+
+    #[test]
+    fn segments_an_origin_reads_differently_are_refused() {
+        for p in [
+            // `;` path parameters: Tomcat/Jetty read `..;` as `..`.
+            "/developers/workspaces/ws1/jobs/..;/..;/ws2/secrets/s1",
+            "/developers/workspaces/ws1/jobs;x=1/",
+            "/developers/workspaces/ws1;/jobs/",
+            "/developers/workspaces/ws1/jobs/%3B/",
+            "/developers/workspaces/ws1/jobs/..%3b/",
+            // Double encoding: `%252e` is `%2e` after one decode, `.` after two.
+            "/developers/workspaces/ws1/jobs/%252e%252e/%252e%252e/ws2/",
+            "/developers/workspaces/ws1/jobs/%25/",
+            "/developers/workspaces/ws1/jobs/%252F/",
+            // Unicode look-alikes: fullwidth full stop and solidus, raw and encoded.
+            "/developers/workspaces/ws1/jobs/%ef%bc%8e%ef%bc%8e/",
+            "/developers/workspaces/ws1/jobs/%EF%BC%8F/",
+            "/developers/workspaces/ws1/jobs/\u{ff0e}\u{ff0e}/",
+            "/developers/workspaces/ws1/jobs/caf\u{e9}/",
+            // Any byte outside printable ASCII, encoded.
+            "/developers/workspaces/ws1/jobs/%80/",
+            "/developers/workspaces/ws1/jobs/a%FFb/",
+            "/developers/workspaces/ws1/jobs/%c0%ae%c0%ae/",
+        ] {
+            assert_eq!(check_path(p), Err(Error::InvalidPath), "{p:?}");
+        }
+        // Printable ASCII, encoded or not, stays legal; so does a `;` in the query string, which
+        // is not part of the path checked here.
+        for p in [
+            "/developers/workspaces/ws1/jobs/a%20b/",
+            "/developers/workspaces/ws1/jobs/a%2Db.c~d_e/",
+            "/developers/workspaces/ws1/jobs/%7E%21%2A%27%28%29/",
+            "/developers/workspaces/ws1/jobs/a:b@c=d,e+f/",
+        ] {
+            assert_eq!(check_path(p), Ok(()), "{p:?}");
+        }
+        let (path, query) = split_url("http://h/developers/workspaces/ws1/jobs/?a=1;b=2");
+        assert_eq!(query, Some("a=1;b=2"));
+        assert_eq!(check_path(path), Ok(()));
     }
 
     #[test]

@@ -4,8 +4,13 @@
 //! location). Once it refuses an IP, that IP goes on this isolate's block list for the rest of
 //! the period, and its requests are answered 429 before any storage read. Successful
 //! authentications are never counted, so a client with a valid key is not slowed by guessers.
+//!
+//! Clients are counted by [`client_key`]: an IPv6 client by its /64, since one subscriber is
+//! usually given a whole /64 and could otherwise rotate through 2^64 addresses, each with a
+//! fresh allowance.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv6Addr};
 
 use super::error::Error;
 
@@ -13,6 +18,28 @@ use super::error::Error;
 pub const BLOCK_MS: u64 = 60_000;
 /// Bound on the block list, so a flood of addresses cannot grow an isolate's memory.
 pub const MAX_BLOCKED: usize = 10_000;
+
+/// Prefix length an IPv6 client is counted by: the usual size of one subscriber's allocation.
+pub const IPV6_CLIENT_PREFIX_BITS: u32 = 64;
+
+/// The bucket a client address is counted in, for the binding and the block list alike:
+/// an IPv4 address as itself, an IPv6 address as its /64 (`2001:db8:1:2::/64`), an
+/// IPv4-mapped IPv6 address as its IPv4 address (so those do not all share `::/64`), and a
+/// value that is not an address as itself (never the case behind Cloudflare).
+pub fn client_key(ip: &str) -> String {
+    match ip.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let host_bits = 128 - IPV6_CLIENT_PREFIX_BITS;
+                let network = (u128::from(v6) >> host_bits) << host_bits;
+                format!("{}/{IPV6_CLIENT_PREFIX_BITS}", Ipv6Addr::from(network))
+            }
+        },
+        Err(_) => ip.to_owned(),
+    }
+}
 
 /// Whether an error is a failed authentication attempt (a credential was presented and was
 /// wrong). A missing header is not a guess.
@@ -83,6 +110,39 @@ mod tests {
         assert!(!counts_as_failure(&Error::MissingApiKey));
         assert!(!counts_as_failure(&Error::PermissionDenied("x")));
         assert!(!counts_as_failure(&Error::NotFound));
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a = client_key("2001:db8:1:2::1");
+        assert_eq!(a, "2001:db8:1:2::/64");
+        for same in [
+            "2001:db8:1:2:ffff:ffff:ffff:ffff",
+            "2001:0db8:0001:0002:abcd::9",
+            "2001:DB8:1:2:0:0:0:0",
+            " 2001:db8:1:2::1 ",
+        ] {
+            assert_eq!(client_key(same), a, "{same}");
+        }
+        for other in ["2001:db8:1:3::1", "2001:db8::1", "2001:db9:1:2::1"] {
+            assert_ne!(client_key(other), a, "{other}");
+        }
+        assert_eq!(client_key("::1"), "::/64");
+    }
+
+    #[test]
+    fn ipv4_and_other_values_are_counted_as_themselves() {
+        assert_eq!(client_key("203.0.113.7"), "203.0.113.7");
+        assert_ne!(client_key("203.0.113.7"), client_key("203.0.113.8"));
+        // IPv4-mapped IPv6 is the IPv4 client, not one /64 shared by every IPv4 address.
+        assert_eq!(client_key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_ne!(
+            client_key("::ffff:203.0.113.7"),
+            client_key("::ffff:203.0.113.8")
+        );
+        assert_eq!(client_key("unknown"), "unknown");
+        assert_eq!(client_key("not an ip"), "not an ip");
+        assert_eq!(client_key(""), "");
     }
 
     #[test]

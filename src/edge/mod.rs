@@ -219,6 +219,10 @@ async fn handle(
             .map(Reply::from),
         );
     };
+    // Failed authentications must be countable before any credential is judged.
+    if let Err(e) = throttle::require_binding(&ctx) {
+        return Outcome::of(Err(e));
+    }
     let header = req.headers().get(AUTHORIZATION).ok().flatten();
     let credential = parse_authorization(header.as_deref()).and_then(|c| {
         access::credential(&need, matches!(c, Credential::Admin(_)))?;

@@ -15,8 +15,9 @@ use super::http::read_body;
 use super::{durable, Ctx, Reply};
 use crate::core::access::{self, Need};
 use crate::core::forward::{
-    body_too_large, drop_request_header, drop_response_header, signature_header, HEADER_KEY_ID,
-    HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID, HEADER_WORKSPACE_ID,
+    body_too_large, drop_request_header, drop_response_header, signature_header, workspaces_header,
+    HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID,
+    HEADER_WORKSPACES, HEADER_WORKSPACE_ID,
 };
 use crate::core::keystate::{
     check_idempotency_key, fingerprint, idempotency_slot, remember, Begin, StoredResponse,
@@ -162,6 +163,7 @@ async fn send(
     if let Some(ws) = call.workspace {
         set(HEADER_WORKSPACE_ID, ws)?;
     }
+    set(HEADER_WORKSPACES, &workspaces_header(&record.workspaces))?;
     set(HEADER_REQUEST_ID, &ctx.request_id)?;
     set(
         HEADER_SIGNATURE,

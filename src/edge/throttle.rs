@@ -1,15 +1,21 @@
-//! Failed-authentication throttling: the Rate Limiting binding counts failures per client IP;
-//! the isolate-local [`BlockList`] answers blocked IPs without touching storage.
+//! Failed-authentication throttling: the Rate Limiting binding counts failures per client
+//! (IPv4 address, or IPv6 /64: [`client_key`]); the isolate-local [`BlockList`] answers blocked
+//! clients without touching storage.
 
 use std::cell::RefCell;
 
 use worker::RateLimiter;
 
-use crate::core::throttle::BlockList;
+use super::Ctx;
+use crate::core::names::AUTH_FAILURES_BINDING;
+use crate::core::throttle::{client_key, BlockList};
 use crate::core::Error;
 
 /// The bucket for requests without a client IP (never the case behind Cloudflare).
 const UNKNOWN_IP: &str = "unknown";
+/// Log causes (fixed names) when failures cannot be counted: the request fails closed.
+const CAUSE_BINDING_MISSING: &str = "auth_failures_binding";
+const CAUSE_LIMIT_FAILED: &str = "auth_failures_limit";
 
 thread_local! {
     static BLOCKED: RefCell<BlockList> = RefCell::new(BlockList::default());
@@ -17,32 +23,43 @@ thread_local! {
 
 pub use crate::core::throttle::counts_as_failure;
 
-/// Seconds left if this IP is blocked here.
+/// Seconds left if this client is blocked here.
 pub fn blocked(ip: Option<&str>, now_ms: u64) -> Option<u64> {
-    let ip = ip.unwrap_or(UNKNOWN_IP);
-    BLOCKED.with(|b| b.borrow().check(ip, now_ms))
+    let client = client_key(ip.unwrap_or(UNKNOWN_IP));
+    BLOCKED.with(|b| b.borrow().check(&client, now_ms))
 }
 
-/// Counts one failure. Past the limit the IP is blocked and this request already gets 429;
-/// otherwise the original error stands. Without the binding (or if it errors) the failure is
-/// still refused as it was: throttling can only ever make an answer stricter.
+/// A request that authenticates needs the binding: without it failures could not be counted,
+/// so guessing would be free. Fails closed (503) rather than skipping the count.
+pub fn require_binding(ctx: &Ctx) -> Result<(), Error> {
+    ctx.env
+        .rate_limiter(AUTH_FAILURES_BINDING)
+        .map(|_| ())
+        .map_err(|_| ctx.unavailable(CAUSE_BINDING_MISSING))
+}
+
+/// Counts one failure. Past the limit the client is blocked and this request already gets 429;
+/// otherwise the original error stands. Without the binding, or if it errors, the failure
+/// cannot be counted and the request fails closed (503), with the cause in the log.
 pub async fn record_failure<T>(
     limiter: Option<RateLimiter>,
     ip: Option<&str>,
     now_ms: u64,
     failure: Error,
 ) -> Result<T, Error> {
-    let ip = ip.unwrap_or(UNKNOWN_IP);
+    let client = client_key(ip.unwrap_or(UNKNOWN_IP));
+    let fail_closed = Error::Unavailable;
     let Some(limiter) = limiter else {
-        return Err(failure);
+        return Err(fail_closed(CAUSE_BINDING_MISSING));
     };
-    match limiter.limit(ip.to_owned()).await {
+    match limiter.limit(client.clone()).await {
         Ok(outcome) if !outcome.success => {
-            BLOCKED.with(|b| b.borrow_mut().block(ip, now_ms));
+            BLOCKED.with(|b| b.borrow_mut().block(&client, now_ms));
             Err(Error::TooManyFailedAttempts {
                 retry_after: crate::core::throttle::BLOCK_MS / 1000,
             })
         }
-        _ => Err(failure),
+        Ok(_) => Err(failure),
+        Err(_) => Err(fail_closed(CAUSE_LIMIT_FAILED)),
     }
 }

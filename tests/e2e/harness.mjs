@@ -178,9 +178,14 @@ export async function call(gw, method, path, { key, admin, auth, body, headers =
   return { status: r.status, headers: r.headers, text, json };
 }
 
-/** An address from the IPv6 documentation prefix (RFC 3849), never routed anywhere. */
-export function randomClientIp() {
-  return `2001:db8::${randomBytes(2).toString("hex")}:${randomBytes(2).toString("hex")}`;
+/**
+ * An address from the IPv6 documentation prefix (RFC 3849), never routed anywhere, in a random
+ * /64 (the gateway counts IPv6 clients per /64). `prefix64` (e.g. "2001:db8:1:2") picks the /64.
+ */
+export function randomClientIp(prefix64) {
+  const hex = () => randomBytes(2).toString("hex");
+  const network = prefix64 ?? `2001:db8:${hex()}:${hex()}`;
+  return `${network}:${hex()}:${hex()}:${hex()}:${hex()}`;
 }
 
 /** A raw HTTP/1.1 request, for headers `fetch` refuses to send (Connection, TE, ...). */

@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 
-import { call, createKey, expectError, freePort, ROOT, startGateway, waitForLog } from "./harness.mjs";
+import { startOrigin } from "../../examples/origin.mjs";
+import { call, createKey, expectError, freePort, ROOT, startGateway, unissuedKey, waitForLog } from "./harness.mjs";
 
 const started = [];
 after(async () => {
@@ -81,6 +82,77 @@ describe("bad configuration", () => {
     assert.equal(reports.length, 1, gw.log().slice(-2000));
     assert.match(reports[0], /ORIGIN_URL/);
     assert.ok(!/panicked/.test(gw.log()));
+  });
+});
+
+describe("ORIGIN_URL with a path", () => {
+  it("is a configuration error: 503 unavailable, reported once, nothing reaches the origin", async () => {
+    // The signature covers the authorized path, not a base path in front of it: an origin
+    // behind one would see another path than the one signed.
+    const origin = await startOrigin({ signingSecret: "unused" });
+    try {
+      const gw = await gateway({ originUrl: `${origin.url}/base/` });
+      for (const [m, p, opts] of [
+        ["GET", "/healthz", {}],
+        ["GET", "/developers/workspaces/ws1/jobs/", { key: unissuedKey() }],
+        ["POST", "/v1/api-keys", { admin: true, body: {} }],
+      ]) {
+        const r = await call(gw, m, p, opts);
+        expectError(assert, r, 503, "unavailable");
+        noInternals(r);
+      }
+      await waitForLog(gw, /config_error/);
+      await new Promise((res) => setTimeout(res, 300));
+      const reports = gw.log().split("\n").filter((l) => l.includes("config_error"));
+      assert.equal(reports.length, 1, gw.log().slice(-2000));
+      assert.match(reports[0], /ORIGIN_URL/);
+      assert.equal(origin.requests.length, 0);
+      assert.equal(gw.origin.requests.length, 0);
+    } finally {
+      await origin.close();
+    }
+  });
+});
+
+describe("failed-attempt throttle unavailable", () => {
+  it("a deployment without the AUTH_FAILURES binding answers 503 to every call that authenticates", async () => {
+    // Without the binding, failures could not be counted and guessing would be free: fail closed.
+    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+    const block = '[[ratelimits]]\nname = "AUTH_FAILURES"\nnamespace_id = "1001"\nsimple = { limit = 30, period = 60 }\n';
+    const toml = full.replace(block, "");
+    assert.ok(full.includes(block) && !/^\[\[ratelimits\]\]/m.test(toml), "the binding was removed");
+    const config = join(ROOT, `.test-wrangler-no-ratelimit-${process.pid}.toml`);
+    writeFileSync(config, toml);
+    const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
+    try {
+      const first = await gateway({ persist });
+      const { key } = await createKey(first);
+      await first.stop();
+      started.splice(started.indexOf(first), 1);
+      // Same local KV and objects, now without the binding.
+      const gw = await gateway({ config, persist });
+      for (const [m, p, opts] of [
+        ["GET", "/v1/me", { key }],
+        ["GET", "/developers/workspaces/ws1/jobs/", { key }],
+        ["POST", "/developers/workspaces/ws1/jobs/j/run/", { key }],
+        ["GET", "/v1/me", { key: unissuedKey() }],
+        ["GET", "/v1/me", { auth: "Api-Key nonsense" }],
+        ["GET", `/v1/api-keys?user_id=x`, { admin: true }],
+        ["GET", `/v1/api-keys?user_id=x`, { admin: "a-wrong-token" }],
+      ]) {
+        const r = await call(gw, m, p, opts);
+        expectError(assert, r, 503, "unavailable");
+        noInternals(r);
+      }
+      assert.equal(gw.origin.requests.length, 0);
+      assert.match(await waitForLog(gw, /"cause":"auth_failures_binding"/), /"cause":"auth_failures_binding"/);
+      // Routes without a credential still answer.
+      assert.equal((await call(gw, "GET", "/healthz")).status, 200);
+      assert.equal((await call(gw, "GET", "/v1/openapi.json")).status, 200);
+    } finally {
+      rmSync(config, { force: true });
+      rmSync(persist, { recursive: true, force: true });
+    }
   });
 });
 
