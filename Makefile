@@ -33,7 +33,7 @@ latency: build
 	bash -c '. scripts/env.sh && node bench/latency.mjs 300'
 
 # Side by side: origin, pass-through Workers, keygate (GET, job trigger, invalid keys); about
-# 4 min (8 cases x 3 runs x 8 s of load, plus warm-up and start-up). Writes BENCHMARKS.md.
+# 7 min (14 cases x 3 runs x 8 s of load, plus warm-up and start-up). Writes BENCHMARKS.md.
 bench: setup
 	bash scripts/bench.sh
 

@@ -71,33 +71,55 @@ export async function startNginx() {
   };
 }
 
-// `extra`: further Miniflare options (the profiler adds `inspectorPort`).
-export async function startKeygate(originUrl, adminToken, signingSecret, extra = {}) {
+// `extra`: further Miniflare options (the profiler adds `inspectorPort`). `vars`: overrides of
+// wrangler.toml's vars (e.g. LEASE_MS). `objectDelayMs`: a simulated distance to the keys'
+// objects (bench/delayed-object.mjs). The returned `counts()` tells how many requests the
+// Worker logged and how many object calls their `lease` field implies (asked + renewals).
+export async function startKeygate(originUrl, adminToken, signingSecret, extra = {}, { vars = {}, objectDelayMs = 0 } = {}) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
   const port = await freePort();
+  const counts = { requests: 0, objectCalls: 0 };
+  const count = (chunk) => {
+    const text = String(chunk);
+    counts.requests += (text.match(/"request_id":/g) ?? []).length;
+    counts.objectCalls += (text.match(/"lease":"(asked|local_renewing|exact)"/g) ?? []).length;
+  };
   const mf = new Miniflare({
     host: "127.0.0.1",
     port,
     ...workerOptions,
     name: "keygate",
     modules: true,
-    scriptPath: join(ROOT, "build", "index.js"),
+    modulesRoot: ROOT,
+    // build/index.js is an ES module (build/package.json does not say so, and the bench's
+    // entry imports it by path).
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    scriptPath: objectDelayMs > 0 ? join(ROOT, "bench", "delayed-object.mjs") : join(ROOT, "build", "index.js"),
     bindings: {
       ...workerOptions.bindings,
+      ...vars,
       ORIGIN_URL: originUrl,
       ADMIN_TOKEN: adminToken,
       ORIGIN_SIGNING_SECRET: signingSecret,
+      ...(objectDelayMs > 0 ? { BENCH_OBJECT_DELAY_MS: String(objectDelayMs) } : {}),
     },
     // The Worker still writes its log line per request; this Node process (which also runs
-    // wrk's bookkeeping) reads and drops it instead of printing tens of thousands of lines.
+    // wrk's bookkeeping) counts and drops them instead of printing tens of thousands of lines.
     handleRuntimeStdio: (stdout, stderr) => {
-      stdout.resume();
+      stdout.on("data", count);
       stderr.resume();
     },
     ...extra,
   });
   const url = (await mf.ready).toString().replace(/\/$/, "");
-  return { url, stop: () => mf.dispose() };
+  return {
+    url,
+    stop: () => mf.dispose(),
+    counts: () => ({ ...counts }),
+  };
 }
 
 // `withObject`: the variant that also calls a Durable Object per request (bench/passthrough-do.mjs).

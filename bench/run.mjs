@@ -1,12 +1,16 @@
-// Side-by-side throughput and latency, loopback only, bounded in time (about 4 minutes):
+// Side-by-side throughput and latency, loopback only, bounded in time (about 7 minutes):
 //   (a) the origin directly (nginx)
 //   (b) a minimal pass-through Worker (the floor)
 //   (b2) the pass-through plus one Durable Object call with a durable write (the floor of any
 //        design that counts every request exactly, as docs/CONTRACT.md section 8 asks)
-//   (c) keygate, valid key, proxied GET
+//   (c) keygate, valid key, proxied GET, leases (LEASE_MS 1000, the default)
+//   (c0) the same with LEASE_MS = 0 (one object call per request, exact)
 //   (d) keygate, job-trigger route, distinct Idempotency-Keys
 //   (e) keygate, invalid keys (bad checksum) from one client address (the attack path)
-//   (b1), (c1) b and c again with one connection: the latency each call gets, unqueued
+//   (b1), (c1), (c01) b, c and c0 again with one connection: the latency each call gets
+//   (c1_dN), (c01_dN) c1 and c01 with a simulated distance of N ms to the keys' objects
+//        (bench/delayed-object.mjs delays every object answer; N = 50, 150)
+// Object calls per 1,000 requests are counted from the Worker's log (its `lease` field).
 // The Workers run on workerd through Miniflare's own socket (wrangler dev's proxy layers would
 // be the bottleneck otherwise), with the same wrk settings for every case.
 //
@@ -75,8 +79,24 @@ const origin = await startNginx();
 const pass = await startPassthrough(origin.url);
 const passDo = await startPassthrough(origin.url, { withObject: true });
 const kg = await startKeygate(origin.url, adminToken, signingSecret);
+const exact = { vars: { LEASE_MS: "0" } };
+const kg0 = await startKeygate(origin.url, adminToken, signingSecret, {}, exact);
+const DISTANCES = [50, 150];
+const far = {};
+for (const d of DISTANCES) {
+  if (ONLY && !ONLY.some((id) => id.endsWith(`_d${d}`))) continue;
+  far[d] = {
+    lease: await startKeygate(origin.url, adminToken, signingSecret, {}, { objectDelayMs: d }),
+    exact: await startKeygate(origin.url, adminToken, signingSecret, {}, { ...exact, objectDelayMs: d }),
+  };
+}
 const stopAll = async () => {
   await kg.stop();
+  await kg0.stop();
+  for (const f of Object.values(far)) {
+    await f.lease.stop();
+    await f.exact.stop();
+  }
   await pass.stop();
   await passDo.stop();
   origin.stop();
@@ -85,26 +105,46 @@ const stopAll = async () => {
 const results = {};
 try {
   const key = await createKey(kg.url, adminToken);
+  const key0 = await createKey(kg0.url, adminToken);
+  const farKeys = {};
+  for (const [d, f] of Object.entries(far)) {
+    farKeys[d] = { lease: await createKey(f.lease.url, adminToken), exact: await createKey(f.exact.url, adminToken) };
+  }
   const jobs = "/developers/workspaces/ws1/jobs/";
   const run = "/developers/workspaces/ws1/jobs/daily_etl/run/";
   const cases = [
     ["a", "origin directly (nginx)", (t) => wrk(origin.url + jobs, null, {}, t)],
     ["b", "pass-through Worker (floor)", (t) => wrk(pass.url + jobs, null, {}, t)],
     ["b2", "pass-through + one Durable Object call (exact floor)", (t) => wrk(passDo.url + jobs, null, {}, t)],
-    ["c", "keygate, valid key, proxied GET", (t) => wrk(kg.url + jobs, "key.lua", { KEY: key }, t)],
+    ["c", "keygate, valid key, proxied GET (leases)", (t) => wrk(kg.url + jobs, "key.lua", { KEY: key }, t), kg],
+    ["c0", "keygate, valid key, proxied GET, LEASE_MS=0", (t) => wrk(kg0.url + jobs, "key.lua", { KEY: key0 }, t), kg0],
     ["d", "keygate, job trigger, distinct Idempotency-Keys", (t) => wrk(kg.url + run, "run.lua", { KEY: key, RUN_ID: randomBytes(6).toString("hex") }, t)],
     ["e", "keygate, invalid keys, one client address", (t) => wrk(kg.url + jobs, "invalid.lua", {}, t)],
     ["b1", "pass-through Worker, one connection", (t) => wrk1(pass.url + jobs, null, {}, t)],
-    ["c1", "keygate, valid key, proxied GET, one connection", (t) => wrk1(kg.url + jobs, "key.lua", { KEY: key }, t)],
+    ["c1", "keygate, valid key, proxied GET, one connection (leases)", (t) => wrk1(kg.url + jobs, "key.lua", { KEY: key }, t), kg],
+    ["c01", "keygate, LEASE_MS=0, one connection", (t) => wrk1(kg0.url + jobs, "key.lua", { KEY: key0 }, t), kg0],
+    ...Object.entries(far).flatMap(([d, f]) => [
+      [`c1_d${d}`, `keygate, leases, one connection, object ${d} ms away`, (t) => wrk1(f.lease.url + jobs, "key.lua", { KEY: farKeys[d].lease }, t), f.lease],
+      [`c01_d${d}`, `keygate, LEASE_MS=0, one connection, object ${d} ms away`, (t) => wrk1(f.exact.url + jobs, "key.lua", { KEY: farKeys[d].exact }, t), f.exact],
+    ]),
   ].filter(([id]) => !ONLY || ONLY.includes(id));
   console.log(`wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s, ${RUNS} runs per case, ${cpus().length} cores`);
   // Warm every path once (JIT, KV, Durable Object).
   for (const [, , fn] of cases) await fn(WARMUP_SECONDS);
   for (let r = 0; r < RUNS; r++) {
-    for (const [id, label, fn] of cases) {
+    for (const [id, label, fn, inst] of cases) {
+      const before = inst?.counts();
       const res = await fn();
+      if (inst) {
+        // The log lines arrive asynchronously: let the last ones in before counting.
+        await new Promise((r) => setTimeout(r, 300));
+        const after = inst.counts();
+        const requests = after.requests - before.requests;
+        res.callsPer1000 = requests > 0 ? ((after.objectCalls - before.objectCalls) * 1000) / requests : NaN;
+      }
       (results[id] ??= { label, runs: [] }).runs.push(res);
-      console.log(`run ${r + 1} ${id} ${label.padEnd(48)} ${res.rps.toFixed(0).padStart(6)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms  non-2xx ${res.non2xx}/${res.total} ${res.errors}`);
+      const calls = inst ? `  object calls/1000 ${res.callsPer1000.toFixed(1)}` : "";
+      console.log(`run ${r + 1} ${id} ${label.padEnd(48)} ${res.rps.toFixed(0).padStart(6)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms  non-2xx ${res.non2xx}/${res.total} ${res.errors}${calls}`);
     }
   }
 } finally {
@@ -121,6 +161,7 @@ const summary = Object.entries(results).map(([id, { label, runs }]) => {
     p50: median(runs.map((x) => x.p50)),
     p99: median(runs.map((x) => x.p99)),
     non2xx: runs.map((x) => `${x.non2xx}/${x.total}`).join(", "),
+    calls: runs[0].callsPer1000 === undefined ? "" : median(runs.map((x) => x.callsPer1000)).toFixed(1),
   };
 });
 const by = Object.fromEntries(summary.map((s) => [s.id, s]));
@@ -129,14 +170,22 @@ const lines = [];
 lines.push(`Command: \`make bench\` (\`node bench/run.mjs --seconds ${SECONDS} --runs ${RUNS} --connections ${CONNECTIONS}\`), ${new Date().toISOString().slice(0, 10)}, ${cpus().length} cores (${cpus()[0].model.trim()}).`);
 lines.push(`wrk -t${THREADS} -c${CONNECTIONS} -d${SECONDS}s per run (b1, c1: -t1 -c1); median of ${RUNS} runs (spread = min–max req/s). Workers on workerd via Miniflare's socket; origin nginx; all on 127.0.0.1.`);
 lines.push("");
-lines.push("| case | req/s (median) | spread | p50 ms | p99 ms | non-2xx per run |");
-lines.push("| --- | --- | --- | --- | --- | --- |");
+lines.push("| case | req/s (median) | spread | p50 ms | p99 ms | object calls per 1,000 requests | non-2xx per run |");
+lines.push("| --- | --- | --- | --- | --- | --- | --- |");
 for (const s of summary) {
-  lines.push(`| (${s.id}) ${s.label} | ${s.rps.toFixed(0)} | ${s.spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.non2xx} |`);
+  lines.push(`| (${s.id}) ${s.label} | ${s.rps.toFixed(0)} | ${s.spread} | ${s.p50.toFixed(2)} | ${s.p99.toFixed(2)} | ${s.calls} | ${s.non2xx} |`);
 }
 lines.push("");
 const ratio = (x, y) => (by[x] && by[y] ? (by[x].rps / by[y].rps).toFixed(2) : "n/a");
-if (by.c && by.b) lines.push(`- c/b throughput: **${(by.c.rps / by.b.rps).toFixed(2)}** (target ≥ 0.9); p99 added over b: **${(by.c.p99 - by.b.p99).toFixed(2)} ms** (target ≤ 2 ms)`);
+if (by.c && by.b) lines.push(`- c/b throughput (leases): **${(by.c.rps / by.b.rps).toFixed(2)}** (target ≥ 0.8); p99 added over b: **${(by.c.p99 - by.b.p99).toFixed(2)} ms**; object calls per 1,000 requests: **${by.c.calls}** (target ≤ 5)`);
+if (by.c0 && by.b) lines.push(`- c0/b throughput (LEASE_MS = 0): **${(by.c0.rps / by.b.rps).toFixed(2)}**; object calls per 1,000 requests: **${by.c0.calls}**`);
+for (const d of [0, ...DISTANCES]) {
+  const l = d === 0 ? by.c1 : by[`c1_d${d}`];
+  const e = d === 0 ? by.c01 : by[`c01_d${d}`];
+  if (l && e && by.b1) {
+    lines.push(`- object ${d} ms away, one connection, added over b1: leases p50 **${(l.p50 - by.b1.p50).toFixed(2)} ms** / p99 **${(l.p99 - by.b1.p99).toFixed(2)} ms**; LEASE_MS = 0 p50 **${(e.p50 - by.b1.p50).toFixed(2)} ms** / p99 **${(e.p99 - by.b1.p99).toFixed(2)} ms**${d === 150 ? " (target: leases p50 ≤ 3 ms)" : ""}`);
+  }
+}
 if (by.c1 && by.b1) lines.push(`- added per call, one connection (c1 − b1): p50 **${(by.c1.p50 - by.b1.p50).toFixed(2)} ms**, p99 **${(by.c1.p99 - by.b1.p99).toFixed(2)} ms**`);
 if (by.b2) lines.push(`- b2/b throughput: **${ratio("b2", "b")}** (what one object call per request costs any exact design); c/b2: **${ratio("c", "b2")}**`);
 lines.push(`- d/b throughput: **${ratio("d", "b")}**`);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark (bench/run.mjs), loopback only, about 3 minutes; writes BENCHMARKS.md.
+# Side-by-side benchmark (bench/run.mjs), loopback only, about 7 minutes; writes BENCHMARKS.md.
 # With --soak: the bounded soak (bench/soak.mjs) instead; with --profile: bench/profile.mjs.
 # Installs nginx-light and wrk from Debian's packages if they are missing.
 set -euo pipefail
@@ -9,8 +9,9 @@ bash scripts/setup.sh
 SUDO=""
 if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null; then SUDO=sudo; fi
 if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || ! command -v wrk >/dev/null; then
-  $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light wrk >/dev/null
+  echo "[bench] installing Debian's nginx-light and wrk" >&2
+  $SUDO apt-get update
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx-light wrk
 fi
 export PATH="$PATH:/usr/sbin"
 bash scripts/build.sh
