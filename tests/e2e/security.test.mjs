@@ -134,7 +134,7 @@ describe("contract section 7: headers that reroute or re-identify a request are 
   });
 });
 
-describe("issue 11 item 13: the workspace listing follows the key's workspaces", () => {
+describe("contract section 7: the workspace listing follows the key's workspaces (X-Keygate-Workspaces)", () => {
   it("a key on [demo] lists only demo; a key on [demo, ws1] both; a * key every workspace", async () => {
     const list = async (workspaces) => {
       const { key } = await createKey(gw, { workspaces, permissions: ["workspaces:read"] });
