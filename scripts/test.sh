@@ -38,3 +38,6 @@ bash scripts/build.sh
 
 step "end-to-end through wrangler dev"
 node --test --test-concurrency=1 tests/e2e/
+
+step "the exact limits again with LEASE_MS = 0 (one object call per request)"
+KEYGATE_TEST_LEASE_MS=0 node --test --test-concurrency=1 tests/e2e/limits.test.mjs

@@ -61,7 +61,13 @@ export async function startGateway({ vars = {}, secrets = {}, originUrl, handle,
     dir,
     persist: persist ?? join(dir, "state"),
     envFile,
-    vars: { ORIGIN_URL: originUrl ?? origin.url, ...vars },
+    // KEYGATE_TEST_LEASE_MS runs a whole file in another lease mode (scripts/test.sh runs
+    // limits.test.mjs again with 0, the exact mode); a test's own `vars` still win.
+    vars: {
+      ORIGIN_URL: originUrl ?? origin.url,
+      ...(process.env.KEYGATE_TEST_LEASE_MS ? { LEASE_MS: process.env.KEYGATE_TEST_LEASE_MS } : {}),
+      ...vars,
+    },
     config,
     env,
     output: "",
