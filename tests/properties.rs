@@ -1,7 +1,7 @@
 //! Properties of every parser that sees attacker input, checked on generated inputs (proptest).
 //!
 //! `make test` runs each property on 2,000 inputs; the long run is
-//! `PROPTEST_CASES=200000 cargo test --release --test properties` (see README).
+//! `PROPTEST_CASES=100000 cargo test --release --test properties` (`make fuzz`).
 //!
 //! Properties:
 //! 1. No parser panics, whatever the input (Authorization, key, path, routing, create/roll
@@ -13,12 +13,16 @@
 //! 5. No accepted path holds a segment an origin could decode or normalise into something else:
 //!    after one or two rounds of percent-decoding, every segment is printable ASCII without
 //!    `/`, `\`, `;` or `%`, is not `.` or `..`, and reads the same after both rounds.
+//! 6. Leases: for any interleaving of several isolates' grants and uses of one key, the requests
+//!    served never exceed the limit plus one lease period of its rate (none for small limits).
 #![cfg(not(target_arch = "wasm32"))]
 
 use keygate::core::auth::{parse_authorization, Credential};
 use keygate::core::forward::accept_request_id;
 use keygate::core::key::{check_key, format_key};
 use keygate::core::keystate::check_idempotency_key;
+use keygate::core::keystate::{Hit, KeyState};
+use keygate::core::lease::{batch_cap, LeaseTable, Take};
 use keygate::core::ratelimit::RateLimit;
 use keygate::core::request::{parse_create, parse_list_query, parse_roll};
 use keygate::core::route::{check_path, is_workspace_id, resolve, split_url, Route};
@@ -241,5 +245,127 @@ proptest! {
             prop_assert!((1..=64).contains(&id.len()));
             prop_assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)));
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leases across isolates (property 6): several isolates, each with its own `LeaseTable`, share
+// one key's object (`KeyState`); requests arrive at random isolates and times, background
+// renewals are answered late or never. Whatever the interleaving, the requests served in any
+// interval [a, b] are at most what GCRA allows over it stretched by LEASE_MS:
+// `requests + (b - a + LEASE_MS) * rate` (GCRA alone: `requests + (b - a) * rate`), and with no
+// stretch at all for a key whose rate * LEASE_MS is under one token.
+
+#[derive(Debug, Clone)]
+enum Event {
+    /// A request at isolate `i`, `dt` ms after the previous event.
+    Request { i: usize, dt: u64 },
+    /// Isolate `i`'s oldest background renewal is answered now (the object decides now).
+    Answer { i: usize },
+    /// Isolate `i`'s oldest background renewal fails (object unreachable).
+    Fail { i: usize },
+}
+
+fn event(isolates: usize) -> impl Strategy<Value = Event> {
+    prop_oneof![
+        6 => (0..isolates, 0u64..120).prop_map(|(i, dt)| Event::Request { i, dt }),
+        3 => (0..isolates).prop_map(|i| Event::Answer { i }),
+        1 => (0..isolates).prop_map(|i| Event::Fail { i }),
+    ]
+}
+
+/// Serves the events; returns the times of the requests served.
+fn run(limit: RateLimit, lease_ms: u64, isolates: usize, events: &[Event]) -> Vec<u64> {
+    let mut object = KeyState::default();
+    let mut tables: Vec<LeaseTable> = (0..isolates).map(|_| LeaseTable::default()).collect();
+    let mut pending: Vec<Vec<(u32, u64)>> = vec![vec![]; isolates];
+    let cap = batch_cap(limit, lease_ms);
+    let mut now = 1_000_000u64;
+    let mut served = vec![];
+    for e in events {
+        match *e {
+            Event::Request { i, dt } => {
+                now += dt;
+                let verdict = match tables[i].take("k", now, lease_ms, cap) {
+                    Take::Decided { verdict, renew } => {
+                        if let Some(want) = renew {
+                            pending[i].push((want, now));
+                        }
+                        verdict
+                    }
+                    Take::Ask { want } => {
+                        let answer = object.grant(limit, want, now);
+                        tables[i].granted("k", &answer, now, lease_ms, true)
+                    }
+                    // The in-flight call is a background renewal: this request fails closed
+                    // rather than waiting in the simulation.
+                    Take::Wait => continue,
+                };
+                if matches!(verdict, Hit::Counted { decision, .. } if decision.allowed) {
+                    served.push(now);
+                }
+            }
+            Event::Answer { i } => {
+                if !pending[i].is_empty() {
+                    let (want, sent) = pending[i].remove(0);
+                    let answer = object.grant(limit, want, now);
+                    tables[i].granted("k", &answer, sent, lease_ms, false);
+                }
+            }
+            Event::Fail { i } => {
+                if !pending[i].is_empty() {
+                    pending[i].remove(0);
+                    tables[i].failed("k");
+                }
+            }
+        }
+    }
+    served
+}
+
+/// Whether every interval `[a, b]` of served times holds at most
+/// `requests + (b - a + stretch) * requests / window` of them.
+fn within_bound(served: &[u64], limit: RateLimit, stretch_ms: u64) -> Result<(), String> {
+    let n = u128::from(limit.requests);
+    let window_ms = u128::from(limit.window_seconds) * 1000;
+    for (i, &a) in served.iter().enumerate() {
+        for (j, &b) in served.iter().enumerate().skip(i) {
+            let count = (j - i + 1) as u128;
+            // count <= n + (b - a + stretch) * n / window, in integers.
+            if count > n && (count - n) * window_ms > u128::from(b - a + stretch_ms) * n {
+                return Err(format!(
+                    "{count} served in [{a}, {b}] ({limit}, stretch {stretch_ms} ms)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Property 6 (docs/CONTRACT.md section 8).
+    #[test]
+    fn served_never_exceeds_the_limit_plus_one_lease_period(
+        requests in 1u32..200,
+        window_seconds in 1u32..4,
+        lease_ms in 0u64..2500,
+        isolates in 1usize..4,
+        events in prop::collection::vec(event(3), 1..400),
+    ) {
+        let limit = RateLimit { requests, window_seconds };
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|e| match e {
+                Event::Request { i, dt } => Event::Request { i: i % isolates, dt },
+                Event::Answer { i } => Event::Answer { i: i % isolates },
+                Event::Fail { i } => Event::Fail { i: i % isolates },
+            })
+            .collect();
+        let served = run(limit, lease_ms, isolates, &events);
+        // A batch of one is used by the request that asked for it: nothing is held, no stretch.
+        let stretch = if batch_cap(limit, lease_ms) == 1 { 0 } else { lease_ms };
+        prop_assert!(within_bound(&served, limit, stretch).is_ok(), "{:?}", within_bound(&served, limit, stretch));
     }
 }

@@ -14,6 +14,9 @@
 //! | revoked, expired (record, then object) | [`usable`], [`decide_key`] |
 //! | workspace, permission, rate limit | [`decide_key`] |
 //! | admin token | [`admin`] |
+//!
+//! Length: about half of this file is its unit tests, one per row of the auth table and per
+//! management rule, kept beside the function they prove so that a reader sees both at once.
 
 use super::error::Error;
 use super::keystate::Hit;

@@ -2,6 +2,8 @@
 //!
 //! The path is checked in its raw, percent-encoded form before anything else, and a path that
 //! passes is forwarded byte for byte: the origin sees exactly the path that was authorized.
+//!
+//! Length: the path rules and the route table are about 260 lines; the rest is their unit tests.
 
 use super::error::Error;
 
