@@ -426,7 +426,7 @@ mod tests {
             )
             .unwrap_err(),
         );
-        for name in CREATE_FIELDS.iter().chain(&["extra"]) {
+        for name in CREATE_FIELDS.into_iter().chain(["extra"]) {
             assert!(f.contains_key(name), "{name} missing from {f:?}");
         }
     }
