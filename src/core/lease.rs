@@ -30,6 +30,9 @@ use super::ratelimit::{Decision, RateLimit};
 pub const DEFAULT_LEASE_MS: u64 = 1000;
 /// Largest `LEASE_MS` accepted: bounds both the overshoot and how long a revocation may take.
 pub const MAX_LEASE_MS: u64 = 5000;
+/// A call to the object still unanswered after this long is presumed lost (its task was
+/// cancelled, say): the next request asks again instead of waiting on it for ever.
+pub const ASK_TIMEOUT_MS: u64 = 5000;
 /// Keys whose lease an isolate remembers; past this the idle entries are dropped (a dropped
 /// lease costs one object call, never correctness).
 pub const MAX_LEASED_KEYS: usize = 10_000;
@@ -69,6 +72,8 @@ struct Entry {
     expires_at: Option<i64>,
     /// One call to the object for this key is in flight from this isolate.
     asking: bool,
+    /// When that call was sent.
+    asked_at_ms: u64,
 }
 
 impl Entry {
@@ -159,6 +164,7 @@ impl LeaseTable {
                 || now_ms >= e.granted_at_ms.saturating_add(lease_ms * 3 / 4);
             let renew = (half_spent && !e.asking).then(|| {
                 e.asking = true;
+                e.asked_at_ms = now_ms;
                 e.demand(now_ms, lease_ms, cap)
             });
             return Take::Decided {
@@ -176,10 +182,11 @@ impl LeaseTable {
                 renew,
             };
         }
-        if e.asking {
+        if e.asking && now_ms < e.asked_at_ms.saturating_add(ASK_TIMEOUT_MS) {
             return Take::Wait;
         }
         e.asking = true;
+        e.asked_at_ms = now_ms;
         Take::Ask {
             want: e.demand(now_ms, lease_ms, cap),
         }
@@ -477,6 +484,14 @@ mod tests {
         t.failed("k");
         // Failed: the next request asks itself (and fails closed if the object is still down).
         assert_eq!(t.take("k", 1, LEASE, 10), Take::Ask { want: 1 });
+    }
+
+    #[test]
+    fn a_call_never_answered_stops_being_waited_on() {
+        let mut t = LeaseTable::default();
+        assert_eq!(t.take("k", 0, LEASE, 10), Take::Ask { want: 1 });
+        assert_eq!(t.take("k", ASK_TIMEOUT_MS - 1, LEASE, 10), Take::Wait);
+        assert_eq!(t.take("k", ASK_TIMEOUT_MS, LEASE, 10), Take::Ask { want: 1 });
     }
 
     #[test]

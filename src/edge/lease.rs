@@ -15,8 +15,9 @@ use crate::core::Error;
 
 /// How long a request waits, per look, for another request's call to the object.
 const WAIT_STEP_MS: u64 = 2;
-/// How many looks before giving up (503): about 5 s, far beyond one object round trip.
-const MAX_WAITS: usize = 2500;
+/// How many looks before giving up (503): about 6 s, beyond one object round trip and beyond
+/// [`crate::core::lease::ASK_TIMEOUT_MS`], after which a waiting request asks itself.
+const MAX_WAITS: usize = 3000;
 
 thread_local! {
     static LEASES: RefCell<LeaseTable> = RefCell::new(LeaseTable::default());
