@@ -14,8 +14,8 @@
 
 use keygate::core::auth::{parse_authorization, Credential};
 use keygate::core::forward::accept_request_id;
+use keygate::core::idempotency::check_idempotency_key;
 use keygate::core::key::{check_key, format_key};
-use keygate::core::keystate::check_idempotency_key;
 use keygate::core::record::{parse_create, parse_list_query, parse_roll, RateLimit};
 use keygate::core::route::{check_path, is_workspace_id, resolve, split_url, Route};
 use proptest::prelude::*;

@@ -45,6 +45,9 @@ pub enum Error {
     IdempotencyKeyReused,
     /// 409 `idempotency_in_progress`.
     IdempotencyInProgress,
+    /// 429 `too_many_idempotency_keys`, with `Retry-After`: the key holds as many live
+    /// idempotency records as it may; a new Idempotency-Key waits until some expire.
+    TooManyIdempotencyKeys { retry_after: u64 },
     /// 502 `origin_unavailable`.
     OriginUnavailable,
     /// 504 `origin_timeout`.
@@ -79,7 +82,9 @@ impl Error {
 
     pub fn status(&self) -> u16 {
         match self {
-            Error::TooManyFailedAttempts { .. } | Error::RateLimited { .. } => 429,
+            Error::TooManyFailedAttempts { .. }
+            | Error::RateLimited { .. }
+            | Error::TooManyIdempotencyKeys { .. } => 429,
             Error::MissingApiKey
             | Error::MalformedApiKey
             | Error::InvalidApiKey
@@ -118,6 +123,7 @@ impl Error {
             Error::PayloadTooLarge => "payload_too_large",
             Error::IdempotencyKeyReused => "idempotency_key_reused",
             Error::IdempotencyInProgress => "idempotency_in_progress",
+            Error::TooManyIdempotencyKeys { .. } => "too_many_idempotency_keys",
             Error::OriginUnavailable => "origin_unavailable",
             Error::OriginTimeout => "origin_timeout",
             Error::Unavailable => "unavailable",
@@ -157,6 +163,11 @@ impl Error {
             Error::IdempotencyInProgress => {
                 "A request with this Idempotency-Key is still in progress; retry later."
             }
+            Error::TooManyIdempotencyKeys { .. } => {
+                "This API key holds as many remembered Idempotency-Keys as it may; a new one is \
+                 accepted once older ones expire (see Retry-After). Known Idempotency-Keys and \
+                 requests without one are not affected."
+            }
             Error::OriginUnavailable => "The upstream service could not be reached.",
             Error::OriginTimeout => "The upstream service did not answer in time.",
             Error::Unavailable => "The gateway is temporarily unavailable; retry later.",
@@ -170,9 +181,9 @@ impl Error {
     /// retry is the right move).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Error::TooManyFailedAttempts { retry_after } | Error::RateLimited { retry_after } => {
-                Some((*retry_after).max(1))
-            }
+            Error::TooManyFailedAttempts { retry_after }
+            | Error::RateLimited { retry_after }
+            | Error::TooManyIdempotencyKeys { retry_after } => Some((*retry_after).max(1)),
             Error::IdempotencyInProgress => Some(1),
             _ => None,
         }
@@ -261,5 +272,12 @@ mod tests {
         assert_eq!(Error::AdminDisabled.status(), 403);
         assert_eq!(Error::InvalidAdminToken.status(), 401);
         assert_eq!(Error::PayloadTooLarge.status(), 413);
+        let full = Error::TooManyIdempotencyKeys { retry_after: 0 };
+        assert_eq!(
+            (full.status(), full.code()),
+            (429, "too_many_idempotency_keys")
+        );
+        assert_eq!(full.retry_after(), Some(1), "every 429 carries Retry-After");
+        assert!(!full.precedes_rate_limit());
     }
 }

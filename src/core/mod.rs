@@ -8,7 +8,9 @@
 //! - [`forward`]: headers to and from the origin, the identity signature, request ids.
 //! - [`config`]: vars and their defaults.
 //! - [`ratelimit`]: GCRA arithmetic for per-key limits.
-//! - [`keystate`]: the per-key Durable Object state: limits, revocation, idempotency.
+//! - [`keystate`]: the per-key Durable Object state: limits, revocation, last use.
+//! - [`idempotency`]: the job trigger's idempotency records: decisions, bounds, clean-up.
+//! - [`keyop`]: the operations of the key's Durable Object, typed, shared by object and client.
 //! - [`log`]: the per-request log line.
 //! - [`throttle`]: failed-authentication throttling per client IP.
 
@@ -18,7 +20,9 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod hotpath;
+pub mod idempotency;
 pub mod key;
+pub mod keyop;
 pub mod keystate;
 pub mod log;
 pub mod ratelimit;

@@ -1,20 +1,25 @@
 //! The `worker` glue: the fetch entry point, and the I/O each decision of [`crate::core`] needs.
 //!
 //! - [`store`]: Workers KV (records by hash, id and user indexes).
-//! - [`durable`]: the per-key Durable Object (rate limit, revocation, last use, idempotency).
+//! - [`key_object`]: the per-key Durable Object (rate limit, revocation, last use, idempotency);
+//!   [`key_client`] (also named `durable` here): the Worker's typed calls to it.
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`keys`]: `/v1/me` and `/v1/api-keys...`.
 //! - [`proxy`]: `/developers/...` forwarding to the origin.
 //! - [`http`]: responses, randomness, the clock.
 
-mod durable;
 mod http;
+mod key_client;
+mod key_object;
 mod keys;
 mod proxy;
 mod store;
 mod throttle;
 
 use std::cell::{Cell, RefCell};
+
+// The name the glue already calls the key's object by.
+use key_client as durable;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use worker::{console_log, event, Context, Date, Env, Request, Response};

@@ -1,24 +1,28 @@
 //! Forwarding an authorized `/developers/...` call to the origin (SPEC sections 5–7).
 
+use std::cell::Cell;
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody,
-    ResponseBuilder,
+    AbortController, ByteStream, Date, Delay, Fetch, Headers, Method, Request, RequestInit,
+    Response, ResponseBody, ResponseBuilder,
 };
 
 use super::http::read_body;
 use super::{durable, Ctx};
 use crate::core::forward::{
-    body_too_large, drop_request_header, drop_response_header, signature_header, HEADER_KEY_ID,
-    HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID, HEADER_WORKSPACE_ID,
+    body_fits, body_too_large, drop_request_header, drop_response_header, signature_header,
+    HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID,
+    HEADER_WORKSPACE_ID,
 };
-use crate::core::keystate::{
-    check_idempotency_key, fingerprint, idempotency_slot, remember, Begin, StoredResponse,
-    IN_FLIGHT_MARGIN_MS,
+use crate::core::idempotency::{
+    check_idempotency_key, fingerprint, idempotency_slot, in_flight_lease_ms, remember, Begin,
+    StoredResponse, MAX_STORED_BODY_BYTES,
 };
 use crate::core::record::KeyRecord;
 use crate::core::route::Forward;
@@ -27,6 +31,8 @@ use crate::core::Error;
 const SIGNING_SECRET: &str = "ORIGIN_SIGNING_SECRET";
 const HEADER_IDEMPOTENCY_KEY: &str = "idempotency-key";
 const HEADER_IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+/// On a replay whose remembered answer kept no body (too large, or not received in time).
+const HEADER_IDEMPOTENT_BODY_OMITTED: &str = "idempotent-body-omitted";
 
 /// Checks workspace then permission (SPEC section 2 order), then forwards.
 pub async fn forward(
@@ -48,9 +54,16 @@ pub async fn forward(
         record.authorize(route.workspace, route.permission)?;
         ctx.enforce_rate_limit()?;
         let call = prepare(ctx, req, method, path, query, route, record)?;
-        // The body stream is handed over as is: streamed, never buffered in the Worker.
-        let body = req.inner().body().map(Into::into);
-        let upstream = send(ctx, req, &call, body).await?;
+        // Streamed, never buffered in the Worker, and cut past MAX_BODY_BYTES.
+        let (body, cut) = limited_body(req, ctx.config.max_body_bytes);
+        let upstream = send(ctx, req, &call, body).await.map_err(|e| {
+            if cut.get() {
+                ctx.cause.set(None);
+                Error::PayloadTooLarge
+            } else {
+                e
+            }
+        })?;
         return Ok(relay(upstream));
     };
     // The job trigger with an Idempotency-Key makes one object call that both counts the
@@ -192,8 +205,36 @@ async fn send(
     }
 }
 
-/// The job-trigger route with `Idempotency-Key` (SPEC section 6): the key's object holds one
-/// record per (key id, Idempotency-Key), so concurrent retries make exactly one origin call.
+/// The request body for the origin: a declared Content-Length was checked already and the
+/// runtime holds the body to it, so that stream is handed over as is; a body without one is
+/// counted chunk by chunk and errors past `max`, which aborts the origin call. The flag says
+/// the cut happened (the client then gets 413; the origin sees an aborted request).
+fn limited_body(req: &Request, max: u64) -> (Option<JsValue>, Rc<Cell<bool>>) {
+    let cut = Rc::new(Cell::new(false));
+    let Some(stream) = req.inner().body() else {
+        return (None, cut);
+    };
+    if req.headers().has("content-length").unwrap_or(false) {
+        return (Some(stream.into()), cut);
+    }
+    let flag = cut.clone();
+    let mut sent = 0u64;
+    let limited = ByteStream::from(stream).map(move |chunk| {
+        let chunk = chunk.map_err(|_| JsValue::from_str("body could not be read"))?;
+        if !body_fits(sent, chunk.len() as u64, max) {
+            flag.set(true);
+            return Err(JsValue::from_str("body over the limit"));
+        }
+        sent += chunk.len() as u64;
+        Ok(JsValue::from(Uint8Array::from(chunk.as_slice())))
+    });
+    let js = wasm_streams::ReadableStream::from_stream(limited).into_raw();
+    (Some(js.into()), cut)
+}
+
+/// The job-trigger route with `Idempotency-Key` (docs/CONTRACT.md section 6): the key's object
+/// holds one record per (key id, Idempotency-Key), so concurrent retries make exactly one
+/// origin call, and the job never runs twice within 24 h whatever the answer's size or speed.
 async fn idempotent(
     ctx: &Ctx,
     req: &Request,
@@ -204,29 +245,34 @@ async fn idempotent(
     let fp = fingerprint(call.method, &call.path_and_query, &body);
     let slot = idempotency_slot(idempotency_key);
     let key_id = &call.record.id;
-    let lease = ctx.config.origin_timeout_ms + IN_FLIGHT_MARGIN_MS;
+    let lease = in_flight_lease_ms(ctx.config.origin_timeout_ms);
     let (decision, begun) = durable::hit_and_begin(ctx, call.record, &slot, &fp, lease).await?;
     ctx.decision.set(Some(decision));
     ctx.enforce_rate_limit()?;
-    // Allowed, so the object has opened (or found) the record.
-    match begun.ok_or_else(|| ctx.unavailable("durable_object"))? {
+    // Allowed, so the object has opened (or found) the record, or refused a new one.
+    let attempt = match begun.ok_or_else(|| ctx.unavailable("durable_object"))?? {
         Begin::InProgress => return Err(Error::IdempotencyInProgress),
         Begin::Mismatch => return Err(Error::IdempotencyKeyReused),
         Begin::Replay { response } => return Ok(stored_response(&response, true)),
-        Begin::Proceed => {}
-    }
+        Begin::Full => return Err(ctx.unavailable("durable_object")),
+        Begin::Proceed { attempt } => attempt,
+    };
+    let finish = |answer| durable::idem_complete(ctx, key_id, &slot, &fp, attempt, answer);
+    // The whole exchange, headers and body, is bounded by ORIGIN_TIMEOUT_MS; the in-flight
+    // lease is that plus a margin, so the record is finished before any retry may take over.
+    let started = Date::now().as_millis();
     let js_body: JsValue = Uint8Array::from(body.as_slice()).into();
     let upstream = match send(ctx, req, call, Some(js_body)).await {
         Ok(r) => r,
         Err(e) => {
             // No answer: forget the attempt so that a retry can go through.
-            let _ = durable::idem_complete(ctx, key_id, &slot, &fp, None).await;
+            let _ = finish(None).await;
             return Err(e);
         }
     };
     let status = upstream.status_code();
     if !remember(status) {
-        let _ = durable::idem_complete(ctx, key_id, &slot, &fp, None).await;
+        let _ = finish(None).await;
         return Ok(relay(upstream));
     }
     // A remembered answer is replayed from its bytes: the runtime sets its length.
@@ -234,25 +280,77 @@ async fn idempotent(
         .into_iter()
         .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
         .collect();
-    let mut upstream = upstream;
-    let bytes = upstream.bytes().await.map_err(|_| {
-        ctx.cause.set(Some("origin_body"));
-        Error::OriginUnavailable
-    })?;
-    let stored = StoredResponse {
-        status,
-        headers,
-        body_hex: hex::encode(&bytes),
+    let left_ms = (started + ctx.config.origin_timeout_ms).saturating_sub(Date::now().as_millis());
+    let read = read_answer(upstream, MAX_STORED_BODY_BYTES, left_ms).await;
+    let (kept, outcome) = match read {
+        Answer::Whole(bytes) => (Some(bytes), None),
+        Answer::TooLarge(rest) => (None, Some(Ok(rest))),
+        Answer::Failed(e) => (None, Some(Err(e))),
     };
-    // The job has run: its answer goes to the client even if it could not be remembered (the
-    // in-flight record then lapses after its lease, and the failure is logged).
-    if durable::idem_complete(ctx, key_id, &slot, &fp, Some(stored.clone()))
-        .await
-        .is_err()
-    {
+    // The job has run (the origin answered below 500): its status and headers are remembered
+    // in every case, its body when it fits and arrived in time.
+    let stored = StoredResponse::new(status, headers, kept);
+    if finish(Some(stored.clone())).await.is_err() {
+        // The in-flight record then lapses after its lease; the failure is logged.
         ctx.cause.set(Some("idempotency_store"));
     }
-    Ok(stored_response(&stored, false))
+    match outcome {
+        None => Ok(stored_response(&stored, false)),
+        // Too large to keep: this client still gets all of it, streamed.
+        Some(Ok(rest)) => answer_with(&stored, rest),
+        Some(Err(e)) => Err(e),
+    }
+}
+
+/// The origin's body, read within `left_ms` and up to `cap` bytes.
+enum Answer {
+    Whole(Vec<u8>),
+    /// Over `cap`: what was read, then the rest of the stream.
+    TooLarge(std::pin::Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>>),
+    /// Broken off, or not all there within the time: 502 or 504.
+    Failed(Error),
+}
+
+async fn read_answer(mut upstream: Response, cap: usize, left_ms: u64) -> Answer {
+    let mut stream = match upstream.stream() {
+        Ok(s) => Box::pin(s),
+        // No body at all.
+        Err(_) => return Answer::Whole(Vec::new()),
+    };
+    let timeout = Delay::from(Duration::from_millis(left_ms));
+    futures_util::pin_mut!(timeout);
+    let mut body = Vec::new();
+    loop {
+        match select(stream.next(), timeout.as_mut()).await {
+            Either::Left((Some(Ok(chunk)), _)) => {
+                if !body_fits(body.len() as u64, chunk.len() as u64, cap as u64) {
+                    body.extend_from_slice(&chunk);
+                    let read = futures_util::stream::iter([Ok(body)]);
+                    return Answer::TooLarge(Box::pin(read.chain(stream)));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Either::Left((Some(Err(_)), _)) => return Answer::Failed(Error::OriginUnavailable),
+            Either::Left((None, _)) => return Answer::Whole(body),
+            Either::Right(_) => return Answer::Failed(Error::OriginTimeout),
+        }
+    }
+}
+
+/// A remembered answer's status and headers with a body streamed from the origin.
+fn answer_with(
+    stored: &StoredResponse,
+    body: std::pin::Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>>,
+) -> Result<Response, Error> {
+    let headers = Headers::new();
+    for (name, value) in &stored.headers {
+        let _ = headers.append(name, value);
+    }
+    ResponseBuilder::new()
+        .with_status(stored.status)
+        .with_headers(headers)
+        .from_stream(body.into_stream())
+        .map_err(|_| Error::OriginUnavailable)
 }
 
 /// The origin's response headers that go back to the client (hop-by-hop ones removed).
@@ -272,12 +370,14 @@ fn stored_response(stored: &StoredResponse, replayed: bool) -> Response {
     }
     if replayed {
         let _ = headers.set(HEADER_IDEMPOTENT_REPLAYED, "true");
+        if stored.body_omitted {
+            let _ = headers.set(HEADER_IDEMPOTENT_BODY_OMITTED, "true");
+        }
     }
-    let body = hex::decode(&stored.body_hex).unwrap_or_default();
     ResponseBuilder::new()
         .with_status(stored.status)
         .with_headers(headers)
-        .fixed(body)
+        .fixed(stored.body.clone())
 }
 
 /// The origin's status, headers (minus hop-by-hop) and body stream, in a response whose headers
