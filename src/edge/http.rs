@@ -47,11 +47,29 @@ pub async fn read_body(req: &Request, max: u64) -> Result<Vec<u8>, Error> {
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|_| Error::field("body", "could not be read"))?;
         if !body_fits(body.len() as u64, chunk.len() as u64, max) {
+            drop(body);
+            drain(&mut chunks, max).await;
             return Err(Error::PayloadTooLarge);
         }
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Reads and drops up to `bound` more bytes of a refused body, holding none: a connection
+/// whose request body was left unread may not serve the next request cleanly (`wrangler dev`
+/// then fails that one). A body longer than that is cut off (the stream is cancelled).
+pub async fn drain<S>(chunks: &mut S, bound: u64)
+where
+    S: futures_util::Stream<Item = worker::Result<Vec<u8>>> + Unpin,
+{
+    let mut dropped = 0u64;
+    while let Some(Ok(chunk)) = chunks.next().await {
+        dropped += chunk.len() as u64;
+        if dropped > bound {
+            break;
+        }
+    }
 }
 
 /// A JSON response with `status`.

@@ -10,13 +10,16 @@
 
 use std::cell::RefCell;
 
-use worker::js_sys::{Array, Uint8Array};
+use worker::js_sys::{Array, Date, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::{durable_object, DurableObject, Env, ListOptions, Request, Response, State, Storage};
+use worker::{
+    durable_object, DurableObject, Env, ListOptions, Request, Response, ScheduledTime, State,
+    Storage,
+};
 
 use crate::core::idempotency::{
     begin, complete, full_retry_after_secs, is_expired, next_sweep, Begin, Completion, Found,
-    IdemRecord, SLOT_PREFIX, SWEEP_PAGE_SIZE,
+    IdemRecord, SLOT_PREFIX, SWEEP_INTERVAL_MS, SWEEP_PAGE_SIZE,
 };
 use crate::core::keyop::{
     decode, encode, Ack, Complete, Expire, HitBegin, HitBegun, Message, Op, Revoke, Usage,
@@ -98,14 +101,25 @@ impl KeyStateObject {
             .await
     }
 
+    /// Arms the alarm at a moment (unix ms). An `i64` given to `set_alarm` is read as an
+    /// offset from now, not a moment, so the moment goes as a `Date`.
+    async fn set_alarm_at(&self, at_ms: u64) -> worker::Result<()> {
+        let at = Date::new(&JsValue::from_f64(at_ms as f64));
+        self.storage().set_alarm(ScheduledTime::new(at)).await
+    }
+
     /// Arms the clean-up if it is not armed; returns when it runs.
     async fn ensure_sweep(&self, s: &KeyState) -> worker::Result<Option<u64>> {
-        if let Some(at) = self.storage().get_alarm().await? {
-            return Ok(Some(at.max(0) as u64));
+        let now = now_ms();
+        let armed = self.storage().get_alarm().await?.map(|at| at.max(0) as u64);
+        // An alarm further out than one cadence was set as an offset by mistake (see
+        // `set_alarm_at`): replaced.
+        if let Some(at) = armed.filter(|at| *at <= now + SWEEP_INTERVAL_MS) {
+            return Ok(Some(at));
         }
-        let at = next_sweep(now_ms(), false, s.idem_records);
+        let at = next_sweep(now, false, s.idem_records);
         if let Some(at) = at {
-            self.storage().set_alarm(at as i64).await?;
+            self.set_alarm_at(at).await?;
         }
         Ok(at)
     }
@@ -258,7 +272,7 @@ impl KeyStateObject {
             }
         }
         if let Some(at) = next_sweep(now, page_was_full, s.idem_records) {
-            self.storage().set_alarm(at as i64).await?;
+            self.set_alarm_at(at).await?;
         }
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Forwarding an authorized `/developers/...` call to the origin (SPEC sections 5–7).
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -55,16 +55,23 @@ pub async fn forward(
         ctx.enforce_rate_limit()?;
         let call = prepare(ctx, req, method, path, query, route, record)?;
         // Streamed, never buffered in the Worker, and cut past MAX_BODY_BYTES.
-        let (body, cut) = limited_body(req, ctx.config.max_body_bytes);
-        let upstream = send(ctx, req, &call, body).await.map_err(|e| {
-            if cut.get() {
-                ctx.cause.set(None);
-                Error::PayloadTooLarge
-            } else {
-                e
+        let abort = new_abort();
+        let max = ctx.config.max_body_bytes;
+        let (body, cut, source) = limited_body(req, max, abort.clone());
+        let sent = send(ctx, req, &call, body, abort).await;
+        if cut.get() {
+            // Cut past the limit: the origin call was aborted (the origin sees a broken
+            // request, never a complete one); whatever came back is not relayed.
+            ctx.cause.set(None);
+            if let Some(source) = source {
+                // Borrowed per poll only: the aborted call's stream may still hold a clone.
+                let mut rest =
+                    futures_util::stream::poll_fn(|cx| source.borrow_mut().poll_next_unpin(cx));
+                super::http::drain(&mut rest, max).await;
             }
-        })?;
-        return Ok(relay(upstream));
+            return Err(Error::PayloadTooLarge);
+        }
+        return Ok(relay(sent?));
     };
     // The job trigger with an Idempotency-Key makes one object call that both counts the
     // request and opens its idempotency record (two round trips, not three, per trigger). What
@@ -133,12 +140,27 @@ struct Call<'a> {
     secret: String,
 }
 
+/// The origin call's abort switch, shared by the timeout and the body limit; whoever fires it
+/// first takes it.
+type Abort = Rc<RefCell<Option<AbortController>>>;
+
+fn new_abort() -> Abort {
+    Rc::new(RefCell::new(Some(AbortController::default())))
+}
+
+fn fire(abort: &Abort) {
+    if let Some(controller) = abort.borrow_mut().take() {
+        controller.abort();
+    }
+}
+
 /// Sends the call with stripped and added headers, within `ORIGIN_TIMEOUT_MS`.
 async fn send(
     ctx: &Ctx,
     req: &Request,
     call: &Call<'_>,
     body: Option<JsValue>,
+    abort: Abort,
 ) -> Result<Response, Error> {
     let incoming = req.headers();
     let headers = Headers::new();
@@ -184,8 +206,11 @@ async fn send(
     let outbound =
         Request::new_with_init(&target, &init).map_err(|_| ctx.unavailable("origin_request"))?;
 
-    let controller = AbortController::default();
-    let signal = controller.signal();
+    let signal = match abort.borrow().as_ref() {
+        Some(controller) => controller.signal(),
+        // Already fired (the body went over its limit before the call started).
+        None => return Err(Error::PayloadTooLarge),
+    };
     let fetch = Fetch::Request(outbound);
     let pending = fetch.send_with_signal(&signal);
     let timeout = Delay::from(Duration::from_millis(ctx.config.origin_timeout_ms));
@@ -198,7 +223,7 @@ async fn send(
             Err(Error::OriginUnavailable)
         }
         Either::Right(_) => {
-            controller.abort();
+            fire(&abort);
             ctx.cause.set(Some("origin_timeout"));
             Err(Error::OriginTimeout)
         }
@@ -209,28 +234,39 @@ async fn send(
 /// runtime holds the body to it, so that stream is handed over as is; a body without one is
 /// counted chunk by chunk and errors past `max`, which aborts the origin call. The flag says
 /// the cut happened (the client then gets 413; the origin sees an aborted request).
-fn limited_body(req: &Request, max: u64) -> (Option<JsValue>, Rc<Cell<bool>>) {
+fn limited_body(req: &Request, max: u64, abort: Abort) -> LimitedBody {
     let cut = Rc::new(Cell::new(false));
     let Some(stream) = req.inner().body() else {
-        return (None, cut);
+        return (None, cut, None);
     };
     if req.headers().has("content-length").unwrap_or(false) {
-        return (Some(stream.into()), cut);
+        return (Some(stream.into()), cut, None);
     }
+    // Shared with the handler, which drains what is left after a cut (see `http::drain`).
+    let source: Source = Rc::new(RefCell::new(Box::pin(ByteStream::from(stream))));
+    let pull = source.clone();
     let flag = cut.clone();
     let mut sent = 0u64;
-    let limited = ByteStream::from(stream).map(move |chunk| {
+    let chunks = futures_util::stream::poll_fn(move |cx| pull.borrow_mut().poll_next_unpin(cx));
+    let limited = chunks.map(move |chunk| {
         let chunk = chunk.map_err(|_| JsValue::from_str("body could not be read"))?;
         if !body_fits(sent, chunk.len() as u64, max) {
             flag.set(true);
+            // Abort first: the runtime would end the request body cleanly on a stream error,
+            // and the origin would take the part sent for the whole.
+            fire(&abort);
             return Err(JsValue::from_str("body over the limit"));
         }
         sent += chunk.len() as u64;
         Ok(JsValue::from(Uint8Array::from(chunk.as_slice())))
     });
     let js = wasm_streams::ReadableStream::from_stream(limited).into_raw();
-    (Some(js.into()), cut)
+    (Some(js.into()), cut, Some(source))
 }
+
+type Source = Rc<RefCell<std::pin::Pin<Box<ByteStream>>>>;
+/// The body for the origin, whether it was cut, and its source when it is counted.
+type LimitedBody = (Option<JsValue>, Rc<Cell<bool>>, Option<Source>);
 
 /// The job-trigger route with `Idempotency-Key` (docs/CONTRACT.md section 6): the key's object
 /// holds one record per (key id, Idempotency-Key), so concurrent retries make exactly one
@@ -262,7 +298,7 @@ async fn idempotent(
     // lease is that plus a margin, so the record is finished before any retry may take over.
     let started = Date::now().as_millis();
     let js_body: JsValue = Uint8Array::from(body.as_slice()).into();
-    let upstream = match send(ctx, req, call, Some(js_body)).await {
+    let upstream = match send(ctx, req, call, Some(js_body), new_abort()).await {
         Ok(r) => r,
         Err(e) => {
             // No answer: forget the attempt so that a retry can go through.
