@@ -19,8 +19,8 @@
 
 use keygate::core::auth::{parse_authorization, Credential};
 use keygate::core::forward::accept_request_id;
+use keygate::core::idempotency::check_idempotency_key;
 use keygate::core::key::{check_key, format_key};
-use keygate::core::keystate::check_idempotency_key;
 use keygate::core::keystate::{Hit, KeyState};
 use keygate::core::lease::{batch_cap, LeaseTable, Take};
 use keygate::core::ratelimit::RateLimit;

@@ -47,6 +47,9 @@ pub enum Error {
     IdempotencyInProgress,
     /// 409 `key_limit_reached`: the user already holds `MAX_KEYS_PER_USER` live keys.
     KeyLimitReached,
+    /// 429 `too_many_idempotency_keys`, with `Retry-After`: the key holds as many live
+    /// idempotency records as it may; a new Idempotency-Key waits until some expire.
+    TooManyIdempotencyKeys { retry_after: u64 },
     /// 502 `origin_unavailable`; the cause names what failed, for the log only.
     OriginUnavailable(&'static str),
     /// 504 `origin_timeout`.
@@ -75,7 +78,9 @@ impl Error {
 
     pub fn status(&self) -> u16 {
         match self {
-            Error::TooManyFailedAttempts { .. } | Error::RateLimited { .. } => 429,
+            Error::TooManyFailedAttempts { .. }
+            | Error::RateLimited { .. }
+            | Error::TooManyIdempotencyKeys { .. } => 429,
             Error::MissingApiKey
             | Error::MalformedApiKey
             | Error::InvalidApiKey
@@ -115,6 +120,7 @@ impl Error {
             Error::IdempotencyKeyReused => "idempotency_key_reused",
             Error::IdempotencyInProgress => "idempotency_in_progress",
             Error::KeyLimitReached => "key_limit_reached",
+            Error::TooManyIdempotencyKeys { .. } => "too_many_idempotency_keys",
             Error::OriginUnavailable(_) => "origin_unavailable",
             Error::OriginTimeout => "origin_timeout",
             Error::Unavailable(_) => "unavailable",
@@ -154,6 +160,11 @@ impl Error {
             Error::IdempotencyInProgress => {
                 "A request with this Idempotency-Key is still in progress; retry later."
             }
+            Error::TooManyIdempotencyKeys { .. } => {
+                "This API key holds as many remembered Idempotency-Keys as it may; a new one is \
+                 accepted once older ones expire (see Retry-After). Known Idempotency-Keys and \
+                 requests without one are not affected."
+            }
             Error::OriginUnavailable(_) => "The upstream service could not be reached.",
             Error::OriginTimeout => "The upstream service did not answer in time.",
             Error::Unavailable(_) => "The gateway is temporarily unavailable; retry later.",
@@ -179,9 +190,9 @@ impl Error {
     /// retry is the right move).
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Error::TooManyFailedAttempts { retry_after } | Error::RateLimited { retry_after } => {
-                Some((*retry_after).max(1))
-            }
+            Error::TooManyFailedAttempts { retry_after }
+            | Error::RateLimited { retry_after }
+            | Error::TooManyIdempotencyKeys { retry_after } => Some((*retry_after).max(1)),
             Error::IdempotencyInProgress => Some(1),
             _ => None,
         }
@@ -256,5 +267,11 @@ mod tests {
         assert_eq!(Error::AdminDisabled.status(), 403);
         assert_eq!(Error::InvalidAdminToken.status(), 401);
         assert_eq!(Error::PayloadTooLarge.status(), 413);
+        let full = Error::TooManyIdempotencyKeys { retry_after: 0 };
+        assert_eq!(
+            (full.status(), full.code()),
+            (429, "too_many_idempotency_keys")
+        );
+        assert_eq!(full.retry_after(), Some(1), "every 429 carries Retry-After");
     }
 }

@@ -156,9 +156,24 @@ pub fn body_too_large(content_length: Option<&str>, max: u64) -> bool {
         .is_some_and(|n| n > max)
 }
 
+/// Whether `more` bytes still fit after `held`, within `max`: checked per chunk while a body
+/// streams in or through, so that nothing past the limit is held or sent.
+pub fn body_fits(held: u64, more: u64, max: u64) -> bool {
+    held.checked_add(more).is_some_and(|n| n <= max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_are_cut_at_the_limit() {
+        assert!(body_fits(0, 10, 10));
+        assert!(!body_fits(0, 11, 10));
+        assert!(body_fits(6, 4, 10));
+        assert!(!body_fits(6, 5, 10));
+        assert!(!body_fits(u64::MAX, 1, u64::MAX), "never wraps");
+    }
 
     #[test]
     fn identity_and_credentials_are_stripped() {

@@ -3,22 +3,12 @@
 //! One object per key id is the single owner of that key's rate-limit state, its revocation and
 //! last use, and its idempotency records, so each is exact across isolates and locations: the
 //! runtime delivers one event at a time to an object (input gates), and the glue applies these
-//! functions between reading and writing its storage.
+//! functions between reading and writing its storage. The idempotency records' own decisions
+//! are in [`super::idempotency`]; the operations the object answers, in [`super::keyop`].
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
-use super::error::Error;
-use super::ratelimit::RateLimit;
-use super::ratelimit::{gcra_take, Decision};
-
-/// How long an idempotent answer is replayed (docs/CONTRACT.md section 6).
-pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 3600 * 1000;
-/// Longest accepted `Idempotency-Key`.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
-/// An in-flight record older than the origin timeout plus this margin was abandoned (its
-/// isolate died mid-request); a retry may then proceed instead of getting 409 forever.
-pub const IN_FLIGHT_MARGIN_MS: u64 = 10_000;
+use super::ratelimit::{gcra_take, Decision, RateLimit};
 
 /// Rate limit, revocation, expiry override and last use of one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +23,10 @@ pub struct KeyState {
     pub revoked_at: Option<String>,
     /// A shortened expiry (roll with grace), seen everywhere at once.
     pub expires_at: Option<i64>,
+    /// Idempotency records the object holds (live or not yet swept), for their bound. Written
+    /// in the same storage transaction as the record it counts.
+    #[serde(default)]
+    pub idem_records: u32,
 }
 
 /// What the object answers for one authenticated request.
@@ -97,6 +91,16 @@ impl KeyState {
         }
     }
 
+    /// One more idempotency record (a new slot was filled).
+    pub fn record_added(&mut self) {
+        self.idem_records = self.idem_records.saturating_add(1);
+    }
+
+    /// Idempotency records deleted (forgotten or swept).
+    pub fn records_removed(&mut self, n: u32) {
+        self.idem_records = self.idem_records.saturating_sub(n);
+    }
+
     /// Records an expiry; never extends one already known.
     pub fn expire_at(&mut self, t: i64) {
         self.expires_at = Some(self.expires_at.map_or(t, |old| old.min(t)));
@@ -113,136 +117,6 @@ mod u128_string {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u128, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// `Idempotency-Key`: 1–255 printable ASCII characters.
-pub fn check_idempotency_key(v: &str) -> Result<(), Error> {
-    if (1..=MAX_IDEMPOTENCY_KEY_LEN).contains(&v.len())
-        && v.bytes().all(|b| (0x20..0x7f).contains(&b))
-    {
-        Ok(())
-    } else {
-        Err(Error::field(
-            "Idempotency-Key",
-            "must be 1-255 printable ASCII characters",
-        ))
-    }
-}
-
-/// Storage key of an idempotency record: hashed, so any printable key is a safe name.
-pub fn idempotency_slot(idempotency_key: &str) -> String {
-    format!(
-        "idem:{}",
-        hex::encode(Sha256::digest(idempotency_key.as_bytes()))
-    )
-}
-
-/// What identifies "the same request": method, path and query, and body.
-pub fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(method.as_bytes());
-    h.update([0]);
-    h.update(path_and_query.as_bytes());
-    h.update([0]);
-    h.update(body);
-    hex::encode(h.finalize())
-}
-
-/// A remembered origin answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    /// Hex, so any body survives JSON storage.
-    pub body_hex: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum IdemRecord {
-    InFlight {
-        fingerprint: String,
-        started_ms: u64,
-    },
-    Done {
-        fingerprint: String,
-        stored_ms: u64,
-        response: StoredResponse,
-    },
-}
-
-/// What to do with a request carrying an `Idempotency-Key`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Begin {
-    /// First of its kind (or the earlier one failed or was abandoned): call the origin.
-    Proceed,
-    InProgress,
-    Mismatch,
-    Replay {
-        response: StoredResponse,
-    },
-}
-
-/// Decides a new attempt against the record found (if any). Returns the decision and the
-/// record to store (`Some` when it changes).
-pub fn begin(
-    found: Option<&IdemRecord>,
-    fingerprint: &str,
-    now_ms: u64,
-    in_flight_lease_ms: u64,
-) -> (Begin, Option<IdemRecord>) {
-    let fresh = || IdemRecord::InFlight {
-        fingerprint: fingerprint.to_owned(),
-        started_ms: now_ms,
-    };
-    match found {
-        Some(IdemRecord::Done {
-            fingerprint: fp,
-            stored_ms,
-            response,
-        }) if now_ms < stored_ms.saturating_add(IDEMPOTENCY_TTL_MS) => {
-            if fp == fingerprint {
-                (
-                    Begin::Replay {
-                        response: response.clone(),
-                    },
-                    None,
-                )
-            } else {
-                (Begin::Mismatch, None)
-            }
-        }
-        Some(IdemRecord::InFlight {
-            fingerprint: fp,
-            started_ms,
-        }) if now_ms < started_ms.saturating_add(in_flight_lease_ms) => {
-            if fp == fingerprint {
-                (Begin::InProgress, None)
-            } else {
-                (Begin::Mismatch, None)
-            }
-        }
-        // Nothing, expired, or abandoned: this attempt goes ahead.
-        _ => (Begin::Proceed, Some(fresh())),
-    }
-}
-
-/// Whether a finished origin answer is remembered: every status below 500.
-pub fn remember(status: u16) -> bool {
-    status < 500
-}
-
-/// Whether an idempotency record is past its 24 h (for clean-up).
-pub fn is_expired(record: &IdemRecord, now_ms: u64, in_flight_lease_ms: u64) -> bool {
-    match record {
-        IdemRecord::Done { stored_ms, .. } => {
-            now_ms >= stored_ms.saturating_add(IDEMPOTENCY_TTL_MS)
-        }
-        IdemRecord::InFlight { started_ms, .. } => {
-            now_ms >= started_ms.saturating_add(in_flight_lease_ms)
-        }
     }
 }
 
@@ -293,69 +167,17 @@ mod tests {
     }
 
     #[test]
-    fn idempotency_keys() {
-        assert!(check_idempotency_key("abc-123 XYZ~").is_ok());
-        assert!(check_idempotency_key(&"a".repeat(255)).is_ok());
-        assert!(check_idempotency_key("").is_err());
-        assert!(check_idempotency_key(&"a".repeat(256)).is_err());
-        assert!(check_idempotency_key("tab\there").is_err());
-        assert!(check_idempotency_key("caf\u{e9}").is_err());
-        assert_ne!(idempotency_slot("a"), idempotency_slot("b"));
-    }
-
-    #[test]
-    fn fingerprints_separate_fields() {
-        assert_ne!(
-            fingerprint("POST", "/a", b"b"),
-            fingerprint("POST", "/ab", b"")
-        );
-        assert_eq!(
-            fingerprint("POST", "/a", b"x"),
-            fingerprint("POST", "/a", b"x")
-        );
-        assert_ne!(
-            fingerprint("POST", "/a", b"x"),
-            fingerprint("POST", "/a", b"y")
-        );
-    }
-
-    fn done(fp: &str, at: u64) -> IdemRecord {
-        IdemRecord::Done {
-            fingerprint: fp.into(),
-            stored_ms: at,
-            response: StoredResponse {
-                status: 201,
-                headers: vec![],
-                body_hex: "7b7d".into(),
-            },
-        }
-    }
-
-    #[test]
-    fn idempotency_decisions() {
-        let lease = 40_000;
-        let (b, rec) = begin(None, "f", 0, lease);
-        assert_eq!(b, Begin::Proceed);
-        let rec = rec.unwrap();
-        assert_eq!(begin(Some(&rec), "f", 1, lease).0, Begin::InProgress);
-        assert_eq!(begin(Some(&rec), "g", 1, lease).0, Begin::Mismatch);
-        assert_eq!(
-            begin(Some(&rec), "f", lease, lease).0,
-            Begin::Proceed,
-            "abandoned"
-        );
-        let d = done("f", 0);
-        assert!(matches!(
-            begin(Some(&d), "f", 5, lease).0,
-            Begin::Replay { .. }
-        ));
-        assert_eq!(begin(Some(&d), "g", 5, lease).0, Begin::Mismatch);
-        assert_eq!(
-            begin(Some(&d), "g", IDEMPOTENCY_TTL_MS, lease).0,
-            Begin::Proceed
-        );
-        assert!(is_expired(&d, IDEMPOTENCY_TTL_MS, lease));
-        assert!(!is_expired(&d, IDEMPOTENCY_TTL_MS - 1, lease));
-        assert!(remember(201) && remember(422) && !remember(500) && !remember(503));
+    fn record_count_never_wraps_and_old_states_read_as_zero() {
+        let mut s: KeyState = serde_json::from_str(
+            r#"{"tat":"0","limit":null,"last_used_ms":null,"revoked_at":null,"expires_at":null}"#,
+        )
+        .unwrap();
+        assert_eq!(s.idem_records, 0);
+        s.records_removed(3);
+        assert_eq!(s.idem_records, 0);
+        s.record_added();
+        s.record_added();
+        s.records_removed(1);
+        assert_eq!(s.idem_records, 1);
     }
 }

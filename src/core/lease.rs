@@ -491,7 +491,10 @@ mod tests {
         let mut t = LeaseTable::default();
         assert_eq!(t.take("k", 0, LEASE, 10), Take::Ask { want: 1 });
         assert_eq!(t.take("k", ASK_TIMEOUT_MS - 1, LEASE, 10), Take::Wait);
-        assert_eq!(t.take("k", ASK_TIMEOUT_MS, LEASE, 10), Take::Ask { want: 1 });
+        assert_eq!(
+            t.take("k", ASK_TIMEOUT_MS, LEASE, 10),
+            Take::Ask { want: 1 }
+        );
     }
 
     #[test]

@@ -8,9 +8,11 @@
 //! - [`error`]: the one error type and its JSON body.
 //! - [`forward`]: headers to and from the origin, the identity signature, request ids.
 //! - [`hotpath`]: one proxied request's decisions without I/O, for the CPU benchmarks.
+//! - [`idempotency`]: the job trigger's idempotency records: decisions, bounds, clean-up.
 //! - [`key`]: key format, CRC-32 checksum, SHA-256 hash, hint and id.
+//! - [`keyop`]: the operations of the key's Durable Object, typed, shared by object and client.
+//! - [`keystate`]: the per-key Durable Object's state: allowance, revocation, expiry, last use.
 //! - [`lease`]: leased allowances: an isolate's batches of a key's tokens.
-//! - [`keystate`]: the per-key Durable Object's state: limits, revocation, idempotency.
 //! - [`log`]: the per-request log line.
 //! - [`names`]: header, binding and secret names.
 //! - [`permission`]: the permission vocabulary.
@@ -28,7 +30,9 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod hotpath;
+pub mod idempotency;
 pub mod key;
+pub mod keyop;
 pub mod keystate;
 pub mod lease;
 pub mod log;

@@ -14,6 +14,8 @@ pub const RATELIMIT_REMAINING: &str = "ratelimit-remaining";
 pub const RATELIMIT_RESET: &str = "ratelimit-reset";
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+/// On a replay whose remembered answer kept no body (too large, or not received in time).
+pub const IDEMPOTENT_BODY_OMITTED: &str = "idempotent-body-omitted";
 /// The client's address as Cloudflare reports it (the only one the gateway trusts).
 pub const CLIENT_IP: &str = "cf-connecting-ip";
 

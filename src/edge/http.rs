@@ -1,10 +1,13 @@
 //! Building responses, and the platform's randomness.
 
+use futures_util::StreamExt;
 use serde::Serialize;
-use worker::{Headers, Request, Response};
+use worker::{ByteStream, Headers, Request, Response};
 
 use crate::core::error::WWW_AUTHENTICATE;
-use crate::core::forward::{new_request_id as format_request_id, REQUEST_ID_BYTES};
+use crate::core::forward::{
+    body_fits, body_too_large, new_request_id as format_request_id, REQUEST_ID_BYTES,
+};
 use crate::core::names::{
     self, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RATELIMIT_LIMIT, RATELIMIT_REMAINING,
     RATELIMIT_RESET, RETRY_AFTER,
@@ -33,21 +36,44 @@ fn headers_json() -> Headers {
 }
 
 /// The whole request body, refused as 413 past `max` bytes: by its declared `Content-Length`
-/// before reading, and by what actually arrived after.
+/// before reading, and chunk by chunk while reading (a body without Content-Length is cut as
+/// soon as it goes over), so never more than `max` bytes are held.
 pub async fn read_body(req: &Request, max: u64) -> Result<Vec<u8>, Error> {
     let declared = req.headers().get(CONTENT_LENGTH).ok().flatten();
-    if crate::core::forward::body_too_large(declared.as_deref(), max) {
+    if body_too_large(declared.as_deref(), max) {
         return Err(Error::PayloadTooLarge);
     }
-    let mut copy = req.clone().map_err(|_| Error::Internal)?;
-    let body = copy
-        .bytes()
-        .await
-        .map_err(|_| Error::field("body", "could not be read"))?;
-    if body.len() as u64 > max {
-        return Err(Error::PayloadTooLarge);
+    let Some(stream) = req.inner().body() else {
+        return Ok(Vec::new());
+    };
+    let mut chunks = ByteStream::from(stream);
+    let mut body = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| Error::field("body", "could not be read"))?;
+        if !body_fits(body.len() as u64, chunk.len() as u64, max) {
+            drop(body);
+            drain(&mut chunks, max).await;
+            return Err(Error::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Reads and drops up to `bound` more bytes of a refused body, holding none: a connection
+/// whose request body was left unread may not serve the next request cleanly (`wrangler dev`
+/// then fails that one). A body longer than that is cut off (the stream is cancelled).
+pub async fn drain<S>(chunks: &mut S, bound: u64)
+where
+    S: futures_util::Stream<Item = worker::Result<Vec<u8>>> + Unpin,
+{
+    let mut dropped = 0u64;
+    while let Some(Ok(chunk)) = chunks.next().await {
+        dropped += chunk.len() as u64;
+        if dropped > bound {
+            break;
+        }
+    }
 }
 
 /// A JSON response with `status`.

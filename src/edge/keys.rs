@@ -7,7 +7,7 @@ use serde::Serialize;
 use worker::{Request, Response};
 
 use super::http::{json, random, read_body};
-use super::{durable, lease, store, Ctx, Reply};
+use super::{key_client, lease, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
@@ -152,7 +152,7 @@ async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error
     // everywhere at once, not only once KV caches expire. Repeated on a second revoke, so a
     // failure here is repaired by retrying.
     if let Some(at) = &record.revoked_at {
-        durable::revoke(ctx, &record.id, at).await?;
+        key_client::revoke(ctx, &record.id, at).await?;
     }
     // This isolate's lease of the key ends now; other isolates' within LEASE_MS.
     lease::forget(&record.id);
@@ -175,7 +175,7 @@ async fn roll(
 ) -> Result<Reply, Error> {
     let grace = parse_roll(&read_body(req, MAX_JSON_BODY_BYTES).await?)?;
     let (hash, old) = load(ctx, id, caller).await?;
-    let old_expiry = durable::usage(ctx, &old.id).await?.expires_at;
+    let old_expiry = key_client::usage(ctx, &old.id).await?.expires_at;
     access::rollable(&old, old_expiry, ctx.now)?;
     let mut new = access::rolled(&old, old_expiry);
     // Rolling hands out a new plaintext: a key may not obtain one wider than itself that way.
@@ -186,8 +186,8 @@ async fn roll(
     let mut rolled = old;
     apply_roll_to_old(&mut rolled, grace, ctx.now);
     let committed = match (&rolled.revoked_at, rolled.expires_at_secs()) {
-        (Some(at), _) => durable::revoke(ctx, &rolled.id, at).await,
-        (None, Some(t)) => durable::expire(ctx, &rolled.id, t).await,
+        (Some(at), _) => key_client::revoke(ctx, &rolled.id, at).await,
+        (None, Some(t)) => key_client::expire(ctx, &rolled.id, t).await,
         (None, None) => Ok(()),
     };
     lease::forget(&rolled.id);
@@ -208,6 +208,6 @@ async fn roll(
 
 /// `last_used_at` from the key's object (no KV write per request).
 async fn last_used(ctx: &Ctx, record: &KeyRecord) -> Result<Option<String>, Error> {
-    let usage = durable::usage(ctx, &record.id).await?;
+    let usage = key_client::usage(ctx, &record.id).await?;
     Ok(usage.last_used_ms.map(|ms| format_time((ms / 1000) as i64)))
 }

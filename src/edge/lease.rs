@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use worker::{Context, Date, Delay};
 
-use super::{durable as key_client, Ctx};
+use super::{key_client, Ctx};
 use crate::core::keystate::Hit;
 use crate::core::lease::{batch_cap, LeaseTable, Take};
 use crate::core::record::KeyRecord;

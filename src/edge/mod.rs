@@ -2,15 +2,17 @@
 //! Policy lives in [`crate::core::access`]; this fetches facts and carries out answers.
 //!
 //! - [`store`]: Workers KV (records by hash, id and user indexes).
-//! - [`durable`]: the per-key Durable Object (rate limit, revocation, last use, idempotency).
+//! - [`key_object`]: the per-key Durable Object (allowance, revocation, last use, idempotency);
+//!   [`key_client`]: the Worker's typed calls to it.
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`lease`]: the isolate's leases of keys' allowances (no round trip on the hot path).
 //! - [`keys`]: `/v1/me` and `/v1/api-keys...`.
 //! - [`proxy`]: `/developers/...` forwarding to the origin.
 //! - [`http`]: responses, randomness, the clock.
 
-mod durable;
 mod http;
+mod key_client;
+mod key_object;
 mod keys;
 mod lease;
 mod proxy;

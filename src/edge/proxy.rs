@@ -1,30 +1,34 @@
 //! Forwarding an authorized `/developers/...` call to the origin (docs/CONTRACT.md sections
 //! 5-7), and the idempotent job trigger (section 6).
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::time::Duration;
 
 use futures_util::future::{select, Either};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody,
-    ResponseBuilder,
+    AbortController, ByteStream, Date, Delay, Fetch, Headers, Method, Request, RequestInit,
+    Response, ResponseBody, ResponseBuilder,
 };
 
 use super::http::read_body;
-use super::{durable, Ctx, Reply};
+use super::{key_client, Ctx, Reply};
 use crate::core::access::{self, Need};
 use crate::core::forward::{
-    body_too_large, drop_request_header, drop_response_header, signature_header, workspaces_header,
-    HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID,
-    HEADER_WORKSPACES, HEADER_WORKSPACE_ID,
+    body_fits, body_too_large, drop_request_header, drop_response_header, signature_header,
+    workspaces_header, HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL,
+    HEADER_USER_ID, HEADER_WORKSPACES, HEADER_WORKSPACE_ID,
 };
-use crate::core::keystate::{
-    check_idempotency_key, fingerprint, idempotency_slot, remember, Begin, StoredResponse,
-    IN_FLIGHT_MARGIN_MS,
+use crate::core::idempotency::{
+    check_idempotency_key, fingerprint, idempotency_slot, in_flight_lease_ms, remember, Begin,
+    StoredResponse, MAX_STORED_BODY_BYTES,
 };
 use crate::core::names::{
-    CONNECTION, CONTENT_LENGTH, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED, SIGNING_SECRET,
+    CONNECTION, CONTENT_LENGTH, IDEMPOTENCY_KEY, IDEMPOTENT_BODY_OMITTED, IDEMPOTENT_REPLAYED,
+    SIGNING_SECRET,
 };
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
@@ -40,7 +44,8 @@ pub fn idempotency_key(req: &Request, route: &Forward<'_>) -> Option<String> {
     }
 }
 
-/// Forwards a call that [`crate::core::access::decide_key`] allowed.
+/// Forwards a call that [`access::decide_key`] allowed. The body is streamed, never buffered
+/// in the Worker, and cut past `MAX_BODY_BYTES`.
 pub async fn forward(
     ctx: &Ctx,
     req: &Request,
@@ -51,10 +56,22 @@ pub async fn forward(
     record: &KeyRecord,
 ) -> Result<Reply, Error> {
     let call = prepare(ctx, req, method, path, query, route.workspace, record)?;
-    // The body stream is handed over as is: streamed, never buffered in the Worker.
-    let body = req.inner().body().map(Into::into);
-    let upstream = send(ctx, req, &call, body).await?;
-    Ok(relay(upstream).into())
+    let abort = new_abort();
+    let max = ctx.config.max_body_bytes;
+    let (body, cut, source) = limited_body(req, max, abort.clone());
+    let sent = send(ctx, req, &call, body, abort).await;
+    if cut.get() {
+        // Cut past the limit: the origin call was aborted (the origin sees a broken request,
+        // never a complete one); whatever came back is not relayed.
+        if let Some(source) = source {
+            // Borrowed per poll only: the aborted call's stream may still hold a clone.
+            let mut rest =
+                futures_util::stream::poll_fn(|cx| source.borrow_mut().poll_next_unpin(cx));
+            super::http::drain(&mut rest, max).await;
+        }
+        return Err(Error::PayloadTooLarge);
+    }
+    Ok(relay(sent?).into())
 }
 
 /// The job trigger with an `Idempotency-Key`: one object call both counts the request and opens
@@ -84,7 +101,7 @@ pub async fn trigger(
     };
     match early.await {
         Ok((call, body)) => idempotent(ctx, req, need, &call, idempotency_key, body).await,
-        Err(later) => match durable::hit(ctx, record, 1).await {
+        Err(later) => match key_client::hit(ctx, record, 1).await {
             Err(e) => (None, Err(e)),
             Ok(verdict) => (
                 access::counted(&verdict),
@@ -138,12 +155,27 @@ struct Call<'a> {
     secret: String,
 }
 
+/// The origin call's abort switch, shared by the timeout and the body limit; whoever fires it
+/// first takes it.
+type Abort = Rc<RefCell<Option<AbortController>>>;
+
+fn new_abort() -> Abort {
+    Rc::new(RefCell::new(Some(AbortController::default())))
+}
+
+fn fire(abort: &Abort) {
+    if let Some(controller) = abort.borrow_mut().take() {
+        controller.abort();
+    }
+}
+
 /// Sends the call with stripped and added headers, within `ORIGIN_TIMEOUT_MS`.
 async fn send(
     ctx: &Ctx,
     req: &Request,
     call: &Call<'_>,
     body: Option<JsValue>,
+    abort: Abort,
 ) -> Result<Response, Error> {
     let incoming = req.headers();
     let headers = Headers::new();
@@ -190,8 +222,11 @@ async fn send(
     let outbound =
         Request::new_with_init(&target, &init).map_err(|_| ctx.unavailable("origin_request"))?;
 
-    let controller = AbortController::default();
-    let signal = controller.signal();
+    let signal = match abort.borrow().as_ref() {
+        Some(controller) => controller.signal(),
+        // Already fired (the body went over its limit before the call started).
+        None => return Err(Error::PayloadTooLarge),
+    };
     let fetch = Fetch::Request(outbound);
     let pending = fetch.send_with_signal(&signal);
     let timeout = Delay::from(Duration::from_millis(ctx.config.origin_timeout_ms));
@@ -201,14 +236,53 @@ async fn send(
         Either::Left((Ok(resp), _)) => Ok(resp),
         Either::Left((Err(_), _)) => Err(Error::OriginUnavailable("origin_fetch")),
         Either::Right(_) => {
-            controller.abort();
+            fire(&abort);
             Err(Error::OriginTimeout)
         }
     }
 }
 
-/// The job-trigger route with `Idempotency-Key` (docs/CONTRACT.md section 6): the key's object holds one
-/// record per (key id, Idempotency-Key), so concurrent retries make exactly one origin call.
+/// The request body for the origin: a declared Content-Length was checked already and the
+/// runtime holds the body to it, so that stream is handed over as is; a body without one is
+/// counted chunk by chunk and errors past `max`, which aborts the origin call. The flag says
+/// the cut happened (the client then gets 413; the origin sees an aborted request).
+fn limited_body(req: &Request, max: u64, abort: Abort) -> LimitedBody {
+    let cut = Rc::new(Cell::new(false));
+    let Some(stream) = req.inner().body() else {
+        return (None, cut, None);
+    };
+    if req.headers().has(CONTENT_LENGTH).unwrap_or(false) {
+        return (Some(stream.into()), cut, None);
+    }
+    // Shared with the handler, which drains what is left after a cut (see `http::drain`).
+    let source: Source = Rc::new(RefCell::new(Box::pin(ByteStream::from(stream))));
+    let pull = source.clone();
+    let flag = cut.clone();
+    let mut sent = 0u64;
+    let chunks = futures_util::stream::poll_fn(move |cx| pull.borrow_mut().poll_next_unpin(cx));
+    let limited = chunks.map(move |chunk| {
+        let chunk = chunk.map_err(|_| JsValue::from_str("body could not be read"))?;
+        if !body_fits(sent, chunk.len() as u64, max) {
+            flag.set(true);
+            // Abort first: the runtime would end the request body cleanly on a stream error,
+            // and the origin would take the part sent for the whole.
+            fire(&abort);
+            return Err(JsValue::from_str("body over the limit"));
+        }
+        sent += chunk.len() as u64;
+        Ok(JsValue::from(Uint8Array::from(chunk.as_slice())))
+    });
+    let js = wasm_streams::ReadableStream::from_stream(limited).into_raw();
+    (Some(js.into()), cut, Some(source))
+}
+
+type Source = Rc<RefCell<std::pin::Pin<Box<ByteStream>>>>;
+/// The body for the origin, whether it was cut, and its source when it is counted.
+type LimitedBody = (Option<JsValue>, Rc<Cell<bool>>, Option<Source>);
+
+/// The job-trigger route with `Idempotency-Key` (docs/CONTRACT.md section 6): the key's object
+/// holds one record per (key id, Idempotency-Key), so concurrent retries make exactly one
+/// origin call, and the job never runs twice within 24 h whatever the answer's size or speed.
 async fn idempotent(
     ctx: &Ctx,
     req: &Request,
@@ -219,21 +293,21 @@ async fn idempotent(
 ) -> (Option<Decision>, Result<Reply, Error>) {
     let fp = fingerprint(call.method, &call.path_and_query, &body);
     let slot = idempotency_slot(idempotency_key);
-    let lease = ctx.config.origin_timeout_ms + IN_FLIGHT_MARGIN_MS;
-    let (verdict, begun) = match durable::hit_and_begin(ctx, call.record, &slot, &fp, lease).await {
-        Ok(answer) => answer,
-        Err(e) => return (None, Err(e)),
-    };
-    let decision = access::counted(&verdict);
+    let lease = in_flight_lease_ms(ctx.config.origin_timeout_ms);
+    let (verdict, begun) =
+        match key_client::hit_and_begin(ctx, call.record, &slot, &fp, lease).await {
+            Ok(answer) => answer,
+            Err(e) => return (None, Err(e)),
+        };
     let result = match access::decide_key(call.record, ctx.now, &verdict, need) {
         Err(e) => Err(e),
-        // Allowed, so the object has opened (or found) the record.
+        // Allowed, so the object has opened (or found) the record, or refused a new one.
         Ok(()) => match begun {
             Some(begun) => run_once(ctx, req, call, &slot, &fp, begun, body).await,
             None => Err(ctx.unavailable("durable_object")),
         },
     };
-    (decision, result)
+    (access::counted(&verdict), result)
 }
 
 /// Carries out what the object decided for an idempotent attempt.
@@ -243,28 +317,33 @@ async fn run_once(
     call: &Call<'_>,
     slot: &str,
     fp: &str,
-    begun: Begin,
+    begun: Result<Begin, Error>,
     body: Vec<u8>,
 ) -> Result<Reply, Error> {
     let key_id = &call.record.id;
-    match begun {
+    let attempt = match begun? {
         Begin::InProgress => return Err(Error::IdempotencyInProgress),
         Begin::Mismatch => return Err(Error::IdempotencyKeyReused),
         Begin::Replay { response } => return Ok(stored_response(&response, true).into()),
-        Begin::Proceed => {}
-    }
+        Begin::Full => return Err(ctx.unavailable("durable_object")),
+        Begin::Proceed { attempt } => attempt,
+    };
+    let finish = |answer| key_client::idem_complete(ctx, key_id, slot, fp, attempt, answer);
+    // The whole exchange, headers and body, is bounded by ORIGIN_TIMEOUT_MS; the in-flight
+    // lease is that plus a margin, so the record is finished before any retry may take over.
+    let started = Date::now().as_millis();
     let js_body: JsValue = Uint8Array::from(body.as_slice()).into();
-    let upstream = match send(ctx, req, call, Some(js_body)).await {
+    let upstream = match send(ctx, req, call, Some(js_body), new_abort()).await {
         Ok(r) => r,
         Err(e) => {
             // No answer: forget the attempt so that a retry can go through.
-            let _ = durable::idem_complete(ctx, key_id, slot, fp, None).await;
+            let _ = finish(None).await;
             return Err(e);
         }
     };
     let status = upstream.status_code();
     if !remember(status) {
-        let _ = durable::idem_complete(ctx, key_id, slot, fp, None).await;
+        let _ = finish(None).await;
         return Ok(relay(upstream).into());
     }
     // A remembered answer is replayed from its bytes: the runtime sets its length.
@@ -272,26 +351,81 @@ async fn run_once(
         .into_iter()
         .filter(|(name, _)| !name.eq_ignore_ascii_case(CONTENT_LENGTH))
         .collect();
-    let mut upstream = upstream;
-    let bytes = upstream
-        .bytes()
-        .await
-        .map_err(|_| Error::OriginUnavailable("origin_body"))?;
-    let stored = StoredResponse {
-        status,
-        headers,
-        body_hex: hex::encode(&bytes),
+    let left_ms = (started + ctx.config.origin_timeout_ms).saturating_sub(Date::now().as_millis());
+    let read = read_answer(upstream, MAX_STORED_BODY_BYTES, left_ms).await;
+    let (kept, outcome) = match read {
+        Answer::Whole(bytes) => (Some(bytes), None),
+        Answer::TooLarge(rest) => (None, Some(Ok(rest))),
+        Answer::Failed(e) => (None, Some(Err(e))),
     };
-    // The job has run: its answer goes to the client even if it could not be remembered (the
-    // in-flight record then lapses after its lease, and the failure is logged).
-    let note = durable::idem_complete(ctx, key_id, slot, fp, Some(stored.clone()))
+    // The job has run (the origin answered below 500): its status and headers are remembered
+    // in every case, its body when it fits and arrived in time.
+    let stored = StoredResponse::new(status, headers, kept);
+    // If it could not be remembered, the in-flight record lapses after its lease; logged.
+    let note = finish(Some(stored.clone()))
         .await
         .err()
         .map(|_| "idempotency_store");
-    Ok(Reply {
-        response: stored_response(&stored, false),
-        note,
-    })
+    let response = match outcome {
+        None => stored_response(&stored, false),
+        // Too large to keep: this client still gets all of it, streamed.
+        Some(Ok(rest)) => answer_with(&stored, rest)?,
+        Some(Err(e)) => return Err(e),
+    };
+    Ok(Reply { response, note })
+}
+
+/// The origin's body, read within `left_ms` and up to `cap` bytes.
+enum Answer {
+    Whole(Vec<u8>),
+    /// Over `cap`: what was read, then the rest of the stream.
+    TooLarge(std::pin::Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>>),
+    /// Broken off, or not all there within the time: 502 or 504.
+    Failed(Error),
+}
+
+async fn read_answer(mut upstream: Response, cap: usize, left_ms: u64) -> Answer {
+    let mut stream = match upstream.stream() {
+        Ok(s) => Box::pin(s),
+        // No body at all.
+        Err(_) => return Answer::Whole(Vec::new()),
+    };
+    let timeout = Delay::from(Duration::from_millis(left_ms));
+    futures_util::pin_mut!(timeout);
+    let mut body = Vec::new();
+    loop {
+        match select(stream.next(), timeout.as_mut()).await {
+            Either::Left((Some(Ok(chunk)), _)) => {
+                if !body_fits(body.len() as u64, chunk.len() as u64, cap as u64) {
+                    body.extend_from_slice(&chunk);
+                    let read = futures_util::stream::iter([Ok(body)]);
+                    return Answer::TooLarge(Box::pin(read.chain(stream)));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Either::Left((Some(Err(_)), _)) => {
+                return Answer::Failed(Error::OriginUnavailable("origin_body"))
+            }
+            Either::Left((None, _)) => return Answer::Whole(body),
+            Either::Right(_) => return Answer::Failed(Error::OriginTimeout),
+        }
+    }
+}
+
+/// A remembered answer's status and headers with a body streamed from the origin.
+fn answer_with(
+    stored: &StoredResponse,
+    body: std::pin::Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>>,
+) -> Result<Response, Error> {
+    let headers = Headers::new();
+    for (name, value) in &stored.headers {
+        let _ = headers.append(name, value);
+    }
+    ResponseBuilder::new()
+        .with_status(stored.status)
+        .with_headers(headers)
+        .from_stream(body.into_stream())
+        .map_err(|_| Error::OriginUnavailable("origin_body"))
 }
 
 /// The origin's response headers that go back to the client (hop-by-hop ones removed).
@@ -311,12 +445,14 @@ fn stored_response(stored: &StoredResponse, replayed: bool) -> Response {
     }
     if replayed {
         let _ = headers.set(IDEMPOTENT_REPLAYED, "true");
+        if stored.body_omitted {
+            let _ = headers.set(IDEMPOTENT_BODY_OMITTED, "true");
+        }
     }
-    let body = hex::decode(&stored.body_hex).unwrap_or_default();
     ResponseBuilder::new()
         .with_status(stored.status)
         .with_headers(headers)
-        .fixed(body)
+        .fixed(stored.body.clone())
 }
 
 /// The origin's status, headers (minus hop-by-hop) and body stream, in a response whose headers

@@ -1,0 +1,300 @@
+//! The operations of a key's Durable Object: one table of paths, and a typed question and
+//! answer per operation, shared by the object (`edge::key_object`) and its client
+//! (`edge::key_client`) so that neither spells a path or a message shape of its own.
+//!
+//! Transport: the hot [`Op::Hit`] is a body-less GET, its question (the key's rate limit) in
+//! the query and its answer ([`Hit`] as JSON) in the [`HIT_ANSWER_HEADER`] header: body
+//! streams dominated the cost of that call when measured. Every other operation is a POST
+//! whose question and answer are [`encode`]d: JSON plus, where there is one, a raw body
+//! beside it (an origin answer), never hex or a JSON array of numbers.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::error::Error;
+use super::idempotency::{frame, unframe, Begin, IdemRecord, StoredResponse};
+use super::keystate::Hit;
+use super::ratelimit::RateLimit;
+
+/// One operation of the key's object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// Count one authenticated request (question in the URL, answer in a header).
+    Hit,
+    /// Count a job trigger and open its idempotency record, in one call.
+    HitBegin,
+    /// Finish an idempotency record: remember the answer, or forget the attempt.
+    Complete,
+    Revoke,
+    Expire,
+    Usage,
+}
+
+impl Op {
+    pub const ALL: [Op; 6] = [
+        Op::Hit,
+        Op::HitBegin,
+        Op::Complete,
+        Op::Revoke,
+        Op::Expire,
+        Op::Usage,
+    ];
+
+    /// The path of the operation in calls to the object (the only table of them).
+    pub const fn path(self) -> &'static str {
+        match self {
+            Op::Hit => "/hit",
+            Op::HitBegin => "/hit-begin",
+            Op::Complete => "/idem/complete",
+            Op::Revoke => "/revoke",
+            Op::Expire => "/expire",
+            Op::Usage => "/usage",
+        }
+    }
+
+    pub fn from_path(path: &str) -> Option<Op> {
+        Op::ALL.into_iter().find(|op| op.path() == path)
+    }
+}
+
+/// [`Op::Hit`]'s question, in the URL: the key's limit and the tokens wanted (one for a single
+/// request, more for a lease, docs/CONTRACT.md section 8), e.g. `600/60&10`.
+pub fn hit_query(limit: RateLimit, want: u32) -> String {
+    format!("{limit}&{want}")
+}
+
+/// The inverse of [`hit_query`]; `None` for anything malformed (or a want of 0).
+pub fn parse_hit_query(q: &str) -> Option<(RateLimit, u32)> {
+    let (limit, want) = q.split_once('&')?;
+    let want: u32 = want.parse().ok()?;
+    (want >= 1).then_some((RateLimit::parse(limit)?, want))
+}
+
+/// The header carrying [`Op::Hit`]'s answer.
+pub const HIT_ANSWER_HEADER: &str = "x-hit";
+
+/// A question or an answer. One with a raw byte payload (an origin answer's body) exposes it,
+/// so that [`encode`] carries it beside the JSON.
+pub trait Message: Serialize + DeserializeOwned {
+    fn payload(&mut self) -> Option<&mut Vec<u8>> {
+        None
+    }
+}
+
+/// A question to the object, with the type of its answer.
+pub trait Operation: Message {
+    const OP: Op;
+    type Answer: Message;
+}
+
+/// A message as bytes: its JSON, and its payload raw (see [`frame`]).
+pub fn encode<M: Message>(mut message: M) -> Result<Vec<u8>, Error> {
+    let payload = message.payload().map(std::mem::take).unwrap_or_default();
+    let json = serde_json::to_vec(&message).map_err(|_| Error::Internal)?;
+    Ok(frame(&json, &payload))
+}
+
+/// The inverse of [`encode`]; `None` for anything malformed.
+pub fn decode<M: Message>(bytes: &[u8]) -> Option<M> {
+    let (json, payload) = unframe(bytes)?;
+    let mut message: M = serde_json::from_slice(json).ok()?;
+    if let Some(slot) = message.payload() {
+        *slot = payload.to_vec();
+    }
+    Some(message)
+}
+
+/// An answer that carries nothing but success.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {}
+impl Message for Ack {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoke {
+    pub revoked_at: String,
+}
+impl Message for Revoke {}
+impl Operation for Revoke {
+    const OP: Op = Op::Revoke;
+    type Answer = Ack;
+}
+
+/// A shortened expiry (unix seconds), from a roll with grace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expire {
+    pub expires_at: i64,
+}
+impl Message for Expire {}
+impl Operation for Expire {
+    const OP: Op = Op::Expire;
+    type Answer = Ack;
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageQuery {}
+impl Message for UsageQuery {}
+impl Operation for UsageQuery {
+    const OP: Op = Op::Usage;
+    type Answer = Usage;
+}
+
+/// What summaries show from the object.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub last_used_ms: Option<u64>,
+    /// The expiry the object knows (a roll with grace shortens it here first).
+    #[serde(default)]
+    pub expires_at: Option<i64>,
+}
+impl Message for Usage {}
+
+/// The job trigger's one call: count the request, then (if allowed) open its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HitBegin {
+    pub rate_limit: RateLimit,
+    pub slot: String,
+    pub fingerprint: String,
+    /// How long this attempt holds its in-flight record.
+    pub lease_ms: u64,
+}
+impl Message for HitBegin {}
+impl Operation for HitBegin {
+    const OP: Op = Op::HitBegin;
+    type Answer = HitBegun;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HitBegun {
+    pub hit: Hit,
+    /// Present when the request was counted and allowed.
+    pub begin: Option<Begin>,
+    /// With [`Begin::Full`]: seconds until the next clean-up of the key's records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_secs: Option<u64>,
+}
+impl Message for HitBegun {
+    fn payload(&mut self) -> Option<&mut Vec<u8>> {
+        match &mut self.begin {
+            Some(Begin::Replay { response }) => Some(&mut response.body),
+            _ => None,
+        }
+    }
+}
+
+/// Finishes the attempt `attempt` (from [`Begin::Proceed`]): `answer` to remember, or `None`
+/// to forget it (a 5xx, or no answer at all).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Complete {
+    pub slot: String,
+    pub fingerprint: String,
+    pub attempt: u64,
+    pub answer: Option<StoredResponse>,
+}
+impl Message for Complete {
+    fn payload(&mut self) -> Option<&mut Vec<u8>> {
+        self.answer.as_mut().map(|a| &mut a.body)
+    }
+}
+impl Operation for Complete {
+    const OP: Op = Op::Complete;
+    type Answer = Ack;
+}
+
+/// A stored idempotency record is a message too: at rest it is bytes, its body raw.
+impl Message for IdemRecord {
+    fn payload(&mut self) -> Option<&mut Vec<u8>> {
+        match self {
+            IdemRecord::Done { response, .. } => Some(&mut response.body),
+            IdemRecord::InFlight { .. } => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::idempotency::MAX_STORED_BODY_BYTES;
+    use crate::core::ratelimit::Decision;
+
+    #[test]
+    fn every_operation_has_its_own_path() {
+        for op in Op::ALL {
+            assert_eq!(Op::from_path(op.path()), Some(op));
+            assert!(op.path().starts_with('/'));
+        }
+        let mut paths: Vec<_> = Op::ALL.iter().map(|op| op.path()).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(paths.len(), Op::ALL.len());
+        assert_eq!(Op::from_path("/nope"), None);
+        assert_eq!(Op::from_path("/hit/"), None);
+    }
+
+    #[test]
+    fn bodies_travel_raw_beside_the_json() {
+        let body: Vec<u8> = (0..=255u8).cycle().take(MAX_STORED_BODY_BYTES).collect();
+        let msg = Complete {
+            slot: "idem:ab".into(),
+            fingerprint: "f".into(),
+            attempt: 3,
+            answer: Some(StoredResponse::new(201, vec![], Some(body.clone()))),
+        };
+        let bytes = encode(msg.clone()).unwrap();
+        // Raw: the framing adds the JSON only, not a hex or decimal copy of the body.
+        assert!(bytes.len() < body.len() + 200, "{}", bytes.len());
+        assert_eq!(decode::<Complete>(&bytes), Some(msg));
+        assert_eq!(decode::<Complete>(&bytes[..3]), None);
+    }
+
+    #[test]
+    fn hit_questions_round_trip() {
+        let limit = RateLimit {
+            requests: 600,
+            window_seconds: 60,
+        };
+        assert_eq!(hit_query(limit, 10), "600/60&10");
+        assert_eq!(parse_hit_query(&hit_query(limit, 10)), Some((limit, 10)));
+        for bad in ["600/60", "600/60&0", "600/60&x", "0/60&1", "&1"] {
+            assert_eq!(parse_hit_query(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn answers_round_trip() {
+        let replay = HitBegun {
+            hit: Hit::Counted {
+                decision: Decision {
+                    allowed: true,
+                    limit: 5,
+                    remaining: 4,
+                    reset_secs: 12,
+                    retry_after_secs: 0,
+                },
+                expires_at: Some(1_900_000_000),
+                granted: 1,
+            },
+            begin: Some(Begin::Replay {
+                response: StoredResponse::new(
+                    201,
+                    vec![("a".into(), "b".into())],
+                    Some(b"{}".to_vec()),
+                ),
+            }),
+            retry_after_secs: None,
+        };
+        assert_eq!(
+            decode::<HitBegun>(&encode(replay.clone()).unwrap()),
+            Some(replay)
+        );
+        let rec = IdemRecord::Done {
+            fingerprint: "f".into(),
+            stored_ms: 1,
+            response: StoredResponse::new(200, vec![], Some(vec![0, 1, 2])),
+        };
+        assert_eq!(
+            decode::<IdemRecord>(&encode(rec.clone()).unwrap()),
+            Some(rec)
+        );
+        assert_eq!(decode::<Ack>(&encode(Ack {}).unwrap()), Some(Ack {}));
+    }
+}

@@ -1,0 +1,143 @@
+//! The Worker's client of the key's Durable Object ([`super::key_object`]): one typed call per
+//! operation of [`crate::core::keyop`]. Any failure to reach the object, or an answer it
+//! cannot read, is 503 (fail closed).
+
+use worker::js_sys::Uint8Array;
+use worker::{Method, Request, RequestInit, Stub};
+
+use super::Ctx;
+use crate::core::idempotency::{Begin, StoredResponse};
+use crate::core::keyop::{
+    decode, encode, hit_query, Complete, Expire, HitBegin, Op, Operation, Revoke, UsageQuery,
+    HIT_ANSWER_HEADER,
+};
+use crate::core::keystate::Hit;
+use crate::core::names::KEY_STATE_BINDING;
+use crate::core::record::KeyRecord;
+use crate::core::Error;
+
+pub use crate::core::keyop::Usage;
+
+/// Base URL of calls to the object; only the path matters.
+const DO_URL: &str = "https://key-state";
+const CAUSE: &str = "durable_object";
+
+/// The key's object. No binding: 503 (fail closed).
+fn stub(ctx: &Ctx, key_id: &str) -> Result<Stub, Error> {
+    let fail = |_| ctx.unavailable(CAUSE);
+    ctx.env
+        .durable_object(KEY_STATE_BINDING)
+        .map_err(fail)?
+        .id_from_name(key_id)
+        .map_err(fail)?
+        .get_stub()
+        .map_err(fail)
+}
+
+/// Asks the key's object one question; its answer comes back typed.
+async fn call<O: Operation>(ctx: &Ctx, key_id: &str, question: O) -> Result<O::Answer, Error> {
+    let fail = |_| ctx.unavailable(CAUSE);
+    let stub = stub(ctx, key_id)?;
+    let bytes = encode(question)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_body(Some(Uint8Array::from(bytes.as_slice()).into()));
+    let req = Request::new_with_init(&format!("{DO_URL}{}", O::OP.path()), &init).map_err(fail)?;
+    let mut resp = stub.fetch_with_request(req).await.map_err(fail)?;
+    if resp.status_code() != 200 {
+        return Err(ctx.unavailable(CAUSE));
+    }
+    let answer = resp.bytes().await.map_err(fail)?;
+    decode(&answer).ok_or_else(|| ctx.unavailable(CAUSE))
+}
+
+/// Takes up to `want` tokens of the key's allowance (one: count this request; more: a lease).
+/// The verdict also says whether the object knows the key revoked or expired
+/// ([`crate::core::access::decide_key`] decides what follows). Body-less both ways: the
+/// question in the URL, the answer in a header.
+pub async fn hit(ctx: &Ctx, record: &KeyRecord, want: u32) -> Result<Hit, Error> {
+    let url = format!(
+        "{DO_URL}{}?{}",
+        Op::Hit.path(),
+        hit_query(record.rate_limit, want)
+    );
+    let resp = stub(ctx, &record.id)?
+        .fetch_with_str(&url)
+        .await
+        .map_err(|_| ctx.unavailable(CAUSE))?;
+    if resp.status_code() != 200 {
+        return Err(ctx.unavailable(CAUSE));
+    }
+    let hit: Hit = resp
+        .headers()
+        .get(HIT_ANSWER_HEADER)
+        .ok()
+        .flatten()
+        .and_then(|h| serde_json::from_str(&h).ok())
+        .ok_or_else(|| ctx.unavailable(CAUSE))?;
+    Ok(hit)
+}
+
+pub async fn revoke(ctx: &Ctx, key_id: &str, revoked_at: &str) -> Result<(), Error> {
+    let revoked_at = revoked_at.to_owned();
+    call(ctx, key_id, Revoke { revoked_at }).await?;
+    Ok(())
+}
+
+pub async fn expire(ctx: &Ctx, key_id: &str, expires_at: i64) -> Result<(), Error> {
+    call(ctx, key_id, Expire { expires_at }).await?;
+    Ok(())
+}
+
+pub async fn usage(ctx: &Ctx, key_id: &str) -> Result<Usage, Error> {
+    call(ctx, key_id, UsageQuery {}).await
+}
+
+/// Counts a job trigger and opens its idempotency record in one call. The decision on the
+/// record is `None` when the request was refused by its rate limit; a full key's refusal is
+/// already the error (with its Retry-After).
+pub async fn hit_and_begin(
+    ctx: &Ctx,
+    record: &KeyRecord,
+    slot: &str,
+    fingerprint: &str,
+    lease_ms: u64,
+) -> Result<(Hit, Option<Result<Begin, Error>>), Error> {
+    let answer = call(
+        ctx,
+        &record.id,
+        HitBegin {
+            rate_limit: record.rate_limit,
+            slot: slot.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            lease_ms,
+        },
+    )
+    .await?;
+    let begun = answer.begin.map(|b| match b {
+        Begin::Full => Err(Error::TooManyIdempotencyKeys {
+            retry_after: answer.retry_after_secs.unwrap_or(1),
+        }),
+        other => Ok(other),
+    });
+    Ok((answer.hit, begun))
+}
+
+/// Finishes attempt `attempt`: `answer` to remember, `None` to forget it.
+pub async fn idem_complete(
+    ctx: &Ctx,
+    key_id: &str,
+    slot: &str,
+    fingerprint: &str,
+    attempt: u64,
+    answer: Option<StoredResponse>,
+) -> Result<(), Error> {
+    let question = Complete {
+        slot: slot.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        attempt,
+        answer,
+    };
+    call(ctx, key_id, question).await?;
+    Ok(())
+}

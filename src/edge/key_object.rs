@@ -1,0 +1,317 @@
+//! The per-key Durable Object (`KeyStateObject`, one per key id): storage and transport only.
+//! Its operations are [`crate::core::keyop`]; every decision is in [`crate::core::keystate`]
+//! and [`crate::core::idempotency`]. Its client is [`super::key_client`].
+//!
+//! The object keeps its state in memory after the first read and writes it through on every
+//! change; the runtime delivers one event at a time and holds responses until writes are
+//! durable, so counts are exact however many isolates call at once. Storage calls that follow
+//! one another without other I/O in between commit together, so a record and its count in the
+//! state never disagree.
+
+use std::cell::RefCell;
+
+use worker::js_sys::{Array, Date, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::{
+    durable_object, DurableObject, Env, ListOptions, Request, Response, ScheduledTime, State,
+    Storage,
+};
+
+use crate::core::idempotency::{
+    begin, complete, full_retry_after_secs, is_expired, next_sweep, Begin, Completion, Found,
+    IdemRecord, SLOT_PREFIX, SWEEP_INTERVAL_MS, SWEEP_PAGE_SIZE,
+};
+use crate::core::keyop::{
+    decode, encode, parse_hit_query, Ack, Complete, Expire, HitBegin, HitBegun, Message, Op,
+    Revoke, Usage, HIT_ANSWER_HEADER,
+};
+use crate::core::keystate::{Hit, KeyState};
+use crate::core::ratelimit::RateLimit;
+use crate::core::route::split_url;
+
+const STATE_KEY: &str = "state";
+/// Where the clean-up resumes: the last slot of its previous, full page.
+const SWEEP_CURSOR_KEY: &str = "sweep_cursor";
+
+fn now_ms() -> u64 {
+    worker::Date::now().as_millis()
+}
+
+fn fail(what: &str) -> worker::Error {
+    worker::Error::RustError(what.into())
+}
+
+#[durable_object]
+pub struct KeyStateObject {
+    state: State,
+    cached: RefCell<Option<KeyState>>,
+}
+
+impl KeyStateObject {
+    fn storage(&self) -> Storage {
+        self.state.storage()
+    }
+
+    async fn load(&self) -> worker::Result<KeyState> {
+        if let Some(s) = self.cached.borrow().as_ref() {
+            return Ok(s.clone());
+        }
+        let loaded = match self.storage().get::<String>(STATE_KEY).await? {
+            Some(json) => serde_json::from_str(&json).map_err(|_| fail("state"))?,
+            None => KeyState::default(),
+        };
+        *self.cached.borrow_mut() = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    async fn save(&self, s: KeyState) -> worker::Result<()> {
+        let json = serde_json::to_string(&s).map_err(|_| fail("state"))?;
+        // Invalidate first: if the write fails, the next event re-reads what is durable.
+        *self.cached.borrow_mut() = None;
+        self.storage().put(STATE_KEY, json).await?;
+        *self.cached.borrow_mut() = Some(s);
+        Ok(())
+    }
+
+    /// One grant of `want` tokens (one request, or an isolate's lease): the object's
+    /// revoked/expired check, then the allowance taken, written through before the answer
+    /// leaves (so what was granted survives a restart).
+    async fn count(&self, s: &mut KeyState, limit: RateLimit, want: u32) -> worker::Result<Hit> {
+        let hit = s.grant(limit, want, now_ms());
+        if matches!(hit, Hit::Counted { .. }) {
+            self.save(s.clone()).await?;
+        }
+        Ok(hit)
+    }
+
+    /// The record under `slot`. Records rest as bytes (JSON beside the raw body).
+    async fn idem_get(&self, slot: &str) -> worker::Result<Option<Option<IdemRecord>>> {
+        let found = self.storage().get_multiple(vec![slot]).await?;
+        let value = found.get(&JsValue::from_str(slot));
+        Ok(if value.is_undefined() {
+            None
+        } else {
+            Some(record_of(&value))
+        })
+    }
+
+    async fn idem_put(&self, slot: &str, rec: IdemRecord) -> worker::Result<()> {
+        let bytes = encode(rec).map_err(|_| fail("record"))?;
+        self.storage()
+            .put_raw(slot, Uint8Array::from(bytes.as_slice()))
+            .await
+    }
+
+    /// Arms the alarm at a moment (unix ms). An `i64` given to `set_alarm` is read as an
+    /// offset from now, not a moment, so the moment goes as a `Date`.
+    async fn set_alarm_at(&self, at_ms: u64) -> worker::Result<()> {
+        let at = Date::new(&JsValue::from_f64(at_ms as f64));
+        self.storage().set_alarm(ScheduledTime::new(at)).await
+    }
+
+    /// Arms the clean-up if it is not armed; returns when it runs.
+    async fn ensure_sweep(&self, s: &KeyState) -> worker::Result<Option<u64>> {
+        let now = now_ms();
+        let armed = self.storage().get_alarm().await?.map(|at| at.max(0) as u64);
+        // An alarm further out than one cadence was set as an offset by mistake (see
+        // `set_alarm_at`): replaced.
+        if let Some(at) = armed.filter(|at| *at <= now + SWEEP_INTERVAL_MS) {
+            return Ok(Some(at));
+        }
+        let at = next_sweep(now, false, s.idem_records);
+        if let Some(at) = at {
+            self.set_alarm_at(at).await?;
+        }
+        Ok(at)
+    }
+
+    async fn hit_begin(&self, q: HitBegin) -> worker::Result<HitBegun> {
+        let mut s = self.load().await?;
+        let hit = self.count(&mut s, q.rate_limit, 1).await?;
+        let mut answer = HitBegun {
+            hit,
+            begin: None,
+            retry_after_secs: None,
+        };
+        if !matches!(&answer.hit, Hit::Counted { decision, .. } if decision.allowed) {
+            return Ok(answer);
+        }
+        let found = self.idem_get(&q.slot).await?;
+        let found = match &found {
+            None => Found::Empty,
+            Some(None) => Found::Unreadable,
+            Some(Some(rec)) => Found::Record(rec),
+        };
+        let now = now_ms();
+        let opening = begin(found, &q.fingerprint, now, q.lease_ms, s.idem_records);
+        if let Some(rec) = opening.store {
+            self.idem_put(&q.slot, rec).await?;
+            if opening.adds_record {
+                s.record_added();
+                self.save(s.clone()).await?;
+            }
+            self.ensure_sweep(&s).await?;
+        }
+        if opening.decision == Begin::Full {
+            let next = self.ensure_sweep(&s).await?;
+            answer.retry_after_secs = Some(full_retry_after_secs(now, next));
+        }
+        answer.begin = Some(opening.decision);
+        Ok(answer)
+    }
+
+    async fn complete(&self, q: Complete) -> worker::Result<Ack> {
+        let found = self.idem_get(&q.slot).await?.flatten();
+        match complete(
+            found.as_ref(),
+            &q.fingerprint,
+            q.attempt,
+            q.answer,
+            now_ms(),
+        ) {
+            Completion::Keep(rec) => self.idem_put(&q.slot, rec).await?,
+            Completion::Forget => {
+                if self.storage().delete(&q.slot).await? {
+                    let mut s = self.load().await?;
+                    s.records_removed(1);
+                    self.save(s).await?;
+                }
+            }
+            Completion::NotHeld => {}
+        }
+        Ok(Ack {})
+    }
+
+    async fn route(&self, mut req: Request) -> worker::Result<Response> {
+        // The raw URL string, split by the core: `Request::path()` would run the full WHATWG
+        // parser (and link its IDNA tables) for a URL this Worker wrote itself.
+        let raw_url = req.inner().url();
+        let (path, query) = split_url(&raw_url);
+        let Some(op) = Op::from_path(path) else {
+            return Response::error("not found", 404);
+        };
+        if op == Op::Hit {
+            let (limit, want) = query.and_then(parse_hit_query).ok_or_else(|| fail("hit"))?;
+            let mut s = self.load().await?;
+            let hit = self.count(&mut s, limit, want).await?;
+            let headers = worker::Headers::new();
+            headers.set(HIT_ANSWER_HEADER, &serde_json::to_string(&hit)?)?;
+            return Ok(Response::empty()?.with_headers(headers));
+        }
+        let bytes = req.bytes().await?;
+        match op {
+            Op::Hit => Err(fail("unreachable")),
+            Op::HitBegin => answer(self.hit_begin(question(&bytes)?).await?),
+            Op::Complete => answer(self.complete(question(&bytes)?).await?),
+            Op::Revoke => {
+                let q: Revoke = question(&bytes)?;
+                let mut s = self.load().await?;
+                s.revoke(&q.revoked_at);
+                self.save(s).await?;
+                answer(Ack {})
+            }
+            Op::Expire => {
+                let q: Expire = question(&bytes)?;
+                let mut s = self.load().await?;
+                s.expire_at(q.expires_at);
+                self.save(s).await?;
+                answer(Ack {})
+            }
+            Op::Usage => {
+                let s = self.load().await?;
+                answer(Usage {
+                    last_used_ms: s.last_used_ms,
+                    expires_at: s.expires_at,
+                })
+            }
+        }
+    }
+
+    /// One page of the clean-up: deletes the expired records among the next
+    /// [`SWEEP_PAGE_SIZE`], then re-arms soon if the page was full, else on the cadence.
+    async fn sweep(&self) -> worker::Result<()> {
+        let now = now_ms();
+        let cursor = self.storage().get::<String>(SWEEP_CURSOR_KEY).await?;
+        let mut opts = ListOptions::new()
+            .prefix(SLOT_PREFIX)
+            .limit(SWEEP_PAGE_SIZE + 1);
+        if let Some(c) = cursor.as_deref() {
+            opts = opts.start(c);
+        }
+        let entries = self.storage().list_with_options(opts).await?;
+        let mut seen = 0usize;
+        let mut last = None;
+        let mut expired = Vec::new();
+        for entry in entries.entries() {
+            let Ok(pair) = entry else { continue };
+            let pair: Array = pair.into();
+            let Some(slot) = pair.get(0).as_string() else {
+                continue;
+            };
+            // `start` is inclusive: the cursor's own slot was seen by the previous page.
+            if cursor.as_deref() == Some(slot.as_str()) || seen == SWEEP_PAGE_SIZE {
+                continue;
+            }
+            seen += 1;
+            if record_of(&pair.get(1)).is_none_or(|rec| is_expired(&rec, now)) {
+                expired.push(slot.clone());
+            }
+            last = Some(slot);
+        }
+        let page_was_full = seen == SWEEP_PAGE_SIZE;
+        let mut s = self.load().await?;
+        if !expired.is_empty() {
+            let deleted = self.storage().delete_multiple(expired).await?;
+            s.records_removed(deleted as u32);
+            self.save(s.clone()).await?;
+        }
+        match (page_was_full, last) {
+            (true, Some(last)) => self.storage().put(SWEEP_CURSOR_KEY, last).await?,
+            _ => {
+                self.storage().delete(SWEEP_CURSOR_KEY).await?;
+            }
+        }
+        if let Some(at) = next_sweep(now, page_was_full, s.idem_records) {
+            self.set_alarm_at(at).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored record, or `None` when unreadable (another format): swept or taken over.
+fn record_of(value: &JsValue) -> Option<IdemRecord> {
+    if !value.is_instance_of::<Uint8Array>() {
+        return None;
+    }
+    decode(&Uint8Array::from(value.clone()).to_vec())
+}
+
+fn question<M: Message>(bytes: &[u8]) -> worker::Result<M> {
+    decode(bytes).ok_or_else(|| fail("question"))
+}
+
+fn answer<M: Message>(message: M) -> worker::Result<Response> {
+    Response::from_bytes(encode(message).map_err(|_| fail("answer"))?)
+}
+
+impl DurableObject for KeyStateObject {
+    fn new(state: State, _env: Env) -> Self {
+        Self {
+            state,
+            cached: RefCell::new(None),
+        }
+    }
+
+    async fn fetch(&self, req: Request) -> worker::Result<Response> {
+        match self.route(req).await {
+            Ok(r) => Ok(r),
+            // The Worker maps any non-200 to 503; the detail stays inside the object.
+            Err(_) => Response::error("key state unavailable", 500),
+        }
+    }
+
+    async fn alarm(&self) -> worker::Result<Response> {
+        self.sweep().await?;
+        Response::ok("swept")
+    }
+}
