@@ -141,7 +141,8 @@ function route(req, res, body, identity) {
   if (resource === "jobs" && !job && req.method === "GET") {
     return send(res, 200, { results: JOBS, identity });
   }
-  if (resource === "jobs" && job && action === "run" && req.method === "POST") {
+  // Exactly `/jobs/{job}/run[/]`: what the gateway authorized as a run (with `jobs:run`).
+  if (resource === "jobs" && job && action === "run" && parts.length === 6 && req.method === "POST") {
     const execution_id = `exec_${randomBytes(8).toString("hex")}`;
     return send(res, 201, { execution_id, job_id: job, workspace_id: ws, triggered_by: identity.user_email ?? identity.user_id, identity });
   }

@@ -216,9 +216,17 @@ pub fn target(caller: &Caller<'_>, found: Option<KeyRecord>) -> Result<KeyRecord
     }
 }
 
-/// A revoked or expired key (as the record or the key's object says) cannot be rolled.
-pub fn rollable(target: &KeyRecord, object_expiry: Option<i64>, now: i64) -> Result<(), Error> {
-    let dead = target.check_usable(now).is_err() || object_expiry.is_some_and(|t| now >= t);
+/// A revoked or expired key (as the record or the key's object says: a location's record may
+/// lag behind the object) cannot be rolled.
+pub fn rollable(
+    target: &KeyRecord,
+    object_revoked: bool,
+    object_expiry: Option<i64>,
+    now: i64,
+) -> Result<(), Error> {
+    let dead = object_revoked
+        || target.check_usable(now).is_err()
+        || object_expiry.is_some_and(|t| now >= t);
     if dead {
         Err(Error::field(
             "id",
@@ -312,6 +320,13 @@ pub fn restrict_to_creator(
         }
     }
     Ok(())
+}
+
+/// A roll replaces a key: it is refused only when the user would hold more than one key over
+/// the cap (the old key may stay live during its grace), so rotation works at the cap while
+/// repeated rolls with grace cannot mint keys without bound.
+pub fn may_roll_key(live_keys: u64, max: u64) -> Result<(), Error> {
+    may_add_key(live_keys.saturating_sub(1), max)
 }
 
 /// The cap on live keys per user (`MAX_KEYS_PER_USER`): one more is refused, nothing stored.
@@ -537,16 +552,20 @@ mod tests {
     #[test]
     fn rule_a_dead_key_cannot_roll() {
         let live = record(&["*"], &["*"], Some(NOW + 100));
-        assert_eq!(rollable(&live, None, NOW), Ok(()));
-        assert!(rollable(&live, None, NOW + 100).is_err());
+        assert_eq!(rollable(&live, false, None, NOW), Ok(()));
+        assert!(rollable(&live, false, None, NOW + 100).is_err());
         assert!(
-            rollable(&live, Some(NOW + 5), NOW + 5).is_err(),
+            rollable(&live, false, Some(NOW + 5), NOW + 5).is_err(),
             "the object's shortened expiry counts"
+        );
+        assert!(
+            rollable(&live, true, None, NOW).is_err(),
+            "the object's revocation counts, whatever a stale record says"
         );
         let mut revoked = live.clone();
         revoked.revoked_at = Some(format_time(NOW));
         assert!(matches!(
-            rollable(&revoked, None, NOW),
+            rollable(&revoked, false, None, NOW),
             Err(Error::Validation(_))
         ));
     }
@@ -674,5 +693,9 @@ mod tests {
     fn rule_keys_per_user_are_capped() {
         assert_eq!(may_add_key(99, 100), Ok(()));
         assert_eq!(may_add_key(100, 100), Err(Error::KeyLimitReached));
+        // A roll at the cap is allowed (it replaces a key), one more is not: repeated rolls
+        // with grace cannot mint without bound.
+        assert_eq!(may_roll_key(100, 100), Ok(()));
+        assert_eq!(may_roll_key(101, 100), Err(Error::KeyLimitReached));
     }
 }

@@ -1,6 +1,7 @@
 //! What crosses to the origin (docs/CONTRACT.md section 7): header filtering, the identity signature, and
 //! request ids (section 3).
 
+use super::error::Error;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -32,7 +33,7 @@ const HOP_BY_HOP: [&str; 8] = [
 /// Headers that make an origin framework run another method or route another path than the one
 /// authorized (Express `method-override`, Rails, Laravel, Symfony, IIS URL Rewrite), or trust the
 /// client's idea of its address and host (contract section 7).
-const REROUTING: [&str; 7] = [
+const REROUTING: [&str; 16] = [
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
@@ -40,9 +41,39 @@ const REROUTING: [&str; 7] = [
     "x-rewrite-url",
     "forwarded",
     "x-real-ip",
+    // Client-address claims that Rails (`remote_ip`), PHP apps and proxies read.
+    "client-ip",
+    "true-client-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    // Host claims some frameworks build URLs and routes from.
+    "x-host",
+    "x-original-host",
 ];
 /// Every `X-Forwarded-*` header (`-For`, `-Host`, `-Proto`, `-Prefix`, ...) is the client's claim.
 const FORWARDED_PREFIX: &str = "x-forwarded-";
+
+/// The query parameter Laravel, Symfony and Express's `method-override` read as the method.
+const METHOD_OVERRIDE_PARAM: &str = "_method";
+
+/// Refuses a forwarded query that carries a method override: the gateway authorized the
+/// request's own method, and the origin must act on that one (400 on `_method`). Names are
+/// compared decoded and case-insensitively; the query is otherwise forwarded untouched.
+pub fn check_query(query: Option<&str>) -> Result<(), Error> {
+    let overrides = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .any(|(name, _)| name.eq_ignore_ascii_case(METHOD_OVERRIDE_PARAM));
+    if overrides {
+        Err(Error::field(
+            METHOD_OVERRIDE_PARAM,
+            "method overrides are not accepted: send the request with its real method",
+        ))
+    } else {
+        Ok(())
+    }
+}
 
 /// Longest accepted client `X-Request-Id`.
 pub const MAX_REQUEST_ID_LEN: usize = 64;
@@ -308,5 +339,42 @@ mod tests {
         assert!(body_too_large(Some("11"), 10));
         assert!(!body_too_large(Some("10"), 10));
         assert!(!body_too_large(None, 10));
+    }
+
+    #[test]
+    fn a_method_override_in_the_query_is_refused() {
+        for q in [
+            "_method=DELETE",
+            "a=1&_METHOD=put",
+            "%5Fmethod=PATCH",
+            "x=1&_method",
+        ] {
+            assert!(
+                matches!(check_query(Some(q)), Err(Error::Validation(_))),
+                "{q}"
+            );
+        }
+        for q in [
+            None,
+            Some(""),
+            Some("method=x"),
+            Some("a=_method"),
+            Some("a=1;b=2"),
+        ] {
+            assert_eq!(check_query(q), Ok(()), "{q:?}");
+        }
+    }
+
+    #[test]
+    fn client_address_and_host_claims_are_stripped() {
+        for name in [
+            "Client-IP",
+            "True-Client-IP",
+            "X_Client_IP",
+            "X-Cluster-Client-IP",
+            "X-Host",
+        ] {
+            assert!(drop_request_header(name, None), "{name}");
+        }
     }
 }

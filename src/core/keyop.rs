@@ -145,6 +145,9 @@ pub struct Usage {
     /// The expiry the object knows (a roll with grace shortens it here first).
     #[serde(default)]
     pub expires_at: Option<i64>,
+    /// Whether the object knows the key revoked (a location's KV record may not say so yet).
+    #[serde(default)]
+    pub revoked: bool,
 }
 impl Message for Usage {}
 

@@ -74,6 +74,9 @@ struct Entry {
     asking: bool,
     /// When that call was sent.
     asked_at_ms: u64,
+    /// This isolate revoked or rolled the key then: an answer to a call sent before is not
+    /// installed (its tokens predate the change).
+    forgotten_at_ms: u64,
 }
 
 impl Entry {
@@ -120,7 +123,7 @@ impl LeaseTable {
     /// Decides one request of `key` at `now_ms`. `cap` is [`batch_cap`] of the key's limit.
     pub fn take(&mut self, key: &str, now_ms: u64, lease_ms: u64, cap: u32) -> Take {
         if !self.entries.contains_key(key) {
-            self.make_room();
+            self.make_room(now_ms);
         }
         let e = self.entries.entry(key.to_owned()).or_default();
         if let Some(dead) = &e.dead {
@@ -182,7 +185,9 @@ impl LeaseTable {
                 renew,
             };
         }
-        if e.asking && now_ms < e.asked_at_ms.saturating_add(ASK_TIMEOUT_MS) {
+        // A batch of one is used by the request that asks: nothing to share, so requests of a
+        // small-limit key ask side by side rather than queue behind each other's round trip.
+        if cap > 1 && e.asking && now_ms < e.asked_at_ms.saturating_add(ASK_TIMEOUT_MS) {
             return Take::Wait;
         }
         e.asking = true;
@@ -205,6 +210,11 @@ impl LeaseTable {
     ) -> Hit {
         let e = self.entries.entry(key.to_owned()).or_default();
         e.asking = false;
+        if sent_ms <= e.forgotten_at_ms {
+            // Asked before this isolate revoked or rolled the key: its verdict still answers
+            // the request that asked, but none of its tokens are kept.
+            return answer.clone();
+        }
         let (decision, expires_at, granted) = match answer {
             Hit::Revoked | Hit::Expired => {
                 e.dead = Some(answer.clone());
@@ -270,9 +280,16 @@ impl LeaseTable {
         }
     }
 
-    /// Forgets a key's lease (this isolate revoked or rolled it: refused here at once).
-    pub fn forget(&mut self, key: &str) {
-        self.entries.remove(key);
+    /// Forgets a key's lease (this isolate revoked or rolled it at `now_ms`): the next request
+    /// asks the key's object, and an answer to a call sent earlier brings no tokens back.
+    pub fn forget(&mut self, key: &str, now_ms: u64) {
+        self.entries.insert(
+            key.to_owned(),
+            Entry {
+                forgotten_at_ms: now_ms,
+                ..Entry::default()
+            },
+        );
     }
 
     pub fn len(&self) -> usize {
@@ -284,10 +301,11 @@ impl LeaseTable {
     }
 
     /// Keeps the table bounded: drops entries with nothing in flight (their lease, if any, is
-    /// lost: the next request of that key asks the object again).
-    fn make_room(&mut self) {
+    /// lost: the next request of that key asks the object again), and calls presumed lost.
+    fn make_room(&mut self, now_ms: u64) {
         if self.entries.len() >= MAX_LEASED_KEYS {
-            self.entries.retain(|_, e| e.asking);
+            self.entries
+                .retain(|_, e| e.asking && now_ms < e.asked_at_ms.saturating_add(ASK_TIMEOUT_MS));
         }
     }
 }
@@ -472,7 +490,7 @@ mod tests {
             }
         ));
         // The revoking isolate forgets at once: the next request asks the object.
-        t.forget("k");
+        t.forget("k", 3);
         assert_eq!(t.take("k", 3, LEASE, 10), Take::Ask { want: 1 });
     }
 
@@ -484,6 +502,37 @@ mod tests {
         t.failed("k");
         // Failed: the next request asks itself (and fails closed if the object is still down).
         assert_eq!(t.take("k", 1, LEASE, 10), Take::Ask { want: 1 });
+    }
+
+    #[test]
+    fn an_answer_to_a_call_sent_before_forget_brings_no_tokens() {
+        let mut t = LeaseTable::default();
+        let answer = Hit::Counted {
+            decision: Decision {
+                allowed: true,
+                limit: 600,
+                remaining: 590,
+                reset_secs: 1,
+                retry_after_secs: 0,
+            },
+            expires_at: None,
+            granted: 10,
+        };
+        // A background renewal sent at 5, the key revoked here at 6, the answer arriving at 7.
+        t.take("k", 5, LEASE, 10);
+        t.forget("k", 6);
+        t.granted("k", &answer, 5, LEASE, false);
+        assert_eq!(t.take("k", 7, LEASE, 10), Take::Ask { want: 1 });
+    }
+
+    #[test]
+    fn small_limits_ask_side_by_side() {
+        let mut t = LeaseTable::default();
+        assert_eq!(t.take("k", 0, LEASE, 1), Take::Ask { want: 1 });
+        assert_eq!(t.take("k", 0, LEASE, 1), Take::Ask { want: 1 });
+        // A larger cap shares the one call in flight.
+        assert_eq!(t.take("j", 0, LEASE, 10), Take::Ask { want: 1 });
+        assert_eq!(t.take("j", 0, LEASE, 10), Take::Wait);
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub const CONTENT_TYPE: &str = "content-type";
 pub const CONTENT_LENGTH: &str = "content-length";
 pub const CACHE_CONTROL: &str = "cache-control";
 pub const CONNECTION: &str = "connection";
+/// The media type of every JSON body the gateway writes.
+pub const JSON_TYPE: &str = "application/json";
 
 // Bindings (wrangler.toml).
 /// The KV namespace of key records.

@@ -67,9 +67,15 @@ impl KeyRecord {
     }
 
     /// The KV expiration (unix seconds) for this record's entries, if it expires.
+    /// The end is the earlier of `expires_at` and `revoked_at`: a revoked key's tombstone
+    /// leaves storage too (the key's object keeps refusing it; after that it is unknown).
     pub fn kv_expiration(&self) -> Option<u64> {
-        self.expires_at_secs()
-            .map(|t| (t + KV_EXPIRY_AFTER_SECS).max(0) as u64)
+        let revoked = self.revoked_at.as_deref().and_then(parse_time);
+        let end = match (self.expires_at_secs(), revoked) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        end.map(|t| (t + KV_EXPIRY_AFTER_SECS).max(0) as u64)
     }
 
     /// Revoked, then expired (exact to the second), in the order of docs/CONTRACT.md section 2.
@@ -182,7 +188,16 @@ pub(crate) mod tests {
         assert_eq!(r.check_usable(NOW + 100), Err(Error::RevokedApiKey));
         assert_eq!(
             r.kv_expiration(),
-            Some((NOW + 100 + KV_EXPIRY_AFTER_SECS) as u64)
+            Some((NOW + KV_EXPIRY_AFTER_SECS) as u64),
+            "revoked at NOW, before its expiry"
+        );
+        let mut never = record(&["*"], &["*"], None);
+        assert_eq!(never.kv_expiration(), None);
+        never.revoked_at = Some(format_time(NOW));
+        assert_eq!(
+            never.kv_expiration(),
+            Some((NOW + KV_EXPIRY_AFTER_SECS) as u64),
+            "a revoked key's tombstone leaves storage too"
         );
     }
 

@@ -83,9 +83,20 @@ fn percent_decode_checked(segment: &str) -> Result<Vec<u8>, Error> {
         if !is_safe_segment_byte(decoded) {
             return Err(Error::InvalidPath);
         }
+        // An encoded unreserved character (`%72un`) is the same character to every origin
+        // that decodes before routing (RFC 3986 section 2.3), but not to the gateway's raw
+        // match: refused, so both read the same segment.
+        if b == b'%' && is_unreserved(decoded) {
+            return Err(Error::InvalidPath);
+        }
         out.push(decoded);
     }
     Ok(out)
+}
+
+/// RFC 3986 unreserved characters: letters, digits, `-`, `.`, `_`, `~`.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
 fn hex_val(c: u8) -> Option<u8> {
@@ -230,7 +241,7 @@ fn resolve_developers<'a>(method: &str, rest: &'a str) -> Result<Forward<'a>, Er
     if !RESOURCES.contains(&resource) {
         return Err(Error::NotFound);
     }
-    if resource == "jobs" && method == "POST" && is_run_path(after_resource) {
+    if resource == "jobs" && method == "POST" && is_run_like(after_resource) {
         return Ok(Forward {
             permission: "jobs:run",
             workspace: Some(ws),
@@ -255,10 +266,17 @@ fn resolve_developers<'a>(method: &str, rest: &'a str) -> Result<Forward<'a>, Er
     })
 }
 
-/// `{job}/run` or `{job}/run/`, with a non-empty job id.
-fn is_run_path(after_jobs: &str) -> bool {
-    let p = after_jobs.strip_suffix('/').unwrap_or(after_jobs);
-    matches!(p.split_once('/'), Some((job, "run")) if !job.is_empty())
+/// `{job}/run` or `{job}/run/` (the trigger), and every spelling some origin would route to
+/// the same action: `RUN` (case-insensitive routers such as Express's default), `run.json`
+/// (Rails' `(.:format)`, Spring's suffix match) and `run/...` (prefix routes). All of them need
+/// `jobs:run` and are handled as the trigger, so `jobs:write` can never start a run.
+fn is_run_like(after_jobs: &str) -> bool {
+    let Some((job, rest)) = after_jobs.split_once('/') else {
+        return false;
+    };
+    let action = rest.split('/').next().unwrap_or("");
+    let action = action.split_once('.').map_or(action, |(stem, _)| stem);
+    !job.is_empty() && action.eq_ignore_ascii_case("run")
 }
 
 #[cfg(test)]
@@ -356,8 +374,8 @@ mod tests {
         // is not part of the path checked here.
         for p in [
             "/developers/workspaces/ws1/jobs/a%20b/",
-            "/developers/workspaces/ws1/jobs/a%2Db.c~d_e/",
-            "/developers/workspaces/ws1/jobs/%7E%21%2A%27%28%29/",
+            "/developers/workspaces/ws1/jobs/a-b.c~d_e/",
+            "/developers/workspaces/ws1/jobs/%21%2A%27%28%29/",
             "/developers/workspaces/ws1/jobs/a:b@c=d,e+f/",
         ] {
             assert_eq!(check_path(p), Ok(()), "{p:?}");
@@ -422,11 +440,12 @@ mod tests {
                 .0,
             "jobs:read"
         );
+        // A deeper path under run/ is routed to the run by prefix-matching origins.
         assert_eq!(
             fwd("POST", "/developers/workspaces/w1/jobs/j1/run/x/")
                 .unwrap()
                 .0,
-            "jobs:write"
+            "jobs:run"
         );
         assert_eq!(
             fwd("POST", "/developers/workspaces/w1/jobs/run/")
@@ -497,5 +516,46 @@ mod tests {
             resolve("GET", "/v1/api-keys/key_1/roll"),
             Err(Error::MethodNotAllowed("POST"))
         );
+    }
+
+    #[test]
+    fn every_spelling_of_run_needs_jobs_run() {
+        for path in [
+            "/developers/workspaces/ws1/jobs/j/run",
+            "/developers/workspaces/ws1/jobs/j/run/",
+            "/developers/workspaces/ws1/jobs/j/RUN",
+            "/developers/workspaces/ws1/jobs/j/Run/",
+            "/developers/workspaces/ws1/jobs/j/run.json",
+            "/developers/workspaces/ws1/jobs/j/run/now",
+        ] {
+            assert_eq!(
+                fwd("POST", path).unwrap(),
+                ("jobs:run", Some("ws1".to_owned()), true),
+                "{path}"
+            );
+        }
+        // Not a run: other actions, and reads of a run path.
+        assert_eq!(
+            fwd("POST", "/developers/workspaces/ws1/jobs/j/runs")
+                .unwrap()
+                .0,
+            "jobs:write"
+        );
+        assert_eq!(
+            fwd("GET", "/developers/workspaces/ws1/jobs/j/run")
+                .unwrap()
+                .0,
+            "jobs:read"
+        );
+        // An encoded unreserved character is refused before routing.
+        for path in [
+            "/developers/workspaces/ws1/jobs/j/%72un",
+            "/developers/workspaces/ws%31/jobs/",
+            "/developers/workspaces/ws1/%6aobs/",
+            "/developers/workspaces/ws1/jobs/a%2db",
+        ] {
+            assert_eq!(check_path(path), Err(Error::InvalidPath), "{path}");
+        }
+        assert_eq!(check_path("/developers/workspaces/ws1/jobs/a%20b"), Ok(()));
     }
 }

@@ -9,12 +9,10 @@ use crate::core::forward::{
     body_fits, body_too_large, new_request_id as format_request_id, REQUEST_ID_BYTES,
 };
 use crate::core::names::{
-    self, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, RATELIMIT_LIMIT, RATELIMIT_REMAINING,
+    self, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, JSON_TYPE, RATELIMIT_LIMIT, RATELIMIT_REMAINING,
     RATELIMIT_RESET, RETRY_AFTER,
 };
 use crate::core::Error;
-
-const JSON: &str = "application/json";
 
 /// Fills `buf` from the platform CSPRNG (`crypto.getRandomValues` through getrandom).
 pub fn random<const N: usize>() -> Result<[u8; N], Error> {
@@ -31,7 +29,7 @@ pub fn new_request_id() -> String {
 
 fn headers_json() -> Headers {
     let headers = Headers::new();
-    let _ = headers.set(CONTENT_TYPE, JSON);
+    let _ = headers.set(CONTENT_TYPE, JSON_TYPE);
     headers
 }
 

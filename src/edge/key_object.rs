@@ -77,8 +77,10 @@ impl KeyStateObject {
     /// revoked/expired check, then the allowance taken, written through before the answer
     /// leaves (so what was granted survives a restart).
     async fn count(&self, s: &mut KeyState, limit: RateLimit, want: u32) -> worker::Result<Hit> {
+        let before = s.clone();
         let hit = s.grant(limit, want, now_ms());
-        if matches!(hit, Hit::Counted { .. }) {
+        // A refusal changes nothing: no storage write for it.
+        if *s != before {
             self.save(s.clone()).await?;
         }
         Ok(hit)
@@ -222,6 +224,7 @@ impl KeyStateObject {
                 answer(Usage {
                     last_used_ms: s.last_used_ms,
                     expires_at: s.expires_at,
+                    revoked: s.revoked_at.is_some(),
                 })
             }
         }

@@ -175,13 +175,16 @@ async fn roll(
 ) -> Result<Reply, Error> {
     let grace = parse_roll(&read_body(req, MAX_JSON_BODY_BYTES).await?)?;
     let (hash, old) = load(ctx, id, caller).await?;
-    let old_expiry = key_client::usage(ctx, &old.id).await?.expires_at;
-    access::rollable(&old, old_expiry, ctx.now)?;
+    let usage = key_client::usage(ctx, &old.id).await?;
+    let old_expiry = usage.expires_at;
+    access::rollable(&old, usage.revoked, old_expiry, ctx.now)?;
     let mut new = access::rolled(&old, old_expiry);
     // Rolling hands out a new plaintext: a key may not obtain one wider than itself that way.
     if let Some(creator) = caller.key() {
         access::restrict_to_creator(creator, caller_expiry, &mut new)?;
     }
+    let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user + 1).await?;
+    access::may_roll_key(live, ctx.config.max_keys_per_user)?;
     let (key, new_hash, new_record) = mint(ctx, new).await?;
     let mut rolled = old;
     apply_roll_to_old(&mut rolled, grace, ctx.now);

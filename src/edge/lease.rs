@@ -116,5 +116,6 @@ async fn pause() {
 
 /// This isolate revoked or rolled the key: its lease here ends at once.
 pub fn forget(key_id: &str) {
-    LEASES.with(|t| t.borrow_mut().forget(key_id));
+    let now = Date::now().as_millis();
+    LEASES.with(|t| t.borrow_mut().forget(key_id, now));
 }

@@ -18,17 +18,17 @@ use super::http::read_body;
 use super::{key_client, Ctx, Reply};
 use crate::core::access::{self, Need};
 use crate::core::forward::{
-    body_fits, body_too_large, drop_request_header, drop_response_header, signature_header,
-    workspaces_header, HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL,
-    HEADER_USER_ID, HEADER_WORKSPACES, HEADER_WORKSPACE_ID,
+    body_fits, body_too_large, check_query, drop_request_header, drop_response_header,
+    signature_header, workspaces_header, HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE,
+    HEADER_USER_EMAIL, HEADER_USER_ID, HEADER_WORKSPACES, HEADER_WORKSPACE_ID,
 };
 use crate::core::idempotency::{
     check_idempotency_key, fingerprint, idempotency_slot, in_flight_lease_ms, remember, Begin,
     StoredResponse, MAX_STORED_BODY_BYTES,
 };
 use crate::core::names::{
-    CONNECTION, CONTENT_LENGTH, IDEMPOTENCY_KEY, IDEMPOTENT_BODY_OMITTED, IDEMPOTENT_REPLAYED,
-    SIGNING_SECRET,
+    CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, IDEMPOTENCY_KEY, IDEMPOTENT_BODY_OMITTED,
+    IDEMPOTENT_REPLAYED, JSON_TYPE, SIGNING_SECRET,
 };
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
@@ -123,6 +123,7 @@ fn prepare<'a>(
     workspace: Option<&'a str>,
     record: &'a KeyRecord,
 ) -> Result<Call<'a>, Error> {
+    check_query(query)?;
     let declared = req.headers().get(CONTENT_LENGTH).ok().flatten();
     if body_too_large(declared.as_deref(), ctx.config.max_body_bytes) {
         return Err(Error::PayloadTooLarge);
@@ -335,8 +336,22 @@ async fn run_once(
     let js_body: JsValue = Uint8Array::from(body.as_slice()).into();
     let upstream = match send(ctx, req, call, Some(js_body), new_abort()).await {
         Ok(r) => r,
+        // Sent, but no answer in time: the job may be running. Remembered as the 504 this
+        // client gets, so a retry replays it instead of triggering the job a second time.
+        Err(Error::OriginTimeout) => {
+            let body = Error::OriginTimeout.body(&ctx.request_id).into_bytes();
+            let headers = vec![(CONTENT_TYPE.to_owned(), JSON_TYPE.to_owned())];
+            let stored = StoredResponse::new(Error::OriginTimeout.status(), headers, Some(body));
+            let note = finish(Some(stored.clone()))
+                .await
+                .err()
+                .map(|_| "idempotency_store");
+            let response = stored_response(&stored, false);
+            return Ok(Reply { response, note });
+        }
         Err(e) => {
-            // No answer: forget the attempt so that a retry can go through.
+            // Not reached (connection refused, say): forget the attempt so a retry can go
+            // through.
             let _ = finish(None).await;
             return Err(e);
         }

@@ -23,6 +23,10 @@ const MAX_IDEMPOTENCY_RECORDS = 1_000;
 
 let gw;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const send201 = (res) => {
+  res.writeHead(201, { "content-type": "application/json" });
+  res.end(JSON.stringify({ execution_id: `exec_${randomBytes(8).toString("hex")}` }));
+};
 
 before(async () => {
   gw = await startGateway({
@@ -32,6 +36,12 @@ before(async () => {
         const pad = "x".repeat(BIG_ANSWER_BYTES);
         res.writeHead(201, { "content-type": "application/json", "x-job": "big" });
         res.end(JSON.stringify({ execution_id: `exec_${randomBytes(8).toString("hex")}`, pad }));
+        return true;
+      }
+      if (req.url.includes("/jobs/slowheaders-")) {
+        // The job starts, but no headers come back before ORIGIN_TIMEOUT_MS.
+        await sleep(ORIGIN_TIMEOUT_MS + 1_000);
+        if (!res.destroyed) send201(res);
         return true;
       }
       if (req.url.includes("/jobs/slowbody-")) {
@@ -193,6 +203,22 @@ describe("section 6: the job runs once whatever the answer's size or speed", () 
     assert.equal(retry.headers.get("idempotent-body-omitted"), "true");
     assert.equal(retry.headers.get("x-job"), "slow-body");
     assert.equal(runsOf(path), 1);
+  });
+});
+
+describe("section 6: an origin that does not answer in time may be running the job", () => {
+  it("504, remembered: a retry replays the 504 instead of triggering the job again", async () => {
+    const { key } = await createKey(gw, { permissions: ["jobs:run"] });
+    const path = runPath(`slowheaders-${randomBytes(4).toString("hex")}`);
+    const opts = { key, body: { p: 1 }, headers: { "idempotency-key": `idem-${randomBytes(6).toString("hex")}` } };
+    expectError(assert, await call(gw, "POST", path, opts), 504, "origin_timeout");
+    for (let i = 0; i < 2; i++) {
+      const retry = await call(gw, "POST", path, opts);
+      assert.equal(retry.status, 504, retry.text);
+      assert.equal(retry.json.code, "origin_timeout");
+      assert.equal(retry.headers.get("idempotent-replayed"), "true");
+    }
+    assert.equal(runsOf(path), 1, "the job was sent to the origin once");
   });
 });
 

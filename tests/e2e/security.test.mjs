@@ -69,6 +69,36 @@ describe("contract section 5: segments an origin could read differently", () => 
   });
 });
 
+describe("contract section 5: every spelling of a run needs jobs:run", () => {
+  it("RUN, Run, run.json and run/... are runs: a jobs:write key is refused, nothing reaches the origin", async () => {
+    const { key } = await createKey(gw, { workspaces: ["ws1"], permissions: ["jobs:read", "jobs:write"] });
+    const before = originCount();
+    for (const action of ["RUN", "Run/", "run.json", "run/now"]) {
+      const r = await call(gw, "POST", `/developers/workspaces/ws1/jobs/daily_etl/${action}`, { key, body: {} });
+      expectError(assert, r, 403, "permission_denied");
+    }
+    // An encoded unreserved character (`%72` is `r`) is refused before routing.
+    expectError(assert, await call(gw, "POST", "/developers/workspaces/ws1/jobs/daily_etl/%72un", { key, body: {} }), 400, "invalid_path");
+    assert.equal(originCount(), before, "nothing was forwarded");
+    // The same key may still write other job paths.
+    const ok = await call(gw, "POST", "/developers/workspaces/ws1/jobs/daily_etl/runs", { key, body: {} });
+    assert.equal(ok.status, 200, ok.text);
+  });
+});
+
+describe("contract section 7: a method override in the query is refused", () => {
+  it("_method in the query (any case, encoded or not): 400 on _method, nothing forwarded", async () => {
+    const { key } = await createKey(gw, { workspaces: ["ws1"], permissions: ["jobs:run", "jobs:write"] });
+    const before = originCount();
+    for (const q of ["_method=DELETE", "a=1&_METHOD=put", "%5Fmethod=PATCH"]) {
+      const r = await call(gw, "POST", `/developers/workspaces/ws1/jobs/daily_etl/run/?${q}`, { key, body: {} });
+      const body = expectError(assert, r, 400, "validation_error");
+      assert.ok(body.fields._method, q);
+    }
+    assert.equal(originCount(), before);
+  });
+});
+
 describe("contract section 7: headers that reroute or re-identify a request are removed", () => {
   // Each with a value the origin could act on; names as a client may spell them.
   const hostile = {
@@ -83,6 +113,15 @@ describe("contract section 7: headers that reroute or re-identify a request are 
     "X-Forwarded-Proto": "http",
     "X-Forwarded-Prefix": "/evil",
     "X-Real-IP": "198.51.100.7",
+    "Client-IP": "198.51.100.7",
+    "True-Client-IP": "198.51.100.7",
+    "X-Client-IP": "198.51.100.7",
+    "X-Cluster-Client-IP": "198.51.100.7",
+    "X-Originating-IP": "198.51.100.7",
+    "X-Remote-IP": "198.51.100.7",
+    "X-Remote-Addr": "198.51.100.7",
+    "X-Host": "evil.example",
+    "X-Original-Host": "evil.example",
     // Underscore spellings: CGI, WSGI, PHP and Rack read these as the dashed names.
     X_Keygate_User_Email: "ceo@corp.example",
     X_Keygate_User_Id: "ceo",

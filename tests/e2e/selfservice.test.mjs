@@ -127,6 +127,23 @@ describe("MAX_KEYS_PER_USER", () => {
   });
 });
 
+describe("rolls and the cap", () => {
+  it(`repeated rolls with grace cannot mint keys without bound: at most ${MAX_KEYS} + 1 live keys`, async () => {
+    const frank = user("frank");
+    const { summary } = await createKey(gw, { user_id: frank });
+    const statuses = [];
+    for (let i = 0; i < MAX_KEYS + 1; i++) {
+      // The same old key, still live during its grace, rolled again and again.
+      const r = await call(gw, "POST", `/v1/api-keys/${summary.id}/roll`, { admin: true, body: { grace_seconds: 3600 } });
+      if (r.json?.key) gw.issuedKeys.push(r.json.key);
+      statuses.push(r.status);
+      if (r.status !== 201) expectError(assert, r, 409, "key_limit_reached");
+    }
+    assert.deepEqual(statuses, [201, 201, 201, 409]);
+    assert.equal((await listUser(frank)).filter((k) => k.revoked_at === null).length, MAX_KEYS + 1);
+  });
+});
+
 describe("e-mail addresses", () => {
   it("a non-ASCII e-mail is refused at creation (it could not travel in a header), nothing stored", async () => {
     const dave = user("dave");
