@@ -76,7 +76,7 @@ struct Entry {
     asked_at_ms: u64,
     /// This isolate revoked or rolled the key then: an answer to a call sent before is not
     /// installed (its tokens predate the change).
-    forgotten_at_ms: u64,
+    forgotten_at_ms: Option<u64>,
 }
 
 impl Entry {
@@ -210,7 +210,7 @@ impl LeaseTable {
     ) -> Hit {
         let e = self.entries.entry(key.to_owned()).or_default();
         e.asking = false;
-        if sent_ms <= e.forgotten_at_ms {
+        if e.forgotten_at_ms.is_some_and(|at| sent_ms <= at) {
             // Asked before this isolate revoked or rolled the key: its verdict still answers
             // the request that asked, but none of its tokens are kept.
             return answer.clone();
@@ -286,7 +286,7 @@ impl LeaseTable {
         self.entries.insert(
             key.to_owned(),
             Entry {
-                forgotten_at_ms: now_ms,
+                forgotten_at_ms: Some(now_ms),
                 ..Entry::default()
             },
         );
