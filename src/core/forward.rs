@@ -5,16 +5,11 @@ use super::error::Error;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-pub const HEADER_REQUEST_ID: &str = "x-request-id";
-pub const HEADER_KEY_ID: &str = "x-keygate-key-id";
-pub const HEADER_USER_ID: &str = "x-keygate-user-id";
-pub const HEADER_USER_EMAIL: &str = "x-keygate-user-email";
-pub const HEADER_WORKSPACE_ID: &str = "x-keygate-workspace-id";
-pub const HEADER_SIGNATURE: &str = "x-keygate-signature";
-/// The key's workspaces, comma-separated, or `*`: lets the origin scope what it lists (for
-/// example `GET /developers/workspaces/`) to what the key may see. Not covered by the
-/// signature, like the e-mail (see [`workspaces_header`]).
-pub const HEADER_WORKSPACES: &str = "x-keygate-workspaces";
+use super::names::{AUTHORIZATION, HOST};
+pub use super::names::{
+    HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID,
+    HEADER_WORKSPACES, HEADER_WORKSPACE_ID,
+};
 /// Every header with this prefix that a client sends is dropped, so identity can't be spoofed.
 const KEYGATE_HEADER_PREFIX: &str = "x-keygate-";
 
@@ -96,8 +91,8 @@ fn normalize_header_name(name: &str) -> String {
 /// Names are compared case-insensitively and with `_` read as `-`.
 pub fn drop_request_header(name: &str, connection_tokens: Option<&str>) -> bool {
     let name = normalize_header_name(name);
-    name == "authorization"
-        || name == "host"
+    name == AUTHORIZATION
+        || name == HOST
         || name == HEADER_REQUEST_ID
         || name.starts_with(KEYGATE_HEADER_PREFIX)
         || REROUTING.contains(&name.as_str())

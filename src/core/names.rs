@@ -19,11 +19,24 @@ pub const IDEMPOTENT_BODY_OMITTED: &str = "idempotent-body-omitted";
 /// The client's address as Cloudflare reports it (the only one the gateway trusts).
 pub const CLIENT_IP: &str = "cf-connecting-ip";
 
+// Headers the gateway adds for the origin (section 7); a client's own `X-Keygate-*` are dropped.
+pub const HEADER_REQUEST_ID: &str = "x-request-id";
+pub const HEADER_KEY_ID: &str = "x-keygate-key-id";
+pub const HEADER_USER_ID: &str = "x-keygate-user-id";
+pub const HEADER_USER_EMAIL: &str = "x-keygate-user-email";
+pub const HEADER_WORKSPACE_ID: &str = "x-keygate-workspace-id";
+pub const HEADER_SIGNATURE: &str = "x-keygate-signature";
+/// The key's workspaces, comma-separated, or `*`: lets the origin scope what it lists (for
+/// example `GET /developers/workspaces/`) to what the key may see. Not covered by the
+/// signature, like the e-mail (see `forward::workspaces_header`).
+pub const HEADER_WORKSPACES: &str = "x-keygate-workspaces";
+
 // Plain HTTP headers the gateway reads or sets.
 pub const CONTENT_TYPE: &str = "content-type";
 pub const CONTENT_LENGTH: &str = "content-length";
 pub const CACHE_CONTROL: &str = "cache-control";
 pub const CONNECTION: &str = "connection";
+pub const HOST: &str = "host";
 /// The media type of every JSON body the gateway writes.
 pub const JSON_TYPE: &str = "application/json";
 
