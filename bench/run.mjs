@@ -43,6 +43,8 @@ const RUNS = arg("runs", 3);
 const CONNECTIONS = arg("connections", 32);
 const THREADS = 2;
 const WARMUP_SECONDS = 2;
+/** API keys per trigger run: 1,000 idempotency records each, more than a run needs. */
+const TRIGGER_KEYS = 12;
 const ONLY = (() => {
   const i = process.argv.indexOf("--only");
   return i > 0 ? process.argv[i + 1].split(",") : null;
@@ -118,9 +120,9 @@ try {
     ["b2", "pass-through + one Durable Object call (exact floor)", (t) => wrk(passDo.url + jobs, null, {}, t)],
     ["c", "keygate, valid key, proxied GET (leases)", (t) => wrk(kg.url + jobs, "key.lua", { KEY: key }, t), kg],
     ["c0", "keygate, valid key, proxied GET, LEASE_MS=0", (t) => wrk(kg0.url + jobs, "key.lua", { KEY: key0 }, t), kg0],
-    // A fresh API key per run: a key holds at most 1,000 idempotency records (contract
-    // section 6), and a run makes more triggers than that.
-    ["d", "keygate, job trigger, distinct Idempotency-Keys", async (t) => wrk(kg.url + run, "run.lua", { KEY: await createKey(kg.url, adminToken), RUN_ID: randomBytes(6).toString("hex") }, t)],
+    // Fresh API keys per run, used in turn: a key holds at most 1,000 idempotency records
+    // (contract section 6), and a run makes more triggers than that.
+    ["d", "keygate, job trigger, distinct Idempotency-Keys", async (t) => wrk(kg.url + run, "run.lua", { KEYS: (await Promise.all(Array.from({ length: TRIGGER_KEYS }, () => createKey(kg.url, adminToken)))).join(","), RUN_ID: randomBytes(6).toString("hex") }, t)],
     ["e", "keygate, invalid keys, one client address", (t) => wrk(kg.url + jobs, "invalid.lua", {}, t)],
     ["b1", "pass-through Worker, one connection", (t) => wrk1(pass.url + jobs, null, {}, t)],
     ["c1", "keygate, valid key, proxied GET, one connection (leases)", (t) => wrk1(kg.url + jobs, "key.lua", { KEY: key }, t), kg],
