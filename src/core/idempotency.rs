@@ -9,6 +9,8 @@
 //! - an answer body is kept up to [`MAX_STORED_BODY_BYTES`]; a larger one is remembered by its
 //!   status and headers only, and replayed so with `Idempotent-Body-Omitted: true`;
 //! - expired records are swept [`SWEEP_PAGE_SIZE`] at a time, the next page soon after.
+//!
+//! Length: the decisions are about 300 lines; the rest is their unit tests.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

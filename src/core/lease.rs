@@ -344,6 +344,21 @@ mod tests {
         }
     }
 
+    /// The object's answer granting 10 tokens of a 600/60 key.
+    fn ten_tokens(remaining: u32, reset_secs: u64, expires_at: Option<i64>) -> Hit {
+        Hit::Counted {
+            decision: Decision {
+                allowed: true,
+                limit: 600,
+                remaining,
+                reset_secs,
+                retry_after_secs: 0,
+            },
+            expires_at,
+            granted: 10,
+        }
+    }
+
     fn allowed(h: &Hit) -> bool {
         matches!(h, Hit::Counted { decision, .. } if decision.allowed)
     }
@@ -454,17 +469,7 @@ mod tests {
     #[test]
     fn revoked_and_expired_answers_end_the_lease() {
         let mut t = LeaseTable::default();
-        let answer = Hit::Counted {
-            decision: Decision {
-                allowed: true,
-                limit: 600,
-                remaining: 590,
-                reset_secs: 1,
-                retry_after_secs: 0,
-            },
-            expires_at: Some(100),
-            granted: 10,
-        };
+        let answer = ten_tokens(590, 1, Some(100));
         assert_eq!(t.take("k", 0, LEASE, 10), Take::Ask { want: 1 });
         t.granted("k", &answer, 0, LEASE, true);
         assert!(
@@ -507,17 +512,7 @@ mod tests {
     #[test]
     fn an_answer_to_a_call_sent_before_forget_brings_no_tokens() {
         let mut t = LeaseTable::default();
-        let answer = Hit::Counted {
-            decision: Decision {
-                allowed: true,
-                limit: 600,
-                remaining: 590,
-                reset_secs: 1,
-                retry_after_secs: 0,
-            },
-            expires_at: None,
-            granted: 10,
-        };
+        let answer = ten_tokens(590, 1, None);
         // A background renewal sent at 5, the key revoked here at 6, the answer arriving at 7.
         t.take("k", 5, LEASE, 10);
         t.forget("k", 6);
@@ -549,17 +544,7 @@ mod tests {
     #[test]
     fn a_lease_serves_until_its_deadline_then_asks_again() {
         let mut t = LeaseTable::default();
-        let answer = Hit::Counted {
-            decision: Decision {
-                allowed: true,
-                limit: 600,
-                remaining: 500,
-                reset_secs: 10,
-                retry_after_secs: 0,
-            },
-            expires_at: None,
-            granted: 10,
-        };
+        let answer = ten_tokens(500, 10, None);
         t.take("k", 0, LEASE, 10);
         t.granted("k", &answer, 0, LEASE, true);
         // The object is now unreachable: the lease still serves until its deadline...
