@@ -6,6 +6,7 @@
 //! Length: the path rules and the route table are about 260 lines; the rest is their unit tests.
 
 use super::error::Error;
+use super::permission::{PERM_JOBS_RUN, PERM_WORKSPACES_READ};
 
 pub const PREFIX_DEVELOPERS: &str = "/developers/workspaces";
 pub const PATH_HEALTH: &str = "/healthz";
@@ -212,7 +213,7 @@ fn resolve_developers<'a>(method: &str, rest: &'a str) -> Result<Forward<'a>, Er
     let read_only = |workspace| {
         if is_read(method) {
             Ok(Forward {
-                permission: "workspaces:read",
+                permission: PERM_WORKSPACES_READ,
                 workspace,
                 job_run: false,
             })
@@ -243,7 +244,7 @@ fn resolve_developers<'a>(method: &str, rest: &'a str) -> Result<Forward<'a>, Er
     }
     if resource == "jobs" && method == "POST" && is_run_like(after_resource) {
         return Ok(Forward {
-            permission: "jobs:run",
+            permission: PERM_JOBS_RUN,
             workspace: Some(ws),
             job_run: true,
         });

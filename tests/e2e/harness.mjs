@@ -174,12 +174,7 @@ export async function call(gw, method, path, { key, admin, auth, body, headers =
   }
   const r = await fetch(gw.url + path, { method, headers: h, body: payload, redirect: "manual" });
   const text = await r.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
+  const json = parseJson(text);
   if (json && typeof json.key === "string") gw.issuedKeys.push(json.key);
   return { status: r.status, headers: r.headers, text, json };
 }
@@ -337,11 +332,22 @@ export async function replayTo(url, record) {
     redirect: "manual",
   });
   const text = await r.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = undefined;
-  }
+  const json = parseJson(text);
   return { status: r.status, json, text };
+}
+
+/** Asserts that an error body carries no internal string (stack, runtime error, Rust value). */
+export function noInternals(assert, r) {
+  for (const needle of ["panicked", "RuntimeError", "unreachable", "Error:", "at ", "stack", "JsValue"]) {
+    assert.ok(!r.text.includes(needle), `error body leaks "${needle}": ${r.text}`);
+  }
+}
+
+/** The body as JSON, or undefined when it is not JSON. */
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
