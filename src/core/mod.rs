@@ -6,6 +6,7 @@
 //! - [`cache`]: the in-isolate cache of key records.
 //! - [`config`]: vars and their defaults.
 //! - [`error`]: the one error type and its JSON body.
+//! - [`events`]: one change to a key, rendered as an audit entry and a webhook event.
 //! - [`forward`]: headers to and from the origin, the identity signature, request ids.
 //! - [`hotpath`]: one proxied request's decisions without I/O, for the CPU benchmarks.
 //! - [`idempotency`]: the job trigger's idempotency records: decisions, bounds, clean-up.
@@ -28,6 +29,7 @@ pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod forward;
 pub mod hotpath;
 pub mod idempotency;

@@ -7,8 +7,9 @@ use serde::Serialize;
 use worker::{Request, Response};
 
 use super::http::{json, random, read_body};
-use super::{key_client, lease, store, Ctx, Reply};
+use super::{audit, key_client, lease, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
+use crate::core::events::{Change, ChangeKind};
 use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
 };
@@ -103,6 +104,13 @@ async fn create(
     let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user).await?;
     access::may_add_key(live, ctx.config.max_keys_per_user)?;
     let (key, _, record) = mint(ctx, new).await?;
+    let change = Change::new(
+        ChangeKind::Created,
+        audit::actor(caller),
+        &record.user_id,
+        Some(&record.id),
+    );
+    audit::record(ctx, change.with_details(details(&record))).await?;
     Ok(issued(&key, &record)?.into())
 }
 
@@ -144,7 +152,8 @@ async fn get(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
 async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
     let (hash, mut record) = load(ctx, id, caller).await?;
     // Revoking twice is not an error, and keeps the first revocation time.
-    if record.revoked_at.is_none() {
+    let first = record.revoked_at.is_none();
+    if first {
         record.revoked_at = Some(format_time(ctx.now));
         store::put(ctx, &hash, &record).await?;
     }
@@ -156,6 +165,15 @@ async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error
     }
     // This isolate's lease of the key ends now; other isolates' within LEASE_MS.
     lease::forget(&record.id);
+    if first {
+        let change = Change::new(
+            ChangeKind::Revoked,
+            audit::actor(caller),
+            &record.user_id,
+            Some(&record.id),
+        );
+        audit::record(ctx, change).await?;
+    }
     let used = last_used(ctx, &record).await?;
     Ok(json(200, &record.summary(used.as_deref()))?.into())
 }
@@ -203,9 +221,37 @@ async fn roll(
         .await
         .err()
         .map(|_| "kv_write_after_roll");
+    let change = Change::new(
+        ChangeKind::Rolled,
+        audit::actor(caller),
+        &rolled.user_id,
+        Some(&rolled.id),
+    )
+    .with_details(serde_json::json!({
+        "new_key_id": new_record.id,
+        "old_expires_at": rolled.expires_at,
+        "old_revoked_at": rolled.revoked_at,
+    }));
+    // The roll has taken effect: a failure to record it is noted, not turned into an error
+    // that would make the caller roll again.
+    let note = match audit::record(ctx, change).await {
+        Ok(()) => note,
+        Err(_) => note.or(Some("audit_after_roll")),
+    };
     Ok(Reply {
         response: issued(&key, &new_record)?,
         note,
+    })
+}
+
+/// What an audit entry and event say about a key: its public fields, never the key or hash.
+fn details(record: &KeyRecord) -> serde_json::Value {
+    serde_json::json!({
+        "name": record.name,
+        "hint": record.hint,
+        "workspaces": record.workspaces,
+        "permissions": record.permissions,
+        "expires_at": record.expires_at,
     })
 }
 

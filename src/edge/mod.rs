@@ -8,8 +8,10 @@
 //! - [`lease`]: the isolate's leases of keys' allowances (no round trip on the hot path).
 //! - [`keys`]: `/v1/me` and `/v1/api-keys...`.
 //! - [`proxy`]: `/developers/...` forwarding to the origin.
+//! - [`audit`]: the one place a change is recorded (audit trail and webhook events).
 //! - [`http`]: responses, randomness, the clock.
 
+mod audit;
 mod http;
 mod key_client;
 mod key_object;
@@ -48,6 +50,8 @@ pub(crate) struct Ctx {
     pub request_id: String,
     /// Unix seconds, read once per request.
     pub now: i64,
+    /// `CF-Connecting-IP`, for the audit trail and IP allowlists.
+    pub client_ip: Option<String>,
 }
 
 impl Ctx {
@@ -58,6 +62,7 @@ impl Ctx {
             config: self.config.clone(),
             request_id: self.request_id.clone(),
             now: self.now,
+            client_ip: self.client_ip.clone(),
         }
     }
 
@@ -211,6 +216,7 @@ async fn handle(
         config,
         request_id: request_id.to_owned(),
         now: (Date::now().as_millis() / 1000) as i64,
+        client_ip: req.headers().get(CLIENT_IP).ok().flatten(),
     };
     let Some(need) = access::need(&route) else {
         return Outcome::of(

@@ -1,0 +1,233 @@
+//! What happened to a key, said once: every change (created, rolled, revoked, updated,
+//! disabled, enabled, reported leaked), every settings session opened and every lifecycle
+//! notice (expiring, expired, quota exhausted) is one [`Change`]. The audit trail
+//! (docs/CONTRACT.md section 12) and the webhook events (section 14) are both rendered from it,
+//! so they cannot disagree. A change never holds a key or a key hash.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::time::format_time;
+
+/// The kinds of change, with the event type each is published as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Created,
+    Rolled,
+    Revoked,
+    Updated,
+    Disabled,
+    Enabled,
+    Leaked,
+    /// The key expires in this many days (7 or 1): a warning from the Cron Trigger.
+    Expiring {
+        days: u32,
+    },
+    Expired,
+    QuotaExhausted,
+    SessionOpened,
+}
+
+impl ChangeKind {
+    /// The event type (`key.created`, ...) and audit action name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ChangeKind::Created => "key.created",
+            ChangeKind::Rolled => "key.rolled",
+            ChangeKind::Revoked => "key.revoked",
+            ChangeKind::Updated => "key.updated",
+            ChangeKind::Disabled => "key.disabled",
+            ChangeKind::Enabled => "key.enabled",
+            ChangeKind::Leaked => "key.leaked",
+            ChangeKind::Expiring { .. } => "key.expiring",
+            ChangeKind::Expired => "key.expired",
+            ChangeKind::QuotaExhausted => "quota.exhausted",
+            ChangeKind::SessionOpened => "settings_session.opened",
+        }
+    }
+}
+
+/// Who made a change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// The admin token.
+    Admin,
+    /// An API key (its id) acting on its user's keys.
+    Key(String),
+    /// A settings session of this user.
+    Session(String),
+    /// A GitHub secret scanning report, with the URL where the key was found.
+    LeakReport(String),
+    /// keygate itself (the Cron Trigger, a key's object).
+    System,
+}
+
+impl Actor {
+    fn to_json(&self) -> Value {
+        let (kind, field) = match self {
+            Actor::Admin => ("admin", None),
+            Actor::Key(id) => ("api_key", Some(("key_id", id))),
+            Actor::Session(user) => ("settings_session", Some(("user_id", user))),
+            Actor::LeakReport(url) => ("leak_report", Some(("url", url))),
+            Actor::System => ("system", None),
+        };
+        let mut m = Map::new();
+        m.insert("type".into(), Value::from(kind));
+        if let Some((k, v)) = field {
+            m.insert(k.into(), Value::from(v.as_str()));
+        }
+        Value::Object(m)
+    }
+}
+
+/// One change, with everything the audit trail and the event need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub kind: ChangeKind,
+    pub actor: Actor,
+    /// The user whose trail this belongs to.
+    pub user_id: String,
+    /// The key changed, if any (not for a settings session).
+    pub key_id: Option<String>,
+    /// Unix seconds.
+    pub at: i64,
+    pub request_id: String,
+    pub client_ip: Option<String>,
+    /// What changed, for people (a key's summary fields, a roll's new key id, ...). Never a
+    /// key, a hash or a session secret.
+    pub details: Value,
+    /// Set when the change must be published once however often it is noticed (an expiry
+    /// warning seen by every Cron run); otherwise the id is drawn from the request id.
+    pub dedup: Option<String>,
+}
+
+impl Change {
+    pub fn new(kind: ChangeKind, actor: Actor, user_id: &str, key_id: Option<&str>) -> Self {
+        Change {
+            kind,
+            actor,
+            user_id: user_id.to_owned(),
+            key_id: key_id.map(str::to_owned),
+            at: 0,
+            request_id: String::new(),
+            client_ip: None,
+            details: Value::Object(Map::new()),
+            dedup: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// The stable id of this change (`evt_` + 32 hex): the audit entry's and the webhook's
+    /// `webhook-id`, so a receiver can deduplicate redeliveries.
+    pub fn id(&self) -> String {
+        let mut h = Sha256::new();
+        let seed = match &self.dedup {
+            Some(d) => d.clone(),
+            None => format!(
+                "{}|{}|{}|{}",
+                self.request_id,
+                self.kind.name(),
+                self.key_id.as_deref().unwrap_or(""),
+                self.user_id
+            ),
+        };
+        h.update(seed.as_bytes());
+        format!("evt_{}", hex::encode(&h.finalize()[..16]))
+    }
+
+    /// The audit trail entry (section 12).
+    pub fn audit_entry(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("id".into(), Value::from(self.id()));
+        m.insert("action".into(), Value::from(self.kind.name()));
+        m.insert("at".into(), Value::from(format_time(self.at)));
+        m.insert("actor".into(), self.actor.to_json());
+        m.insert("user_id".into(), Value::from(self.user_id.as_str()));
+        m.insert("key_id".into(), opt(&self.key_id));
+        m.insert("request_id".into(), Value::from(self.request_id.as_str()));
+        m.insert("client_ip".into(), opt(&self.client_ip));
+        m.insert("details".into(), self.details.clone());
+        Value::Object(m)
+    }
+
+    /// The webhook event body (section 14): `{id, type, created_at, data}`.
+    pub fn event(&self) -> Event {
+        let mut data = Map::new();
+        data.insert("user_id".into(), Value::from(self.user_id.as_str()));
+        data.insert("key_id".into(), opt(&self.key_id));
+        data.insert("actor".into(), self.actor.to_json());
+        if let ChangeKind::Expiring { days } = self.kind {
+            data.insert("days".into(), Value::from(days));
+        }
+        if let Value::Object(d) = &self.details {
+            for (k, v) in d {
+                data.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        Event {
+            id: self.id(),
+            kind: self.kind.name(),
+            created_at: format_time(self.at),
+            data: Value::Object(data),
+        }
+    }
+}
+
+fn opt(s: &Option<String>) -> Value {
+    s.as_deref().map(Value::from).unwrap_or(Value::Null)
+}
+
+/// A webhook event as published.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub created_at: String,
+    pub data: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change() -> Change {
+        let mut c = Change::new(ChangeKind::Revoked, Actor::Admin, "u1", Some("key_1"));
+        c.at = 1_800_000_000;
+        c.request_id = "req-1".into();
+        c
+    }
+
+    #[test]
+    fn audit_entry_and_event_come_from_one_change() {
+        let c = change();
+        let a = c.audit_entry();
+        let e = c.event();
+        assert_eq!(a["id"], Value::from(e.id.clone()));
+        assert_eq!(a["action"], "key.revoked");
+        assert_eq!(e.kind, "key.revoked");
+        assert_eq!(a["actor"]["type"], "admin");
+        assert_eq!(e.data["key_id"], "key_1");
+    }
+
+    #[test]
+    fn ids_are_stable_and_distinct() {
+        let c = change();
+        assert_eq!(c.id(), change().id());
+        assert!(c.id().starts_with("evt_") && c.id().len() == 36);
+        let mut other = change();
+        other.kind = ChangeKind::Created;
+        assert_ne!(c.id(), other.id());
+        let mut d1 = change();
+        d1.dedup = Some("expiring:key_1:7:123".into());
+        let mut d2 = change();
+        d2.request_id = "another".into();
+        d2.dedup = d1.dedup.clone();
+        assert_eq!(d1.id(), d2.id());
+    }
+}
