@@ -12,15 +12,23 @@
 //! | missing / malformed credential | [`super::auth::parse_authorization`], [`credential`] |
 //! | unknown key | [`known`] |
 //! | revoked, expired (record, then object) | [`usable`], [`decide_key`] |
+//! | disabled (the key's object) | [`decide_key`] |
+//! | client IP outside `allowed_ips` (the record) | [`decide_key`], [`authorize`] |
 //! | workspace, permission, rate limit | [`decide_key`] |
+//! | job trigger over the quota (the key's object) | [`quota`] |
 //! | admin token | [`admin`] |
 //!
 //! Length: about half of this file is its unit tests, one per row of the auth table and per
 //! management rule, kept beside the function they prove so that a reader sees both at once.
 
+use std::net::IpAddr;
+
+use super::cidr;
 use super::error::Error;
 use super::keystate::Hit;
 use super::permission::{within, PERM_KEYS_READ, PERM_KEYS_WRITE};
+use super::policy::restrict_policy_to_creator;
+use super::quota::RunVerdict;
 use super::ratelimit::{Decision, RateLimit};
 use super::record::{KeyRecord, NewKey};
 use super::route::Route;
@@ -70,7 +78,9 @@ pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
             workspace: None,
         },
         Route::ListKeys | Route::GetKey(_) => manage(PERM_KEYS_READ),
-        Route::CreateKey | Route::RevokeKey(_) | Route::RollKey(_) => manage(PERM_KEYS_WRITE),
+        Route::CreateKey | Route::RevokeKey(_) | Route::RollKey(_) | Route::UpdateKey(_) => {
+            manage(PERM_KEYS_WRITE)
+        }
         Route::Forward(fwd) => Need {
             admin: false,
             permission: Some(fwd.permission),
@@ -114,14 +124,24 @@ pub fn usable(record: &KeyRecord, now: i64) -> Result<(), Error> {
 
 /// Every row after the key is known, in order: revoked and expired (the record's view, then
 /// the key object's, which also knows revocations and shortened expiries that a cached record
-/// does not), workspace, permission, rate limit.
-pub fn decide_key(record: &KeyRecord, now: i64, verdict: &Hit, need: &Need) -> Result<(), Error> {
+/// does not), disabled (the object's flag only: enabling must take effect as fast as
+/// disabling, and a cached record could hold either), the client IP (the record's
+/// `allowed_ips`, decided here with no storage read), workspace, permission, rate limit.
+pub fn decide_key(
+    record: &KeyRecord,
+    now: i64,
+    verdict: &Hit,
+    need: &Need,
+    client: Option<IpAddr>,
+) -> Result<(), Error> {
     usable(record, now)?;
     let decision = match verdict {
         Hit::Revoked => return Err(Error::RevokedApiKey),
         Hit::Expired => return Err(Error::ExpiredApiKey),
+        Hit::Disabled => return Err(Error::DisabledApiKey),
         Hit::Counted { decision, .. } => decision,
     };
+    from_allowed_ip(record, client)?;
     if let Some(ws) = need.workspace {
         if !record.covers_workspace(ws) {
             return Err(Error::WorkspaceForbidden);
@@ -140,6 +160,26 @@ pub fn decide_key(record: &KeyRecord, now: i64, verdict: &Hit, need: &Need) -> R
     Ok(())
 }
 
+/// The IP row: a key with `allowed_ips` is refused from any other address, and from a request
+/// whose client address is missing or unreadable (fail closed).
+pub fn from_allowed_ip(record: &KeyRecord, client: Option<IpAddr>) -> Result<(), Error> {
+    match &record.policy.allowed_ips {
+        Some(blocks) if !cidr::allowed(blocks, client) => Err(Error::IpNotAllowed),
+        _ => Ok(()),
+    }
+}
+
+/// The quota row, last: the key's object counted the job trigger's run, or refused it with the
+/// seconds to the end of the period.
+pub fn quota(run: Option<&RunVerdict>) -> Result<(), Error> {
+    match run {
+        Some(v) if !v.allowed => Err(Error::QuotaExceeded {
+            retry_after: v.retry_after_secs,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// The key's rate-limit decision, when its object counted the request (for `RateLimit-*`).
 pub fn counted(verdict: &Hit) -> Option<Decision> {
     match verdict {
@@ -156,9 +196,10 @@ pub fn object_expiry(verdict: &Hit) -> Option<i64> {
     }
 }
 
-/// The workspace and permission rows alone: what the job trigger checks before its one object
-/// call (which both counts the request and opens its idempotency record).
-pub fn authorize(record: &KeyRecord, need: &Need) -> Result<(), Error> {
+/// The IP, workspace and permission rows alone: what the job trigger checks before its one
+/// object call (which both counts the request and opens its idempotency record).
+pub fn authorize(record: &KeyRecord, need: &Need, client: Option<IpAddr>) -> Result<(), Error> {
+    from_allowed_ip(record, client)?;
     if need
         .workspace
         .is_some_and(|ws| !record.covers_workspace(ws))
@@ -178,9 +219,10 @@ pub fn refuse_after_count(
     now: i64,
     verdict: &Hit,
     need: &Need,
+    client: Option<IpAddr>,
     later: Error,
 ) -> Error {
-    match decide_key(record, now, verdict, need) {
+    match decide_key(record, now, verdict, need, client) {
         Err(earlier) => earlier,
         Ok(()) => later,
     }
@@ -248,6 +290,9 @@ pub fn rolled(old: &KeyRecord, object_expiry: Option<i64>) -> NewKey {
         permissions: old.permissions.clone(),
         expires_at: earliest(old.expires_at_secs(), object_expiry),
         rate_limit: old.rate_limit,
+        // Policies too, a suspension included (the new key's object is told before the key
+        // exists); `disabled_by` stays, so who may lift it does not change with a roll.
+        policy: old.policy.clone(),
     }
 }
 
@@ -270,7 +315,8 @@ pub fn default_rate(caller: &Caller<'_>, configured: RateLimit) -> RateLimit {
 
 /// The no-escalation rule: a key may mint keys (by create or roll) only for its own user, with
 /// its own e-mail (an omitted one inherits it), and with workspaces, permissions, expiry and rate
-/// limit no wider than its own. `creator_expiry` is the creator's expiry as its object knows it
+/// limit no wider than its own, and its `allowed_ips` and `quota` within its own (inherited
+/// when omitted, [`restrict_policy_to_creator`]). `creator_expiry` is the creator's expiry as its object knows it
 /// (a roll with grace shortens it there first); an omitted expiry inherits the earlier one.
 pub fn restrict_to_creator(
     creator: &KeyRecord,
@@ -308,6 +354,7 @@ pub fn restrict_to_creator(
             }
         }
     }
+    restrict_policy_to_creator(creator, new)?;
     // Last: a widening above is refused as such (403) before an e-mail mismatch (400).
     match (&new.email, &creator.email) {
         (None, _) => new.email = creator.email.clone(),
@@ -421,7 +468,7 @@ mod tests {
         assert_eq!(usable(&r, NOW + 20), Err(Error::RevokedApiKey));
         let n = need_of("GET", JOBS);
         assert_eq!(
-            decide_key(&r, NOW + 20, &counted(true), &n),
+            decide_key(&r, NOW + 20, &counted(true), &n, None),
             Err(Error::RevokedApiKey)
         );
     }
@@ -438,13 +485,91 @@ mod tests {
         let r = record(&["*"], &["*"], None);
         let n = need_of("GET", JOBS);
         assert_eq!(
-            decide_key(&r, NOW, &Hit::Revoked, &n),
+            decide_key(&r, NOW, &Hit::Revoked, &n, None),
             Err(Error::RevokedApiKey)
         );
         assert_eq!(
-            decide_key(&r, NOW, &Hit::Expired, &n),
+            decide_key(&r, NOW, &Hit::Expired, &n, None),
             Err(Error::ExpiredApiKey)
         );
+    }
+
+    fn ip(s: &str) -> Option<IpAddr> {
+        Some(s.parse().unwrap())
+    }
+
+    #[test]
+    fn row_disabled_api_key_after_revoked_and_expired_before_ip() {
+        let mut r = record(&["ws2"], &["*"], Some(NOW + 10));
+        r.policy.allowed_ips = Some(vec!["192.0.2.0/24".into()]);
+        let n = need_of("GET", JOBS);
+        // From a refused address and a forbidden workspace: disabled wins.
+        assert_eq!(
+            decide_key(&r, NOW, &Hit::Disabled, &n, ip("198.51.100.1")),
+            Err(Error::DisabledApiKey)
+        );
+        // Revoked and expired come first.
+        assert_eq!(
+            decide_key(&r, NOW + 10, &Hit::Disabled, &n, None),
+            Err(Error::ExpiredApiKey)
+        );
+        assert_eq!(
+            decide_key(&r, NOW, &Hit::Revoked, &n, None),
+            Err(Error::RevokedApiKey)
+        );
+        assert_eq!(Error::DisabledApiKey.status(), 401);
+    }
+
+    #[test]
+    fn row_ip_not_allowed_before_workspace() {
+        let mut r = record(&["ws2"], &["jobs:run"], None);
+        r.policy.allowed_ips = Some(vec!["192.0.2.0/24".into(), "2001:db8::/48".into()]);
+        let n = need_of("GET", JOBS);
+        for outside in [
+            None,
+            ip("198.51.100.1"),
+            ip("192.0.3.0"),
+            ip("2001:db8:1::1"),
+        ] {
+            assert_eq!(
+                decide_key(&r, NOW, &counted(false), &n, outside),
+                Err(Error::IpNotAllowed),
+                "{outside:?}"
+            );
+            assert_eq!(authorize(&r, &n, outside), Err(Error::IpNotAllowed));
+        }
+        // Inside, the next row speaks (the workspace), at both edges and over IPv6 and
+        // IPv4-mapped IPv6.
+        for inside in [
+            ip("192.0.2.0"),
+            ip("192.0.2.255"),
+            ip("::ffff:192.0.2.1"),
+            ip("2001:db8:0:ffff::1"),
+        ] {
+            assert_eq!(
+                decide_key(&r, NOW, &counted(false), &n, inside),
+                Err(Error::WorkspaceForbidden),
+                "{inside:?}"
+            );
+        }
+        // Without allowed_ips any address (or none) passes the row.
+        let open = record(&["ws1"], &["jobs:read"], None);
+        assert_eq!(decide_key(&open, NOW, &counted(true), &n, None), Ok(()));
+    }
+
+    #[test]
+    fn row_quota_exceeded_last() {
+        let run = |allowed| RunVerdict {
+            allowed,
+            used: 3,
+            retry_after_secs: 42,
+            exhausted: None,
+        };
+        assert_eq!(quota(None), Ok(()));
+        assert_eq!(quota(Some(&run(true))), Ok(()));
+        let e = quota(Some(&run(false))).unwrap_err();
+        assert_eq!(e, Error::QuotaExceeded { retry_after: 42 });
+        assert_eq!((e.status(), e.retry_after()), (429, Some(42)));
     }
 
     #[test]
@@ -452,10 +577,10 @@ mod tests {
         let r = record(&["ws2"], &["secrets:read"], None);
         let n = need_of("GET", JOBS);
         assert_eq!(
-            decide_key(&r, NOW, &counted(false), &n),
+            decide_key(&r, NOW, &counted(false), &n, None),
             Err(Error::WorkspaceForbidden)
         );
-        assert_eq!(authorize(&r, &n), Err(Error::WorkspaceForbidden));
+        assert_eq!(authorize(&r, &n, None), Err(Error::WorkspaceForbidden));
     }
 
     #[test]
@@ -463,12 +588,12 @@ mod tests {
         let r = record(&["ws1"], &["jobs:run"], None);
         let n = need_of("GET", JOBS);
         assert!(matches!(
-            decide_key(&r, NOW, &counted(false), &n),
+            decide_key(&r, NOW, &counted(false), &n, None),
             Err(Error::PermissionDenied(_))
         ));
         let n = need_of("POST", "/v1/api-keys");
         assert_eq!(
-            decide_key(&r, NOW, &counted(true), &n),
+            decide_key(&r, NOW, &counted(true), &n, None),
             Err(Error::PermissionDenied(
                 "This route needs the api_keys:write permission."
             ))
@@ -480,14 +605,14 @@ mod tests {
         let r = record(&["ws1"], &["jobs:read"], None);
         let n = need_of("GET", JOBS);
         assert_eq!(
-            decide_key(&r, NOW, &counted(false), &n),
+            decide_key(&r, NOW, &counted(false), &n, None),
             Err(Error::RateLimited { retry_after: 12 })
         );
-        assert_eq!(decide_key(&r, NOW, &counted(true), &n), Ok(()));
+        assert_eq!(decide_key(&r, NOW, &counted(true), &n, None), Ok(()));
         // `/v1/me` needs no permission but is still counted and limited.
         let me = need_of("GET", "/v1/me");
         assert_eq!(
-            decide_key(&r, NOW, &counted(false), &me),
+            decide_key(&r, NOW, &counted(false), &me, None),
             Err(Error::RateLimited { retry_after: 12 })
         );
     }
@@ -496,7 +621,7 @@ mod tests {
     fn wildcards_cover_every_workspace_and_permission() {
         let r = record(&["*"], &["*"], None);
         let n = need_of("DELETE", "/developers/workspaces/any/secrets/s1");
-        assert_eq!(decide_key(&r, NOW, &counted(true), &n), Ok(()));
+        assert_eq!(decide_key(&r, NOW, &counted(true), &n, None), Ok(()));
     }
 
     #[test]
@@ -505,18 +630,25 @@ mod tests {
         let n = need_of("POST", "/developers/workspaces/ws1/jobs/j/run/");
         // Over the limit: 429 wins over a body problem (its row comes later)...
         assert_eq!(
-            refuse_after_count(&r, NOW, &counted(false), &n, Error::PayloadTooLarge),
+            refuse_after_count(&r, NOW, &counted(false), &n, None, Error::PayloadTooLarge),
             Error::RateLimited { retry_after: 12 }
         );
         // ...and the body problem stands when the count allows the request.
         assert_eq!(
-            refuse_after_count(&r, NOW, &counted(true), &n, Error::PayloadTooLarge),
+            refuse_after_count(&r, NOW, &counted(true), &n, None, Error::PayloadTooLarge),
             Error::PayloadTooLarge
         );
         // A workspace refusal stands even over the limit (it comes first).
         let other = need_of("POST", "/developers/workspaces/ws2/jobs/j/run/");
         assert_eq!(
-            refuse_after_count(&r, NOW, &counted(false), &other, Error::WorkspaceForbidden),
+            refuse_after_count(
+                &r,
+                NOW,
+                &counted(false),
+                &other,
+                None,
+                Error::WorkspaceForbidden
+            ),
             Error::WorkspaceForbidden
         );
     }
@@ -579,6 +711,7 @@ mod tests {
         assert_eq!(new.permissions, old.permissions);
         assert_eq!(new.rate_limit, old.rate_limit);
         assert_eq!(new.expires_at, Some(NOW + 50));
+        assert_eq!(new.policy, old.policy);
         assert_eq!(rolled(&old, None).expires_at, Some(NOW + 100));
     }
 
@@ -594,6 +727,7 @@ mod tests {
                 requests: 10,
                 window_seconds: 60,
             },
+            policy: Default::default(),
         }
     }
 

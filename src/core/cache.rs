@@ -71,6 +71,7 @@ mod tests {
                 requests: 1,
                 window_seconds: 1,
             },
+            policy: Default::default(),
         }
         .into_record(id.into(), "kg_000000".into(), 0)
     }

@@ -25,12 +25,18 @@ pub enum Error {
     RevokedApiKey,
     /// 401 `expired_api_key`.
     ExpiredApiKey,
+    /// 401 `disabled_api_key`: suspended (docs/CONTRACT.md section 13).
+    DisabledApiKey,
+    /// 403 `ip_not_allowed`: the client address is outside the key's `allowed_ips`.
+    IpNotAllowed,
     /// 403 `workspace_forbidden`.
     WorkspaceForbidden,
     /// 403 `permission_denied`, with a sentence saying which permission or limit was missing.
     PermissionDenied(&'static str),
     /// 429 `rate_limited`, with `Retry-After`.
     RateLimited { retry_after: u64 },
+    /// 429 `quota_exceeded`, with `Retry-After` to the end of the quota's period.
+    QuotaExceeded { retry_after: u64 },
     /// 404 `not_found`.
     NotFound,
     /// 405 `method_not_allowed`, with the `Allow` header value.
@@ -80,14 +86,19 @@ impl Error {
         match self {
             Error::TooManyFailedAttempts { .. }
             | Error::RateLimited { .. }
+            | Error::QuotaExceeded { .. }
             | Error::TooManyIdempotencyKeys { .. } => 429,
             Error::MissingApiKey
             | Error::MalformedApiKey
             | Error::InvalidApiKey
             | Error::RevokedApiKey
             | Error::ExpiredApiKey
+            | Error::DisabledApiKey
             | Error::InvalidAdminToken => 401,
-            Error::WorkspaceForbidden | Error::PermissionDenied(_) | Error::AdminDisabled => 403,
+            Error::IpNotAllowed
+            | Error::WorkspaceForbidden
+            | Error::PermissionDenied(_)
+            | Error::AdminDisabled => 403,
             Error::NotFound => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::InvalidPath | Error::Validation(_) => 400,
@@ -109,6 +120,9 @@ impl Error {
             Error::InvalidApiKey => "invalid_api_key",
             Error::RevokedApiKey => "revoked_api_key",
             Error::ExpiredApiKey => "expired_api_key",
+            Error::DisabledApiKey => "disabled_api_key",
+            Error::IpNotAllowed => "ip_not_allowed",
+            Error::QuotaExceeded { .. } => "quota_exceeded",
             Error::WorkspaceForbidden => "workspace_forbidden",
             Error::PermissionDenied(_) => "permission_denied",
             Error::RateLimited { .. } => "rate_limited",
@@ -143,6 +157,11 @@ impl Error {
             Error::InvalidApiKey => "The API key is not valid.",
             Error::RevokedApiKey => "The API key has been revoked.",
             Error::ExpiredApiKey => "The API key has expired.",
+            Error::DisabledApiKey => "The API key is disabled.",
+            Error::IpNotAllowed => "The API key may not be used from this IP address.",
+            Error::QuotaExceeded { .. } => {
+                "The API key's job-run quota for this period is used up; retry after the period ends."
+            }
             Error::WorkspaceForbidden => "The API key does not grant access to this workspace.",
             Error::PermissionDenied(why) => why,
             Error::RateLimited { .. } => "The API key's rate limit is exceeded; retry later.",
@@ -192,6 +211,7 @@ impl Error {
         match self {
             Error::TooManyFailedAttempts { retry_after }
             | Error::RateLimited { retry_after }
+            | Error::QuotaExceeded { retry_after }
             | Error::TooManyIdempotencyKeys { retry_after } => Some((*retry_after).max(1)),
             Error::IdempotencyInProgress => Some(1),
             _ => None,

@@ -36,6 +36,7 @@ impl Fixture {
                 requests: 600,
                 window_seconds: 60,
             },
+            policy: Default::default(),
         }
         .into_record(
             "key_0123456789abcdef".into(),
@@ -108,7 +109,7 @@ pub fn one_request(f: &Fixture) -> usize {
         expires_at: None,
         granted: 1,
     };
-    if access::decide_key(&record, f.now, &verdict, &need).is_err() {
+    if access::decide_key(&record, f.now, &verdict, &need, None).is_err() {
         return 0;
     }
     let Route::Forward(fwd) = route else {

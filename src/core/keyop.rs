@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::error::Error;
 use super::idempotency::{frame, unframe, Begin, IdemRecord, StoredResponse};
 use super::keystate::Hit;
+use super::quota::{Quota, RunCount, RunVerdict};
 use super::ratelimit::RateLimit;
 
 /// One operation of the key's object.
@@ -28,16 +29,22 @@ pub enum Op {
     Revoke,
     Expire,
     Usage,
+    /// Suspend or resume the key (docs/CONTRACT.md section 13).
+    Disable,
+    /// Count a job trigger without an `Idempotency-Key` against its rate limit and quota.
+    Run,
 }
 
 impl Op {
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 8] = [
         Op::Hit,
         Op::HitBegin,
         Op::Complete,
         Op::Revoke,
         Op::Expire,
         Op::Usage,
+        Op::Disable,
+        Op::Run,
     ];
 
     /// The path of the operation in calls to the object (the only table of them).
@@ -49,6 +56,8 @@ impl Op {
             Op::Revoke => "/revoke",
             Op::Expire => "/expire",
             Op::Usage => "/usage",
+            Op::Disable => "/disable",
+            Op::Run => "/run",
         }
     }
 
@@ -130,6 +139,38 @@ impl Operation for Expire {
     type Answer = Ack;
 }
 
+/// Suspends (`true`) or resumes (`false`) the key; every request of it obeys the object's flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetDisabled {
+    pub disabled: bool,
+}
+impl Message for SetDisabled {}
+impl Operation for SetDisabled {
+    const OP: Op = Op::Disable;
+    type Answer = Ack;
+}
+
+/// A job trigger of a key with a quota and no `Idempotency-Key`: counted by the object (rate
+/// limit, then quota), never from a lease, so the quota is exact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    pub rate_limit: RateLimit,
+    pub quota: Quota,
+}
+impl Message for Run {}
+impl Operation for Run {
+    const OP: Op = Op::Run;
+    type Answer = Ran;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ran {
+    pub hit: Hit,
+    /// Present when the request was counted and allowed by its rate limit.
+    pub run: Option<RunVerdict>,
+}
+impl Message for Ran {}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageQuery {}
 impl Message for UsageQuery {}
@@ -148,6 +189,12 @@ pub struct Usage {
     /// Whether the object knows the key revoked (a location's KV record may not say so yet).
     #[serde(default)]
     pub revoked: bool,
+    /// Whether the object holds the key suspended (what requests obey).
+    #[serde(default)]
+    pub disabled: bool,
+    /// The quota's count (read against the record's quota, [`RunCount::used`]).
+    #[serde(default)]
+    pub runs: RunCount,
 }
 impl Message for Usage {}
 
@@ -159,6 +206,9 @@ pub struct HitBegin {
     pub fingerprint: String,
     /// How long this attempt holds its in-flight record.
     pub lease_ms: u64,
+    /// The key's quota: a new attempt (not a replay) counts one run against it.
+    #[serde(default)]
+    pub quota: Option<Quota>,
 }
 impl Message for HitBegin {}
 impl Operation for HitBegin {
@@ -174,6 +224,10 @@ pub struct HitBegun {
     /// With [`Begin::Full`]: seconds until the next clean-up of the key's records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_secs: Option<u64>,
+    /// With a quota: the run's count, when the attempt was new (a replay, a conflict or a
+    /// record in flight counts nothing). A refused run opened no record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunVerdict>,
 }
 impl Message for HitBegun {
     fn payload(&mut self) -> Option<&mut Vec<u8>> {
@@ -284,6 +338,7 @@ mod tests {
                 ),
             }),
             retry_after_secs: None,
+            run: None,
         };
         assert_eq!(
             decode::<HitBegun>(&encode(replay.clone()).unwrap()),

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::quota::{Quota, RunCount, RunVerdict};
 use super::ratelimit::{gcra_take, Decision, RateLimit};
 
 /// Rate limit, revocation, expiry override and last use of one key.
@@ -27,6 +28,12 @@ pub struct KeyState {
     /// in the same storage transaction as the record it counts.
     #[serde(default)]
     pub idem_records: u32,
+    /// Suspended (docs/CONTRACT.md section 13): refused like a revoked key, but reversible.
+    #[serde(default)]
+    pub disabled: bool,
+    /// Job triggers counted against the key's quota in its current period.
+    #[serde(default)]
+    pub runs: RunCount,
 }
 
 /// What the object answers for one authenticated request.
@@ -35,6 +42,8 @@ pub struct KeyState {
 pub enum Hit {
     Revoked,
     Expired,
+    /// Suspended: refused, and (unlike revoked or expired) only until enabled again.
+    Disabled,
     Counted {
         decision: Decision,
         /// The expiry this object knows (a roll with grace shortens it here first): what a key
@@ -69,6 +78,9 @@ impl KeyState {
                 return Hit::Expired;
             }
         }
+        if self.disabled {
+            return Hit::Disabled;
+        }
         if self.limit != Some(limit) {
             self.tat = 0;
             self.limit = Some(limit);
@@ -99,6 +111,11 @@ impl KeyState {
     /// Idempotency records deleted (forgotten or swept).
     pub fn records_removed(&mut self, n: u32) {
         self.idem_records = self.idem_records.saturating_sub(n);
+    }
+
+    /// Counts one job trigger against `quota` at `now` (unix seconds), or refuses it.
+    pub fn take_run(&mut self, quota: &Quota, now: i64) -> RunVerdict {
+        self.runs.take(quota, now)
     }
 
     /// Records an expiry; never extends one already known.
@@ -146,6 +163,35 @@ mod tests {
     }
 
     #[test]
+    fn disabled_refuses_until_enabled_and_after_revoked_and_expired() {
+        let mut s = KeyState {
+            disabled: true,
+            ..KeyState::default()
+        };
+        assert_eq!(s.hit(RL, 1_000), Hit::Disabled);
+        assert_eq!(s.tat, 0, "a disabled key takes nothing from its allowance");
+        s.expire_at(1);
+        assert_eq!(s.hit(RL, 1_000), Hit::Expired);
+        let mut s = KeyState {
+            disabled: true,
+            ..KeyState::default()
+        };
+        s.revoke("2026-01-01T00:00:00Z");
+        assert_eq!(s.hit(RL, 1_000), Hit::Revoked);
+        let mut s = KeyState {
+            disabled: true,
+            ..KeyState::default()
+        };
+        s.disabled = false;
+        assert!(matches!(s.hit(RL, 1_000), Hit::Counted { decision, .. } if decision.allowed));
+        // The answer travels as JSON in a header: the new outcome has its own tag.
+        assert_eq!(
+            serde_json::to_string(&Hit::Disabled).unwrap(),
+            r#"{"outcome":"disabled"}"#
+        );
+    }
+
+    #[test]
     fn refused_requests_do_not_update_last_use() {
         let mut s = KeyState::default();
         s.hit(RL, 1);
@@ -173,6 +219,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.idem_records, 0);
+        assert!(!s.disabled);
+        assert_eq!(s.runs, RunCount::default());
         s.records_removed(3);
         assert_eq!(s.idem_records, 0);
         s.record_added();

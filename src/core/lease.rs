@@ -68,6 +68,9 @@ struct Entry {
     refused_until_ms: u64,
     /// The object said revoked or expired: refused here for good.
     dead: Option<Hit>,
+    /// The object said disabled: refused here without asking until then (one lease period),
+    /// then asked again, so enabling the key is seen within the same bound as disabling it.
+    disabled_until_ms: u64,
     /// The key's expiry as its object knows it (unix seconds).
     expires_at: Option<i64>,
     /// One call to the object for this key is in flight from this isolate.
@@ -137,6 +140,12 @@ impl LeaseTable {
             e.batches.clear();
             return Take::Decided {
                 verdict: Hit::Expired,
+                renew: None,
+            };
+        }
+        if now_ms < e.disabled_until_ms {
+            return Take::Decided {
+                verdict: Hit::Disabled,
                 renew: None,
             };
         }
@@ -221,12 +230,18 @@ impl LeaseTable {
                 e.batches.clear();
                 return answer.clone();
             }
+            Hit::Disabled => {
+                e.batches.clear();
+                e.disabled_until_ms = sent_ms.saturating_add(lease_ms);
+                return answer.clone();
+            }
             Hit::Counted {
                 decision,
                 expires_at,
                 granted,
             } => (*decision, *expires_at, *granted),
         };
+        e.disabled_until_ms = 0;
         e.expires_at = expires_at;
         e.limit = decision.limit;
         e.reset_secs = decision.reset_secs;
@@ -497,6 +512,35 @@ mod tests {
         // The revoking isolate forgets at once: the next request asks the object.
         t.forget("k", 3);
         assert_eq!(t.take("k", 3, LEASE, 10), Take::Ask { want: 1 });
+    }
+
+    #[test]
+    fn disabled_is_refused_here_for_one_lease_period_then_asked_again() {
+        let mut t = LeaseTable::default();
+        assert!(matches!(t.take("k", 0, LEASE, 10), Take::Ask { .. }));
+        t.granted("k", &ten_tokens(50, 1, None), 0, LEASE, true);
+        // Disabled elsewhere: this isolate's lease serves until its deadline at most...
+        assert!(matches!(t.take("k", 10, LEASE, 10), Take::Decided { .. }));
+        // ...and the renewal's answer ends it at once.
+        t.granted("k", &Hit::Disabled, 20, LEASE, false);
+        for now in [20, 500, 1019] {
+            assert_eq!(
+                t.take("k", now, LEASE, 10),
+                Take::Decided {
+                    verdict: Hit::Disabled,
+                    renew: None
+                },
+                "at {now}"
+            );
+        }
+        // One lease period later it asks again; enabled, the key is served.
+        assert!(matches!(t.take("k", 1020, LEASE, 10), Take::Ask { .. }));
+        let served = t.granted("k", &ten_tokens(40, 1, None), 1020, LEASE, true);
+        assert!(allowed(&served));
+        assert!(matches!(
+            t.take("k", 1030, LEASE, 10),
+            Take::Decided { verdict, .. } if allowed(&verdict)
+        ));
     }
 
     #[test]

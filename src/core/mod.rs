@@ -3,6 +3,7 @@
 //!
 //! - [`access`]: who may do what, in the contract's order; the key-management rules.
 //! - [`auth`]: the `Authorization` header and the admin token comparison.
+//! - [`cidr`]: IP allowlists: CIDR blocks parsed, canonicalised, matched.
 //! - [`cache`]: the in-isolate cache of key records.
 //! - [`config`]: vars and their defaults.
 //! - [`error`]: the one error type and its JSON body.
@@ -17,6 +18,8 @@
 //! - [`log`]: the per-request log line.
 //! - [`names`]: header, binding and secret names.
 //! - [`permission`]: the permission vocabulary.
+//! - [`policy`]: key policies (section 13): their fields, `PATCH`, and never widening.
+//! - [`quota`]: job-trigger quotas: UTC calendar periods and the exact count.
 //! - [`ratelimit`]: `rate_limit` values and GCRA arithmetic.
 //! - [`record`]: the stored key model and its summary.
 //! - [`request`]: validation of key-management bodies and queries.
@@ -27,6 +30,7 @@
 pub mod access;
 pub mod auth;
 pub mod cache;
+pub mod cidr;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -40,6 +44,8 @@ pub mod lease;
 pub mod log;
 pub mod names;
 pub mod permission;
+pub mod policy;
+pub mod quota;
 pub mod ratelimit;
 pub mod record;
 pub mod request;

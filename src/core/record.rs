@@ -2,9 +2,11 @@
 //! makes to the old key (docs/CONTRACT.md sections 1 and 4).
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use super::error::Error;
 use super::permission::{covers, grants};
+use super::quota::Quota;
 use super::ratelimit::RateLimit;
 use super::time::{format_time, parse_time};
 
@@ -25,7 +27,35 @@ pub struct KeyRecord {
     pub created_at: String,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// The policies of docs/CONTRACT.md section 13; absent from records written before them.
+    #[serde(flatten)]
+    pub policy: Policy,
 }
+
+/// A key's policies (docs/CONTRACT.md section 13). Every field defaults, so records stored
+/// before policies existed still load, as keys without any.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Canonical CIDR blocks the key may be used from; `None`: any address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_ips: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Quota>,
+    /// Suspended. The key's object holds the flag that requests obey; this copy is for
+    /// summaries and the rules of `PATCH`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+    /// Who disabled it: `admin`, or the id of the key that did (only the admin lifts an
+    /// admin's suspension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_by: Option<String>,
+    /// The user's own JSON object (at most 1 KiB); returned in summaries, never forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Map<String, Value>>,
+}
+
+/// `disabled_by` of a suspension by the admin.
+pub const DISABLED_BY_ADMIN: &str = "admin";
 
 /// The public view of a key (never the key or its hash).
 #[derive(Debug, Serialize)]
@@ -42,6 +72,13 @@ pub struct Summary<'a> {
     pub expires_at: Option<&'a str>,
     pub revoked_at: Option<&'a str>,
     pub last_used_at: Option<&'a str>,
+    pub allowed_ips: Option<&'a [String]>,
+    pub quota: Option<Quota>,
+    /// Runs counted in the quota's current period (from the key's object); `None` without a
+    /// quota.
+    pub quota_used: Option<u32>,
+    pub disabled: bool,
+    pub metadata: Option<&'a Map<String, Value>>,
 }
 
 impl KeyRecord {
@@ -59,6 +96,11 @@ impl KeyRecord {
             expires_at: self.expires_at.as_deref(),
             revoked_at: self.revoked_at.as_deref(),
             last_used_at,
+            allowed_ips: self.policy.allowed_ips.as_deref(),
+            quota: self.policy.quota,
+            quota_used: self.policy.quota.map(|_| 0),
+            disabled: self.policy.disabled,
+            metadata: self.policy.metadata.as_ref(),
         }
     }
 
@@ -119,6 +161,7 @@ pub struct NewKey {
     pub permissions: Vec<String>,
     pub expires_at: Option<i64>,
     pub rate_limit: RateLimit,
+    pub policy: Policy,
 }
 
 impl NewKey {
@@ -136,6 +179,7 @@ impl NewKey {
             created_at: format_time(now),
             expires_at: self.expires_at.map(format_time),
             revoked_at: None,
+            policy: self.policy,
         }
     }
 }
@@ -175,6 +219,7 @@ pub(crate) mod tests {
             permissions: permissions.iter().map(|s| s.to_string()).collect(),
             expires_at: expires,
             rate_limit: DEFAULT,
+            policy: Policy::default(),
         }
         .into_record("key_0000000000000000".into(), "kg_000000".into(), NOW)
     }
@@ -199,6 +244,24 @@ pub(crate) mod tests {
             Some((NOW + KV_EXPIRY_AFTER_SECS) as u64),
             "a revoked key's tombstone leaves storage too"
         );
+    }
+
+    #[test]
+    fn records_stored_before_policies_still_load() {
+        let old = r#"{"id":"key_0000000000000000","user_id":"u","email":null,"name":"n",
+            "hint":"kg_000000","workspaces":["*"],"permissions":["*"],
+            "rate_limit":{"requests":600,"window_seconds":60},
+            "created_at":"2027-01-15T08:00:00Z","expires_at":null,"revoked_at":null}"#;
+        let r: KeyRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(r.policy, Policy::default());
+        // And a record without policies is written as before (no new fields).
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("allowed_ips") && !json.contains("disabled"));
+        let mut p = r.clone();
+        p.policy.disabled = true;
+        p.policy.allowed_ips = Some(vec!["10.0.0.0/8".into()]);
+        let back: KeyRecord = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use super::error::{Error, FieldErrors};
 use super::permission::{PERMISSIONS, WILDCARD};
+use super::policy::{parse_create_policy, POLICY_FIELDS};
 use super::ratelimit::{RateLimit, MAX_RATE_REQUESTS, MAX_RATE_WINDOW_SECS};
 use super::record::NewKey;
 use super::route::{is_workspace_id, MAX_WORKSPACE_LEN};
@@ -44,14 +45,14 @@ const CREATE_FIELDS: [&str; 7] = [
     "rate_limit",
 ];
 
-fn push(errors: &mut FieldErrors, field: &str, problem: &str) {
+pub(crate) fn push(errors: &mut FieldErrors, field: &str, problem: &str) {
     errors
         .entry(field.to_owned())
         .or_default()
         .push(problem.to_owned());
 }
 
-fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
+pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     let trimmed = body.iter().all(u8::is_ascii_whitespace);
     if trimmed {
         return Ok(Map::new());
@@ -86,7 +87,7 @@ pub fn parse_create(body: &[u8], now: i64, default_rate: RateLimit) -> Result<Ne
     let map = parse_object(body)?;
     let mut errors = FieldErrors::new();
     for k in map.keys() {
-        if !CREATE_FIELDS.contains(&k.as_str()) {
+        if !CREATE_FIELDS.contains(&k.as_str()) && !POLICY_FIELDS.contains(&k.as_str()) {
             push(&mut errors, k, "unknown field");
         }
     }
@@ -113,28 +114,9 @@ pub fn parse_create(body: &[u8], now: i64, default_rate: RateLimit) -> Result<Ne
             None
         }
     };
-    let name = match map.get("name") {
-        None | Some(Value::Null) => {
-            push(&mut errors, "name", "is required");
-            None
-        }
-        Some(Value::String(s))
-            if (1..=MAX_NAME_CHARS).contains(&s.chars().count())
-                && !s.chars().any(char::is_control)
-                && !s.trim().is_empty() =>
-        {
-            Some(s.clone())
-        }
-        Some(_) => {
-            push(
-                &mut errors,
-                "name",
-                &format!("must be 1-{MAX_NAME_CHARS} characters, without control characters"),
-            );
-            None
-        }
-    };
+    let name = parse_name(map.get("name"), &mut errors);
     let workspaces = parse_workspaces(map.get("workspaces"), &mut errors);
+    let policy = parse_create_policy(&map, &mut errors);
     let permissions = parse_permissions(map.get("permissions"), &mut errors);
     let expires_at = match map.get("expires_at") {
         None | Some(Value::Null) => None,
@@ -195,9 +177,35 @@ pub fn parse_create(body: &[u8], now: i64, default_rate: RateLimit) -> Result<Ne
                 permissions,
                 expires_at,
                 rate_limit,
+                policy,
             })
         }
         _ => Err(Error::Validation(errors)),
+    }
+}
+
+/// A key's `name`: required, 1-100 characters, no control characters, not blank.
+pub(crate) fn parse_name(v: Option<&Value>, errors: &mut FieldErrors) -> Option<String> {
+    match v {
+        None | Some(Value::Null) => {
+            push(errors, "name", "is required");
+            None
+        }
+        Some(Value::String(s))
+            if (1..=MAX_NAME_CHARS).contains(&s.chars().count())
+                && !s.chars().any(char::is_control)
+                && !s.trim().is_empty() =>
+        {
+            Some(s.clone())
+        }
+        Some(_) => {
+            push(
+                errors,
+                "name",
+                &format!("must be 1-{MAX_NAME_CHARS} characters, without control characters"),
+            );
+            None
+        }
     }
 }
 

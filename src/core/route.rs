@@ -142,6 +142,8 @@ pub enum Route<'a> {
     GetKey(&'a str),
     RevokeKey(&'a str),
     RollKey(&'a str),
+    /// `PATCH /v1/api-keys/{id}` (docs/CONTRACT.md section 13).
+    UpdateKey(&'a str),
     /// A `/developers/...` call for the origin.
     Forward(Forward<'a>),
 }
@@ -199,7 +201,8 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
                 None => match method {
                     "GET" | "HEAD" => Ok(Route::GetKey(rest)),
                     "DELETE" => Ok(Route::RevokeKey(rest)),
-                    _ => Err(Error::MethodNotAllowed("GET, HEAD, DELETE")),
+                    "PATCH" => Ok(Route::UpdateKey(rest)),
+                    _ => Err(Error::MethodNotAllowed("GET, HEAD, PATCH, DELETE")),
                 },
                 Some((id, "roll")) => only(&["POST"], "POST", Route::RollKey(id)),
                 Some(_) => Err(Error::NotFound),
@@ -508,6 +511,10 @@ mod tests {
         assert_eq!(
             resolve("DELETE", "/v1/api-keys/key_1"),
             Ok(Route::RevokeKey("key_1"))
+        );
+        assert_eq!(
+            resolve("PATCH", "/v1/api-keys/key_1"),
+            Ok(Route::UpdateKey("key_1"))
         );
         assert_eq!(
             resolve("POST", "/v1/api-keys/key_1/roll"),

@@ -8,11 +8,12 @@ use worker::{Method, Request, RequestInit, Stub};
 use super::Ctx;
 use crate::core::idempotency::{Begin, StoredResponse};
 use crate::core::keyop::{
-    decode, encode, hit_query, Complete, Expire, HitBegin, Op, Operation, Revoke, UsageQuery,
-    HIT_ANSWER_HEADER,
+    decode, encode, hit_query, Complete, Expire, HitBegin, Op, Operation, Revoke, Run, SetDisabled,
+    UsageQuery, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::Hit;
 use crate::core::names::KEY_STATE_BINDING;
+use crate::core::quota::RunVerdict;
 use crate::core::record::KeyRecord;
 use crate::core::Error;
 
@@ -89,20 +90,38 @@ pub async fn expire(ctx: &Ctx, key_id: &str, expires_at: i64) -> Result<(), Erro
     Ok(())
 }
 
+/// Suspends or resumes the key in its object, which every request of the key obeys.
+pub async fn set_disabled(ctx: &Ctx, key_id: &str, disabled: bool) -> Result<(), Error> {
+    call(ctx, key_id, SetDisabled { disabled }).await?;
+    Ok(())
+}
+
+/// Counts a job trigger of a key with a quota (no `Idempotency-Key`): the verdict, and the
+/// run's count when the rate limit allowed it.
+pub async fn run(ctx: &Ctx, record: &KeyRecord) -> Result<(Hit, Option<RunVerdict>), Error> {
+    let Some(quota) = record.policy.quota else {
+        return Ok((hit(ctx, record, 1).await?, None));
+    };
+    let rate_limit = record.rate_limit;
+    let ran = call(ctx, &record.id, Run { rate_limit, quota }).await?;
+    Ok((ran.hit, ran.run))
+}
+
 pub async fn usage(ctx: &Ctx, key_id: &str) -> Result<Usage, Error> {
     call(ctx, key_id, UsageQuery {}).await
 }
 
 /// Counts a job trigger and opens its idempotency record in one call. The decision on the
-/// record is `None` when the request was refused by its rate limit; a full key's refusal is
-/// already the error (with its Retry-After).
+/// record is `None` when the request was refused by its rate limit or its quota; a full key's
+/// refusal is already the error (with its Retry-After). With a quota, a new attempt's run comes
+/// back too.
 pub async fn hit_and_begin(
     ctx: &Ctx,
     record: &KeyRecord,
     slot: &str,
     fingerprint: &str,
     lease_ms: u64,
-) -> Result<(Hit, Option<Result<Begin, Error>>), Error> {
+) -> Result<(Hit, Option<Result<Begin, Error>>, Option<RunVerdict>), Error> {
     let answer = call(
         ctx,
         &record.id,
@@ -111,6 +130,7 @@ pub async fn hit_and_begin(
             slot: slot.to_owned(),
             fingerprint: fingerprint.to_owned(),
             lease_ms,
+            quota: record.policy.quota,
         },
     )
     .await?;
@@ -120,7 +140,7 @@ pub async fn hit_and_begin(
         }),
         other => Ok(other),
     });
-    Ok((answer.hit, begun))
+    Ok((answer.hit, begun, answer.run))
 }
 
 /// Finishes attempt `attempt`: `answer` to remember, `None` to forget it.

@@ -22,8 +22,8 @@ use crate::core::idempotency::{
     IdemRecord, SLOT_PREFIX, SWEEP_INTERVAL_MS, SWEEP_PAGE_SIZE,
 };
 use crate::core::keyop::{
-    decode, encode, parse_hit_query, Ack, Complete, Expire, HitBegin, HitBegun, Message, Op,
-    Revoke, Usage, HIT_ANSWER_HEADER,
+    decode, encode, parse_hit_query, Ack, Complete, Expire, HitBegin, HitBegun, Message, Op, Ran,
+    Revoke, Run, SetDisabled, Usage, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::{Hit, KeyState};
 use crate::core::ratelimit::RateLimit;
@@ -134,6 +134,7 @@ impl KeyStateObject {
             hit,
             begin: None,
             retry_after_secs: None,
+            run: None,
         };
         if !matches!(&answer.hit, Hit::Counted { decision, .. } if decision.allowed) {
             return Ok(answer);
@@ -146,10 +147,24 @@ impl KeyStateObject {
         };
         let now = now_ms();
         let opening = begin(found, &q.fingerprint, now, q.lease_ms, s.idem_records);
+        // Only a new attempt counts against the quota: a replay, a conflict or an attempt in
+        // flight sends nothing to the origin. A refused run opens no record.
+        let mut counted_run = false;
+        if let (Begin::Proceed { .. }, Some(quota)) = (&opening.decision, &q.quota) {
+            let run = s.take_run(quota, (now / 1000) as i64);
+            answer.run = Some(run);
+            if !run.allowed {
+                return Ok(answer);
+            }
+            counted_run = true;
+        }
         if let Some(rec) = opening.store {
             self.idem_put(&q.slot, rec).await?;
             if opening.adds_record {
                 s.record_added();
+            }
+            // The record and its run are written without other I/O between: one commit.
+            if opening.adds_record || counted_run {
                 self.save(s.clone()).await?;
             }
             self.ensure_sweep(&s).await?;
@@ -160,6 +175,24 @@ impl KeyStateObject {
         }
         answer.begin = Some(opening.decision);
         Ok(answer)
+    }
+
+    /// A job trigger without an `Idempotency-Key` of a key with a quota: the rate limit, then
+    /// (if allowed) one run, written together.
+    async fn run(&self, q: Run) -> worker::Result<Ran> {
+        let mut s = self.load().await?;
+        let before = s.clone();
+        let hit = s.grant(q.rate_limit, 1, now_ms());
+        let run = match &hit {
+            Hit::Counted { decision, .. } if decision.allowed => {
+                Some(s.take_run(&q.quota, (now_ms() / 1000) as i64))
+            }
+            _ => None,
+        };
+        if s != before {
+            self.save(s).await?;
+        }
+        Ok(Ran { hit, run })
     }
 
     async fn complete(&self, q: Complete) -> worker::Result<Ack> {
@@ -225,8 +258,20 @@ impl KeyStateObject {
                     last_used_ms: s.last_used_ms,
                     expires_at: s.expires_at,
                     revoked: s.revoked_at.is_some(),
+                    disabled: s.disabled,
+                    runs: s.runs,
                 })
             }
+            Op::Disable => {
+                let q: SetDisabled = question(&bytes)?;
+                let mut s = self.load().await?;
+                if s.disabled != q.disabled {
+                    s.disabled = q.disabled;
+                    self.save(s).await?;
+                }
+                answer(Ack {})
+            }
+            Op::Run => answer(self.run(question(&bytes)?).await?),
         }
     }
 

@@ -14,7 +14,8 @@ use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
 };
 use crate::core::names::CACHE_CONTROL;
-use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey, Summary};
+use crate::core::policy::{apply_update, changeable, parse_patch};
+use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey, DISABLED_BY_ADMIN};
 use crate::core::request::{parse_create, parse_list_query, parse_roll};
 use crate::core::route::Route;
 use crate::core::time::format_time;
@@ -26,18 +27,25 @@ const MAX_JSON_BODY_BYTES: u64 = 64 * 1024;
 #[derive(Serialize)]
 struct WithKey<'a> {
     #[serde(flatten)]
-    summary: Summary<'a>,
+    summary: crate::core::record::Summary<'a>,
     /// The plaintext key: in this response only, never stored or shown again.
     key: &'a str,
 }
 
-pub fn me(ctx: &Ctx, record: &KeyRecord) -> Result<Response, Error> {
-    // The key's object has just recorded this very request as its last use.
+pub async fn me(ctx: &Ctx, record: &KeyRecord) -> Result<Response, Error> {
+    // The key's object has just recorded this very request as its last use, and allowed it
+    // (so it is not disabled); only a quota's count needs asking for.
     let now = format_time(ctx.now);
+    let mut summary = record.summary(Some(&now));
+    summary.disabled = false;
+    if let Some(quota) = record.policy.quota {
+        let usage = key_client::usage(ctx, &record.id).await?;
+        summary.quota_used = Some(usage.runs.used(&quota, ctx.now));
+    }
     json(
         200,
         &serde_json::json!({
-            "key": record.summary(Some(&now)),
+            "key": summary,
             "user": {"id": record.user_id, "email": record.email},
         }),
     )
@@ -59,17 +67,22 @@ pub async fn manage(
         Route::GetKey(id) => get(ctx, id, caller).await,
         Route::RevokeKey(id) => revoke(ctx, id, caller).await,
         Route::RollKey(id) => roll(ctx, req, id, caller, caller_expiry).await,
+        Route::UpdateKey(id) => update(ctx, req, id, caller).await,
         // Not a management route: `access::need` sends no other route here.
         _ => Err(Error::NotFound),
     }
 }
 
 /// A new key's plaintext, its hash and its record, stored. The plaintext exists only in the
-/// response built by [`issued`].
+/// response built by [`issued`]. A key created disabled is disabled in its object before its
+/// record exists, so it is never usable in between.
 async fn mint(ctx: &Ctx, new: NewKey) -> Result<(String, String, KeyRecord), Error> {
     let prefix = &ctx.config.key_prefix;
     let key = format_key(prefix, &random::<KEY_BODY_BYTES>()?);
     let id = format_key_id(&random::<KEY_ID_BYTES>()?);
+    if new.policy.disabled {
+        key_client::set_disabled(ctx, &id, true).await?;
+    }
     let record = new.into_record(id, hint(prefix, &key), ctx.now);
     let hash = hash_key(&key);
     store::put(ctx, &hash, &record).await?;
@@ -101,6 +114,9 @@ async fn create(
     if let Some(creator) = caller.key() {
         access::restrict_to_creator(creator, caller_expiry, &mut new)?;
     }
+    if new.policy.disabled {
+        new.policy.disabled_by = Some(disabled_by(caller));
+    }
     let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user).await?;
     access::may_add_key(live, ctx.config.max_keys_per_user)?;
     let (key, _, record) = mint(ctx, new).await?;
@@ -118,13 +134,8 @@ async fn list(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Rep
     let q = parse_list_query(query)?;
     let user_id = access::list_user(caller, q.user_id)?;
     let (records, next) = store::list_user(ctx, &user_id, q.limit, q.cursor).await?;
-    let used = join_all(records.iter().map(|r| last_used(ctx, r))).await;
-    let used: Vec<Option<String>> = used.into_iter().collect::<Result<_, _>>()?;
-    let results: Vec<Summary> = records
-        .iter()
-        .zip(used.iter())
-        .map(|(r, u)| r.summary(u.as_deref()))
-        .collect();
+    let results = join_all(records.iter().map(|r| summary(ctx, r))).await;
+    let results: Vec<serde_json::Value> = results.into_iter().collect::<Result<_, _>>()?;
     Ok(json(
         200,
         &serde_json::json!({"results": results, "next_cursor": next}),
@@ -145,8 +156,7 @@ async fn load(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<(String, KeyRe
 
 async fn get(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
     let (_, record) = load(ctx, id, caller).await?;
-    let used = last_used(ctx, &record).await?;
-    Ok(json(200, &record.summary(used.as_deref()))?.into())
+    Ok(json(200, &summary(ctx, &record).await?)?.into())
 }
 
 async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
@@ -174,8 +184,64 @@ async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error
         );
         audit::record(ctx, change).await?;
     }
-    let used = last_used(ctx, &record).await?;
-    Ok(json(200, &record.summary(used.as_deref()))?.into())
+    Ok(json(200, &summary(ctx, &record).await?)?.into())
+}
+
+/// `PATCH`: the rules are [`apply_update`]'s. What requests obey goes to the key's object
+/// first (a shortened expiry, a suspension), so it holds everywhere within the lease bound
+/// even if the record's write then fails (a retry repairs it); then the record, whose
+/// `allowed_ips` other locations see once their cached copy lapses (`KV_CACHE_TTL`).
+async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
+    let patch = parse_patch(&read_body(req, MAX_JSON_BODY_BYTES).await?, ctx.now)?;
+    let (hash, mut target) = load(ctx, id, caller).await?;
+    let usage = key_client::usage(ctx, &target.id).await?;
+    changeable(&target, usage.revoked, usage.expires_at, ctx.now)?;
+    // The object's flag is what requests obey; the record's copy may lag behind it.
+    target.policy.disabled = usage.disabled;
+    let expiry_before = target.expires_at.clone();
+    let applied = apply_update(&target, usage.expires_at, patch, caller)?;
+    let record = applied.record;
+    if record.expires_at != expiry_before {
+        if let Some(t) = record.expires_at_secs() {
+            key_client::expire(ctx, &record.id, t).await?;
+        }
+    }
+    if let Some(disabled) = applied.disabled {
+        key_client::set_disabled(ctx, &record.id, disabled).await?;
+    }
+    store::put(ctx, &hash, &record).await?;
+    // This isolate's lease of the key ends now; other isolates' within LEASE_MS.
+    lease::forget(&record.id);
+    let actor = audit::actor(caller);
+    let mut updated = applied.changed;
+    updated.remove("disabled");
+    if !updated.is_empty() {
+        let change = Change::new(
+            ChangeKind::Updated,
+            actor.clone(),
+            &record.user_id,
+            Some(&record.id),
+        );
+        audit::record(ctx, change.with_details(updated.into())).await?;
+    }
+    if let Some(disabled) = applied.disabled {
+        let kind = if disabled {
+            ChangeKind::Disabled
+        } else {
+            ChangeKind::Enabled
+        };
+        let change = Change::new(kind, actor, &record.user_id, Some(&record.id));
+        audit::record(ctx, change).await?;
+    }
+    Ok(json(200, &summary(ctx, &record).await?)?.into())
+}
+
+/// `disabled_by` for a suspension by `caller`.
+fn disabled_by(caller: &Caller<'_>) -> String {
+    match caller.key() {
+        None => DISABLED_BY_ADMIN.to_owned(),
+        Some(k) => k.id.clone(),
+    }
 }
 
 /// A roll changes nothing unless it completes: the new key is stored first (unusable, since
@@ -252,11 +318,19 @@ fn details(record: &KeyRecord) -> serde_json::Value {
         "workspaces": record.workspaces,
         "permissions": record.permissions,
         "expires_at": record.expires_at,
+        "allowed_ips": record.policy.allowed_ips,
+        "quota": record.policy.quota,
+        "disabled": record.policy.disabled,
     })
 }
 
-/// `last_used_at` from the key's object (no KV write per request).
-async fn last_used(ctx: &Ctx, record: &KeyRecord) -> Result<Option<String>, Error> {
+/// A key's summary with what its object knows: `last_used_at` (no KV write per request),
+/// whether it is disabled, and its quota's count in the current period.
+async fn summary(ctx: &Ctx, record: &KeyRecord) -> Result<serde_json::Value, Error> {
     let usage = key_client::usage(ctx, &record.id).await?;
-    Ok(usage.last_used_ms.map(|ms| format_time((ms / 1000) as i64)))
+    let used = usage.last_used_ms.map(|ms| format_time((ms / 1000) as i64));
+    let mut summary = record.summary(used.as_deref());
+    summary.disabled = usage.disabled;
+    summary.quota_used = record.policy.quota.map(|q| usage.runs.used(&q, ctx.now));
+    serde_json::to_value(summary).map_err(|_| Error::Internal)
 }

@@ -27,6 +27,7 @@ use worker::{console_log, event, Context, Date, Env, Request, Response};
 
 use crate::core::access::{self, Caller, Need};
 use crate::core::auth::{parse_authorization, Credential};
+use crate::core::cidr;
 use crate::core::config::Config;
 use crate::core::forward::{accept_request_id, HEADER_REQUEST_ID};
 use crate::core::key::{check_key, hash_key};
@@ -64,6 +65,11 @@ impl Ctx {
             now: self.now,
             client_ip: self.client_ip.clone(),
         }
+    }
+
+    /// The client's address, for `allowed_ips`; `None` when absent or unreadable.
+    pub fn client_addr(&self) -> Option<std::net::IpAddr> {
+        cidr::client_ip(self.client_ip.as_deref())
     }
 
     /// The client-facing error of an internal failure, with the fixed `cause` the log shows.
@@ -295,6 +301,22 @@ async fn key_request(
             out.decision = decision;
             return out.with(result);
         }
+        if fwd.job_run && record.policy.quota.is_some() {
+            // A quota is exact: each trigger is counted by the key's object, not a lease.
+            let (verdict, run) = match key_client::run(ctx, &record).await {
+                Ok(answer) => answer,
+                Err(e) => return out.with(Err(e)),
+            };
+            out.decision = access::counted(&verdict);
+            let allowed = access::decide_key(&record, ctx.now, &verdict, need, ctx.client_addr())
+                .and_then(|()| access::quota(run.as_ref()));
+            let result = match allowed {
+                Ok(()) => proxy::forward(ctx, req, method, path, query, fwd, &record).await,
+                Err(e) => Err(e),
+            };
+            let note = proxy::quota_exhausted(ctx, &record, run.as_ref()).await;
+            return out.with(proxy::noted(result, note));
+        }
     }
     let verdict = match lease::decide(ctx, wctx, &record).await {
         Ok((verdict, path)) => {
@@ -304,11 +326,11 @@ async fn key_request(
         Err(e) => return out.with(Err(e)),
     };
     out.decision = access::counted(&verdict);
-    if let Err(e) = access::decide_key(&record, ctx.now, &verdict, need) {
+    if let Err(e) = access::decide_key(&record, ctx.now, &verdict, need, ctx.client_addr()) {
         return out.with(Err(e));
     }
     let result = match route {
-        Route::Me => keys::me(ctx, &record).map(Reply::from),
+        Route::Me => keys::me(ctx, &record).await.map(Reply::from),
         Route::Forward(fwd) => proxy::forward(ctx, req, method, path, query, fwd, &record).await,
         _ => {
             let expiry = access::object_expiry(&verdict);

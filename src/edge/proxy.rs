@@ -15,8 +15,9 @@ use worker::{
 };
 
 use super::http::read_body;
-use super::{key_client, Ctx, Reply};
+use super::{audit, key_client, Ctx, Reply};
 use crate::core::access::{self, Need};
+use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::forward::{
     body_fits, body_too_large, check_query, drop_request_header, drop_response_header,
     signature_header, workspaces_header, HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE,
@@ -30,9 +31,11 @@ use crate::core::names::{
     CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, IDEMPOTENCY_KEY, IDEMPOTENT_BODY_OMITTED,
     IDEMPOTENT_REPLAYED, JSON_TYPE, SIGNING_SECRET,
 };
+use crate::core::quota::RunVerdict;
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::Forward;
+use crate::core::time::format_time;
 use crate::core::Error;
 
 /// The `Idempotency-Key` of a job trigger, if it carries one (other routes ignore the header).
@@ -90,8 +93,9 @@ pub async fn trigger(
     record: &KeyRecord,
     idempotency_key: &str,
 ) -> (Option<Decision>, Result<Reply, Error>) {
+    let client = ctx.client_addr();
     let early = async {
-        access::authorize(record, need)?;
+        access::authorize(record, need, client)?;
         let call = prepare(ctx, req, method, path, query, need.workspace, record)?;
         check_idempotency_key(idempotency_key)?;
         // Buffered here (trigger bodies are small): the body is part of what "the same
@@ -106,7 +110,7 @@ pub async fn trigger(
             Ok(verdict) => (
                 access::counted(&verdict),
                 Err(access::refuse_after_count(
-                    record, ctx.now, &verdict, need, later,
+                    record, ctx.now, &verdict, need, client, later,
                 )),
             ),
         },
@@ -295,12 +299,15 @@ async fn idempotent(
     let fp = fingerprint(call.method, &call.path_and_query, &body);
     let slot = idempotency_slot(idempotency_key);
     let lease = in_flight_lease_ms(ctx.config.origin_timeout_ms);
-    let (verdict, begun) =
+    let (verdict, begun, run) =
         match key_client::hit_and_begin(ctx, call.record, &slot, &fp, lease).await {
             Ok(answer) => answer,
             Err(e) => return (None, Err(e)),
         };
-    let result = match access::decide_key(call.record, ctx.now, &verdict, need) {
+    let client = ctx.client_addr();
+    let allowed = access::decide_key(call.record, ctx.now, &verdict, need, client)
+        .and_then(|()| access::quota(run.as_ref()));
+    let result = match allowed {
         Err(e) => Err(e),
         // Allowed, so the object has opened (or found) the record, or refused a new one.
         Ok(()) => match begun {
@@ -308,7 +315,46 @@ async fn idempotent(
             None => Err(ctx.unavailable("durable_object")),
         },
     };
+    let result = noted(
+        result,
+        quota_exhausted(ctx, call.record, run.as_ref()).await,
+    );
     (access::counted(&verdict), result)
+}
+
+/// When `run` used the last of the key's quota, records [`ChangeKind::QuotaExhausted`], once
+/// per period (its dedup id is the key and the period's start). A failure to record it is only
+/// noted: the run itself has been counted and goes ahead.
+pub async fn quota_exhausted(
+    ctx: &Ctx,
+    record: &KeyRecord,
+    run: Option<&RunVerdict>,
+) -> Option<&'static str> {
+    let start = run?.exhausted?;
+    let quota = record.policy.quota?;
+    let mut change = Change::new(
+        ChangeKind::QuotaExhausted,
+        Actor::System,
+        &record.user_id,
+        Some(&record.id),
+    )
+    .with_details(serde_json::json!({
+        "quota": quota,
+        "period_start": format_time(start),
+    }));
+    change.dedup = Some(format!("quota:{}:{start}", record.id));
+    audit::record(ctx, change)
+        .await
+        .err()
+        .map(|_| "audit_quota_exhausted")
+}
+
+/// A successful reply carries `note` for the log line (an error's cause is its own).
+pub fn noted(result: Result<Reply, Error>, note: Option<&'static str>) -> Result<Reply, Error> {
+    result.map(|mut reply| {
+        reply.note = reply.note.or(note);
+        reply
+    })
 }
 
 /// Carries out what the object decided for an idempotent attempt.

@@ -1,0 +1,627 @@
+//! Key policies (docs/CONTRACT.md section 13): the fields `allowed_ips`, `quota`, `disabled`
+//! and `metadata` as create and `PATCH` bodies give them, and the rule that a key never widens
+//! another key (or itself) through `PATCH` nor mints a key wider than itself.
+//!
+//! Length: each field has its own validation and its own narrowing rule, and the last half of
+//! the file is their unit tests.
+
+use serde_json::{Map, Value};
+
+use super::access::{earliest, Caller};
+use super::cidr::{subset, Block};
+use super::error::{Error, FieldErrors};
+use super::quota::{Quota, MAX_QUOTA_RUNS};
+use super::record::{KeyRecord, NewKey, Policy, DISABLED_BY_ADMIN};
+use super::request::{parse_name, parse_object, push, MIN_EXPIRY_LEAD_SECS};
+use super::time::{format_time, parse_time};
+
+/// Most CIDR blocks in one `allowed_ips`.
+pub const MAX_ALLOWED_IPS: usize = 32;
+/// Largest `metadata`, as compact JSON: it rides in the KV record read on every request.
+pub const MAX_METADATA_BYTES: usize = 1024;
+
+/// The policy fields of a create body (and, with `name` and `expires_at`, of a `PATCH`).
+pub const POLICY_FIELDS: [&str; 4] = ["allowed_ips", "quota", "disabled", "metadata"];
+const PATCH_FIELDS: [&str; 6] = [
+    "name",
+    "expires_at",
+    "allowed_ips",
+    "quota",
+    "disabled",
+    "metadata",
+];
+
+fn parse_allowed_ips(v: &Value, errors: &mut FieldErrors) -> Option<Vec<String>> {
+    const FIELD: &str = "allowed_ips";
+    let Value::Array(items) = v else {
+        push(errors, FIELD, "must be a list of CIDR blocks, or null");
+        return None;
+    };
+    if items.is_empty() {
+        push(errors, FIELD, "must not be empty (null allows any address)");
+        return None;
+    }
+    if items.len() > MAX_ALLOWED_IPS {
+        push(
+            errors,
+            FIELD,
+            &format!("has more than {MAX_ALLOWED_IPS} entries"),
+        );
+        return None;
+    }
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        match item.as_str().and_then(Block::parse) {
+            Some(block) => {
+                let canonical = block.to_string();
+                if !out.contains(&canonical) {
+                    out.push(canonical);
+                }
+            }
+            None => {
+                push(
+                    errors,
+                    FIELD,
+                    &format!(
+                        "{} is not an IPv4 or IPv6 address or CIDR block",
+                        serde_json::to_string(item).unwrap_or_default()
+                    ),
+                );
+                return None;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn parse_quota(v: &Value, errors: &mut FieldErrors) -> Option<Quota> {
+    let rule = format!(
+        "must be {{\"runs\": 1-{MAX_QUOTA_RUNS}, \"period\": \"day\" or \"month\"}}, or null"
+    );
+    match serde_json::from_value::<Quota>(v.clone()) {
+        Ok(q) if (1..=MAX_QUOTA_RUNS).contains(&q.runs) => Some(q),
+        _ => {
+            push(errors, "quota", &rule);
+            None
+        }
+    }
+}
+
+fn parse_metadata(v: &Value, errors: &mut FieldErrors) -> Option<Map<String, Value>> {
+    match v {
+        Value::Object(m) if serde_json::to_vec(m).map_or(0, |b| b.len()) <= MAX_METADATA_BYTES => {
+            Some(m.clone())
+        }
+        Value::Object(_) => {
+            push(
+                errors,
+                "metadata",
+                &format!("must be at most {MAX_METADATA_BYTES} bytes as JSON"),
+            );
+            None
+        }
+        _ => {
+            push(errors, "metadata", "must be a JSON object, or null");
+            None
+        }
+    }
+}
+
+fn parse_disabled(v: &Value, errors: &mut FieldErrors) -> Option<bool> {
+    let b = v.as_bool();
+    if b.is_none() {
+        push(errors, "disabled", "must be true or false");
+    }
+    b
+}
+
+/// The policies of a create body (every field optional; `null` is absent). Problems go to
+/// `errors` under their field.
+pub fn parse_create_policy(map: &Map<String, Value>, errors: &mut FieldErrors) -> Policy {
+    let present = |k: &str| map.get(k).filter(|v| !v.is_null());
+    let disabled = present("disabled")
+        .and_then(|v| parse_disabled(v, errors))
+        .unwrap_or(false);
+    Policy {
+        allowed_ips: present("allowed_ips").and_then(|v| parse_allowed_ips(v, errors)),
+        quota: present("quota").and_then(|v| parse_quota(v, errors)),
+        disabled,
+        // Set by the glue from the caller when `disabled` is true.
+        disabled_by: None,
+        metadata: present("metadata").and_then(|v| parse_metadata(v, errors)),
+    }
+}
+
+/// A validated `PATCH` body. Outer `None`: the field was not sent (unchanged); inner `None`:
+/// sent as `null` (removed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Update {
+    pub name: Option<String>,
+    pub expires_at: Option<i64>,
+    pub allowed_ips: Option<Option<Vec<String>>>,
+    pub quota: Option<Option<Quota>>,
+    pub disabled: Option<bool>,
+    pub metadata: Option<Option<Map<String, Value>>>,
+}
+
+/// Validates a `PATCH` body: at least one field, no unknown ones, each by its rule. A past (or
+/// too near) expiry and a removed expiry are validation errors.
+pub fn parse_update(map: &Map<String, Value>, now: i64) -> Result<Update, Error> {
+    let mut errors = FieldErrors::new();
+    for k in map.keys() {
+        if !PATCH_FIELDS.contains(&k.as_str()) {
+            push(&mut errors, k, "unknown field");
+        }
+    }
+    if map.is_empty() {
+        push(
+            &mut errors,
+            "body",
+            "must name at least one of name, expires_at, allowed_ips, quota, disabled, metadata",
+        );
+    }
+    let mut u = Update::default();
+    if let Some(v) = map.get("name") {
+        u.name = parse_name(Some(v), &mut errors);
+    }
+    match map.get("expires_at") {
+        None => {}
+        Some(Value::Null) => push(&mut errors, "expires_at", "an expiry cannot be removed"),
+        Some(v) => match v.as_str().and_then(parse_time) {
+            Some(t) if t >= now + MIN_EXPIRY_LEAD_SECS => u.expires_at = Some(t),
+            Some(_) => push(
+                &mut errors,
+                "expires_at",
+                &format!("must be at least {MIN_EXPIRY_LEAD_SECS} seconds in the future"),
+            ),
+            None => push(&mut errors, "expires_at", "must be an RFC 3339 date-time"),
+        },
+    }
+    let nullable = |k: &str| map.get(k).map(|v| (!v.is_null()).then_some(v));
+    if let Some(v) = nullable("allowed_ips") {
+        u.allowed_ips = Some(v.and_then(|v| parse_allowed_ips(v, &mut errors)));
+    }
+    if let Some(v) = nullable("quota") {
+        u.quota = Some(v.and_then(|v| parse_quota(v, &mut errors)));
+    }
+    if let Some(v) = nullable("metadata") {
+        u.metadata = Some(v.and_then(|v| parse_metadata(v, &mut errors)));
+    }
+    if let Some(v) = map.get("disabled") {
+        u.disabled = parse_disabled(v, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(u)
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+/// A `PATCH` body as bytes: a JSON object (see [`parse_update`]).
+pub fn parse_patch(body: &[u8], now: i64) -> Result<Update, Error> {
+    parse_update(&parse_object(body)?, now)
+}
+
+/// A revoked or expired key (as the record or its object says) cannot be changed.
+pub fn changeable(
+    target: &KeyRecord,
+    object_revoked: bool,
+    object_expiry: Option<i64>,
+    now: i64,
+) -> Result<(), Error> {
+    let dead = object_revoked
+        || target.check_usable(now).is_err()
+        || object_expiry.is_some_and(|t| now >= t);
+    if dead {
+        Err(Error::field(
+            "id",
+            "a revoked or expired key cannot be changed",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// What a `PATCH` did: the new record, the changed fields with their new values (for the
+/// audit entry), and whether the key was disabled (`Some(true)`) or enabled (`Some(false)`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub record: KeyRecord,
+    pub changed: Map<String, Value>,
+    pub disabled: Option<bool>,
+}
+
+fn widening(what: &'static str) -> Error {
+    Error::PermissionDenied(what)
+}
+
+/// Applies `u` to `target` for `caller`. The admin may change anything; a key may only narrow:
+/// `allowed_ips` to blocks inside the current ones (removing the list widens), a lower `quota`
+/// of the same period (removing it widens), and `disabled: false` only for a key that a key,
+/// not the admin, disabled. An expiry is only ever shortened, by anyone (`object_expiry` is the
+/// key's expiry as its object knows it, which a roll with grace may have shortened).
+pub fn apply_update(
+    target: &KeyRecord,
+    object_expiry: Option<i64>,
+    u: Update,
+    caller: &Caller<'_>,
+) -> Result<Applied, Error> {
+    let admin = caller.key().is_none();
+    let mut r = target.clone();
+    let mut changed = Map::new();
+    let mut disabled = None;
+    if let Some(name) = u.name {
+        changed.insert("name".into(), Value::from(name.as_str()));
+        r.name = name;
+    }
+    if let Some(t) = u.expires_at {
+        if earliest(target.expires_at_secs(), object_expiry).is_some_and(|cur| t > cur) {
+            return Err(Error::field(
+                "expires_at",
+                "can only be shortened, never extended",
+            ));
+        }
+        r.expires_at = Some(format_time(t));
+        changed.insert("expires_at".into(), Value::from(format_time(t)));
+    }
+    if let Some(ips) = u.allowed_ips {
+        if !admin {
+            let narrower = match (&target.policy.allowed_ips, &ips) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(old), Some(new)) => subset(old, new),
+            };
+            if !narrower {
+                return Err(widening(
+                    "An API key may only narrow allowed_ips: every new block inside a current one.",
+                ));
+            }
+        }
+        changed.insert("allowed_ips".into(), serde_json::json!(ips));
+        r.policy.allowed_ips = ips;
+    }
+    if let Some(quota) = u.quota {
+        if !admin {
+            let lower = match (&target.policy.quota, &quota) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(old), Some(new)) => new.within(old),
+            };
+            if !lower {
+                return Err(widening(
+                    "An API key may only lower a quota, keeping its period.",
+                ));
+            }
+        }
+        changed.insert("quota".into(), serde_json::json!(quota));
+        r.policy.quota = quota;
+    }
+    if let Some(m) = u.metadata {
+        changed.insert("metadata".into(), serde_json::json!(m));
+        r.policy.metadata = m;
+    }
+    if let Some(d) = u.disabled {
+        if d && !target.policy.disabled {
+            r.policy.disabled = true;
+            r.policy.disabled_by = Some(match caller.key() {
+                None => DISABLED_BY_ADMIN.to_owned(),
+                Some(k) => k.id.clone(),
+            });
+            disabled = Some(true);
+        } else if !d && target.policy.disabled {
+            let by_admin = target.policy.disabled_by.as_deref() == Some(DISABLED_BY_ADMIN);
+            if by_admin && !admin {
+                return Err(widening(
+                    "Only the admin may enable a key that the admin disabled.",
+                ));
+            }
+            r.policy.disabled = false;
+            r.policy.disabled_by = None;
+            disabled = Some(false);
+        }
+        changed.insert("disabled".into(), Value::from(d));
+    }
+    Ok(Applied {
+        record: r,
+        changed,
+        disabled,
+    })
+}
+
+/// The policy half of the no-escalation rule: a key minted by a key is no wider than its
+/// creator. An omitted `allowed_ips` or `quota` inherits the creator's; a given one must lie
+/// within it. (A period other than the creator's could never be compared, so it is refused.)
+pub fn restrict_policy_to_creator(creator: &KeyRecord, new: &mut NewKey) -> Result<(), Error> {
+    if let Some(own) = &creator.policy.allowed_ips {
+        match &new.policy.allowed_ips {
+            None => new.policy.allowed_ips = Some(own.clone()),
+            Some(asked) if subset(own, asked) => {}
+            Some(_) => {
+                return Err(widening(
+                    "A new key's allowed_ips must lie within the creating key's.",
+                ))
+            }
+        }
+    }
+    if let Some(own) = creator.policy.quota {
+        match new.policy.quota {
+            None => new.policy.quota = Some(own),
+            Some(asked) if asked.within(&own) => {}
+            Some(_) => {
+                return Err(widening(
+                    "A new key's quota must have the creating key's period and no more runs.",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::quota::Period;
+    use crate::core::record::tests::{record, NOW};
+
+    fn map(json: &str) -> Map<String, Value> {
+        match serde_json::from_str(json).unwrap() {
+            Value::Object(m) => m,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn fields(e: Error) -> FieldErrors {
+        match e {
+            Error::Validation(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_policies_are_validated_and_canonicalised() {
+        let mut errors = FieldErrors::new();
+        let p = parse_create_policy(
+            &map(r#"{"allowed_ips":["10.1.2.3/8","2001:DB8::1","10.0.0.0/8"],
+                    "quota":{"runs":5,"period":"month"},"disabled":true,
+                    "metadata":{"team":"data"}}"#),
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            p.allowed_ips,
+            Some(vec!["10.0.0.0/8".into(), "2001:db8::1/128".into()])
+        );
+        assert_eq!(
+            p.quota,
+            Some(Quota {
+                runs: 5,
+                period: Period::Month
+            })
+        );
+        assert!(p.disabled);
+        assert_eq!(p.metadata.unwrap()["team"], "data");
+    }
+
+    #[test]
+    fn bad_policies_are_named_by_their_field() {
+        let too_many: Vec<String> = (0..=MAX_ALLOWED_IPS)
+            .map(|i| format!("10.0.0.{i}"))
+            .collect();
+        let big = "x".repeat(MAX_METADATA_BYTES);
+        for (body, field) in [
+            (
+                r#"{"allowed_ips":["10.0.0.0/33"]}"#.to_owned(),
+                "allowed_ips",
+            ),
+            (r#"{"allowed_ips":[]}"#.to_owned(), "allowed_ips"),
+            (r#"{"allowed_ips":"10.0.0.0/8"}"#.to_owned(), "allowed_ips"),
+            (
+                serde_json::json!({ "allowed_ips": too_many }).to_string(),
+                "allowed_ips",
+            ),
+            (r#"{"quota":{"runs":0,"period":"day"}}"#.to_owned(), "quota"),
+            (
+                r#"{"quota":{"runs":1,"period":"week"}}"#.to_owned(),
+                "quota",
+            ),
+            (
+                r#"{"quota":{"runs":1,"period":"day","x":1}}"#.to_owned(),
+                "quota",
+            ),
+            (r#"{"disabled":"yes"}"#.to_owned(), "disabled"),
+            (r#"{"metadata":[1]}"#.to_owned(), "metadata"),
+            (
+                serde_json::json!({ "metadata": {"a": big} }).to_string(),
+                "metadata",
+            ),
+        ] {
+            let mut errors = FieldErrors::new();
+            parse_create_policy(&map(&body), &mut errors);
+            assert!(errors.contains_key(field), "{body}: {errors:?}");
+        }
+        // Exactly 1 KiB is accepted.
+        let fits = "x".repeat(MAX_METADATA_BYTES - 8);
+        let mut errors = FieldErrors::new();
+        parse_create_policy(
+            &map(&serde_json::json!({ "metadata": {"a": fits} }).to_string()),
+            &mut errors,
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+
+    #[test]
+    fn patch_bodies() {
+        let u = parse_update(&map(r#"{"name":"x","allowed_ips":null,"quota":null}"#), NOW).unwrap();
+        assert_eq!(u.name.as_deref(), Some("x"));
+        assert_eq!(u.allowed_ips, Some(None));
+        assert_eq!(u.quota, Some(None));
+        assert_eq!(u.metadata, None);
+        assert!(fields(parse_update(&map("{}"), NOW).unwrap_err()).contains_key("body"));
+        assert!(
+            fields(parse_update(&map(r#"{"rate_limit":1}"#), NOW).unwrap_err())
+                .contains_key("rate_limit")
+        );
+        assert!(
+            fields(parse_update(&map(r#"{"expires_at":null}"#), NOW).unwrap_err())
+                .contains_key("expires_at")
+        );
+        let past = serde_json::json!({ "expires_at": format_time(NOW - 1) }).to_string();
+        assert!(fields(parse_update(&map(&past), NOW).unwrap_err()).contains_key("expires_at"));
+    }
+
+    fn limited() -> KeyRecord {
+        let mut r = record(&["*"], &["*"], Some(NOW + 1000));
+        r.policy.allowed_ips = Some(vec!["10.0.0.0/8".into()]);
+        r.policy.quota = Some(Quota {
+            runs: 10,
+            period: Period::Day,
+        });
+        r
+    }
+
+    fn patch(json: &str) -> Update {
+        parse_update(&map(json), NOW).unwrap()
+    }
+
+    #[test]
+    fn a_key_can_only_narrow() {
+        let target = limited();
+        let me = record(&["*"], &["api_keys:write"], None);
+        let key = Caller::Key(&me);
+        let ok = apply_update(
+            &target,
+            None,
+            patch(r#"{"allowed_ips":["10.1.0.0/16"],"quota":{"runs":3,"period":"day"}}"#),
+            &key,
+        )
+        .unwrap();
+        assert_eq!(
+            ok.record.policy.allowed_ips,
+            Some(vec!["10.1.0.0/16".into()])
+        );
+        assert_eq!(ok.changed["quota"]["runs"], 3);
+        for widen in [
+            r#"{"allowed_ips":null}"#,
+            r#"{"allowed_ips":["0.0.0.0/0"]}"#,
+            r#"{"allowed_ips":["10.0.0.0/8","192.0.2.1"]}"#,
+            r#"{"quota":null}"#,
+            r#"{"quota":{"runs":11,"period":"day"}}"#,
+            r#"{"quota":{"runs":1,"period":"month"}}"#,
+        ] {
+            assert!(
+                matches!(
+                    apply_update(&target, None, patch(widen), &key),
+                    Err(Error::PermissionDenied(_))
+                ),
+                "{widen}"
+            );
+            // The admin may widen anything.
+            assert!(apply_update(&target, None, patch(widen), &Caller::Admin).is_ok());
+        }
+        // A key without policies can be given some by a key (narrowing).
+        let open = record(&["*"], &["*"], None);
+        assert!(apply_update(&open, None, patch(r#"{"allowed_ips":["::1"]}"#), &key).is_ok());
+    }
+
+    #[test]
+    fn expiry_is_only_shortened() {
+        let target = limited();
+        let later = format!(r#"{{"expires_at":"{}"}}"#, format_time(NOW + 2000));
+        let sooner = format!(r#"{{"expires_at":"{}"}}"#, format_time(NOW + 500));
+        for caller in [Caller::Admin, Caller::Key(&target)] {
+            assert!(matches!(
+                apply_update(&target, None, patch(&later), &caller),
+                Err(Error::Validation(f)) if f.contains_key("expires_at")
+            ));
+            assert!(apply_update(&target, None, patch(&sooner), &caller).is_ok());
+        }
+        // The object's shorter expiry (a roll with grace) is the one to beat.
+        assert!(apply_update(&target, Some(NOW + 400), patch(&sooner), &Caller::Admin).is_err());
+        // A key without an expiry can get one.
+        let open = record(&["*"], &["*"], None);
+        assert!(apply_update(&open, None, patch(&later), &Caller::Key(&open)).is_ok());
+    }
+
+    #[test]
+    fn enabling_what_the_admin_disabled_takes_the_admin() {
+        let me = record(&["*"], &["api_keys:write"], None);
+        let key = Caller::Key(&me);
+        let target = limited();
+        let by_key = apply_update(&target, None, patch(r#"{"disabled":true}"#), &key).unwrap();
+        assert_eq!(by_key.disabled, Some(true));
+        assert_eq!(
+            by_key.record.policy.disabled_by.as_deref(),
+            Some(me.id.as_str())
+        );
+        let back =
+            apply_update(&by_key.record, None, patch(r#"{"disabled":false}"#), &key).unwrap();
+        assert_eq!(back.disabled, Some(false));
+        assert!(!back.record.policy.disabled);
+
+        let by_admin =
+            apply_update(&target, None, patch(r#"{"disabled":true}"#), &Caller::Admin).unwrap();
+        assert_eq!(by_admin.record.policy.disabled_by.as_deref(), Some("admin"));
+        assert!(matches!(
+            apply_update(&by_admin.record, None, patch(r#"{"disabled":false}"#), &key),
+            Err(Error::PermissionDenied(_))
+        ));
+        let admin_back = apply_update(
+            &by_admin.record,
+            None,
+            patch(r#"{"disabled":false}"#),
+            &Caller::Admin,
+        )
+        .unwrap();
+        assert_eq!(admin_back.disabled, Some(false));
+        // Disabling a disabled key changes nothing (and keeps who did it).
+        let again =
+            apply_update(&by_admin.record, None, patch(r#"{"disabled":true}"#), &key).unwrap();
+        assert_eq!(again.disabled, None);
+        assert_eq!(again.record.policy.disabled_by.as_deref(), Some("admin"));
+    }
+
+    fn child() -> NewKey {
+        NewKey {
+            user_id: "u".into(),
+            email: None,
+            name: "n".into(),
+            workspaces: vec!["*".into()],
+            permissions: vec!["*".into()],
+            expires_at: None,
+            rate_limit: crate::core::record::tests::DEFAULT,
+            policy: Policy::default(),
+        }
+    }
+
+    #[test]
+    fn minted_keys_inherit_or_narrow_the_creators_policies() {
+        let creator = limited();
+        let mut inherit = child();
+        restrict_policy_to_creator(&creator, &mut inherit).unwrap();
+        assert_eq!(inherit.policy.allowed_ips, creator.policy.allowed_ips);
+        assert_eq!(inherit.policy.quota, creator.policy.quota);
+
+        let mut narrower = child();
+        narrower.policy.allowed_ips = Some(vec!["10.9.9.9/32".into()]);
+        narrower.policy.quota = Some(Quota {
+            runs: 1,
+            period: Period::Day,
+        });
+        assert_eq!(restrict_policy_to_creator(&creator, &mut narrower), Ok(()));
+
+        let mut wider_ips = child();
+        wider_ips.policy.allowed_ips = Some(vec!["11.0.0.0/8".into()]);
+        assert!(restrict_policy_to_creator(&creator, &mut wider_ips).is_err());
+        let mut other_period = child();
+        other_period.policy.quota = Some(Quota {
+            runs: 1,
+            period: Period::Month,
+        });
+        assert!(restrict_policy_to_creator(&creator, &mut other_period).is_err());
+        // A creator without policies leaves the child's as asked.
+        let open = record(&["*"], &["*"], None);
+        let mut free = child();
+        restrict_policy_to_creator(&open, &mut free).unwrap();
+        assert_eq!(free.policy, Policy::default());
+    }
+}

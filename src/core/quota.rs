@@ -1,0 +1,208 @@
+//! Job-trigger quotas (docs/CONTRACT.md section 13): at most `runs` triggers per UTC calendar
+//! day or month, counted exactly by the key's object. This is the arithmetic: the periods and
+//! the count; the object ([`super::keystate`]) keeps the count, the glue carries it.
+
+use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Largest `runs` accepted (a trigger quota above this is no quota in practice).
+pub const MAX_QUOTA_RUNS: u32 = 100_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    Day,
+    Month,
+}
+
+/// A key's quota: at most `runs` job triggers per `period`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quota {
+    pub runs: u32,
+    pub period: Period,
+}
+
+impl Quota {
+    /// Whether `self` never allows more than `other` (same period, no more runs).
+    pub fn within(&self, other: &Quota) -> bool {
+        self.period == other.period && self.runs <= other.runs
+    }
+}
+
+fn midnight(date: NaiveDate) -> i64 {
+    date.and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc().timestamp())
+        .unwrap_or(i64::MAX)
+}
+
+fn date_of(now: i64) -> NaiveDate {
+    DateTime::<Utc>::from_timestamp(now, 0)
+        .unwrap_or_default()
+        .date_naive()
+}
+
+impl Period {
+    /// Unix seconds of the start of the period holding `now` (UTC midnight, or the first of
+    /// the month at midnight).
+    pub fn start(self, now: i64) -> i64 {
+        let d = date_of(now);
+        match self {
+            Period::Day => midnight(d),
+            Period::Month => midnight(d.with_day(1).unwrap_or(d)),
+        }
+    }
+
+    /// Unix seconds of the end of the period holding `now` (the next period's start).
+    pub fn end(self, now: i64) -> i64 {
+        let d = date_of(now);
+        let next = match self {
+            Period::Day => d.succ_opt(),
+            Period::Month => d
+                .with_day(1)
+                .and_then(|first| first.checked_add_months(Months::new(1))),
+        };
+        next.map_or(i64::MAX, midnight)
+    }
+}
+
+/// The count of one key's runs in its current period, as its object keeps it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCount {
+    /// The period the count belongs to (its start, unix seconds); another period starts at 0.
+    pub period: Option<Period>,
+    pub start: i64,
+    pub used: u32,
+}
+
+/// What the object answers about one trigger's run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunVerdict {
+    pub allowed: bool,
+    /// Runs counted in this period, this one included when allowed.
+    pub used: u32,
+    /// Seconds until the period ends (the `Retry-After` of a refusal).
+    pub retry_after_secs: u64,
+    /// Set on the one run that used the last of the quota: the period's start, so the
+    /// exhaustion is reported once per period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exhausted: Option<i64>,
+}
+
+impl RunCount {
+    /// Runs used under `quota` in the period holding `now` (0 once a new period began).
+    pub fn used(&self, quota: &Quota, now: i64) -> u32 {
+        if self.period == Some(quota.period) && self.start == quota.period.start(now) {
+            self.used
+        } else {
+            0
+        }
+    }
+
+    /// Counts one run under `quota` at `now`, or refuses it when the period's runs are spent.
+    pub fn take(&mut self, quota: &Quota, now: i64) -> RunVerdict {
+        let used = self.used(quota, now);
+        let retry_after_secs = (quota.period.end(now) - now).max(1) as u64;
+        if used >= quota.runs {
+            return RunVerdict {
+                allowed: false,
+                used,
+                retry_after_secs,
+                exhausted: None,
+            };
+        }
+        let start = quota.period.start(now);
+        *self = RunCount {
+            period: Some(quota.period),
+            start,
+            used: used + 1,
+        };
+        RunVerdict {
+            allowed: true,
+            used: used + 1,
+            retry_after_secs,
+            exhausted: (used + 1 == quota.runs).then_some(start),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::time::parse_time;
+
+    fn t(s: &str) -> i64 {
+        parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn utc_calendar_periods() {
+        let now = t("2026-02-28T23:59:59Z");
+        assert_eq!(Period::Day.start(now), t("2026-02-28T00:00:00Z"));
+        assert_eq!(Period::Day.end(now), t("2026-03-01T00:00:00Z"));
+        assert_eq!(Period::Month.start(now), t("2026-02-01T00:00:00Z"));
+        assert_eq!(Period::Month.end(now), t("2026-03-01T00:00:00Z"));
+        let dec = t("2026-12-31T12:00:00Z");
+        assert_eq!(Period::Month.end(dec), t("2027-01-01T00:00:00Z"));
+        let leap = t("2028-02-29T00:00:00Z");
+        assert_eq!(Period::Day.start(leap), leap, "midnight starts its own day");
+        assert_eq!(Period::Month.end(leap), t("2028-03-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn exactly_n_runs_then_refused_until_the_period_ends() {
+        let q = Quota {
+            runs: 3,
+            period: Period::Day,
+        };
+        let now = t("2026-05-05T23:59:00Z");
+        let mut c = RunCount::default();
+        let verdicts: Vec<RunVerdict> = (0..5).map(|_| c.take(&q, now)).collect();
+        assert_eq!(
+            verdicts.iter().filter(|v| v.allowed).count(),
+            3,
+            "N allowed, never N+1"
+        );
+        assert_eq!(verdicts[2].exhausted, Some(t("2026-05-05T00:00:00Z")));
+        assert_eq!(verdicts.iter().filter(|v| v.exhausted.is_some()).count(), 1);
+        assert!(!verdicts[3].allowed);
+        assert_eq!(verdicts[3].retry_after_secs, 60);
+        assert_eq!(c.used(&q, now), 3);
+        // A new day starts afresh.
+        let tomorrow = t("2026-05-06T00:00:00Z");
+        assert_eq!(c.used(&q, tomorrow), 0);
+        assert!(c.take(&q, tomorrow).allowed);
+    }
+
+    #[test]
+    fn a_changed_period_starts_afresh_and_a_lowered_quota_holds_at_once() {
+        let day = Quota {
+            runs: 5,
+            period: Period::Day,
+        };
+        // The first of the month: both periods start at the same second.
+        let now = t("2026-06-01T08:00:00Z");
+        let mut c = RunCount::default();
+        c.take(&day, now);
+        c.take(&day, now);
+        let month = Quota {
+            runs: 5,
+            period: Period::Month,
+        };
+        assert_eq!(c.used(&month, now), 0);
+        let lower = Quota {
+            runs: 2,
+            period: Period::Day,
+        };
+        assert!(!c.take(&lower, now).allowed);
+    }
+
+    #[test]
+    fn within_means_same_period_and_no_more_runs() {
+        let q = |runs, period| Quota { runs, period };
+        assert!(q(5, Period::Day).within(&q(5, Period::Day)));
+        assert!(q(4, Period::Day).within(&q(5, Period::Day)));
+        assert!(!q(6, Period::Day).within(&q(5, Period::Day)));
+        assert!(!q(1, Period::Month).within(&q(5, Period::Day)));
+    }
+}
