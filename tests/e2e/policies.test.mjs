@@ -1,0 +1,413 @@
+// Key policies (docs/CONTRACT.md section 13), end to end: `allowed_ips` (IPv4, IPv6, CIDR edges,
+// IPv4-mapped IPv6), `quota` (exact under concurrent triggers, replays free, Retry-After to the
+// period's end, exhaustion recorded once), `disabled` (refused and resumed, also at a second
+// location within LEASE_MS), `metadata` (returned, never forwarded), `PATCH` (never widening for
+// a key, the admin may), and keys minting keys within their own policies.
+
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+
+import { call, createKey, expectError, noInternals, startGateway, waitForLog } from "./harness.mjs";
+import { startTwoLocations } from "./two-locations.mjs";
+
+let gw;
+
+before(async () => {
+  gw = await startGateway();
+});
+
+after(async () => {
+  await gw?.stop();
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const JOBS = "/developers/workspaces/ws1/jobs/";
+const RUN = "/developers/workspaces/ws1/jobs/j1/run/";
+const from = (ip) => ({ "cf-connecting-ip": ip });
+const patch = (id, body, auth) => call(gw, "PATCH", `/v1/api-keys/${id}`, { ...auth, body });
+const get = async (id) => (await call(gw, "GET", `/v1/api-keys/${id}`, { admin: true })).json;
+const runsAtOrigin = (g, job) => g.origin.requests.filter((r) => r.method === "POST" && r.url.includes(`/jobs/${job}/run`)).length;
+
+/** Audit lines of the worker's log for `keyId` (section 12: the one place changes are recorded). */
+function auditLines(g, keyId) {
+  return g
+    .log()
+    .split("\n")
+    .filter((l) => l.includes('"audit"') && l.includes(keyId))
+    .map((l) => JSON.parse(l.slice(l.indexOf("{"))).audit);
+}
+
+describe("allowed_ips", () => {
+  let key;
+  let id;
+  before(async () => {
+    const created = await createKey(gw, {
+      allowed_ips: ["192.0.2.77/24", "2001:DB8:AA::1/48", "198.51.100.7"],
+      permissions: ["jobs:read"],
+    });
+    key = created.key;
+    id = created.summary.id;
+    assert.deepEqual(created.summary.allowed_ips, ["192.0.2.0/24", "2001:db8:aa::/48", "198.51.100.7/32"], "canonicalised");
+  });
+
+  it("inside a block, at both edges, over IPv4, IPv6 and IPv4-mapped IPv6: served", async () => {
+    for (const ip of ["192.0.2.0", "192.0.2.255", "2001:db8:aa::", "2001:db8:aa:ffff:ffff:ffff:ffff:ffff", "::ffff:192.0.2.9", "198.51.100.7"]) {
+      const r = await call(gw, "GET", JOBS, { key, headers: from(ip) });
+      assert.equal(r.status, 200, `${ip}: ${r.text}`);
+    }
+  });
+
+  it("outside every block: 403 ip_not_allowed, nothing sent to the origin", async () => {
+    const before = gw.origin.requests.length;
+    for (const ip of ["192.0.1.255", "192.0.3.0", "2001:db8:ab::1", "2001:db8:a9:ffff::1", "198.51.100.8", "::ffff:192.0.3.1", "::1"]) {
+      const r = await call(gw, "GET", JOBS, { key, headers: from(ip) });
+      expectError(assert, r, 403, "ip_not_allowed");
+      noInternals(assert, r);
+    }
+    assert.equal(gw.origin.requests.length, before);
+  });
+
+  it("the IP row comes before the workspace row, and /v1 routes obey it too", async () => {
+    expectError(assert, await call(gw, "GET", "/developers/workspaces/ws9/jobs/", { key, headers: from("203.0.113.1") }), 403, "ip_not_allowed");
+    expectError(assert, await call(gw, "GET", "/developers/workspaces/ws9/jobs/", { key, headers: from("192.0.2.1") }), 403, "workspace_forbidden");
+    expectError(assert, await call(gw, "GET", "/v1/me", { key, headers: from("203.0.113.1") }), 403, "ip_not_allowed");
+    const me = await call(gw, "GET", "/v1/me", { key, headers: from("192.0.2.1") });
+    assert.equal(me.status, 200, me.text);
+    assert.deepEqual(me.json.key.allowed_ips, ["192.0.2.0/24", "2001:db8:aa::/48", "198.51.100.7/32"]);
+    assert.equal((await get(id)).disabled, false);
+  });
+
+  it("an invalid block or too many: 400 validation_error on allowed_ips, nothing stored", async () => {
+    const user = `ips-${randomBytes(3).toString("hex")}`;
+    const base = { user_id: user, name: "n", workspaces: ["ws1"], permissions: ["jobs:read"] };
+    const tooMany = Array.from({ length: 33 }, (_, i) => `10.0.0.${i}`);
+    for (const allowed_ips of [["10.0.0.0/33"], ["10.0.0.1/8", "nope"], [], "10.0.0.0/8", ["2001:db8::/129"], tooMany]) {
+      const r = await call(gw, "POST", "/v1/api-keys", { admin: true, body: { ...base, allowed_ips } });
+      const body = expectError(assert, r, 400, "validation_error");
+      assert.ok(body.fields.allowed_ips, r.text);
+    }
+    const listed = await call(gw, "GET", `/v1/api-keys?user_id=${user}`, { admin: true });
+    assert.deepEqual(listed.json.results, []);
+  });
+});
+
+describe("quota", () => {
+  /** Seconds from now to the next UTC midnight / first of next month. */
+  const toMidnight = () => {
+    const now = new Date();
+    return (Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1) - now.getTime()) / 1000;
+  };
+  const toNextMonth = () => {
+    const now = new Date();
+    return (Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1) - now.getTime()) / 1000;
+  };
+
+  it("exact under 12 concurrent triggers: 5 of 5/day allowed, never 6; Retry-After to UTC midnight; exhaustion recorded once", async () => {
+    const { key, summary } = await createKey(gw, { quota: { runs: 5, period: "day" }, permissions: ["jobs:run"] });
+    assert.deepEqual(summary.quota, { runs: 5, period: "day" });
+    assert.equal(summary.quota_used, 0);
+    const job = `q-${randomBytes(3).toString("hex")}`;
+    const results = await Promise.all(
+      Array.from({ length: 12 }, () => call(gw, "POST", `/developers/workspaces/ws1/jobs/${job}/run/`, { key, body: {} })),
+    );
+    const ok = results.filter((r) => r.status === 201);
+    const refused = results.filter((r) => r.status !== 201);
+    assert.equal(ok.length, 5, results.map((r) => r.status).join(","));
+    for (const r of refused) {
+      expectError(assert, r, 429, "quota_exceeded");
+      const retry = Number(r.headers.get("retry-after"));
+      assert.ok(Math.abs(retry - toMidnight()) <= 3, `Retry-After ${retry}, midnight in ${toMidnight()}`);
+    }
+    assert.equal(runsAtOrigin(gw, job), 5, "nothing over the quota reached the origin");
+    assert.equal((await get(summary.id)).quota_used, 5);
+    await waitForLog(gw, /quota\.exhausted/);
+    const exhausted = auditLines(gw, summary.id).filter((a) => a.action === "quota.exhausted");
+    assert.equal(exhausted.length, 1, "recorded once per period");
+    assert.equal(exhausted[0].actor.type, "system");
+  });
+
+  it("an idempotent replay is free: 2/month allows A, its replays, B; refuses C; still replays A", async () => {
+    const { key, summary } = await createKey(gw, { quota: { runs: 2, period: "month" }, permissions: ["jobs:run"] });
+    const job = `r-${randomBytes(3).toString("hex")}`;
+    const path = `/developers/workspaces/ws1/jobs/${job}/run/`;
+    const trigger = (idem) => call(gw, "POST", path, { key, body: {}, headers: { "idempotency-key": idem } });
+    const a = await trigger("A");
+    assert.equal(a.status, 201, a.text);
+    for (let i = 0; i < 3; i++) {
+      const replay = await trigger("A");
+      assert.equal(replay.status, 201);
+      assert.equal(replay.headers.get("idempotent-replayed"), "true");
+      assert.equal(replay.json.execution_id, a.json.execution_id);
+    }
+    assert.equal((await trigger("B")).status, 201);
+    const c = await trigger("C");
+    expectError(assert, c, 429, "quota_exceeded");
+    const retry = Number(c.headers.get("retry-after"));
+    assert.ok(Math.abs(retry - toNextMonth()) <= 3, `Retry-After ${retry}, next month in ${toNextMonth()}`);
+    // Without an Idempotency-Key too.
+    expectError(assert, await call(gw, "POST", path, { key, body: {} }), 429, "quota_exceeded");
+    assert.equal((await trigger("A")).headers.get("idempotent-replayed"), "true", "a replay after exhaustion still answers");
+    assert.equal(runsAtOrigin(gw, job), 2);
+    assert.equal((await get(summary.id)).quota_used, 2);
+  });
+
+  it("only job triggers count: other routes of a key with a quota are not refused by it", async () => {
+    const { key, summary } = await createKey(gw, { quota: { runs: 1, period: "day" }, permissions: ["jobs:run", "jobs:read"] });
+    assert.equal((await call(gw, "POST", RUN, { key, body: {} })).status, 201);
+    expectError(assert, await call(gw, "POST", RUN, { key, body: {} }), 429, "quota_exceeded");
+    for (let i = 0; i < 3; i++) assert.equal((await call(gw, "GET", JOBS, { key })).status, 200);
+    const me = await call(gw, "GET", "/v1/me", { key });
+    assert.equal(me.json.key.quota_used, 1);
+    assert.equal(me.json.key.id, summary.id);
+  });
+
+  it("a bad quota: 400 validation_error on quota", async () => {
+    for (const quota of [{ runs: 0, period: "day" }, { runs: 3, period: "week" }, { runs: 3 }, 5]) {
+      const r = await call(gw, "POST", "/v1/api-keys", {
+        admin: true,
+        body: { user_id: "q", name: "n", workspaces: ["ws1"], permissions: ["jobs:run"], quota },
+      });
+      assert.ok(expectError(assert, r, 400, "validation_error").fields.quota, r.text);
+    }
+  });
+});
+
+describe("disabled", () => {
+  it("created disabled: 401 disabled_api_key at once (no request ever served); enabled by PATCH: served", async () => {
+    const { key, summary } = await createKey(gw, { disabled: true, permissions: ["jobs:read"] });
+    assert.equal(summary.disabled, true);
+    const before = gw.origin.requests.length;
+    expectError(assert, await call(gw, "GET", JOBS, { key }), 401, "disabled_api_key");
+    expectError(assert, await call(gw, "GET", "/v1/me", { key }), 401, "disabled_api_key");
+    // Disabled comes before the IP row.
+    const fenced = await createKey(gw, { disabled: true, allowed_ips: ["10.0.0.0/8"] });
+    expectError(assert, await call(gw, "GET", JOBS, { key: fenced.key, headers: from("192.0.2.1") }), 401, "disabled_api_key");
+    assert.equal(gw.origin.requests.length, before);
+    const enabled = await patch(summary.id, { disabled: false }, { admin: true });
+    assert.equal(enabled.status, 200, enabled.text);
+    assert.equal(enabled.json.disabled, false);
+    assert.equal((await call(gw, "GET", JOBS, { key })).status, 200);
+  });
+
+  it("disabled at A while B serves the key: refused at B within LEASE_MS; enabled at A: served at B again within LEASE_MS", async () => {
+    const LEASE_MS = 1000;
+    const SLACK_MS = 1500;
+    const { a, b, stop } = await startTwoLocations({ label: "pol", vars: { LEASE_MS: String(LEASE_MS) } });
+    try {
+      const { key, summary } = await createKey(a, { permissions: ["jobs:read"] });
+      // B serves the key (and holds a lease of it).
+      for (let i = 0; i < 20; i++) assert.equal((await call(b, "GET", JOBS, { key })).status, 200);
+      const until = async (want, ms) => {
+        const deadline = Date.now() + ms;
+        while (Date.now() < deadline) {
+          const r = await call(b, "GET", JOBS, { key });
+          if (want(r)) return { r, at: Date.now() };
+          await sleep(20);
+        }
+        return null;
+      };
+      const off = await call(a, "PATCH", `/v1/api-keys/${summary.id}`, { admin: true, body: { disabled: true } });
+      assert.equal(off.status, 200, off.text);
+      const offAt = Date.now();
+      const refused = await until((r) => r.status === 401, LEASE_MS + SLACK_MS + 2000);
+      assert.ok(refused, "B kept serving a disabled key");
+      expectError(assert, refused.r, 401, "disabled_api_key");
+      assert.ok(refused.at - offAt <= LEASE_MS + SLACK_MS, `refused ${refused.at - offAt} ms after`);
+      const on = await call(a, "PATCH", `/v1/api-keys/${summary.id}`, { admin: true, body: { disabled: false } });
+      assert.equal(on.status, 200, on.text);
+      const onAt = Date.now();
+      const served = await until((r) => r.status === 200, LEASE_MS + SLACK_MS + 2000);
+      assert.ok(served, "B never served the key again");
+      assert.ok(served.at - onAt <= LEASE_MS + SLACK_MS, `served ${served.at - onAt} ms after`);
+    } finally {
+      await stop();
+    }
+  });
+});
+
+describe("metadata", () => {
+  it("returned in summaries, never forwarded to the origin", async () => {
+    const marker = `meta-${randomBytes(8).toString("hex")}`;
+    const { key, summary } = await createKey(gw, { metadata: { team: "data", marker }, permissions: ["*"] });
+    assert.deepEqual(summary.metadata, { team: "data", marker });
+    assert.deepEqual((await get(summary.id)).metadata, { team: "data", marker });
+    const before = gw.origin.requests.length;
+    assert.equal((await call(gw, "GET", JOBS, { key })).status, 200);
+    assert.equal((await call(gw, "POST", RUN, { key, body: {} })).status, 201);
+    assert.equal((await call(gw, "POST", "/developers/workspaces/ws1/variables", { key, body: { a: 1 } })).status, 200);
+    const seen = gw.origin.requests.slice(before);
+    assert.equal(seen.length, 3);
+    for (const r of seen) {
+      assert.ok(!JSON.stringify(r.headers).includes(marker), "not in any header");
+      assert.ok(!r.body.includes(marker), "not in the body");
+      assert.ok(!r.url.includes(marker));
+    }
+  });
+
+  it("over 1 KiB or not an object: 400 validation_error on metadata", async () => {
+    for (const metadata of [{ a: "x".repeat(1100) }, ["a"], "a"]) {
+      const r = await call(gw, "POST", "/v1/api-keys", {
+        admin: true,
+        body: { user_id: "m", name: "n", workspaces: ["ws1"], permissions: ["jobs:read"], metadata },
+      });
+      assert.ok(expectError(assert, r, 400, "validation_error").fields.metadata, r.text);
+    }
+  });
+});
+
+describe("PATCH /v1/api-keys/{id}", () => {
+  let user;
+  let manager; // a key of the user with api_keys:write
+  let target;
+  before(async () => {
+    user = `patch-${randomBytes(3).toString("hex")}`;
+    manager = await createKey(gw, { user_id: user, email: "p@example.com", permissions: ["api_keys:write", "api_keys:read", "jobs:read"], workspaces: ["*"] });
+    target = await createKey(gw, {
+      user_id: user,
+      email: "p@example.com",
+      permissions: ["jobs:read", "jobs:run"],
+      allowed_ips: ["10.0.0.0/8"],
+      quota: { runs: 10, period: "day" },
+    });
+  });
+  const asKey = (body, id = target.summary.id, key = manager.key) => patch(id, body, { key });
+
+  it("a key can narrow allowed_ips and quota, rename, and set metadata; the change takes effect", async () => {
+    const r = await asKey({ name: "narrowed", allowed_ips: ["10.1.0.0/16"], quota: { runs: 3, period: "day" }, metadata: { env: "prod" } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.name, "narrowed");
+    assert.deepEqual(r.json.allowed_ips, ["10.1.0.0/16"]);
+    assert.deepEqual(r.json.quota, { runs: 3, period: "day" });
+    assert.deepEqual(r.json.metadata, { env: "prod" });
+    expectError(assert, await call(gw, "GET", JOBS, { key: target.key, headers: from("10.2.0.1") }), 403, "ip_not_allowed");
+    assert.equal((await call(gw, "GET", JOBS, { key: target.key, headers: from("10.1.255.255") })).status, 200);
+    await waitForLog(gw, /key\.updated/);
+    const updated = auditLines(gw, target.summary.id).filter((a) => a.action === "key.updated");
+    assert.ok(updated.length >= 1);
+    assert.deepEqual(Object.keys(updated.at(-1).details).sort(), ["allowed_ips", "metadata", "name", "quota"]);
+    assert.equal(updated.at(-1).actor.key_id, manager.summary.id);
+  });
+
+  it("a key can't widen: each widening is 403 permission_denied and changes nothing", async () => {
+    const before = await get(target.summary.id);
+    for (const body of [
+      { allowed_ips: null },
+      { allowed_ips: ["0.0.0.0/0"] },
+      { allowed_ips: ["10.1.0.0/16", "192.0.2.1"] },
+      { quota: null },
+      { quota: { runs: 4, period: "day" } },
+      { quota: { runs: 1, period: "month" } },
+    ]) {
+      expectError(assert, await asKey(body), 403, "permission_denied");
+    }
+    assert.deepEqual(await get(target.summary.id), before);
+  });
+
+  it("a key on itself: only within the same rules", async () => {
+    const self = await createKey(gw, {
+      user_id: user,
+      email: "p@example.com",
+      permissions: ["api_keys:write"],
+      quota: { runs: 5, period: "month" },
+    });
+    const own = (body) => asKey(body, self.summary.id, self.key);
+    expectError(assert, await own({ quota: { runs: 6, period: "month" } }), 403, "permission_denied");
+    expectError(assert, await own({ quota: null }), 403, "permission_denied");
+    const lower = await own({ quota: { runs: 4, period: "month" } });
+    assert.equal(lower.status, 200, lower.text);
+    assert.equal(lower.json.quota.runs, 4);
+  });
+
+  it("the admin may widen anything", async () => {
+    const r = await patch(target.summary.id, { allowed_ips: null, quota: { runs: 100, period: "month" } }, { admin: true });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.allowed_ips, null);
+    assert.deepEqual(r.json.quota, { runs: 100, period: "month" });
+    assert.equal((await call(gw, "GET", JOBS, { key: target.key, headers: from("203.0.113.9") })).status, 200);
+  });
+
+  it("disabled by a key: that user's key may enable it; disabled by the admin: only the admin", async () => {
+    const off = await asKey({ disabled: true });
+    assert.equal(off.status, 200, off.text);
+    assert.equal(off.json.disabled, true);
+    expectError(assert, await call(gw, "GET", JOBS, { key: target.key }), 401, "disabled_api_key");
+    const on = await asKey({ disabled: false });
+    assert.equal(on.status, 200, on.text);
+    assert.equal((await call(gw, "GET", JOBS, { key: target.key })).status, 200);
+
+    assert.equal((await patch(target.summary.id, { disabled: true }, { admin: true })).status, 200);
+    expectError(assert, await asKey({ disabled: false }), 403, "permission_denied");
+    expectError(assert, await call(gw, "GET", JOBS, { key: target.key }), 401, "disabled_api_key");
+    assert.equal((await patch(target.summary.id, { disabled: false }, { admin: true })).status, 200);
+    assert.equal((await call(gw, "GET", JOBS, { key: target.key })).status, 200);
+    await waitForLog(gw, /key\.enabled/);
+    const actions = auditLines(gw, target.summary.id).map((a) => a.action);
+    assert.equal(actions.filter((a) => a === "key.disabled").length, 2);
+    assert.equal(actions.filter((a) => a === "key.enabled").length, 2);
+  });
+
+  it("expires_at: shortened only; extending, removing or a past time is 400; the shorter expiry holds", async () => {
+    const iso = (ms) => new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
+    const k = await createKey(gw, { expires_at: iso(Date.now() + 3600_000), permissions: ["jobs:read"] });
+    for (const expires_at of [iso(Date.now() + 7200_000), null, iso(Date.now() - 1000)]) {
+      const r = await patch(k.summary.id, { expires_at }, { admin: true });
+      assert.ok(expectError(assert, r, 400, "validation_error").fields.expires_at, r.text);
+    }
+    const soon = iso(Date.now() + 62_000);
+    const r = await patch(k.summary.id, { expires_at: soon }, { admin: true });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.expires_at, soon);
+    assert.equal((await call(gw, "GET", JOBS, { key: k.key })).status, 200);
+  });
+
+  it("bad bodies: unknown field, empty body, wrong types; another user's key is not found", async () => {
+    for (const body of [{ rate_limit: { requests: 1, window_seconds: 1 } }, {}, { disabled: "no" }, { name: "" }]) {
+      expectError(assert, await patch(target.summary.id, body, { admin: true }), 400, "validation_error");
+    }
+    const stranger = await createKey(gw, { permissions: ["jobs:read"] });
+    expectError(assert, await asKey({ name: "x" }, stranger.summary.id), 404, "not_found");
+    // api_keys:read is not enough.
+    const reader = await createKey(gw, { user_id: user, email: "p@example.com", permissions: ["api_keys:read"] });
+    expectError(assert, await asKey({ name: "x" }, target.summary.id, reader.key), 403, "permission_denied");
+  });
+
+  it("a revoked key cannot be changed", async () => {
+    const k = await createKey(gw, { permissions: ["jobs:read"] });
+    assert.equal((await call(gw, "DELETE", `/v1/api-keys/${k.summary.id}`, { admin: true })).status, 200);
+    expectError(assert, await patch(k.summary.id, { name: "again" }, { admin: true }), 400, "validation_error");
+  });
+});
+
+describe("keys minting keys stay within the creator's policies", () => {
+  it("allowed_ips and quota are inherited when omitted; wider ones are 403", async () => {
+    const user = `mint-${randomBytes(3).toString("hex")}`;
+    const parent = await createKey(gw, {
+      user_id: user,
+      email: "m@example.com",
+      permissions: ["api_keys:write", "jobs:run"],
+      allowed_ips: ["192.0.2.0/24"],
+      quota: { runs: 7, period: "day" },
+    });
+    const mint = (extra) =>
+      call(gw, "POST", "/v1/api-keys", {
+        key: parent.key,
+        headers: from("192.0.2.10"),
+        body: { user_id: user, name: "child", workspaces: ["ws1"], permissions: ["jobs:run"], ...extra },
+      });
+    const child = await mint({});
+    assert.equal(child.status, 201, child.text);
+    assert.deepEqual(child.json.allowed_ips, ["192.0.2.0/24"]);
+    assert.deepEqual(child.json.quota, { runs: 7, period: "day" });
+    const narrower = await mint({ allowed_ips: ["192.0.2.128/25"], quota: { runs: 2, period: "day" } });
+    assert.equal(narrower.status, 201, narrower.text);
+    for (const extra of [{ allowed_ips: ["0.0.0.0/0"] }, { quota: { runs: 8, period: "day" } }, { quota: { runs: 1, period: "month" } }]) {
+      expectError(assert, await mint(extra), 403, "permission_denied");
+    }
+    // A roll by the key copies the policies.
+    const rolled = await call(gw, "POST", `/v1/api-keys/${child.json.id}/roll`, { key: parent.key, headers: from("192.0.2.10"), body: {} });
+    assert.equal(rolled.status, 201, rolled.text);
+    assert.deepEqual(rolled.json.allowed_ips, ["192.0.2.0/24"]);
+    assert.deepEqual(rolled.json.quota, { runs: 7, period: "day" });
+  });
+});
