@@ -259,24 +259,24 @@ pub fn target(caller: &Caller<'_>, found: Option<KeyRecord>) -> Result<KeyRecord
 }
 
 /// A revoked or expired key (as the record or the key's object says: a location's record may
-/// lag behind the object) cannot be rolled.
-pub fn rollable(
+/// lag behind the object) cannot be rolled or changed; `action` names which ("rolled").
+pub fn live_target(
     target: &KeyRecord,
     object_revoked: bool,
     object_expiry: Option<i64>,
     now: i64,
+    action: &str,
 ) -> Result<(), Error> {
     let dead = object_revoked
         || target.check_usable(now).is_err()
         || object_expiry.is_some_and(|t| now >= t);
     if dead {
-        Err(Error::field(
+        return Err(Error::field(
             "id",
-            "a revoked or expired key cannot be rolled",
-        ))
-    } else {
-        Ok(())
+            format!("a revoked or expired key cannot be {action}"),
+        ));
     }
+    Ok(())
 }
 
 /// What a roll copies into the new key: everything but the id, hint, key and times; the
@@ -682,24 +682,28 @@ mod tests {
     }
 
     #[test]
-    fn rule_a_dead_key_cannot_roll() {
+    fn rule_a_dead_key_cannot_roll_or_change() {
         let live = record(&["*"], &["*"], Some(NOW + 100));
-        assert_eq!(rollable(&live, false, None, NOW), Ok(()));
-        assert!(rollable(&live, false, None, NOW + 100).is_err());
+        assert_eq!(live_target(&live, false, None, NOW, "rolled"), Ok(()));
+        assert!(live_target(&live, false, None, NOW + 100, "rolled").is_err());
         assert!(
-            rollable(&live, false, Some(NOW + 5), NOW + 5).is_err(),
+            live_target(&live, false, Some(NOW + 5), NOW + 5, "rolled").is_err(),
             "the object's shortened expiry counts"
         );
         assert!(
-            rollable(&live, true, None, NOW).is_err(),
+            live_target(&live, true, None, NOW, "rolled").is_err(),
             "the object's revocation counts, whatever a stale record says"
         );
         let mut revoked = live.clone();
         revoked.revoked_at = Some(format_time(NOW));
         assert!(matches!(
-            rollable(&revoked, false, None, NOW),
+            live_target(&revoked, false, None, NOW, "rolled"),
             Err(Error::Validation(_))
         ));
+        assert!(live_target(&live, false, None, NOW, "changed").is_ok());
+        assert!(live_target(&revoked, false, None, NOW, "changed").is_err());
+        assert!(live_target(&live, true, None, NOW, "changed").is_err());
+        assert!(live_target(&live, false, Some(NOW), NOW, "changed").is_err());
     }
 
     #[test]

@@ -202,26 +202,6 @@ pub fn parse_patch(body: &[u8], now: i64) -> Result<Update, Error> {
     parse_update(&parse_object(body)?, now)
 }
 
-/// A revoked or expired key (as the record or its object says) cannot be changed.
-pub fn changeable(
-    target: &KeyRecord,
-    object_revoked: bool,
-    object_expiry: Option<i64>,
-    now: i64,
-) -> Result<(), Error> {
-    let dead = object_revoked
-        || target.check_usable(now).is_err()
-        || object_expiry.is_some_and(|t| now >= t);
-    if dead {
-        Err(Error::field(
-            "id",
-            "a revoked or expired key cannot be changed",
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 /// What a `PATCH` did: the new record, the changed fields with their new values (for the
 /// audit entry), and whether the key was disabled (`Some(true)`) or enabled (`Some(false)`).
 #[derive(Debug, Clone, PartialEq)]
@@ -229,6 +209,16 @@ pub struct Applied {
     pub record: KeyRecord,
     pub changed: Map<String, Value>,
     pub disabled: Option<bool>,
+}
+
+/// Whether replacing the optional limit `old` by `new` narrows it: anything narrows no limit,
+/// removing a limit widens it, and otherwise `inside(old, new)` says.
+fn narrows<T>(old: &Option<T>, new: &Option<T>, inside: impl Fn(&T, &T) -> bool) -> bool {
+    match (old, new) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(old), Some(new)) => inside(old, new),
+    }
 }
 
 fn widening(what: &'static str) -> Error {
@@ -265,33 +255,23 @@ pub fn apply_update(
         changed.insert("expires_at".into(), Value::from(format_time(t)));
     }
     if let Some(ips) = u.allowed_ips {
-        if !admin {
-            let narrower = match (&target.policy.allowed_ips, &ips) {
-                (None, _) => true,
-                (Some(_), None) => false,
-                (Some(old), Some(new)) => subset(old, new),
-            };
-            if !narrower {
-                return Err(widening(
-                    "An API key may only narrow allowed_ips: every new block inside a current one.",
-                ));
-            }
+        if !admin
+            && !narrows(&target.policy.allowed_ips, &ips, |old, new| {
+                subset(old, new)
+            })
+        {
+            return Err(widening(
+                "An API key may only narrow allowed_ips: every new block inside a current one.",
+            ));
         }
         changed.insert("allowed_ips".into(), serde_json::json!(ips));
         r.policy.allowed_ips = ips;
     }
     if let Some(quota) = u.quota {
-        if !admin {
-            let lower = match (&target.policy.quota, &quota) {
-                (None, _) => true,
-                (Some(_), None) => false,
-                (Some(old), Some(new)) => new.within(old),
-            };
-            if !lower {
-                return Err(widening(
-                    "An API key may only lower a quota, keeping its period.",
-                ));
-            }
+        if !admin && !narrows(&target.policy.quota, &quota, |old, new| new.within(old)) {
+            return Err(widening(
+                "An API key may only lower a quota, keeping its period.",
+            ));
         }
         changed.insert("quota".into(), serde_json::json!(quota));
         r.policy.quota = quota;

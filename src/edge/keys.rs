@@ -14,7 +14,7 @@ use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
 };
 use crate::core::names::CACHE_CONTROL;
-use crate::core::policy::{apply_update, changeable, parse_patch};
+use crate::core::policy::{apply_update, parse_patch};
 use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey, DISABLED_BY_ADMIN};
 use crate::core::request::{parse_create, parse_list_query, parse_roll};
 use crate::core::route::Route;
@@ -195,7 +195,7 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     let patch = parse_patch(&read_body(req, MAX_JSON_BODY_BYTES).await?, ctx.now)?;
     let (hash, mut target) = load(ctx, id, caller).await?;
     let usage = key_client::usage(ctx, &target.id).await?;
-    changeable(&target, usage.revoked, usage.expires_at, ctx.now)?;
+    access::live_target(&target, usage.revoked, usage.expires_at, ctx.now, "changed")?;
     // The object's flag is what requests obey; the record's copy may lag behind it.
     target.policy.disabled = usage.disabled;
     let expiry_before = target.expires_at.clone();
@@ -261,7 +261,7 @@ async fn roll(
     let (hash, old) = load(ctx, id, caller).await?;
     let usage = key_client::usage(ctx, &old.id).await?;
     let old_expiry = usage.expires_at;
-    access::rollable(&old, usage.revoked, old_expiry, ctx.now)?;
+    access::live_target(&old, usage.revoked, old_expiry, ctx.now, "rolled")?;
     let mut new = access::rolled(&old, old_expiry);
     // Rolling hands out a new plaintext: a key may not obtain one wider than itself that way.
     if let Some(creator) = caller.key() {
