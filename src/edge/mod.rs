@@ -303,19 +303,10 @@ async fn key_request(
         }
         if fwd.job_run && record.policy.quota.is_some() {
             // A quota is exact: each trigger is counted by the key's object, not a lease.
-            let (verdict, run) = match key_client::run(ctx, &record).await {
-                Ok(answer) => answer,
-                Err(e) => return out.with(Err(e)),
-            };
-            out.decision = access::counted(&verdict);
-            let allowed = access::decide_key(&record, ctx.now, &verdict, need, ctx.client_addr())
-                .and_then(|()| access::quota(run.as_ref()));
-            let result = match allowed {
-                Ok(()) => proxy::forward(ctx, req, method, path, query, fwd, &record).await,
-                Err(e) => Err(e),
-            };
-            let note = proxy::quota_exhausted(ctx, &record, run.as_ref()).await;
-            return out.with(proxy::noted(result, note));
+            let (decision, result) =
+                proxy::quota_trigger(ctx, req, method, path, query, need, &record).await;
+            out.decision = decision;
+            return out.with(result);
         }
     }
     let verdict = match lease::decide(ctx, wctx, &record).await {

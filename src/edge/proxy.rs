@@ -59,10 +59,15 @@ pub async fn forward(
     record: &KeyRecord,
 ) -> Result<Reply, Error> {
     let call = prepare(ctx, req, method, path, query, route.workspace, record)?;
+    forward_call(ctx, req, &call).await
+}
+
+/// Sends a prepared call, its body streamed and cut past `MAX_BODY_BYTES`.
+async fn forward_call(ctx: &Ctx, req: &Request, call: &Call<'_>) -> Result<Reply, Error> {
     let abort = new_abort();
     let max = ctx.config.max_body_bytes;
     let (body, cut, source) = limited_body(req, max, abort.clone());
-    let sent = send(ctx, req, &call, body, abort).await;
+    let sent = send(ctx, req, call, body, abort).await;
     if cut.get() {
         // Cut past the limit: the origin call was aborted (the origin sees a broken request,
         // never a complete one); whatever came back is not relayed.
@@ -322,10 +327,56 @@ async fn idempotent(
     (access::counted(&verdict), result)
 }
 
+/// The job trigger of a key with a `quota` and no `Idempotency-Key` (docs/CONTRACT.md section
+/// 13): one object call counts the request and, if the rate limit allows it, one run, so the
+/// quota is exact. As for the idempotent trigger, what can be refused before that call (the IP,
+/// workspace and permission rows, a declared body over the limit, the signing secret) is
+/// refused without taking a run, and answered in the contract's order once counted.
+#[allow(clippy::too_many_arguments)]
+pub async fn quota_trigger(
+    ctx: &Ctx,
+    req: &Request,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+    need: &Need<'_>,
+    record: &KeyRecord,
+) -> (Option<Decision>, Result<Reply, Error>) {
+    let client = ctx.client_addr();
+    let early = access::authorize(record, need, client)
+        .and_then(|()| prepare(ctx, req, method, path, query, need.workspace, record));
+    let call = match early {
+        Ok(call) => call,
+        Err(later) => {
+            return match key_client::hit(ctx, record, 1).await {
+                Err(e) => (None, Err(e)),
+                Ok(verdict) => (
+                    access::counted(&verdict),
+                    Err(access::refuse_after_count(
+                        record, ctx.now, &verdict, need, client, later,
+                    )),
+                ),
+            }
+        }
+    };
+    let (verdict, run) = match key_client::run(ctx, record).await {
+        Ok(answer) => answer,
+        Err(e) => return (None, Err(e)),
+    };
+    let result = match access::decide_key(record, ctx.now, &verdict, need, client)
+        .and_then(|()| access::quota(run.as_ref()))
+    {
+        Ok(()) => forward_call(ctx, req, &call).await,
+        Err(e) => Err(e),
+    };
+    let note = quota_exhausted(ctx, record, run.as_ref()).await;
+    (access::counted(&verdict), noted(result, note))
+}
+
 /// When `run` used the last of the key's quota, records [`ChangeKind::QuotaExhausted`], once
 /// per period (its dedup id is the key and the period's start). A failure to record it is only
 /// noted: the run itself has been counted and goes ahead.
-pub async fn quota_exhausted(
+async fn quota_exhausted(
     ctx: &Ctx,
     record: &KeyRecord,
     run: Option<&RunVerdict>,
@@ -350,7 +401,7 @@ pub async fn quota_exhausted(
 }
 
 /// A successful reply carries `note` for the log line (an error's cause is its own).
-pub fn noted(result: Result<Reply, Error>, note: Option<&'static str>) -> Result<Reply, Error> {
+fn noted(result: Result<Reply, Error>, note: Option<&'static str>) -> Result<Reply, Error> {
     result.map(|mut reply| {
         reply.note = reply.note.or(note);
         reply

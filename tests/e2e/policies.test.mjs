@@ -162,6 +162,21 @@ describe("quota", () => {
     assert.equal(me.json.key.id, summary.id);
   });
 
+  it("a trigger refused before the count (IP, workspace, permission) takes no run", async () => {
+    const { key, summary } = await createKey(gw, {
+      quota: { runs: 1, period: "day" },
+      permissions: ["jobs:run"],
+      allowed_ips: ["192.0.2.0/24"],
+    });
+    const inside = from("192.0.2.5");
+    expectError(assert, await call(gw, "POST", RUN, { key, body: {}, headers: from("203.0.113.5") }), 403, "ip_not_allowed");
+    expectError(assert, await call(gw, "POST", "/developers/workspaces/ws2/jobs/j1/run/", { key, body: {}, headers: inside }), 403, "workspace_forbidden");
+    expectError(assert, await call(gw, "GET", JOBS, { key, headers: inside }), 403, "permission_denied");
+    assert.equal((await get(summary.id)).quota_used, 0);
+    assert.equal((await call(gw, "POST", RUN, { key, body: {}, headers: inside })).status, 201);
+    expectError(assert, await call(gw, "POST", RUN, { key, body: {}, headers: inside }), 429, "quota_exceeded");
+  });
+
   it("a bad quota: 400 validation_error on quota", async () => {
     for (const quota of [{ runs: 0, period: "day" }, { runs: 3, period: "week" }, { runs: 3 }, 5]) {
       const r = await call(gw, "POST", "/v1/api-keys", {
