@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::quota::{Quota, RunCount, RunVerdict};
 use super::ratelimit::{gcra_take, Decision, RateLimit};
+use super::usage::{Count, Usage};
 
 /// Rate limit, revocation, expiry override and last use of one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -28,6 +29,9 @@ pub struct KeyState {
     /// in the same storage transaction as the record it counts.
     #[serde(default)]
     pub idem_records: u32,
+    /// Requests per hour and day (docs/CONTRACT.md section 12).
+    #[serde(default)]
+    pub usage: Usage,
     /// Suspended (docs/CONTRACT.md section 13): refused like a revoked key, but reversible.
     #[serde(default)]
     pub disabled: bool,
@@ -70,6 +74,13 @@ impl KeyState {
     /// the allowance at once (a lease, docs/CONTRACT.md section 8). The last use is recorded at
     /// each grant.
     pub fn grant(&mut self, limit: RateLimit, want: u32, now_ms: u64) -> Hit {
+        self.grant_as(limit, want, now_ms, Count::Allowed)
+    }
+
+    /// [`Self::grant`], counting what is granted in the usage series as `what` (a job trigger
+    /// is counted apart from other requests). A refusal counts one refused request; a revoked,
+    /// expired or disabled key counts nothing (it is not a use of the allowance).
+    pub fn grant_as(&mut self, limit: RateLimit, want: u32, now_ms: u64, what: Count) -> Hit {
         if self.revoked_at.is_some() {
             return Hit::Revoked;
         }
@@ -89,6 +100,9 @@ impl KeyState {
         self.tat = tat;
         if decision.allowed {
             self.last_used_ms = Some(now_ms);
+            self.usage.add(what, granted, now_ms);
+        } else {
+            self.usage.add(Count::Refused, 1, now_ms);
         }
         Hit::Counted {
             decision,
@@ -189,6 +203,19 @@ mod tests {
             serde_json::to_string(&Hit::Disabled).unwrap(),
             r#"{"outcome":"disabled"}"#
         );
+    }
+
+    #[test]
+    fn grants_and_refusals_are_counted_in_usage() {
+        let mut s = KeyState::default();
+        s.grant(RL, 2, 5_000);
+        s.grant_as(RL, 1, 5_001, Count::Triggers);
+        let series = s.usage.series(5_002);
+        let now = series.hourly.last().unwrap();
+        assert_eq!((now.allowed, now.refused, now.triggers), (2, 1, 0));
+        s.revoke("2026-01-01T00:00:00Z");
+        s.grant(RL, 1, 5_003);
+        assert_eq!(s.usage.series(5_004).hourly.last(), Some(now));
     }
 
     #[test]

@@ -144,6 +144,8 @@ pub enum Route<'a> {
     RollKey(&'a str),
     /// `PATCH /v1/api-keys/{id}` (docs/CONTRACT.md section 13).
     UpdateKey(&'a str),
+    /// `GET /v1/api-keys/{id}/usage`: the key's usage series (section 12).
+    KeyUsage(&'a str),
     /// A `/developers/...` call for the origin.
     Forward(Forward<'a>),
 }
@@ -205,6 +207,7 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
                     _ => Err(Error::MethodNotAllowed("GET, HEAD, PATCH, DELETE")),
                 },
                 Some((id, "roll")) => only(&["POST"], "POST", Route::RollKey(id)),
+                Some((id, "usage")) => only(&["GET", "HEAD"], ALLOW_READ, Route::KeyUsage(id)),
                 Some(_) => Err(Error::NotFound),
             }
         }
@@ -523,6 +526,14 @@ mod tests {
         assert_eq!(
             resolve("GET", "/v1/api-keys/key_1/roll"),
             Err(Error::MethodNotAllowed("POST"))
+        );
+        assert_eq!(
+            resolve("GET", "/v1/api-keys/key_1/usage"),
+            Ok(Route::KeyUsage("key_1"))
+        );
+        assert_eq!(
+            resolve("POST", "/v1/api-keys/key_1/usage"),
+            Err(Error::MethodNotAllowed(ALLOW_READ))
         );
     }
 

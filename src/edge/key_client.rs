@@ -8,13 +8,14 @@ use worker::{Method, Request, RequestInit, Stub};
 use super::Ctx;
 use crate::core::idempotency::{Begin, StoredResponse};
 use crate::core::keyop::{
-    decode, encode, hit_query, Complete, Expire, HitBegin, Op, Operation, Revoke, Run, SetDisabled,
-    UsageQuery, HIT_ANSWER_HEADER,
+    decode, encode, hit_query, Complete, Expire, HitBegin, Op, Operation, Revoke, Run, SeriesQuery,
+    SetDisabled, UsageQuery, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::Hit;
 use crate::core::names::KEY_STATE_BINDING;
 use crate::core::quota::RunVerdict;
 use crate::core::record::KeyRecord;
+use crate::core::usage::Series;
 use crate::core::Error;
 
 pub use crate::core::keyop::Usage;
@@ -55,12 +56,13 @@ async fn call<O: Operation>(ctx: &Ctx, key_id: &str, question: O) -> Result<O::A
 /// Takes up to `want` tokens of the key's allowance (one: count this request; more: a lease).
 /// The verdict also says whether the object knows the key revoked or expired
 /// ([`crate::core::access::decide_key`] decides what follows). Body-less both ways: the
-/// question in the URL, the answer in a header.
-pub async fn hit(ctx: &Ctx, record: &KeyRecord, want: u32) -> Result<Hit, Error> {
+/// question in the URL, the answer in a header. `refused`: requests this isolate refused from
+/// its over-limit cache since its last call, for the usage series.
+pub async fn hit(ctx: &Ctx, record: &KeyRecord, want: u32, refused: u32) -> Result<Hit, Error> {
     let url = format!(
         "{DO_URL}{}?{}",
         Op::Hit.path(),
-        hit_query(record.rate_limit, want)
+        hit_query(record.rate_limit, want, refused)
     );
     let resp = stub(ctx, &record.id)?
         .fetch_with_str(&url)
@@ -100,7 +102,7 @@ pub async fn set_disabled(ctx: &Ctx, key_id: &str, disabled: bool) -> Result<(),
 /// run's count when the rate limit allowed it.
 pub async fn run(ctx: &Ctx, record: &KeyRecord) -> Result<(Hit, Option<RunVerdict>), Error> {
     let Some(quota) = record.policy.quota else {
-        return Ok((hit(ctx, record, 1).await?, None));
+        return Ok((hit(ctx, record, 1, 0).await?, None));
     };
     let rate_limit = record.rate_limit;
     let ran = call(ctx, &record.id, Run { rate_limit, quota }).await?;
@@ -109,6 +111,11 @@ pub async fn run(ctx: &Ctx, record: &KeyRecord) -> Result<(Hit, Option<RunVerdic
 
 pub async fn usage(ctx: &Ctx, key_id: &str) -> Result<Usage, Error> {
     call(ctx, key_id, UsageQuery {}).await
+}
+
+/// The key's usage series (docs/CONTRACT.md section 12).
+pub async fn series(ctx: &Ctx, key_id: &str) -> Result<Series, Error> {
+    call(ctx, key_id, SeriesQuery {}).await
 }
 
 /// Counts a job trigger and opens its idempotency record in one call. The decision on the

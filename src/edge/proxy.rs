@@ -110,7 +110,7 @@ pub async fn trigger(
     };
     match early.await {
         Ok((call, body)) => idempotent(ctx, req, need, &call, idempotency_key, body).await,
-        Err(later) => match key_client::hit(ctx, record, 1).await {
+        Err(later) => match key_client::hit(ctx, record, 1, 0).await {
             Err(e) => (None, Err(e)),
             Ok(verdict) => (
                 access::counted(&verdict),
@@ -348,7 +348,7 @@ pub async fn quota_trigger(
     let call = match early {
         Ok(call) => call,
         Err(later) => {
-            return match key_client::hit(ctx, record, 1).await {
+            return match key_client::hit(ctx, record, 1, 0).await {
                 Err(e) => (None, Err(e)),
                 Ok(verdict) => (
                     access::counted(&verdict),
