@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, startGateway } from "./harness.mjs";
+import { call, createKey, expectError, randomClientIp, startGateway } from "./harness.mjs";
 
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -443,6 +443,34 @@ describe("the settings API: the API's rules with the session's ceiling", () => {
         }
       });
     assert.ok(r.json.results.some(opened) || inLog.some(opened), "the opening is in the trail");
+  });
+});
+
+describe("guessing", () => {
+  it("refused cookies and links count as failed attempts: 401/410 for 30, then 429 for that client only; no cookie does not count", async () => {
+    const ip = randomClientIp();
+    const codes = [];
+    for (let i = 0; i < 32; i++) {
+      const secret = randomBytes(32).toString("base64url");
+      const r = i % 2
+        ? await call(gw, "GET", `/settings/open?token=${secret}`, { headers: { "cf-connecting-ip": ip } })
+        : await call(gw, "GET", "/settings/api/session", {
+            headers: { "cf-connecting-ip": ip, cookie: `kg_settings=${randomBytes(32).toString("hex")}.${secret}` },
+          });
+      codes.push(r.json.code);
+    }
+    assert.deepEqual(new Set(codes.slice(0, 30)), new Set(["missing_session", "link_expired"]));
+    assert.deepEqual(new Set(codes.slice(30)), new Set(["too_many_failed_attempts"]));
+    const fine = await openSession();
+    const other = await api("GET", "/settings/api/session", { cookie: fine.cookie });
+    assert.equal(other.status, 200, "another client is unaffected");
+    const same = await call(gw, "GET", "/settings/api/session", { headers: { "cf-connecting-ip": ip, cookie: fine.cookie } });
+    expectError(assert, same, 429, "too_many_failed_attempts");
+    const quiet = randomClientIp();
+    for (let i = 0; i < 35; i++) {
+      const r = await call(gw, "GET", "/settings/api/keys", { headers: { "cf-connecting-ip": quiet } });
+      expectError(assert, r, 401, "missing_session");
+    }
   });
 });
 
