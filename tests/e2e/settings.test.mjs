@@ -304,6 +304,14 @@ describe("the settings API: the API's rules with the session's ceiling", () => {
     // The same key seen by the admin API.
     const admin = await call(gw, "GET", `/v1/api-keys/${r.json.id}`, { admin: true });
     assert.equal(admin.json.user_id, s.body.user_id);
+    // Its usage, as the API's usage route answers it, with that call counted.
+    const usage = await api("GET", `/settings/api/keys/${r.json.id}/usage`, { cookie: s.cookie });
+    assert.equal(usage.status, 200, usage.text);
+    const apiUsage = await call(gw, "GET", `/v1/api-keys/${r.json.id}/usage`, { admin: true });
+    assert.deepEqual(Object.keys(usage.json).sort(), Object.keys(apiUsage.json).sort());
+    assert.equal(usage.json.key_id, r.json.id);
+    assert.equal(usage.json.hourly.length, 48);
+    assert.ok(usage.json.hourly.at(-1).allowed >= 1, "the call above is counted (at grant, with leases)");
   });
 
   it("the ceiling: a workspace, permission, expiry or rate beyond it is 403 permission_denied, nothing stored", async () => {
@@ -414,6 +422,7 @@ describe("the settings API: the API's rules with the session's ceiling", () => {
     expectError(assert, await api("GET", `/settings/api/keys/${id}`, { cookie: s.cookie }), 404, "not_found");
     expectError(assert, await write(s, "POST", `/settings/api/keys/${id}/revoke`), 404, "not_found");
     expectError(assert, await write(s, "POST", `/settings/api/keys/${id}/roll`, {}), 404, "not_found");
+    expectError(assert, await api("GET", `/settings/api/keys/${id}/usage`, { cookie: s.cookie }), 404, "not_found");
     const live = await call(gw, "GET", "/developers/workspaces/ws1/jobs/", { key: theirs.key });
     assert.equal(live.status, 200);
     // Listing another user is refused like a key's.
