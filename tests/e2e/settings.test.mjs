@@ -167,6 +167,9 @@ describe("POST /v1/settings-sessions", () => {
 describe("GET /settings/open: the link", () => {
   it("works once: 303 to /settings/ (no secret in it) with the cookie; again 410 link_expired, no cookie", async () => {
     const s = await createSession();
+    const head = await fetch(s.url, { method: "HEAD", redirect: "manual" });
+    assert.equal(head.status, 405, "a HEAD does not use the link up");
+    assert.equal(head.headers.get("set-cookie"), null);
     const first = await openLink(s.url);
     assert.equal(first.status, 303);
     assert.equal(first.headers.get("location"), "/settings/");
