@@ -24,6 +24,8 @@
 //! - [`record`]: the stored key model and its summary.
 //! - [`request`]: validation of key-management bodies and queries.
 //! - [`route`]: path checks, routes, and the path-to-permission map.
+//! - [`session`]: settings sessions: the request, single use of the link, cookie, CSRF.
+//! - [`settings`]: the settings paths (page, link, JSON API) and their security headers.
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`time`]: RFC 3339 times.
 //! - [`usage`]: usage per key per hour and day, kept by the key's object.
@@ -51,6 +53,8 @@ pub mod ratelimit;
 pub mod record;
 pub mod request;
 pub mod route;
+pub mod session;
+pub mod settings;
 pub mod throttle;
 pub mod time;
 pub mod usage;

@@ -221,6 +221,15 @@ fn narrows<T>(old: &Option<T>, new: &Option<T>, inside: impl Fn(&T, &T) -> bool)
     }
 }
 
+/// `disabled_by` for a suspension by `caller`: `admin`, the key's id, or `settings_session`.
+pub fn disabled_by(caller: &Caller<'_>) -> String {
+    match caller {
+        Caller::Admin => DISABLED_BY_ADMIN.to_owned(),
+        Caller::Key(k) => k.id.clone(),
+        Caller::Session(_) => "settings_session".to_owned(),
+    }
+}
+
 fn widening(what: &'static str) -> Error {
     Error::PermissionDenied(what)
 }
@@ -236,7 +245,8 @@ pub fn apply_update(
     u: Update,
     caller: &Caller<'_>,
 ) -> Result<Applied, Error> {
-    let admin = caller.key().is_none();
+    // Only the admin widens: a key and a settings session (section 11) are held to narrowing.
+    let admin = matches!(caller, Caller::Admin);
     let mut r = target.clone();
     let mut changed = Map::new();
     let mut disabled = None;
@@ -283,10 +293,7 @@ pub fn apply_update(
     if let Some(d) = u.disabled {
         if d && !target.policy.disabled {
             r.policy.disabled = true;
-            r.policy.disabled_by = Some(match caller.key() {
-                None => DISABLED_BY_ADMIN.to_owned(),
-                Some(k) => k.id.clone(),
-            });
+            r.policy.disabled_by = Some(disabled_by(caller));
             disabled = Some(true);
         } else if !d && target.policy.disabled {
             let by_admin = target.policy.disabled_by.as_deref() == Some(DISABLED_BY_ADMIN);
@@ -501,6 +508,27 @@ mod tests {
         // A key without policies can be given some by a key (narrowing).
         let open = record(&["*"], &["*"], None);
         assert!(apply_update(&open, None, patch(r#"{"allowed_ips":["::1"]}"#), &key).is_ok());
+    }
+
+    #[test]
+    fn a_settings_session_is_held_to_narrowing_like_a_key() {
+        let target = limited();
+        let s = crate::core::session::tests::session();
+        let session = Caller::Session(&s);
+        for widen in [
+            r#"{"allowed_ips":null}"#,
+            r#"{"quota":{"runs":11,"period":"day"}}"#,
+        ] {
+            assert!(matches!(
+                apply_update(&target, None, patch(widen), &session),
+                Err(Error::PermissionDenied(_))
+            ));
+        }
+        let off = apply_update(&target, None, patch(r#"{"disabled":true}"#), &session).unwrap();
+        assert_eq!(
+            off.record.policy.disabled_by.as_deref(),
+            Some("settings_session")
+        );
     }
 
     #[test]

@@ -14,10 +14,11 @@ use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
 };
 use crate::core::names::CACHE_CONTROL;
-use crate::core::policy::{apply_update, parse_patch};
-use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey, DISABLED_BY_ADMIN};
+use crate::core::policy::{apply_update, disabled_by, parse_patch};
+use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey};
 use crate::core::request::{parse_create, parse_list_query, parse_roll};
 use crate::core::route::Route;
+use crate::core::session::fill_owner;
 use crate::core::time::format_time;
 use crate::core::usage::COUNTED;
 use crate::core::Error;
@@ -110,12 +111,14 @@ async fn create(
     caller: &Caller<'_>,
     caller_expiry: Option<i64>,
 ) -> Result<Reply, Error> {
-    let body = read_body(req, MAX_JSON_BODY_BYTES).await?;
+    let mut body = read_body(req, MAX_JSON_BODY_BYTES).await?;
+    if let Caller::Session(session) = caller {
+        // The page may leave the owner out: it is the session's.
+        body = fill_owner(&body, session);
+    }
     let default_rate = access::default_rate(caller, ctx.config.default_rate_limit);
     let mut new = parse_create(&body, ctx.now, default_rate)?;
-    if let Some(creator) = caller.key() {
-        access::restrict_to_creator(creator, caller_expiry, &mut new)?;
-    }
+    restrict(ctx, caller, caller_expiry, &mut new)?;
     if new.policy.disabled {
         new.policy.disabled_by = Some(disabled_by(caller));
     }
@@ -254,14 +257,6 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     Ok(json(200, &summary(ctx, &record).await?)?.into())
 }
 
-/// `disabled_by` for a suspension by `caller`.
-fn disabled_by(caller: &Caller<'_>) -> String {
-    match caller.key() {
-        None => DISABLED_BY_ADMIN.to_owned(),
-        Some(k) => k.id.clone(),
-    }
-}
-
 /// A roll changes nothing unless it completes: the new key is stored first (unusable, since
 /// nobody holds its plaintext yet), then the old key's object records its revocation or
 /// shortened expiry (the step that takes effect everywhere), and only then is the old record
@@ -281,10 +276,9 @@ async fn roll(
     let old_expiry = usage.expires_at;
     access::live_target(&old, usage.revoked, old_expiry, ctx.now, "rolled")?;
     let mut new = access::rolled(&old, old_expiry);
-    // Rolling hands out a new plaintext: a key may not obtain one wider than itself that way.
-    if let Some(creator) = caller.key() {
-        access::restrict_to_creator(creator, caller_expiry, &mut new)?;
-    }
+    // Rolling hands out a new plaintext: a key or a settings session may not obtain one wider
+    // than itself that way.
+    restrict(ctx, caller, caller_expiry, &mut new)?;
     let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user + 1).await?;
     access::may_roll_key(live, ctx.config.max_keys_per_user)?;
     let (key, new_hash, new_record) = mint(ctx, new).await?;
@@ -326,6 +320,23 @@ async fn roll(
         response: issued(&key, &new_record)?,
         note,
     })
+}
+
+/// The no-escalation rule of a key caller, or the ceiling of a settings session (the admin
+/// has none).
+fn restrict(
+    ctx: &Ctx,
+    caller: &Caller<'_>,
+    caller_expiry: Option<i64>,
+    new: &mut NewKey,
+) -> Result<(), Error> {
+    match caller {
+        Caller::Admin => Ok(()),
+        Caller::Key(creator) => access::restrict_to_creator(creator, caller_expiry, new),
+        Caller::Session(session) => {
+            access::restrict_to_session(session, ctx.now, ctx.config.default_rate_limit, new)
+        }
+    }
 }
 
 /// What an audit entry and event say about a key: its public fields, never the key or hash.
