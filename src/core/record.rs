@@ -12,6 +12,11 @@ use super::time::{format_time, parse_time};
 
 /// KV entries outlive `expires_at` by this much, then leave storage by themselves.
 pub const KV_EXPIRY_AFTER_SECS: i64 = 30 * 24 * 3600;
+/// The latest KV expiration accepted: Workers KV under `wrangler dev` refuses any past 2^31 - 1
+/// seconds (2038-01-19), failing the write (a key with a later expiry could be neither created
+/// nor changed). Entries that would expire later get no KV expiration: they stay until the key
+/// is revoked (its tombstone then has one) or deleted.
+pub const MAX_KV_EXPIRATION: i64 = i32::MAX as i64;
 
 /// What KV holds per key (under its hash). Never holds the key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -126,7 +131,9 @@ impl KeyRecord {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        end.map(|t| (t + KV_EXPIRY_AFTER_SECS).max(0) as u64)
+        end.map(|t| t.saturating_add(KV_EXPIRY_AFTER_SECS).max(0))
+            .filter(|t| *t <= MAX_KV_EXPIRATION)
+            .map(|t| t as u64)
     }
 
     /// Revoked, then expired (exact to the second), in the order of docs/CONTRACT.md section 2.
@@ -271,6 +278,23 @@ pub(crate) mod tests {
         p.policy.allowed_ips = Some(vec!["10.0.0.0/8".into()]);
         let back: KeyRecord = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn expirations_past_2038_are_not_given_to_kv() {
+        let fits = MAX_KV_EXPIRATION - KV_EXPIRY_AFTER_SECS;
+        let r = record(&["*"], &["*"], Some(fits));
+        assert_eq!(r.kv_expiration(), Some(MAX_KV_EXPIRATION as u64));
+        let r = record(&["*"], &["*"], Some(fits + 1));
+        assert_eq!(r.kv_expiration(), None);
+        let mut far = record(&["*"], &["*"], Some(253_402_300_799)); // 9999-12-31T23:59:59Z
+        assert_eq!(far.kv_expiration(), None);
+        // Revoked now, its tombstone leaves storage in 30 days as usual.
+        far.revoked_at = Some(format_time(NOW));
+        assert_eq!(
+            far.kv_expiration(),
+            Some((NOW + KV_EXPIRY_AFTER_SECS) as u64)
+        );
     }
 
     #[test]

@@ -374,6 +374,14 @@ describe("PATCH /v1/api-keys/{id}", () => {
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.expires_at, soon);
     assert.equal((await call(gw, "GET", JOBS, { key: k.key })).status, 200);
+    // A key without an expiry may be given one, however far (KV refuses expirations past
+    // 2038: such a record is kept without one, not refused with a 503).
+    const open = await createKey(gw, { permissions: ["jobs:read"] });
+    const far = await patch(open.summary.id, { expires_at: "2100-01-01T00:00:00Z" }, { admin: true });
+    assert.equal(far.status, 200, far.text);
+    assert.equal(far.json.expires_at, "2100-01-01T00:00:00Z");
+    const farther = await createKey(gw, { expires_at: "9999-12-31T23:59:59Z" });
+    assert.equal(farther.summary.expires_at, "9999-12-31T23:59:59Z");
   });
 
   it("bad bodies: unknown field, empty body, wrong types; another user's key is not found", async () => {
