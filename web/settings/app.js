@@ -534,6 +534,7 @@
       await api("POST", `/keys/${encodeURIComponent(k.id)}/revoke`);
       say(`Key “${k.name}” revoked. It no longer works.`, "ok");
       await Promise.all([loadKeys(), loadAudit()]);
+      landFocus();
     } catch (e) {
       if (!ended) say(`“${k.name}” was not revoked: ${e.message}`, "error");
     }
@@ -592,12 +593,22 @@
     }
   }
 
+  /** After a dialog closes over a re-rendered list, its opener may be gone: focus the list. */
+  function landFocus() {
+    setTimeout(() => {
+      if (!document.activeElement || document.activeElement === document.body) $("keys-h").focus();
+    });
+  }
+
   // ---------- wiring ----------
 
   function wire() {
     $("create").addEventListener("submit", onCreate);
     $("reveal-copy").addEventListener("click", copyKey);
-    $("reveal").addEventListener("close", forgetKey);
+    $("reveal").addEventListener("close", () => {
+      forgetKey();
+      landFocus();
+    });
     $("keys-body").addEventListener("click", (ev) => {
       const b = ev.target.closest("button[data-act]");
       if (b) openAction(b.dataset.act, b.dataset.id);
@@ -612,6 +623,7 @@
     $("keys-more").addEventListener("click", () => loadKeys(true));
     $("audit-more").addEventListener("click", () => loadAudit(true));
     $("ended-h").tabIndex = -1;
+    $("keys-h").tabIndex = -1;
   }
 
   wire();
