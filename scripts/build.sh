@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Builds the Worker (build/worker/shim.mjs + the .wasm) with worker-build --release.
-# Skips the build when nothing under src/, api/ (embedded), Cargo.* or this script changed,
-# so that starting wrangler dev (which runs this) is fast on a warm tree.
+# Skips the build when nothing under src/, api/ and web/ (both embedded), Cargo.* or this
+# script changed, so that starting wrangler dev (which runs this) is fast on a warm tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 stamp=build/.keygate-stamp
 if [ -f "$stamp" ] && [ -f build/worker/shim.mjs ] && \
-   [ -z "$(find src api Cargo.toml Cargo.lock scripts/build.sh -newer "$stamp" -print -quit)" ]; then
+   [ -z "$(find src api web Cargo.toml Cargo.lock scripts/build.sh -newer "$stamp" -print -quit)" ]; then
   exit 0
 fi
 wasm_env

@@ -19,4 +19,29 @@ trap 'kill $origin_pid 2>/dev/null || true' EXIT INT TERM
 bash scripts/build.sh
 wrangler dev --ip 127.0.0.1 --port "${PORT:-8787}" \
   --var "ORIGIN_URL:http://127.0.0.1:${ORIGIN_PORT:-8788}" \
-  --show-interactive-dev-session=false
+  --show-interactive-dev-session=false &
+gateway_pid=$!
+trap 'kill $origin_pid $gateway_pid 2>/dev/null || true' EXIT INT TERM
+
+# Once the gateway answers: a settings link for a demo user (docs/CONTRACT.md section 11), made
+# with the development admin token the way a platform's backend would. It works once, for an hour.
+gateway="http://127.0.0.1:${PORT:-8787}"
+for _ in $(seq 1 240); do
+  curl -fs "$gateway/healthz" >/dev/null 2>&1 && break
+  sleep 0.5
+done
+admin_token=$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)
+link=$(curl -fs "$gateway/v1/settings-sessions" -H "Authorization: Bearer $admin_token" \
+  -H 'Content-Type: application/json' \
+  -d '{"user_id":"demo","email":"demo@example.com","workspaces":["demo","staging"],
+       "permissions":["workspaces:read","jobs:read","jobs:run"],"max_expiry_days":90,
+       "ttl_seconds":3600}' |
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).url))' ||
+  true)
+if [ -n "$link" ]; then
+  echo "[dev] settings page for the demo user (single use, 1 h; run 'make dev' again for another):"
+  echo "[dev]   $link"
+else
+  echo "[dev] could not open a settings session (is the gateway up?)" >&2
+fi
+wait $gateway_pid

@@ -24,6 +24,7 @@ use super::permission::{within, PERM_KEYS_READ, PERM_KEYS_WRITE};
 use super::ratelimit::{Decision, RateLimit};
 use super::record::{KeyRecord, NewKey};
 use super::route::Route;
+use super::session::Session;
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,14 +33,25 @@ pub enum Caller<'a> {
     Admin,
     /// `Authorization: Api-Key <key>`, with the key's stored record.
     Key(&'a KeyRecord),
+    /// The settings page: a session cookie of this user (section 11).
+    Session(&'a Session),
 }
 
 impl<'a> Caller<'a> {
-    /// The key's record, or `None` for the admin.
+    /// The key's record, for a key caller.
     pub fn key(&self) -> Option<&'a KeyRecord> {
         match self {
-            Caller::Admin => None,
             Caller::Key(record) => Some(record),
+            Caller::Admin | Caller::Session(_) => None,
+        }
+    }
+
+    /// The one user whose keys this caller manages; `None` for the admin (any user).
+    pub fn own_user(&self) -> Option<&'a str> {
+        match self {
+            Caller::Admin => None,
+            Caller::Key(record) => Some(&record.user_id),
+            Caller::Session(session) => Some(&session.user_id),
         }
     }
 }
@@ -49,6 +61,8 @@ impl<'a> Caller<'a> {
 pub struct Need<'a> {
     /// Whether the admin token may call it (the key-management routes).
     pub admin: bool,
+    /// Whether an API key may call it (every route but opening a settings session).
+    pub key: bool,
     /// The permission a key needs; `None` for `/v1/me` (any valid key).
     pub permission: Option<&'static str>,
     /// The workspace the path names, which the key must cover.
@@ -59,6 +73,7 @@ pub struct Need<'a> {
 pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
     let manage = |permission| Need {
         admin: true,
+        key: true,
         permission: Some(permission),
         workspace: None,
     };
@@ -66,6 +81,13 @@ pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
         Route::Health | Route::OpenApi => return None,
         Route::Me => Need {
             admin: false,
+            key: true,
+            permission: None,
+            workspace: None,
+        },
+        Route::CreateSettingsSession => Need {
+            admin: true,
+            key: false,
             permission: None,
             workspace: None,
         },
@@ -73,6 +95,7 @@ pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
         Route::CreateKey | Route::RevokeKey(_) | Route::RollKey(_) => manage(PERM_KEYS_WRITE),
         Route::Forward(fwd) => Need {
             admin: false,
+            key: true,
             permission: Some(fwd.permission),
             workspace: fwd.workspace,
         },
@@ -80,10 +103,16 @@ pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
 }
 
 /// An admin token where the route takes only keys reads as a malformed key: the admin token
-/// is never a key, and the answer does not say that an admin token was recognised.
+/// is never a key, and the answer does not say that an admin token was recognised. A key where
+/// the route takes only the admin token is 403, before any storage read: whatever the key, it
+/// may not.
 pub fn credential(need: &Need, is_admin: bool) -> Result<(), Error> {
     if is_admin && !need.admin {
         Err(Error::MalformedApiKey)
+    } else if !is_admin && !need.key {
+        Err(Error::PermissionDenied(
+            "Only the admin token may call this route.",
+        ))
     } else {
         Ok(())
     }
@@ -196,22 +225,23 @@ fn missing_permission(permission: &str) -> &'static str {
 
 /// Whose keys a listing shows: the admin names a user; a key lists its own user only.
 pub fn list_user(caller: &Caller<'_>, asked: Option<String>) -> Result<String, Error> {
-    match (caller.key(), asked) {
+    match (caller.own_user(), asked) {
         (None, None) => Err(Error::field("user_id", "is required for admin listings")),
         (None, Some(user)) => Ok(user),
-        (Some(own), None) => Ok(own.user_id.clone()),
-        (Some(own), Some(user)) if user == own.user_id => Ok(user),
+        (Some(own), None) => Ok(own.to_owned()),
+        (Some(own), Some(user)) if user == own => Ok(user),
         (Some(_), Some(_)) => Err(Error::PermissionDenied(
-            "An API key can only list its own user's keys.",
+            "An API key or settings session can only list its own user's keys.",
         )),
     }
 }
 
-/// A management target: another user's key is as unknown to a key caller as a missing one.
+/// A management target: another user's key is as unknown to a key caller or a settings
+/// session as a missing one.
 pub fn target(caller: &Caller<'_>, found: Option<KeyRecord>) -> Result<KeyRecord, Error> {
     let record = found.ok_or(Error::NotFound)?;
-    match caller.key() {
-        Some(own) if own.user_id != record.user_id => Err(Error::NotFound),
+    match caller.own_user() {
+        Some(own) if own != record.user_id => Err(Error::NotFound),
         _ => Ok(record),
     }
 }
@@ -316,6 +346,63 @@ pub fn restrict_to_creator(
             return Err(Error::field(
                 "email",
                 "must be the creating key's own e-mail (or omitted)",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// The settings page's rule (section 11), the same as a key's no-escalation rule with the
+/// session's ceiling in place of a creating key: a key made (by create or roll) in a settings
+/// session belongs to the session's user with the session's e-mail (the page may leave both
+/// out; naming others is 400 on the field), its workspaces and permissions are within the
+/// session's (403), its rate limit is no higher than `DEFAULT_RATE_LIMIT` (403), and when the
+/// session has `max_expiry_days` its expiry is at most that far off: omitted, it is set to
+/// exactly that (a key without expiry would outlive the bound); later is 403.
+pub fn restrict_to_session(
+    session: &Session,
+    now: i64,
+    default_rate: RateLimit,
+    new: &mut NewKey,
+) -> Result<(), Error> {
+    if !within(&session.workspaces, &new.workspaces) {
+        return Err(Error::PermissionDenied(
+            "A key's workspaces must be among those this settings session may grant.",
+        ));
+    }
+    if !within(&session.permissions, &new.permissions) {
+        return Err(Error::PermissionDenied(
+            "A key's permissions must be among those this settings session may grant.",
+        ));
+    }
+    if !new.rate_limit.within(&default_rate) {
+        return Err(Error::PermissionDenied(
+            "A key made in a settings session cannot have a rate limit above the default.",
+        ));
+    }
+    if let Some(limit) = session.expiry_limit(now) {
+        match new.expires_at {
+            None => new.expires_at = Some(limit),
+            Some(t) if t <= limit => {}
+            Some(_) => return Err(Error::PermissionDenied(
+                "A key made in this settings session cannot expire later than its max_expiry_days.",
+            )),
+        }
+    }
+    // Last: a widening above is refused as such (403) before a mismatch of the owner (400).
+    if new.user_id != session.user_id {
+        return Err(Error::field(
+            "user_id",
+            "must be the settings session's own user (or omitted)",
+        ));
+    }
+    match &new.email {
+        None => new.email = Some(session.email.clone()),
+        Some(asked) if *asked == session.email => {}
+        Some(_) => {
+            return Err(Error::field(
+                "email",
+                "must be the settings session's own e-mail (or omitted)",
             ))
         }
     }
@@ -687,6 +774,135 @@ mod tests {
             window_seconds: 60,
         };
         assert_eq!(default_rate(&key, slow), slow);
+    }
+
+    #[test]
+    fn only_the_admin_opens_settings_sessions() {
+        let n = need_of("POST", "/v1/settings-sessions");
+        assert_eq!(credential(&n, true), Ok(()));
+        assert!(matches!(
+            credential(&n, false),
+            Err(Error::PermissionDenied(_))
+        ));
+    }
+
+    fn session_key() -> NewKey {
+        let mut k = minted();
+        k.user_id = "alice".into();
+        k.workspaces = vec!["ws1".into()];
+        k.permissions = vec!["jobs:read".into()];
+        k
+    }
+
+    #[test]
+    fn rule_session_lists_and_targets_its_own_user_only() {
+        let s = crate::core::session::tests::session();
+        let caller = Caller::Session(&s);
+        assert_eq!(list_user(&caller, None), Ok("alice".into()));
+        assert!(matches!(
+            list_user(&caller, Some("bob".into())),
+            Err(Error::PermissionDenied(_))
+        ));
+        let mut theirs = record(&["*"], &["*"], None);
+        theirs.user_id = "bob".into();
+        assert_eq!(target(&caller, Some(theirs)), Err(Error::NotFound));
+        let mut own = record(&["*"], &["*"], None);
+        own.user_id = "alice".into();
+        assert_eq!(target(&caller, Some(own.clone())), Ok(own));
+        // A session is no key: no key rule (restrict_to_creator) applies to it by mistake.
+        assert_eq!(caller.key(), None);
+    }
+
+    #[test]
+    fn rule_session_ceiling_workspaces_permissions_rate() {
+        let s = crate::core::session::tests::session();
+        let now = crate::core::session::tests::NOW;
+        let mut ok = session_key();
+        assert_eq!(restrict_to_session(&s, now, DEFAULT, &mut ok), Ok(()));
+        let mut wider_ws = session_key();
+        wider_ws.workspaces = vec!["ws3".into()];
+        assert!(matches!(
+            restrict_to_session(&s, now, DEFAULT, &mut wider_ws),
+            Err(Error::PermissionDenied(_))
+        ));
+        let mut star = session_key();
+        star.workspaces = vec!["*".into()];
+        assert!(restrict_to_session(&s, now, DEFAULT, &mut star).is_err());
+        let mut wider_perm = session_key();
+        wider_perm.permissions = vec!["secrets:read".into()];
+        assert!(matches!(
+            restrict_to_session(&s, now, DEFAULT, &mut wider_perm),
+            Err(Error::PermissionDenied(_))
+        ));
+        let mut faster = session_key();
+        faster.rate_limit = RateLimit {
+            requests: DEFAULT.requests + 1,
+            window_seconds: DEFAULT.window_seconds,
+        };
+        assert!(matches!(
+            restrict_to_session(&s, now, DEFAULT, &mut faster),
+            Err(Error::PermissionDenied(_))
+        ));
+        // A wildcard ceiling grants anything.
+        let mut all = s.clone();
+        all.workspaces = vec!["*".into()];
+        all.permissions = vec!["*".into()];
+        let mut anything = session_key();
+        anything.workspaces = vec!["*".into()];
+        anything.permissions = vec!["*".into()];
+        assert_eq!(
+            restrict_to_session(&all, now, DEFAULT, &mut anything),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn rule_session_expiry_is_bounded_and_defaulted() {
+        let s = crate::core::session::tests::session();
+        let now = crate::core::session::tests::NOW;
+        let limit = now + 30 * 86_400;
+        let mut omitted = session_key();
+        assert_eq!(restrict_to_session(&s, now, DEFAULT, &mut omitted), Ok(()));
+        assert_eq!(omitted.expires_at, Some(limit), "defaulted to the maximum");
+        let mut at_limit = session_key();
+        at_limit.expires_at = Some(limit);
+        assert_eq!(restrict_to_session(&s, now, DEFAULT, &mut at_limit), Ok(()));
+        let mut later = session_key();
+        later.expires_at = Some(limit + 1);
+        assert!(matches!(
+            restrict_to_session(&s, now, DEFAULT, &mut later),
+            Err(Error::PermissionDenied(_))
+        ));
+        // Without max_expiry_days, no bound and no default.
+        let mut unbounded = s.clone();
+        unbounded.max_expiry_days = None;
+        let mut never = session_key();
+        assert_eq!(
+            restrict_to_session(&unbounded, now, DEFAULT, &mut never),
+            Ok(())
+        );
+        assert_eq!(never.expires_at, None);
+    }
+
+    #[test]
+    fn rule_session_user_and_email_are_the_sessions() {
+        let s = crate::core::session::tests::session();
+        let now = crate::core::session::tests::NOW;
+        let mut filled = session_key();
+        assert_eq!(restrict_to_session(&s, now, DEFAULT, &mut filled), Ok(()));
+        assert_eq!(filled.email.as_deref(), Some("alice@example.com"));
+        let mut other_user = session_key();
+        other_user.user_id = "bob".into();
+        assert!(matches!(
+            restrict_to_session(&s, now, DEFAULT, &mut other_user),
+            Err(Error::Validation(f)) if f.contains_key("user_id")
+        ));
+        let mut other_email = session_key();
+        other_email.email = Some("cfo@example.com".into());
+        assert!(matches!(
+            restrict_to_session(&s, now, DEFAULT, &mut other_email),
+            Err(Error::Validation(f)) if f.contains_key("email")
+        ));
     }
 
     #[test]

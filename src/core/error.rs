@@ -61,6 +61,15 @@ pub enum Error {
     InvalidAdminToken,
     /// 403 `admin_disabled`: no `ADMIN_TOKEN` configured.
     AdminDisabled,
+    /// 401 `missing_session`: a settings API call without a valid session cookie.
+    MissingSession,
+    /// 401 `session_expired`: the settings session's cookie is right but the session is over.
+    SessionExpired,
+    /// 403 `csrf_failed`: a state-changing settings call without the session's CSRF token, or
+    /// from another origin.
+    CsrfFailed,
+    /// 410 `link_expired`: a settings link that is unknown, already used or expired.
+    LinkExpired,
     /// 500 `internal_error`.
     Internal,
 }
@@ -86,8 +95,14 @@ impl Error {
             | Error::InvalidApiKey
             | Error::RevokedApiKey
             | Error::ExpiredApiKey
-            | Error::InvalidAdminToken => 401,
-            Error::WorkspaceForbidden | Error::PermissionDenied(_) | Error::AdminDisabled => 403,
+            | Error::InvalidAdminToken
+            | Error::MissingSession
+            | Error::SessionExpired => 401,
+            Error::WorkspaceForbidden
+            | Error::PermissionDenied(_)
+            | Error::AdminDisabled
+            | Error::CsrfFailed => 403,
+            Error::LinkExpired => 410,
             Error::NotFound => 404,
             Error::MethodNotAllowed(_) => 405,
             Error::InvalidPath | Error::Validation(_) => 400,
@@ -126,6 +141,10 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::InvalidAdminToken => "invalid_admin_token",
             Error::AdminDisabled => "admin_disabled",
+            Error::MissingSession => "missing_session",
+            Error::SessionExpired => "session_expired",
+            Error::CsrfFailed => "csrf_failed",
+            Error::LinkExpired => "link_expired",
             Error::Internal => "internal_error",
         }
     }
@@ -173,6 +192,20 @@ impl Error {
             }
             Error::InvalidAdminToken => "The admin token is not valid.",
             Error::AdminDisabled => "Admin access is not configured on this gateway.",
+            Error::MissingSession => {
+                "No valid settings session; open the settings link from the platform again."
+            }
+            Error::SessionExpired => {
+                "The settings session has expired; open the settings page from the platform again."
+            }
+            Error::CsrfFailed => {
+                "This settings call needs the session's X-CSRF-Token header and must come from \
+                 the settings page's own origin."
+            }
+            Error::LinkExpired => {
+                "This settings link is not valid: it was already used, has expired, or never \
+                 existed. Open the settings page from the platform again."
+            }
             Error::Internal => "An internal error occurred.",
         }
     }
@@ -273,5 +306,17 @@ mod tests {
             (429, "too_many_idempotency_keys")
         );
         assert_eq!(full.retry_after(), Some(1), "every 429 carries Retry-After");
+    }
+
+    #[test]
+    fn settings_errors_match_the_contract() {
+        for (e, status, code) in [
+            (Error::MissingSession, 401, "missing_session"),
+            (Error::SessionExpired, 401, "session_expired"),
+            (Error::CsrfFailed, 403, "csrf_failed"),
+            (Error::LinkExpired, 410, "link_expired"),
+        ] {
+            assert_eq!((e.status(), e.code()), (status, code));
+        }
     }
 }

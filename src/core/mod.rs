@@ -21,6 +21,8 @@
 //! - [`record`]: the stored key model and its summary.
 //! - [`request`]: validation of key-management bodies and queries.
 //! - [`route`]: path checks, routes, and the path-to-permission map.
+//! - [`session`]: settings sessions: the request, single use of the link, cookie, CSRF.
+//! - [`settings`]: the settings paths (page, link, JSON API) and their security headers.
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`time`]: RFC 3339 times.
 
@@ -44,6 +46,8 @@ pub mod ratelimit;
 pub mod record;
 pub mod request;
 pub mod route;
+pub mod session;
+pub mod settings;
 pub mod throttle;
 pub mod time;
 

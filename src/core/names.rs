@@ -37,6 +37,16 @@ pub const CONTENT_LENGTH: &str = "content-length";
 pub const CACHE_CONTROL: &str = "cache-control";
 pub const CONNECTION: &str = "connection";
 pub const HOST: &str = "host";
+pub const COOKIE: &str = "cookie";
+pub const SET_COOKIE: &str = "set-cookie";
+pub const LOCATION: &str = "location";
+pub const ORIGIN: &str = "origin";
+
+// The settings page (section 11).
+/// The settings session's cookie: `<object name>.<secret>`, `HttpOnly`, `Path=/settings`.
+pub const SETTINGS_COOKIE: &str = "kg_settings";
+/// The CSRF token a state-changing settings call must carry.
+pub const HEADER_CSRF: &str = "x-csrf-token";
 /// The media type of every JSON body the gateway writes.
 pub const JSON_TYPE: &str = "application/json";
 
@@ -45,6 +55,8 @@ pub const JSON_TYPE: &str = "application/json";
 pub const KV_BINDING: &str = "KEYS";
 /// The Durable Object namespace of the per-key objects (`KeyStateObject`).
 pub const KEY_STATE_BINDING: &str = "KEY_STATE";
+/// The Durable Object namespace of settings sessions (`SettingsSessionObject`).
+pub const SETTINGS_SESSIONS_BINDING: &str = "SETTINGS_SESSIONS";
 /// The Rate Limiting binding that counts failed authentications per client IP.
 pub const AUTH_FAILURES_BINDING: &str = "AUTH_FAILURES";
 

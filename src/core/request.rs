@@ -26,7 +26,7 @@ pub const MAX_WORKSPACES: usize = 100;
 /// The vocabulary has 12 names and `*`; a longer list can only repeat them.
 pub const MAX_PERMISSIONS: usize = 32;
 
-fn user_id_rule() -> String {
+pub(super) fn user_id_rule() -> String {
     format!("must be 1-{MAX_USER_ID_LEN} characters of A-Z a-z 0-9 . _ @ : -")
 }
 
@@ -44,7 +44,7 @@ const CREATE_FIELDS: [&str; 7] = [
     "rate_limit",
 ];
 
-fn push(errors: &mut FieldErrors, field: &str, problem: &str) {
+pub(super) fn push(errors: &mut FieldErrors, field: &str, problem: &str) {
     errors
         .entry(field.to_owned())
         .or_default()
@@ -62,13 +62,13 @@ fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
     }
 }
 
-fn is_user_id(s: &str) -> bool {
+pub(super) fn is_user_id(s: &str) -> bool {
     (1..=MAX_USER_ID_LEN).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b".-_@:".contains(&b))
 }
 
-fn is_email(s: &str) -> bool {
+pub(super) fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
     };
@@ -251,7 +251,7 @@ fn dedup(items: Vec<&str>) -> Vec<String> {
     out
 }
 
-fn parse_workspaces(v: Option<&Value>, errors: &mut FieldErrors) -> Option<Vec<String>> {
+pub(super) fn parse_workspaces(v: Option<&Value>, errors: &mut FieldErrors) -> Option<Vec<String>> {
     let items = string_list(v, "workspaces", MAX_WORKSPACES, errors)?;
     if items.contains(&WILDCARD) {
         if items.iter().any(|w| *w != WILDCARD) {
@@ -273,7 +273,10 @@ fn parse_workspaces(v: Option<&Value>, errors: &mut FieldErrors) -> Option<Vec<S
     Some(dedup(items))
 }
 
-fn parse_permissions(v: Option<&Value>, errors: &mut FieldErrors) -> Option<Vec<String>> {
+pub(super) fn parse_permissions(
+    v: Option<&Value>,
+    errors: &mut FieldErrors,
+) -> Option<Vec<String>> {
     let items = string_list(v, "permissions", MAX_PERMISSIONS, errors)?;
     if items
         .iter()

@@ -7,6 +7,7 @@
 
 use super::error::Error;
 use super::permission::{PERM_JOBS_RUN, PERM_WORKSPACES_READ};
+use super::settings::PATH_SESSIONS;
 
 pub const PREFIX_DEVELOPERS: &str = "/developers/workspaces";
 pub const PATH_HEALTH: &str = "/healthz";
@@ -142,6 +143,8 @@ pub enum Route<'a> {
     GetKey(&'a str),
     RevokeKey(&'a str),
     RollKey(&'a str),
+    /// `POST /v1/settings-sessions` (admin only): opens a settings session (section 11).
+    CreateSettingsSession,
     /// A `/developers/...` call for the origin.
     Forward(Forward<'a>),
 }
@@ -185,6 +188,7 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
         PATH_HEALTH => only(&["GET", "HEAD"], ALLOW_READ, Route::Health),
         PATH_ME => only(&["GET", "HEAD"], ALLOW_READ, Route::Me),
         PATH_OPENAPI => only(&["GET", "HEAD"], ALLOW_READ, Route::OpenApi),
+        PATH_SESSIONS => only(&["POST"], "POST", Route::CreateSettingsSession),
         PATH_KEYS => match method {
             "POST" => Ok(Route::CreateKey),
             "GET" | "HEAD" => Ok(Route::ListKeys),
@@ -497,6 +501,14 @@ mod tests {
         assert_eq!(resolve("GET", "/v1/openapi.json"), Ok(Route::OpenApi));
         assert_eq!(resolve("POST", "/v1/api-keys"), Ok(Route::CreateKey));
         assert_eq!(resolve("GET", "/v1/api-keys"), Ok(Route::ListKeys));
+        assert_eq!(
+            resolve("POST", "/v1/settings-sessions"),
+            Ok(Route::CreateSettingsSession)
+        );
+        assert_eq!(
+            resolve("GET", "/v1/settings-sessions"),
+            Err(Error::MethodNotAllowed("POST"))
+        );
         assert_eq!(
             resolve("PUT", "/v1/api-keys"),
             Err(Error::MethodNotAllowed("GET, HEAD, POST"))

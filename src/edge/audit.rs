@@ -16,6 +16,7 @@ pub fn actor(caller: &Caller<'_>) -> Actor {
     match caller {
         Caller::Admin => Actor::Admin,
         Caller::Key(record) => Actor::Key(record.id.clone()),
+        Caller::Session(session) => Actor::Session(session.user_id.clone()),
     }
 }
 

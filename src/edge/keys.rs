@@ -17,6 +17,7 @@ use crate::core::names::CACHE_CONTROL;
 use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey, Summary};
 use crate::core::request::{parse_create, parse_list_query, parse_roll};
 use crate::core::route::Route;
+use crate::core::session::fill_owner;
 use crate::core::time::format_time;
 use crate::core::Error;
 
@@ -95,12 +96,14 @@ async fn create(
     caller: &Caller<'_>,
     caller_expiry: Option<i64>,
 ) -> Result<Reply, Error> {
-    let body = read_body(req, MAX_JSON_BODY_BYTES).await?;
+    let mut body = read_body(req, MAX_JSON_BODY_BYTES).await?;
+    if let Caller::Session(session) = caller {
+        // The page may leave the owner out: it is the session's.
+        body = fill_owner(&body, session);
+    }
     let default_rate = access::default_rate(caller, ctx.config.default_rate_limit);
     let mut new = parse_create(&body, ctx.now, default_rate)?;
-    if let Some(creator) = caller.key() {
-        access::restrict_to_creator(creator, caller_expiry, &mut new)?;
-    }
+    restrict(ctx, caller, caller_expiry, &mut new)?;
     let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user).await?;
     access::may_add_key(live, ctx.config.max_keys_per_user)?;
     let (key, _, record) = mint(ctx, new).await?;
@@ -197,10 +200,9 @@ async fn roll(
     let old_expiry = usage.expires_at;
     access::rollable(&old, usage.revoked, old_expiry, ctx.now)?;
     let mut new = access::rolled(&old, old_expiry);
-    // Rolling hands out a new plaintext: a key may not obtain one wider than itself that way.
-    if let Some(creator) = caller.key() {
-        access::restrict_to_creator(creator, caller_expiry, &mut new)?;
-    }
+    // Rolling hands out a new plaintext: a key or a settings session may not obtain one wider
+    // than itself that way.
+    restrict(ctx, caller, caller_expiry, &mut new)?;
     let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user + 1).await?;
     access::may_roll_key(live, ctx.config.max_keys_per_user)?;
     let (key, new_hash, new_record) = mint(ctx, new).await?;
@@ -242,6 +244,23 @@ async fn roll(
         response: issued(&key, &new_record)?,
         note,
     })
+}
+
+/// The no-escalation rule of a key caller, or the ceiling of a settings session (the admin
+/// has none).
+fn restrict(
+    ctx: &Ctx,
+    caller: &Caller<'_>,
+    caller_expiry: Option<i64>,
+    new: &mut NewKey,
+) -> Result<(), Error> {
+    match caller {
+        Caller::Admin => Ok(()),
+        Caller::Key(creator) => access::restrict_to_creator(creator, caller_expiry, new),
+        Caller::Session(session) => {
+            access::restrict_to_session(session, ctx.now, ctx.config.default_rate_limit, new)
+        }
+    }
 }
 
 /// What an audit entry and event say about a key: its public fields, never the key or hash.

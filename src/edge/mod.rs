@@ -9,6 +9,8 @@
 //! - [`keys`]: `/v1/me` and `/v1/api-keys...`.
 //! - [`proxy`]: `/developers/...` forwarding to the origin.
 //! - [`audit`]: the one place a change is recorded (audit trail and webhook events).
+//! - [`settings`]: the settings page, its sessions and JSON API; [`session_object`]: the
+//!   session's Durable Object and its client.
 //! - [`http`]: responses, randomness, the clock.
 
 mod audit;
@@ -18,6 +20,8 @@ mod key_object;
 mod keys;
 mod lease;
 mod proxy;
+mod session_object;
+mod settings;
 mod store;
 mod throttle;
 
@@ -35,6 +39,7 @@ use crate::core::names::{ADMIN_TOKEN_SECRET, AUTHORIZATION, AUTH_FAILURES_BINDIN
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::{check_path, resolve, split_url, Route};
+use crate::core::settings::{self as settings_paths, is_settings_path, Settings, SECURITY_HEADERS};
 use crate::core::Error;
 
 /// The contract, served at `/v1/openapi.json` (and checked by schemathesis in `make test`).
@@ -169,6 +174,12 @@ pub async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Resp
         Err(e) => http::error_response(&e, &request_id),
     };
     let _ = response.headers_mut().set(HEADER_REQUEST_ID, &request_id);
+    if is_settings_path(path) {
+        // Every answer under /settings, the page's files, redirects and errors alike.
+        for (name, value) in SECURITY_HEADERS {
+            let _ = response.headers_mut().set(name, value);
+        }
+    }
     if let Some(d) = &outcome.decision {
         http::set_rate_limit_headers(response.headers_mut(), d);
     }
@@ -192,6 +203,12 @@ pub async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Resp
     Ok(response)
 }
 
+/// A checked path, routed: an API route, or a settings path (cookie-authenticated).
+enum Routed<'a> {
+    Api(Route<'a>),
+    Settings(Settings<'a>),
+}
+
 /// Path, route, configuration, then the caller, in the order of docs/CONTRACT.md section 2;
 /// every access decision is [`access`]'s, this only fetches the facts it needs.
 async fn handle(
@@ -203,8 +220,15 @@ async fn handle(
     query: Option<&str>,
     request_id: &str,
 ) -> Outcome {
-    let route = match check_path(path).and_then(|()| resolve(method, path)) {
-        Ok(route) => route,
+    let routed = check_path(path).and_then(|()| {
+        if is_settings_path(path) {
+            settings_paths::resolve(method, path).map(Routed::Settings)
+        } else {
+            resolve(method, path).map(Routed::Api)
+        }
+    });
+    let routed = match routed {
+        Ok(routed) => routed,
         Err(e) => return Outcome::of(Err(e)),
     };
     let config = match load_config(&env) {
@@ -217,6 +241,13 @@ async fn handle(
         request_id: request_id.to_owned(),
         now: (Date::now().as_millis() / 1000) as i64,
         client_ip: req.headers().get(CLIENT_IP).ok().flatten(),
+    };
+    let route = match routed {
+        Routed::Api(route) => route,
+        // Cookie-authenticated (section 11): no Authorization header is read there.
+        Routed::Settings(s) => {
+            return Outcome::of(settings::handle(&ctx, req, method, query, s).await);
+        }
     };
     let Some(need) = access::need(&route) else {
         return Outcome::of(
@@ -245,6 +276,9 @@ async fn handle(
                 .ok()
                 .map(|s| s.to_string());
             Outcome::of(match access::admin(token, configured.as_deref()) {
+                Ok(()) if route == Route::CreateSettingsSession => {
+                    settings::create(&ctx, req).await
+                }
                 Ok(()) => keys::manage(&ctx, req, query, &route, &Caller::Admin, None).await,
                 Err(e) => Err(e),
             })

@@ -1,0 +1,207 @@
+//! The settings paths (docs/CONTRACT.md section 11): the page, the link that opens a session,
+//! and the settings JSON API, which maps onto the key-management routes so that the page is
+//! held to the same rules as the API. Also the security headers of every `/settings` answer.
+
+use super::error::Error;
+use super::route::Route;
+
+pub const PATH_SETTINGS: &str = "/settings";
+/// The page; the redirect target after the link is opened (it carries no secret).
+pub const PATH_PAGE: &str = "/settings/";
+pub const PATH_OPEN: &str = "/settings/open";
+/// `POST` by the admin: opens a session and answers its link.
+pub const PATH_SESSIONS: &str = "/v1/settings-sessions";
+const API_PREFIX: &str = "/settings/api/";
+
+/// Sent on every `/settings` answer, errors included: a strict Content-Security-Policy (only
+/// this origin's script, style and connections; no inline script; no framing; forms post
+/// here only), no framing for old browsers either, no `Referer` (the link's URL holds its
+/// token), no MIME sniffing, and nothing stored by caches: the API's answers hold session data
+/// and keys, and one rule for the whole path is one rule a test can prove (the page is a few
+/// KB; caching it would save little).
+pub const SECURITY_HEADERS: [(&str, &str); 5] = [
+    (
+        "content-security-policy",
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    ),
+    ("x-frame-options", "DENY"),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("cache-control", "no-store"),
+];
+
+/// The page's static files (embedded in the Worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asset {
+    Index,
+    Script,
+    Style,
+}
+
+/// A settings path, routed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settings<'a> {
+    /// `/settings` without the slash: to the page (its relative links need the slash).
+    ToPage,
+    Asset(Asset),
+    /// `GET /settings/open?token=`.
+    Open,
+    /// `GET /settings/api/session`.
+    Session,
+    /// `GET /settings/api/audit-events`.
+    AuditEvents,
+    /// A key-management route of the session's user: `GET|POST /settings/api/keys`,
+    /// `POST /settings/api/keys/{id}/revoke|roll`, `GET /settings/api/keys/{id}`.
+    Keys(Route<'a>),
+}
+
+impl Settings<'_> {
+    /// Whether the call changes state (and so needs the CSRF token).
+    pub fn changes_state(&self, method: &str) -> bool {
+        matches!(self, Settings::Keys(_)) && method == "POST"
+    }
+}
+
+/// Whether `path` is under `/settings` (every such answer gets [`SECURITY_HEADERS`]).
+pub fn is_settings_path(path: &str) -> bool {
+    path == PATH_SETTINGS || path.starts_with(PATH_PAGE)
+}
+
+const ALLOW_READ: &str = "GET, HEAD";
+
+/// Maps a settings path (see [`is_settings_path`]) to its route: 404 for other paths under
+/// `/settings`, 405 with `Allow` for a known path with another method.
+pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Settings<'a>, Error> {
+    let read = matches!(method, "GET" | "HEAD");
+    let only_read = |s: Settings<'a>| {
+        if read {
+            Ok(s)
+        } else {
+            Err(Error::MethodNotAllowed(ALLOW_READ))
+        }
+    };
+    match path {
+        PATH_SETTINGS => return only_read(Settings::ToPage),
+        "/settings/" | "/settings/index.html" => return only_read(Settings::Asset(Asset::Index)),
+        "/settings/app.js" => return only_read(Settings::Asset(Asset::Script)),
+        "/settings/app.css" => return only_read(Settings::Asset(Asset::Style)),
+        PATH_OPEN => return only_read(Settings::Open),
+        _ => {}
+    }
+    let api = path.strip_prefix(API_PREFIX).ok_or(Error::NotFound)?;
+    let api = api.strip_suffix('/').unwrap_or(api);
+    match api {
+        "session" => only_read(Settings::Session),
+        "audit-events" => only_read(Settings::AuditEvents),
+        "keys" => match method {
+            "GET" | "HEAD" => Ok(Settings::Keys(Route::ListKeys)),
+            "POST" => Ok(Settings::Keys(Route::CreateKey)),
+            _ => Err(Error::MethodNotAllowed("GET, HEAD, POST")),
+        },
+        _ => {
+            let rest = api.strip_prefix("keys/").ok_or(Error::NotFound)?;
+            let route = match rest.split_once('/') {
+                None => return only_read(Settings::Keys(Route::GetKey(rest))),
+                Some((id, "revoke")) => Route::RevokeKey(id),
+                Some((id, "roll")) => Route::RollKey(id),
+                Some(_) => return Err(Error::NotFound),
+            };
+            if method == "POST" {
+                Ok(Settings::Keys(route))
+            } else {
+                Err(Error::MethodNotAllowed("POST"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_and_its_files() {
+        assert_eq!(resolve("GET", "/settings"), Ok(Settings::ToPage));
+        assert_eq!(
+            resolve("GET", "/settings/"),
+            Ok(Settings::Asset(Asset::Index))
+        );
+        assert_eq!(
+            resolve("HEAD", "/settings/app.js"),
+            Ok(Settings::Asset(Asset::Script))
+        );
+        assert_eq!(
+            resolve("GET", "/settings/app.css"),
+            Ok(Settings::Asset(Asset::Style))
+        );
+        assert_eq!(resolve("GET", "/settings/open"), Ok(Settings::Open));
+        assert_eq!(
+            resolve("POST", "/settings/open"),
+            Err(Error::MethodNotAllowed(ALLOW_READ))
+        );
+        assert_eq!(resolve("GET", "/settings/other.js"), Err(Error::NotFound));
+    }
+
+    #[test]
+    fn the_api_maps_onto_the_key_routes() {
+        assert_eq!(
+            resolve("GET", "/settings/api/session"),
+            Ok(Settings::Session)
+        );
+        assert_eq!(
+            resolve("GET", "/settings/api/audit-events"),
+            Ok(Settings::AuditEvents)
+        );
+        assert_eq!(
+            resolve("GET", "/settings/api/keys"),
+            Ok(Settings::Keys(Route::ListKeys))
+        );
+        assert_eq!(
+            resolve("POST", "/settings/api/keys/"),
+            Ok(Settings::Keys(Route::CreateKey))
+        );
+        assert_eq!(
+            resolve("GET", "/settings/api/keys/key_1"),
+            Ok(Settings::Keys(Route::GetKey("key_1")))
+        );
+        assert_eq!(
+            resolve("POST", "/settings/api/keys/key_1/revoke"),
+            Ok(Settings::Keys(Route::RevokeKey("key_1")))
+        );
+        assert_eq!(
+            resolve("POST", "/settings/api/keys/key_1/roll"),
+            Ok(Settings::Keys(Route::RollKey("key_1")))
+        );
+        assert_eq!(
+            resolve("GET", "/settings/api/keys/key_1/roll"),
+            Err(Error::MethodNotAllowed("POST"))
+        );
+        assert_eq!(
+            resolve("DELETE", "/settings/api/keys/key_1"),
+            Err(Error::MethodNotAllowed(ALLOW_READ))
+        );
+        assert_eq!(
+            resolve("POST", "/settings/api/keys/key_1/x"),
+            Err(Error::NotFound)
+        );
+        assert_eq!(resolve("GET", "/settings/api/other"), Err(Error::NotFound));
+    }
+
+    #[test]
+    fn only_posts_to_the_key_routes_change_state() {
+        let create = resolve("POST", "/settings/api/keys").unwrap();
+        assert!(create.changes_state("POST"));
+        let list = resolve("GET", "/settings/api/keys").unwrap();
+        assert!(!list.changes_state("GET"));
+        assert!(!Settings::Session.changes_state("GET"));
+    }
+
+    #[test]
+    fn settings_paths_are_told_from_others() {
+        assert!(is_settings_path("/settings"));
+        assert!(is_settings_path("/settings/api/keys"));
+        assert!(!is_settings_path("/settingsx"));
+        assert!(!is_settings_path("/v1/settings-sessions"));
+    }
+}

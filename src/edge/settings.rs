@@ -1,0 +1,173 @@
+//! The settings page (docs/CONTRACT.md section 11): `POST /v1/settings-sessions` (admin), the
+//! link that opens a session, the page's files, and the settings JSON API. The API is the
+//! key-management routes of [`super::keys`] called with [`Caller::Session`], so the page is
+//! held to the API's rules; this file only authenticates the cookie and checks CSRF.
+//!
+//! The page is embedded in the Worker (`include_str!`): one artifact to deploy, and its
+//! security headers come from the one code path that serves every `/settings` answer
+//! (`edge/mod.rs`), which the end-to-end tests check.
+
+use worker::{Request, Response};
+
+use super::http::{json, random, read_body};
+use super::{audit, keys, session_object, Ctx, Reply};
+use crate::core::access::{self, Caller};
+use crate::core::events::{Actor, Change, ChangeKind};
+use crate::core::names::{
+    CACHE_CONTROL, CONTENT_TYPE, COOKIE, HEADER_CSRF, LOCATION, ORIGIN, SET_COOKIE,
+};
+use crate::core::request::parse_list_query;
+use crate::core::session::{
+    self, base64url, check_csrf, cookie_value, hash_secret, is_local, link_token, origin_of,
+    read_cookie, session_body, set_cookie, StoredSession, SECRET_BYTES,
+};
+use crate::core::settings::{Asset, Settings, PATH_OPEN, PATH_PAGE};
+use crate::core::time::format_time;
+use crate::core::Error;
+
+const INDEX_HTML: &str = include_str!("../../web/settings/index.html");
+const APP_JS: &str = include_str!("../../web/settings/app.js");
+const APP_CSS: &str = include_str!("../../web/settings/app.css");
+
+/// Largest body of `POST /v1/settings-sessions`; a real one is a few hundred bytes.
+const MAX_SESSION_BODY_BYTES: u64 = 64 * 1024;
+
+/// `POST /v1/settings-sessions` (admin): stores the session in its own object, named by the
+/// SHA-256 of a fresh link token, and answers the link (the only place the token appears).
+pub async fn create(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
+    let body = read_body(req, MAX_SESSION_BODY_BYTES).await?;
+    let session = session::parse_create(&body, ctx.now)?;
+    let token = base64url(&random::<SECRET_BYTES>()?);
+    let stored = StoredSession {
+        session,
+        opened: false,
+        cookie_hash: None,
+        csrf_token: base64url(&random::<SECRET_BYTES>()?),
+    };
+    session_object::create(ctx, &hash_secret(&token), &stored).await?;
+    let url = format!("{}{PATH_OPEN}?token={token}", origin_of(&req.inner().url()));
+    let mut resp = json(
+        201,
+        &serde_json::json!({
+            "url": url,
+            "expires_at": format_time(stored.session.expires_at),
+        }),
+    )?;
+    let _ = resp.headers_mut().set(CACHE_CONTROL, "no-store");
+    Ok(resp.into())
+}
+
+/// A settings path. The page's files and the link need no session; the API needs the cookie,
+/// and a state-changing call also the CSRF token.
+pub async fn handle(
+    ctx: &Ctx,
+    req: &Request,
+    method: &str,
+    query: Option<&str>,
+    route: Settings<'_>,
+) -> Result<Reply, Error> {
+    match route {
+        Settings::ToPage => redirect(308, PATH_PAGE),
+        Settings::Asset(asset) => asset_response(asset),
+        Settings::Open => open(ctx, req, query).await,
+        route => {
+            let stored = authenticate(ctx, req).await?;
+            if route.changes_state(method) {
+                let presented = req.headers().get(HEADER_CSRF).ok().flatten();
+                let origin = req.headers().get(ORIGIN).ok().flatten();
+                check_csrf(
+                    &stored.csrf_token,
+                    presented.as_deref(),
+                    origin.as_deref(),
+                    origin_of(&req.inner().url()),
+                )?;
+            }
+            let caller = Caller::Session(&stored.session);
+            match route {
+                Settings::Session => Ok(json(200, &session_body(&stored))?.into()),
+                Settings::AuditEvents => audit_events(ctx, query, &caller).await,
+                Settings::Keys(r) => keys::manage(ctx, req, query, &r, &caller, None).await,
+                // Answered above.
+                _ => Err(Error::NotFound),
+            }
+        }
+    }
+}
+
+/// The session behind the request's cookie; no cookie, a malformed one or a wrong secret is
+/// `missing_session` (no storage read for a malformed one).
+async fn authenticate(ctx: &Ctx, req: &Request) -> Result<StoredSession, Error> {
+    let header = req.headers().get(COOKIE).ok().flatten();
+    let (name, secret) = read_cookie(header.as_deref()).ok_or(Error::MissingSession)?;
+    session_object::check(ctx, name, &hash_secret(secret)).await
+}
+
+/// `GET /settings/open?token=`: once and before expiry, a cookie and a redirect to the page (a
+/// URL without the token); otherwise 410 `link_expired`, nothing set. A malformed token costs
+/// no storage read.
+async fn open(ctx: &Ctx, req: &Request, query: Option<&str>) -> Result<Reply, Error> {
+    let token = link_token(query).ok_or(Error::LinkExpired)?;
+    let name = hash_secret(&token);
+    let secret = base64url(&random::<SECRET_BYTES>()?);
+    let stored = session_object::open(ctx, &name, &hash_secret(&secret)).await?;
+    let s = &stored.session;
+    let change = Change::new(
+        ChangeKind::SessionOpened,
+        Actor::Session(s.user_id.clone()),
+        &s.user_id,
+        None,
+    )
+    .with_details(serde_json::json!({
+        "expires_at": format_time(s.expires_at),
+        "workspaces": s.workspaces,
+        "permissions": s.permissions,
+        "max_expiry_days": s.max_expiry_days,
+    }));
+    // The link is used up now: a failure to record the opening is noted, not turned into an
+    // error that would leave the user without a session and without a link.
+    let note = audit::record(ctx, change)
+        .await
+        .err()
+        .map(|_| "audit_after_open");
+    let secure = !is_local(origin_of(&req.inner().url()));
+    let mut response = redirect(303, PATH_PAGE)?.response;
+    let cookie = set_cookie(
+        &cookie_value(&name, &secret),
+        s.expires_at - ctx.now,
+        secure,
+    );
+    let _ = response.headers_mut().set(SET_COOKIE, &cookie);
+    Ok(Reply { response, note })
+}
+
+/// `GET /settings/api/audit-events?cursor=&limit=`: the session's user's audit trail.
+async fn audit_events(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Reply, Error> {
+    let q = parse_list_query(query)?;
+    let user_id = access::list_user(caller, q.user_id)?;
+    let (results, next) = audit::list(ctx, &user_id, q.cursor.as_deref(), q.limit as u32).await?;
+    Ok(json(
+        200,
+        &serde_json::json!({"results": results, "next_cursor": next}),
+    )?
+    .into())
+}
+
+fn redirect(status: u16, to: &str) -> Result<Reply, Error> {
+    let mut response = Response::empty()
+        .map_err(|_| Error::Internal)?
+        .with_status(status);
+    let _ = response.headers_mut().set(LOCATION, to);
+    Ok(response.into())
+}
+
+fn asset_response(asset: Asset) -> Result<Reply, Error> {
+    let (body, content_type) = match asset {
+        Asset::Index => (INDEX_HTML, "text/html; charset=utf-8"),
+        Asset::Script => (APP_JS, "text/javascript; charset=utf-8"),
+        Asset::Style => (APP_CSS, "text/css; charset=utf-8"),
+    };
+    let mut response =
+        Response::from_bytes(body.as_bytes().to_vec()).map_err(|_| Error::Internal)?;
+    let _ = response.headers_mut().set(CONTENT_TYPE, content_type);
+    Ok(response.into())
+}
