@@ -9,6 +9,8 @@ import { chromium } from "playwright-core";
 
 import { call } from "../e2e/harness.mjs";
 
+const PAGE_TIMEOUT_MS = 10_000;
+
 /** Where Debian installs Chromium; KEYGATE_CHROMIUM overrides it. */
 export const CHROMIUM = process.env.KEYGATE_CHROMIUM || "/usr/bin/chromium";
 
@@ -29,7 +31,7 @@ export function axeSource() {
 export const DEMO_SESSION = {
   user_id: "ada",
   email: "ada@example.com",
-  workspaces: ["demo", "analytics", "ws_*"],
+  workspaces: ["demo", "analytics"],
   permissions: ["workspaces:read", "jobs:read", "jobs:run", "secrets:read"],
   max_expiry_days: 90,
   return_url: "https://platform.example.com/account/api",
@@ -53,6 +55,8 @@ export async function openSession(gw, fields = {}) {
  */
 export async function newPage(context) {
   const page = await context.newPage();
+  // Every step here takes well under a second; a missing element should fail fast.
+  page.setDefaultTimeout(PAGE_TIMEOUT_MS);
   const seen = [];
   const all = [];
   page.on("console", (m) => {

@@ -93,7 +93,7 @@ test("the link opens the page once: a cookie, a redirect without the secret, a s
   assert.equal(response.headers()["content-security-policy"], CSP);
   assert.match(response.headers()["x-frame-options"] ?? "", /deny/i);
 
-  const cookies = await context.cookies(gw.url);
+  const cookies = await context.cookies(`${gw.url}/settings/`);
   assert.equal(cookies.length, 1, JSON.stringify(cookies.map((c) => c.name)));
   assert.equal(cookies[0].httpOnly, true);
   assert.equal(cookies[0].sameSite, "Strict");
@@ -105,13 +105,13 @@ test("the link opens the page once: a cookie, a redirect without the secret, a s
   assert.equal(await page.getAttribute("#back", "href"), DEMO_SESSION.return_url);
   assert.equal(await page.isVisible("#keys-empty"), true, "a new user has no keys yet");
 
-  // The ceiling decides the choices: its permissions only, its plain workspaces as boxes, a
-  // free-text field for `ws_*`; no preset beyond max_expiry_days and no "never".
+  // The ceiling decides the choices: its permissions and workspaces only, no free text; no
+  // preset beyond max_expiry_days and no "never".
   const perms = await page.$$eval("#perm-boxes input", (xs) => xs.map((x) => x.value));
   assert.deepEqual(perms.sort(), [...DEMO_SESSION.permissions].sort());
   const ws = await page.$$eval("#ws-boxes input", (xs) => xs.map((x) => x.value));
   assert.deepEqual(ws, ["demo", "analytics"]);
-  assert.equal(await page.isVisible("#ws-text"), true);
+  assert.equal(await page.isVisible("#ws-text"), false);
   const presets = await page.$$eval("#exp-radios input", (xs) => xs.map((x) => x.value));
   assert.deepEqual(presets, ["7", "30", "90", "custom"]);
 
@@ -120,7 +120,7 @@ test("the link opens the page once: a cookie, a redirect without the secret, a s
   const second = await newPage(other);
   const again = await second.goto(session.url);
   assert.equal(again.status(), 410, "a used link is refused (link_expired)");
-  assert.deepEqual(await other.cookies(gw.url), []);
+  assert.deepEqual(await other.cookies(`${gw.url}/settings/`), []);
   const api = await second.evaluate(async () => (await fetch("/settings/api/session")).status);
   assert.equal(api, 401);
   await other.close();
@@ -147,7 +147,7 @@ test("a key created in the page is shown once, works at the gateway, and is gone
   assert.ok(!t.url.includes(key) && !t.local.includes(key) && !t.session.includes(key));
 
   await page.click("#reveal-done");
-  await page.waitForSelector("#reveal:not([open])");
+  await page.waitForSelector("#reveal", { state: "hidden" });
   t = await traces(page);
   assert.ok(!t.html.includes(key), "dismissing the dialog removes the key from the page");
   await page.evaluate(() => navigator.clipboard.writeText(""));
@@ -185,34 +185,62 @@ test("the call appears in the key's usage chart, with its numbers in words", asy
   assert.match(await keyRow(page, "airflow prod").locator(".usage-total").textContent(), /\d+ requests?/);
 });
 
-test("the creation is in the audit trail, newest first, done by the settings session", async () => {
-  const first = page.locator("#audit li").first();
-  assert.match(await first.textContent(), /Key created/);
-  assert.match(await first.textContent(), /airflow prod/);
-  assert.match(await first.textContent(), /by you, in settings/);
+test("a `*` ceiling: all workspaces or ids typed in, checked in the page; never expiring only without a maximum", async () => {
+  const user = "grace";
+  const session = await openSession(gw, { user_id: user, email: "grace@example.com", workspaces: ["*"], permissions: ["*"], max_expiry_days: undefined });
+  const ctx = await browser.newContext();
+  const p = await newPage(ctx);
+  await p.goto(session.url);
+  await p.waitForSelector("#app:not([hidden])");
+  const perms = await p.$$eval("#perm-boxes input", (xs) => xs.map((x) => x.value));
+  assert.equal(perms[0], "*");
+  assert.equal(perms.length, 13, "all, then the twelve permissions of the vocabulary");
+  assert.deepEqual(await p.$$eval("#ws-boxes input", (xs) => xs.map((x) => x.value)), ["*"]);
+  const presets = await p.$$eval("#exp-radios input", (xs) => xs.map((x) => x.value));
+  assert.deepEqual(presets, ["7", "30", "90", "custom", "never"]);
+
+  await p.fill("#name", "typed ids");
+  await p.fill("#ws-text", "eu-1, not an id!");
+  await p.check('#perm-boxes input[value="jobs:read"]');
+  await p.click("#create-btn");
+  assert.match(await p.textContent("#workspaces-err"), /is not a workspace id/);
+  assert.equal(await p.getAttribute("#ws-text", "aria-invalid"), "true");
+  assert.equal(await p.evaluate(() => document.activeElement.id), "ws-text", "the focus goes to the problem");
+  assert.match(await p.textContent("#status"), /not created/);
+  assert.deepEqual(await keysOfUser(user), []);
+
+  await p.fill("#ws-text", "eu-1, us_2");
+  await p.check('#exp-radios input[value="never"]');
+  await p.click("#create-btn");
+  await p.waitForSelector("#reveal[open]");
+  shown.typed = (await p.textContent("#reveal-key")).trim();
+  await p.keyboard.press("Escape");
+  await p.waitForSelector("#reveal", { state: "hidden" });
+  assert.equal(await p.textContent("#reveal-key"), "", "Escape also forgets the key");
+  const [made] = await keysOfUser(user);
+  assert.deepEqual(made.workspaces, ["eu-1", "us_2"]);
+  assert.equal(made.expires_at, null);
+  assertCleanConsole(p);
+  await ctx.close();
 });
 
-test("a workspace outside the ceiling is refused in the page; nothing is created", async () => {
-  const before = (await keysOfUser()).length;
-  await page.fill("#name", "outside");
-  await page.fill("#ws-text", "prod");
-  await page.check('#perm-boxes input[value="jobs:read"]');
-  await page.click("#create-btn");
-  assert.match(await page.textContent("#workspaces-err"), /outside the workspaces you may grant/);
-  assert.equal(await page.getAttribute("#ws-text", "aria-invalid"), "true");
-  assert.match(await page.textContent("#status"), /not created/);
-  assert.equal((await keysOfUser()).length, before);
-
-  // Within the pattern it is accepted.
-  await page.fill("#ws-text", "ws_eu");
-  await page.click("#create-btn");
-  await page.waitForSelector("#reveal[open]");
-  shown.pattern = (await page.textContent("#reveal-key")).trim();
-  await page.keyboard.press("Escape");
-  await page.waitForSelector("#reveal:not([open])");
-  assert.equal(await page.textContent("#reveal-key"), "", "Escape also forgets the key");
-  const made = (await keysOfUser()).find((k) => k.name === "outside");
-  assert.deepEqual(made.workspaces, ["ws_eu"]);
+test("what the page does not offer, the gateway refuses: a workspace or a permission outside the ceiling", async () => {
+  const before = await keysOfUser();
+  const answers = await page.evaluate(async () => {
+    const { csrf_token } = await (await fetch("/settings/api/session")).json();
+    const send = (body) =>
+      fetch("/settings/api/keys", {
+        method: "POST",
+        headers: { "content-type": "application/json", "X-CSRF-Token": csrf_token },
+        body: JSON.stringify({ name: "wider", ...body }),
+      }).then((r) => r.status);
+    return [
+      await send({ workspaces: ["prod"], permissions: ["jobs:read"] }),
+      await send({ workspaces: ["demo"], permissions: ["secrets:write"] }),
+    ];
+  });
+  for (const status of answers) assert.ok(status >= 400 && status < 500, `refused: ${answers}`);
+  assert.deepEqual(await keysOfUser(), before);
 });
 
 test("roll from the page: a grace choice, the new key shown once, both keys work during the grace", async () => {
@@ -238,7 +266,6 @@ test("roll from the page: a grace choice, the new key shown once, both keys work
   const old = mine.find((k) => k.hint === oldKey.slice(0, 9));
   const hoursLeft = (Date.parse(old.expires_at) - Date.now()) / 3_600_000;
   assert.ok(hoursLeft > 0.95 && hoursLeft <= 1, `the old key ends with the grace: ${hoursLeft} h`);
-  await page.waitForFunction(() => document.querySelector("#audit li")?.textContent.includes("Key rolled"));
   assertCleanConsole(page);
 });
 
@@ -253,20 +280,32 @@ test("revoke from the page asks first; once confirmed the gateway refuses the ke
   assert.match(await page.textContent("#revoke-what"), /cannot be undone/);
   assert.equal(await page.evaluate(() => document.activeElement.textContent), "Cancel", "the safe choice has focus");
   await page.keyboard.press("Enter");
-  await page.waitForSelector("#revoke:not([open])");
+  await page.waitForSelector("#revoke", { state: "hidden" });
   assert.equal((await call(gw, "GET", "/v1/me", { key })).status, 200);
 
   await row().getByRole("button", { name: /Revoke/ }).click();
   await page.waitForSelector("#revoke[open]");
   await page.click("#revoke-go");
-  await page.waitForFunction(() => /revoked/i.test(document.querySelector("#status").textContent));
+  await page.waitForFunction(() => /no longer works/.test(document.querySelector("#status").textContent));
   assert.match(await row().locator(".badge").textContent(), /Revoked/);
   assert.equal(await row().getByRole("button", { name: /Revoke/ }).count(), 0, "a revoked key has no actions");
 
   const r = await call(gw, "GET", "/v1/me", { key });
   expectError(assert, r, 401, "revoked_api_key");
-  await page.waitForFunction(() => document.querySelector("#audit li")?.textContent.includes("Key revoked"));
   assertCleanConsole(page);
+});
+
+test("the audit trail: creation, roll and revocation, newest first, done in the settings session", async () => {
+  await page.reload();
+  await page.waitForSelector("#audit li");
+  const entries = await page.$$eval("#audit li", (xs) => xs.map((x) => x.textContent.replace(/\s+/g, " ")));
+  const [revoked, rolled] = entries;
+  assert.match(revoked, /Key revoked.*airflow prod/);
+  assert.match(rolled, /Key rolled.*airflow prod/);
+  const created = entries.find((e) => /Key created.*airflow prod/.test(e));
+  assert.ok(created, entries.join("\n"));
+  for (const e of [revoked, rolled, created]) assert.match(e, /by you, in settings/);
+  assert.ok(entries.indexOf(created) > entries.indexOf(rolled), "newest first");
 });
 
 test("a POST without the CSRF token, or with a wrong one, changes nothing", async () => {
@@ -317,7 +356,7 @@ test("keyboard only: Tab, Space and Enter create a key and dismiss it", async ()
   assert.ok(await page.evaluate(() => document.querySelector("#reveal").contains(document.activeElement)));
   await tabTo("#reveal-done", 4);
   await page.keyboard.press("Enter");
-  await page.waitForSelector("#reveal:not([open])");
+  await page.waitForSelector("#reveal", { state: "hidden" });
 
   const made = (await keysOfUser()).find((k) => k.name === "typed by keyboard");
   assert.deepEqual(made.workspaces, ["analytics"]);
