@@ -9,7 +9,7 @@ import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
 
-import { call, expectError, startGateway } from "../e2e/harness.mjs";
+import { call, createKey, expectError, startGateway } from "../e2e/harness.mjs";
 import {
   DEMO_SESSION,
   axeSource,
@@ -75,6 +75,12 @@ async function traces(p) {
     session: JSON.stringify({ ...sessionStorage }),
     html: document.documentElement.outerHTML,
   }));
+}
+
+/** Waits until the key dialog is closed and has forgotten its key (its close event ran). */
+async function dismissed(p) {
+  await p.waitForSelector("#reveal", { state: "hidden" });
+  await p.waitForFunction(() => document.querySelector("#reveal-key").textContent === "");
 }
 
 async function keysOfUser(userId = DEMO_SESSION.user_id) {
@@ -147,7 +153,7 @@ test("a key created in the page is shown once, works at the gateway, and is gone
   assert.ok(!t.url.includes(key) && !t.local.includes(key) && !t.session.includes(key));
 
   await page.click("#reveal-done");
-  await page.waitForSelector("#reveal", { state: "hidden" });
+  await dismissed(page);
   t = await traces(page);
   assert.ok(!t.html.includes(key), "dismissing the dialog removes the key from the page");
   await page.evaluate(() => navigator.clipboard.writeText(""));
@@ -215,8 +221,7 @@ test("a `*` ceiling: all workspaces or ids typed in, checked in the page; never 
   await p.waitForSelector("#reveal[open]");
   shown.typed = (await p.textContent("#reveal-key")).trim();
   await p.keyboard.press("Escape");
-  await p.waitForSelector("#reveal", { state: "hidden" });
-  assert.equal(await p.textContent("#reveal-key"), "", "Escape also forgets the key");
+  await dismissed(p); // Escape also forgets the key
   const [made] = await keysOfUser(user);
   assert.deepEqual(made.workspaces, ["eu-1", "us_2"]);
   assert.equal(made.expires_at, null);
@@ -245,6 +250,14 @@ test("what the page does not offer, the gateway refuses: a workspace or a permis
 
 test("roll from the page: a grace choice, the new key shown once, both keys work during the grace", async () => {
   const oldKey = shown.created;
+  // A key wider than the ceiling (made by the platform) cannot be rolled here: no Roll button,
+  // but it can still be revoked.
+  await createKey(gw, { user_id: DEMO_SESSION.user_id, email: DEMO_SESSION.email, name: "made by the platform", workspaces: ["*"] });
+  await page.reload();
+  await page.waitForSelector("#keys-body tr");
+  assert.equal(await keyRow(page, "made by the platform").getByRole("button", { name: /Roll/ }).count(), 0);
+  assert.equal(await keyRow(page, "made by the platform").getByRole("button", { name: /Revoke/ }).count(), 1);
+
   await keyRow(page, "airflow prod").getByRole("button", { name: /Roll/ }).click();
   await page.waitForSelector("#roll[open]");
   await page.check('#roll input[name=grace][value="3600"]');
@@ -256,6 +269,7 @@ test("roll from the page: a grace choice, the new key shown once, both keys work
   shown.rolled = newKey;
   assert.match(await page.textContent("#reveal"), /This key will not be shown again/);
   await page.click("#reveal-done");
+  await dismissed(page);
   assert.ok(!(await traces(page)).html.includes(newKey));
 
   for (const key of [oldKey, newKey]) {
@@ -287,7 +301,7 @@ test("revoke from the page asks first; once confirmed the gateway refuses the ke
   await page.waitForSelector("#revoke[open]");
   await page.click("#revoke-go");
   await page.waitForFunction(() => /no longer works/.test(document.querySelector("#status").textContent));
-  assert.match(await row().locator(".badge").textContent(), /Revoked/);
+  await row().locator(".badge.revoked").waitFor();
   assert.equal(await row().getByRole("button", { name: /Revoke/ }).count(), 0, "a revoked key has no actions");
 
   const r = await call(gw, "GET", "/v1/me", { key });
@@ -356,7 +370,7 @@ test("keyboard only: Tab, Space and Enter create a key and dismiss it", async ()
   assert.ok(await page.evaluate(() => document.querySelector("#reveal").contains(document.activeElement)));
   await tabTo("#reveal-done", 4);
   await page.keyboard.press("Enter");
-  await page.waitForSelector("#reveal", { state: "hidden" });
+  await dismissed(page);
 
   const made = (await keysOfUser()).find((k) => k.name === "typed by keyboard");
   assert.deepEqual(made.workspaces, ["analytics"]);

@@ -410,6 +410,23 @@
     return ["active", "Active"];
   }
 
+  /** A list (of workspaces or permissions) within a ceiling, where `*` is "any". */
+  function within(list, ceiling) {
+    if (ceiling.includes("*")) return true;
+    return !list.includes("*") && list.every((x) => ceiling.some((c) => globMatch(c, x)));
+  }
+
+  /**
+   * Whether the session may roll `k`: the new key copies its access, so that must be within the
+   * ceiling, and a copied expiry beyond max_expiry_days is refused (docs/CONTRACT.md section 11).
+   * The gateway decides; this only spares the user a button that cannot work.
+   */
+  function canRoll(k) {
+    const max = session.max_expiry_days;
+    const tooLate = max && k.expires_at && Date.parse(k.expires_at) > now() + max * DAY_S * 1000;
+    return within(k.workspaces || [], session.workspaces || []) && within(k.permissions || [], session.permissions || []) && !tooLate;
+  }
+
   function chips(list, all) {
     if (list.includes("*")) return [h("span", { class: "chip all" }, all)];
     return list.map((x) => h("span", { class: "chip" }, x));
@@ -424,7 +441,7 @@
     const usage = h("div", { class: "usage", id: `usage-${k.id}` }, h("span", { class: "muted small" }, "Loading…"));
     const actions = live
       ? h("div", { class: "row-actions" },
-        h("button", { class: "button small", type: "button", "data-act": "roll", "data-id": k.id, "aria-label": `Roll ${k.name}` }, "Roll"),
+        canRoll(k) ? h("button", { class: "button small", type: "button", "data-act": "roll", "data-id": k.id, "aria-label": `Roll ${k.name}` }, "Roll") : null,
         h("button", { class: "button small danger-ghost", type: "button", "data-act": "revoke", "data-id": k.id, "aria-label": `Revoke ${k.name}` }, "Revoke"))
       : null;
     // Each cell holds one wrapper, so that the phone layout (label | value grid) keeps it whole.
