@@ -11,5 +11,7 @@ if [ -f "$stamp" ] && [ -f build/worker/shim.mjs ] && \
   exit 0
 fi
 wasm_env
+# Stamped with the time the build started: a source saved while it runs triggers the next one.
+touch "$stamp.new"
 worker-build --release >&2
-touch "$stamp"
+mv "$stamp.new" "$stamp"

@@ -61,8 +61,13 @@ pub enum Error {
     InvalidAdminToken,
     /// 403 `admin_disabled`: no `ADMIN_TOKEN` configured.
     AdminDisabled,
-    /// 401 `missing_session`: a settings API call without a valid session cookie.
+    /// 401 `missing_session`: a settings API call without a session cookie, or with a malformed
+    /// one (no storage read).
     MissingSession,
+    /// 401 `missing_session` too, for the client: a well-formed cookie that the session's object
+    /// refused (no such session, or a wrong secret). Apart from [`Error::MissingSession`] only
+    /// so that it counts as a failed attempt (each costs an object call).
+    RefusedSession,
     /// 401 `session_expired`: the settings session's cookie is right but the session is over.
     SessionExpired,
     /// 403 `csrf_failed`: a state-changing settings call without the session's CSRF token, or
@@ -97,6 +102,7 @@ impl Error {
             | Error::ExpiredApiKey
             | Error::InvalidAdminToken
             | Error::MissingSession
+            | Error::RefusedSession
             | Error::SessionExpired => 401,
             Error::WorkspaceForbidden
             | Error::PermissionDenied(_)
@@ -141,7 +147,7 @@ impl Error {
             Error::Unavailable(_) => "unavailable",
             Error::InvalidAdminToken => "invalid_admin_token",
             Error::AdminDisabled => "admin_disabled",
-            Error::MissingSession => "missing_session",
+            Error::MissingSession | Error::RefusedSession => "missing_session",
             Error::SessionExpired => "session_expired",
             Error::CsrfFailed => "csrf_failed",
             Error::LinkExpired => "link_expired",
@@ -192,7 +198,7 @@ impl Error {
             }
             Error::InvalidAdminToken => "The admin token is not valid.",
             Error::AdminDisabled => "Admin access is not configured on this gateway.",
-            Error::MissingSession => {
+            Error::MissingSession | Error::RefusedSession => {
                 "No valid settings session; open the settings link from the platform again."
             }
             Error::SessionExpired => {
@@ -312,6 +318,7 @@ mod tests {
     fn settings_errors_match_the_contract() {
         for (e, status, code) in [
             (Error::MissingSession, 401, "missing_session"),
+            (Error::RefusedSession, 401, "missing_session"),
             (Error::SessionExpired, 401, "session_expired"),
             (Error::CsrfFailed, 403, "csrf_failed"),
             (Error::LinkExpired, 410, "link_expired"),

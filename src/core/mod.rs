@@ -25,6 +25,7 @@
 //! - [`settings`]: the settings paths (page, link, JSON API) and their security headers.
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`time`]: RFC 3339 times.
+//! - [`usage`]: usage per key per hour and day, kept by the key's object.
 
 pub mod access;
 pub mod auth;
@@ -50,5 +51,6 @@ pub mod session;
 pub mod settings;
 pub mod throttle;
 pub mod time;
+pub mod usage;
 
 pub use error::Error;

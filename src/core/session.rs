@@ -103,7 +103,7 @@ impl From<Refusal> for Error {
     fn from(r: Refusal) -> Self {
         match r {
             Refusal::LinkExpired => Error::LinkExpired,
-            Refusal::MissingSession => Error::MissingSession,
+            Refusal::MissingSession => Error::RefusedSession,
             Refusal::SessionExpired => Error::SessionExpired,
         }
     }

@@ -52,7 +52,7 @@ pub enum Settings<'a> {
     /// `GET /settings/api/audit-events`.
     AuditEvents,
     /// A key-management route of the session's user: `GET|POST /settings/api/keys`,
-    /// `POST /settings/api/keys/{id}/revoke|roll`, `GET /settings/api/keys/{id}`.
+    /// `POST /settings/api/keys/{id}/revoke|roll`, `GET /settings/api/keys/{id}[/usage]`.
     Keys(Route<'a>),
 }
 
@@ -103,6 +103,7 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Settings<'a>, Error> {
             let rest = api.strip_prefix("keys/").ok_or(Error::NotFound)?;
             let route = match rest.split_once('/') {
                 None => return only_read(Settings::Keys(Route::GetKey(rest))),
+                Some((id, "usage")) => return only_read(Settings::Keys(Route::KeyUsage(id))),
                 Some((id, "revoke")) => Route::RevokeKey(id),
                 Some((id, "roll")) => Route::RollKey(id),
                 Some(_) => return Err(Error::NotFound),
@@ -164,6 +165,14 @@ mod tests {
         assert_eq!(
             resolve("GET", "/settings/api/keys/key_1"),
             Ok(Settings::Keys(Route::GetKey("key_1")))
+        );
+        assert_eq!(
+            resolve("GET", "/settings/api/keys/key_1/usage"),
+            Ok(Settings::Keys(Route::KeyUsage("key_1")))
+        );
+        assert_eq!(
+            resolve("POST", "/settings/api/keys/key_1/usage"),
+            Err(Error::MethodNotAllowed(ALLOW_READ))
         );
         assert_eq!(
             resolve("POST", "/settings/api/keys/key_1/revoke"),

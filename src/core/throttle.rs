@@ -51,6 +51,10 @@ pub fn counts_as_failure(e: &Error) -> bool {
             | Error::RevokedApiKey
             | Error::ExpiredApiKey
             | Error::InvalidAdminToken
+            // A settings link or cookie that reached the session's object and was refused: a
+            // guess costs an object call, so guessing is throttled like a key's.
+            | Error::LinkExpired
+            | Error::RefusedSession
     )
 }
 
@@ -108,6 +112,11 @@ mod tests {
         assert!(counts_as_failure(&Error::ExpiredApiKey));
         assert!(counts_as_failure(&Error::InvalidAdminToken));
         assert!(!counts_as_failure(&Error::MissingApiKey));
+        assert!(counts_as_failure(&Error::LinkExpired));
+        assert!(counts_as_failure(&Error::RefusedSession));
+        // No cookie (a page opened without a session) and an ended session are no guesses.
+        assert!(!counts_as_failure(&Error::MissingSession));
+        assert!(!counts_as_failure(&Error::SessionExpired));
         assert!(!counts_as_failure(&Error::PermissionDenied("x")));
         assert!(!counts_as_failure(&Error::NotFound));
     }

@@ -10,7 +10,7 @@
 use worker::{Request, Response};
 
 use super::http::{json, random, read_body};
-use super::{audit, keys, session_object, Ctx, Reply};
+use super::{audit, keys, session_object, throttle, Ctx, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::names::{
@@ -69,8 +69,13 @@ pub async fn handle(
     match route {
         Settings::ToPage => redirect(308, PATH_PAGE),
         Settings::Asset(asset) => asset_response(asset),
-        Settings::Open => open(ctx, req, query).await,
+        Settings::Open => {
+            throttle::require_binding(ctx)?;
+            open(ctx, req, query).await
+        }
         route => {
+            // Refused cookies are counted per client like failed keys: they must be countable.
+            throttle::require_binding(ctx)?;
             let stored = authenticate(ctx, req).await?;
             if route.changes_state(method) {
                 let presented = req.headers().get(HEADER_CSRF).ok().flatten();
@@ -95,7 +100,8 @@ pub async fn handle(
 }
 
 /// The session behind the request's cookie; no cookie, a malformed one or a wrong secret is
-/// `missing_session` (no storage read for a malformed one).
+/// `missing_session` (no storage read for a malformed one; a refused well-formed one counts as a
+/// failed attempt, see [`crate::core::throttle::counts_as_failure`]).
 async fn authenticate(ctx: &Ctx, req: &Request) -> Result<StoredSession, Error> {
     let header = req.headers().get(COOKIE).ok().flatten();
     let (name, secret) = read_cookie(header.as_deref()).ok_or(Error::MissingSession)?;

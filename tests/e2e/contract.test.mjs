@@ -61,7 +61,7 @@ describe("OpenAPI contract", () => {
   it("schemathesis finds no failure on the admin routes", async () => {
     assert.ok(existsSync(SCHEMATHESIS), "run scripts/setup.sh first");
     const { code, out } = await schemathesis(common([
-      "--include-path-regex", "^/(v1/api-keys|healthz|v1/openapi)",
+      "--include-path-regex", "^/(v1/api-keys|v1/settings-sessions|healthz|v1/openapi)",
       "--header", `Authorization: Bearer ${gw.adminToken}`,
       // DELETE revokes: by contract the key stays readable, with `revoked_at` (a tombstone).
     ], ["use_after_free"]));

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, startGateway } from "./harness.mjs";
+import { call, createKey, expectError, randomClientIp, startGateway } from "./harness.mjs";
 
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -304,6 +304,14 @@ describe("the settings API: the API's rules with the session's ceiling", () => {
     // The same key seen by the admin API.
     const admin = await call(gw, "GET", `/v1/api-keys/${r.json.id}`, { admin: true });
     assert.equal(admin.json.user_id, s.body.user_id);
+    // Its usage, as the API's usage route answers it, with that call counted.
+    const usage = await api("GET", `/settings/api/keys/${r.json.id}/usage`, { cookie: s.cookie });
+    assert.equal(usage.status, 200, usage.text);
+    const apiUsage = await call(gw, "GET", `/v1/api-keys/${r.json.id}/usage`, { admin: true });
+    assert.deepEqual(Object.keys(usage.json).sort(), Object.keys(apiUsage.json).sort());
+    assert.equal(usage.json.key_id, r.json.id);
+    assert.equal(usage.json.hourly.length, 48);
+    assert.ok(usage.json.hourly.at(-1).allowed >= 1, "the call above is counted (at grant, with leases)");
   });
 
   it("the ceiling: a workspace, permission, expiry or rate beyond it is 403 permission_denied, nothing stored", async () => {
@@ -414,6 +422,7 @@ describe("the settings API: the API's rules with the session's ceiling", () => {
     expectError(assert, await api("GET", `/settings/api/keys/${id}`, { cookie: s.cookie }), 404, "not_found");
     expectError(assert, await write(s, "POST", `/settings/api/keys/${id}/revoke`), 404, "not_found");
     expectError(assert, await write(s, "POST", `/settings/api/keys/${id}/roll`, {}), 404, "not_found");
+    expectError(assert, await api("GET", `/settings/api/keys/${id}/usage`, { cookie: s.cookie }), 404, "not_found");
     const live = await call(gw, "GET", "/developers/workspaces/ws1/jobs/", { key: theirs.key });
     assert.equal(live.status, 200);
     // Listing another user is refused like a key's.
@@ -443,6 +452,34 @@ describe("the settings API: the API's rules with the session's ceiling", () => {
         }
       });
     assert.ok(r.json.results.some(opened) || inLog.some(opened), "the opening is in the trail");
+  });
+});
+
+describe("guessing", () => {
+  it("refused cookies and links count as failed attempts: 401/410 for 30, then 429 for that client only; no cookie does not count", async () => {
+    const ip = randomClientIp();
+    const codes = [];
+    for (let i = 0; i < 32; i++) {
+      const secret = randomBytes(32).toString("base64url");
+      const r = i % 2
+        ? await call(gw, "GET", `/settings/open?token=${secret}`, { headers: { "cf-connecting-ip": ip } })
+        : await call(gw, "GET", "/settings/api/session", {
+            headers: { "cf-connecting-ip": ip, cookie: `kg_settings=${randomBytes(32).toString("hex")}.${secret}` },
+          });
+      codes.push(r.json.code);
+    }
+    assert.deepEqual(new Set(codes.slice(0, 30)), new Set(["missing_session", "link_expired"]));
+    assert.deepEqual(new Set(codes.slice(30)), new Set(["too_many_failed_attempts"]));
+    const fine = await openSession();
+    const other = await api("GET", "/settings/api/session", { cookie: fine.cookie });
+    assert.equal(other.status, 200, "another client is unaffected");
+    const same = await call(gw, "GET", "/settings/api/session", { headers: { "cf-connecting-ip": ip, cookie: fine.cookie } });
+    expectError(assert, same, 429, "too_many_failed_attempts");
+    const quiet = randomClientIp();
+    for (let i = 0; i < 35; i++) {
+      const r = await call(gw, "GET", "/settings/api/keys", { headers: { "cf-connecting-ip": quiet } });
+      expectError(assert, r, 401, "missing_session");
+    }
   });
 });
 
