@@ -494,18 +494,24 @@
     }
   }
 
+  /** Requests let through in an hour: the gateway counts job triggers apart from the rest. */
+  const passed = (b) => (b.allowed || 0) + (b.triggers || 0);
+
   /** The last 48 hours as an SVG bar chart (allowed stacked under refused) and a text total. */
   function chart(hourly) {
     const hours = hourly.slice(-HOURS_SHOWN);
     let allowed = 0;
     let refused = 0;
+    let triggers = 0;
     for (const b of hours) {
-      allowed += b.allowed || 0;
+      allowed += passed(b);
       refused += b.refused || 0;
+      triggers += b.triggers || 0;
     }
-    const peak = Math.max(1, ...hours.map((b) => (b.allowed || 0) + (b.refused || 0)));
+    const peak = Math.max(1, ...hours.map((b) => passed(b) + (b.refused || 0)));
     const bw = (CHART.width - CHART.gap * (HOURS_SHOWN - 1)) / HOURS_SHOWN;
-    const label = `Last 48 hours: ${numFmt.format(allowed)} allowed, ${numFmt.format(refused)} refused by the rate limit`;
+    const runs = triggers ? ` (${numFmt.format(triggers)} job trigger${triggers === 1 ? "" : "s"})` : "";
+    const label = `Last 48 hours: ${numFmt.format(allowed)} allowed${runs}, ${numFmt.format(refused)} refused by the rate limit`;
     const svg = h("svg:svg", {
       role: "img", "aria-label": label, class: "chart",
       viewBox: `0 0 ${CHART.width} ${CHART.height}`, width: CHART.width, height: CHART.height,
@@ -514,7 +520,7 @@
     const offset = HOURS_SHOWN - hours.length;
     hours.forEach((b, i) => {
       const x = (offset + i) * (bw + CHART.gap);
-      const ha = ((b.allowed || 0) / peak) * (CHART.height - 1);
+      const ha = (passed(b) / peak) * (CHART.height - 1);
       const hr = ((b.refused || 0) / peak) * (CHART.height - 1);
       if (ha > 0) svg.append(h("svg:rect", { class: "ok", x: x.toFixed(2), width: bw.toFixed(2), y: (CHART.height - 1 - ha).toFixed(2), height: Math.max(1, ha).toFixed(2) }));
       if (hr > 0) svg.append(h("svg:rect", { class: "no", x: x.toFixed(2), width: bw.toFixed(2), y: (CHART.height - 1 - ha - hr).toFixed(2), height: Math.max(1, hr).toFixed(2) }));
