@@ -60,7 +60,7 @@ try {
     await page.setViewportSize(viewport);
     await page.reload();
     await usageLoaded(page);
-    await page.waitForSelector("#audit li");
+    await page.waitForFunction(() => document.querySelector("#audit li") || !document.querySelector("#audit-empty").hidden);
     await page.screenshot({ path: join(OUT, file), fullPage: true });
     console.log(`wrote docs/screenshots/${file}`);
   }

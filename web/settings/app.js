@@ -20,7 +20,9 @@
   ];
   const WORKSPACE_ID = /^[A-Za-z0-9_-]{1,64}$/;
   const HOURS_SHOWN = 48;
-  const CHART = { width: 144, height: 28, gap: 1 };
+  const CHART = { width: 192, height: 32, gap: 1 };
+  /** Keys listed live first, then expired, then revoked; newest first within each. */
+  const STATE_ORDER = { active: 0, disabled: 1, expired: 2, revoked: 3 };
   const ACTIONS = {
     "key.created": "Key created",
     "key.rolled": "Key rolled",
@@ -462,6 +464,7 @@
   }
 
   function renderKeys() {
+    keys.sort((a, b) => STATE_ORDER[statusOf(a)[0]] - STATE_ORDER[statusOf(b)[0]] || Date.parse(b.created_at) - Date.parse(a.created_at));
     const body = $("keys-body");
     body.replaceChildren(...keys.map(keyRow));
     $("keys").hidden = keys.length === 0;
