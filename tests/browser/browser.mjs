@@ -91,9 +91,10 @@ export function keyRow(page, name) {
   return page.locator("#keys-body tr", { has: page.locator(".key-name", { hasText: name }) });
 }
 
-/** Waits until every usage chart has loaded (or said it is not available). */
+/** Waits until the keys are listed and every usage chart has loaded (or said it is not available). */
 export async function usageLoaded(page) {
-  await page.waitForFunction(() =>
-    [...document.querySelectorAll("#keys-body .usage")].every((u) => !u.textContent.includes("Loading")),
-  );
+  await page.waitForFunction(() => {
+    const slots = [...document.querySelectorAll("#keys-body .usage")];
+    return slots.length > 0 && slots.every((u) => !u.textContent.includes("Loading"));
+  });
 }
