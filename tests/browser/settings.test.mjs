@@ -58,6 +58,9 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  // The keys the page showed join those the harness saw, so that its check of the gateway's
+  // whole log (in stop) covers them too.
+  gw?.issuedKeys.push(...Object.values(shown));
   await gw?.stop();
 });
 
