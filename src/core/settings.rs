@@ -86,7 +86,9 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Settings<'a>, Error> {
         "/settings/" | "/settings/index.html" => return only_read(Settings::Asset(Asset::Index)),
         "/settings/app.js" => return only_read(Settings::Asset(Asset::Script)),
         "/settings/app.css" => return only_read(Settings::Asset(Asset::Style)),
-        PATH_OPEN => return only_read(Settings::Open),
+        // GET only: opening uses the link up, which a HEAD (a link checker's) must not do.
+        PATH_OPEN if method == "GET" => return Ok(Settings::Open),
+        PATH_OPEN => return Err(Error::MethodNotAllowed("GET")),
         _ => {}
     }
     let api = path.strip_prefix(API_PREFIX).ok_or(Error::NotFound)?;
@@ -137,10 +139,12 @@ mod tests {
             Ok(Settings::Asset(Asset::Style))
         );
         assert_eq!(resolve("GET", "/settings/open"), Ok(Settings::Open));
-        assert_eq!(
-            resolve("POST", "/settings/open"),
-            Err(Error::MethodNotAllowed(ALLOW_READ))
-        );
+        for method in ["POST", "HEAD"] {
+            assert_eq!(
+                resolve(method, "/settings/open"),
+                Err(Error::MethodNotAllowed("GET"))
+            );
+        }
         assert_eq!(resolve("GET", "/settings/other.js"), Err(Error::NotFound));
     }
 

@@ -7,9 +7,11 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, randomClientIp, startGateway } from "./harness.mjs";
+import { ROOT, call, createKey, expectError, noInternals, randomClientIp, startGateway } from "./harness.mjs";
 
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -165,6 +167,9 @@ describe("POST /v1/settings-sessions", () => {
 describe("GET /settings/open: the link", () => {
   it("works once: 303 to /settings/ (no secret in it) with the cookie; again 410 link_expired, no cookie", async () => {
     const s = await createSession();
+    const head = await fetch(s.url, { method: "HEAD", redirect: "manual" });
+    assert.equal(head.status, 405, "a HEAD does not use the link up");
+    assert.equal(head.headers.get("set-cookie"), null);
     const first = await openLink(s.url);
     assert.equal(first.status, 303);
     assert.equal(first.headers.get("location"), "/settings/");
@@ -479,6 +484,39 @@ describe("guessing", () => {
     for (let i = 0; i < 35; i++) {
       const r = await call(gw, "GET", "/settings/api/keys", { headers: { "cf-connecting-ip": quiet } });
       expectError(assert, r, 401, "missing_session");
+    }
+  });
+});
+
+describe("fail closed", () => {
+  it("without the SETTINGS_SESSIONS binding: 503 unavailable to open, use or create a session, no internals, no cookie", async () => {
+    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+    const toml = full.replace('[[durable_objects.bindings]]\nname = "SETTINGS_SESSIONS"\nclass_name = "SettingsSessionObject"\n', "");
+    assert.ok(full.length - toml.length > 50, "the binding was removed");
+    const config = join(ROOT, `.test-wrangler-no-sessions-${process.pid}.toml`);
+    writeFileSync(config, toml);
+    let broken;
+    try {
+      broken = await startGateway({ config });
+      const created = await call(broken, "POST", "/v1/settings-sessions", { admin: true, body: sessionBody() });
+      expectError(assert, created, 503, "unavailable");
+      noInternals(assert, created);
+      const secret = randomBytes(32).toString("base64url");
+      const opened = await call(broken, "GET", `/settings/open?token=${secret}`);
+      expectError(assert, opened, 503, "unavailable");
+      assert.equal(opened.headers.get("set-cookie"), null);
+      const used = await call(broken, "GET", "/settings/api/keys", {
+        headers: { cookie: `kg_settings=${randomBytes(32).toString("hex")}.${secret}` },
+      });
+      expectError(assert, used, 503, "unavailable");
+      noInternals(assert, used);
+      assertSecurityHeaders(used, "a 503");
+      // The rest of the gateway is unaffected.
+      const { key } = await createKey(broken);
+      assert.equal((await call(broken, "GET", "/v1/me", { key })).status, 200);
+    } finally {
+      await broken?.stop();
+      rmSync(config, { force: true });
     }
   });
 });
