@@ -382,6 +382,32 @@ test("keyboard only: Tab, Space and Enter create a key and dismiss it", async ()
   assert.ok(days > 6.9 && days <= 7, `7 days chosen with the arrow key: ${days}`);
 });
 
+test("a date for expiry: the end of that day (UTC), never beyond max_expiry_days", async () => {
+  const day = (n) => new Date(Date.now() + n * 86_400_000).toISOString().slice(0, 10);
+  const before = (await keysOfUser()).length;
+  await page.fill("#name", "until a date");
+  await page.check('#ws-boxes input[value="demo"]');
+  await page.check('#perm-boxes input[value="jobs:read"]');
+  await page.check('#exp-radios input[value="custom"]');
+  assert.equal(await page.isVisible("#exp-date"), true, "choosing a date shows the date field");
+  assert.equal(await page.getAttribute("#exp-date", "max"), day(DEMO_SESSION.max_expiry_days));
+  await page.fill("#exp-date", day(DEMO_SESSION.max_expiry_days + 10));
+  await page.click("#create-btn");
+  assert.match(await page.textContent("#expires_at-err"), /at most 90 days/);
+  assert.equal((await keysOfUser()).length, before, "nothing was sent");
+
+  const date = day(10);
+  await page.fill("#exp-date", date);
+  await page.click("#create-btn");
+  await page.waitForSelector("#reveal[open]");
+  shown.dated = (await page.textContent("#reveal-key")).trim();
+  await page.click("#reveal-done");
+  await dismissed(page);
+  const made = (await keysOfUser()).find((k) => k.name === "until a date");
+  assert.equal(made.expires_at, `${date}T23:59:59Z`);
+  assert.equal(await page.isVisible("#exp-date"), false, "the form is reset to a preset");
+});
+
 test("axe-core finds no serious or critical problem, on the page and in the dialogs", async () => {
   // axe is evaluated through the DevTools protocol, which the page's CSP does not govern; no
   // CSP bypass is needed, and the page's own scripts stay under the policy.

@@ -265,9 +265,6 @@
     $("exp-date-help").textContent = max
       ? `At most ${max} days from today. The key stops working at the end of that day (UTC).`
       : "The key stops working at the end of that day (UTC).";
-    radios.addEventListener("change", () => {
-      $("exp-custom").hidden = radios.querySelector("input:checked").value !== "custom";
-    });
   }
 
   function clearErrors() {
@@ -630,6 +627,9 @@
 
   function wire() {
     $("create").addEventListener("submit", onCreate);
+    $("exp-radios").addEventListener("change", () => {
+      $("exp-custom").hidden = $("exp-radios").querySelector("input:checked").value !== "custom";
+    });
     $("reveal-copy").addEventListener("click", copyKey);
     $("reveal").addEventListener("close", () => {
       forgetKey();
