@@ -423,6 +423,9 @@ test("axe-core finds no serious or critical problem, on the page and in the dial
         .map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
     });
   assert.deepEqual(await run(), [], "the page");
+  // Labels, error messages and the script find elements by id: each id once.
+  const dupes = await page.$$eval("[id]", (xs) => xs.map((x) => x.id).filter((id, i, all) => all.indexOf(id) !== i));
+  assert.deepEqual(dupes, [], "duplicate ids");
   await keyRow(page, "typed by keyboard").getByRole("button", { name: /Roll/ }).click();
   await page.waitForSelector("#roll[open]");
   assert.deepEqual(await run(), [], "the roll dialog");

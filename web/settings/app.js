@@ -216,8 +216,9 @@
 
   // ---------- create form ----------
 
+  /** A box of the create form; its id is prefixed apart from the page's own ids ("opt-"). */
   function checkbox(name, value, label, describedBy) {
-    const id = `${name}-${value.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+    const id = `opt-${name}-${value}`; // HTML ids may hold any character but spaces
     return h("label", { class: "check", for: id },
       h("input", { type: "checkbox", id, name, value, "aria-describedby": describedBy }),
       h("span", {}, label));
@@ -253,8 +254,8 @@
     if (max && !presets.includes(max)) presets.push(max);
     const preferred = presets.includes(DEFAULT_PRESET) ? DEFAULT_PRESET : presets[presets.length - 1];
     const radio = (value, label) =>
-      h("label", { class: "check", for: `exp-${value}` },
-        h("input", { type: "radio", id: `exp-${value}`, name: "expiry", value, checked: value === String(preferred) }),
+      h("label", { class: "check", for: `expiry-${value}` },
+        h("input", { type: "radio", id: `expiry-${value}`, name: "expiry", value, checked: value === String(preferred) }),
         h("span", {}, label));
     for (const d of presets) radios.append(radio(String(d), `${d} days`));
     radios.append(radio("custom", "A date"));
