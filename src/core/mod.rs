@@ -2,6 +2,7 @@
 //! Section numbers in comments refer to the contract, `docs/CONTRACT.md`.
 //!
 //! - [`access`]: who may do what, in the contract's order; the key-management rules.
+//! - [`auditlog`]: the per-user audit log's keys, cursors, retention and messages.
 //! - [`auth`]: the `Authorization` header and the admin token comparison.
 //! - [`cache`]: the in-isolate cache of key records.
 //! - [`config`]: vars and their defaults.
@@ -25,6 +26,7 @@
 //! - [`time`]: RFC 3339 times.
 
 pub mod access;
+pub mod auditlog;
 pub mod auth;
 pub mod cache;
 pub mod config;

@@ -13,6 +13,8 @@ pub const PATH_HEALTH: &str = "/healthz";
 pub const PATH_ME: &str = "/v1/me";
 pub const PATH_KEYS: &str = "/v1/api-keys";
 pub const PATH_OPENAPI: &str = "/v1/openapi.json";
+pub const PATH_AUDIT_EVENTS: &str = "/v1/audit-events";
+pub const PATH_LEAKS: &str = "/v1/leaks";
 /// Longest workspace id (`[A-Za-z0-9_-]{1,64}`).
 pub const MAX_WORKSPACE_LEN: usize = 64;
 
@@ -142,6 +144,10 @@ pub enum Route<'a> {
     GetKey(&'a str),
     RevokeKey(&'a str),
     RollKey(&'a str),
+    /// A user's audit trail, newest first (section 12).
+    AuditEvents,
+    /// GitHub secret scanning's partner alert: signed, not authenticated by a key (section 14).
+    Leaks,
     /// A `/developers/...` call for the origin.
     Forward(Forward<'a>),
 }
@@ -185,6 +191,8 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
         PATH_HEALTH => only(&["GET", "HEAD"], ALLOW_READ, Route::Health),
         PATH_ME => only(&["GET", "HEAD"], ALLOW_READ, Route::Me),
         PATH_OPENAPI => only(&["GET", "HEAD"], ALLOW_READ, Route::OpenApi),
+        PATH_AUDIT_EVENTS => only(&["GET", "HEAD"], ALLOW_READ, Route::AuditEvents),
+        PATH_LEAKS => only(&["POST"], "POST", Route::Leaks),
         PATH_KEYS => match method {
             "POST" => Ok(Route::CreateKey),
             "GET" | "HEAD" => Ok(Route::ListKeys),

@@ -8,7 +8,8 @@
 //! - [`lease`]: the isolate's leases of keys' allowances (no round trip on the hot path).
 //! - [`keys`]: `/v1/me` and `/v1/api-keys...`.
 //! - [`proxy`]: `/developers/...` forwarding to the origin.
-//! - [`audit`]: the one place a change is recorded (audit trail and webhook events).
+//! - [`audit`]: the one place a change is recorded (audit trail and webhook events);
+//!   [`user_log`]: the per-user Durable Object that stores it.
 //! - [`http`]: responses, randomness, the clock.
 
 mod audit;
@@ -20,6 +21,7 @@ mod lease;
 mod proxy;
 mod store;
 mod throttle;
+mod user_log;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
