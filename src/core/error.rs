@@ -59,6 +59,9 @@ pub enum Error {
     Unavailable(&'static str),
     /// 401 `invalid_admin_token`.
     InvalidAdminToken,
+    /// 401 `invalid_signature`: a leak report whose GitHub signature is absent, malformed, by
+    /// an unknown key, or does not match the body.
+    InvalidSignature,
     /// 403 `admin_disabled`: no `ADMIN_TOKEN` configured.
     AdminDisabled,
     /// 500 `internal_error`.
@@ -86,7 +89,8 @@ impl Error {
             | Error::InvalidApiKey
             | Error::RevokedApiKey
             | Error::ExpiredApiKey
-            | Error::InvalidAdminToken => 401,
+            | Error::InvalidAdminToken
+            | Error::InvalidSignature => 401,
             Error::WorkspaceForbidden | Error::PermissionDenied(_) | Error::AdminDisabled => 403,
             Error::NotFound => 404,
             Error::MethodNotAllowed(_) => 405,
@@ -125,6 +129,7 @@ impl Error {
             Error::OriginTimeout => "origin_timeout",
             Error::Unavailable(_) => "unavailable",
             Error::InvalidAdminToken => "invalid_admin_token",
+            Error::InvalidSignature => "invalid_signature",
             Error::AdminDisabled => "admin_disabled",
             Error::Internal => "internal_error",
         }
@@ -172,6 +177,7 @@ impl Error {
                 "This user already holds the most live API keys allowed; revoke one first."
             }
             Error::InvalidAdminToken => "The admin token is not valid.",
+            Error::InvalidSignature => "The report's signature is not valid.",
             Error::AdminDisabled => "Admin access is not configured on this gateway.",
             Error::Internal => "An internal error occurred.",
         }

@@ -14,6 +14,7 @@
 //! - [`key`]: key format, CRC-32 checksum, SHA-256 hash, hint and id.
 //! - [`keyop`]: the operations of the key's Durable Object, typed, shared by object and client.
 //! - [`keystate`]: the per-key Durable Object's state: allowance, revocation, expiry, last use.
+//! - [`leak`]: GitHub secret scanning's leak reports: public keys, signature, body, answer.
 //! - [`lease`]: leased allowances: an isolate's batches of a key's tokens.
 //! - [`log`]: the per-request log line.
 //! - [`names`]: header, binding and secret names.
@@ -24,6 +25,7 @@
 //! - [`route`]: path checks, routes, and the path-to-permission map.
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`time`]: RFC 3339 times.
+//! - [`webhook`]: Standard Webhooks signatures and redelivery delays.
 
 pub mod access;
 pub mod auditlog;
@@ -38,6 +40,7 @@ pub mod idempotency;
 pub mod key;
 pub mod keyop;
 pub mod keystate;
+pub mod leak;
 pub mod lease;
 pub mod log;
 pub mod names;
@@ -48,5 +51,6 @@ pub mod request;
 pub mod route;
 pub mod throttle;
 pub mod time;
+pub mod webhook;
 
 pub use error::Error;

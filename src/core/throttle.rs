@@ -51,6 +51,7 @@ pub fn counts_as_failure(e: &Error) -> bool {
             | Error::RevokedApiKey
             | Error::ExpiredApiKey
             | Error::InvalidAdminToken
+            | Error::InvalidSignature
     )
 }
 

@@ -7,6 +7,7 @@
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`lease`]: the isolate's leases of keys' allowances (no round trip on the hot path).
 //! - [`keys`]: `/v1/me` and `/v1/api-keys...`.
+//! - [`leaks`]: `POST /v1/leaks`, GitHub secret scanning's signed leak reports.
 //! - [`proxy`]: `/developers/...` forwarding to the origin.
 //! - [`audit`]: the one place a change is recorded (audit trail and webhook events);
 //!   [`user_log`]: the per-user Durable Object that stores it.
@@ -17,6 +18,7 @@ mod http;
 mod key_client;
 mod key_object;
 mod keys;
+mod leaks;
 mod lease;
 mod proxy;
 mod store;
@@ -221,13 +223,11 @@ async fn handle(
         client_ip: req.headers().get(CLIENT_IP).ok().flatten(),
     };
     let Some(need) = access::need(&route) else {
-        return Outcome::of(
-            match route {
-                Route::OpenApi => http::raw_json(200, OPENAPI),
-                _ => http::json(200, &serde_json::json!({"status": "ok"})),
-            }
-            .map(Reply::from),
-        );
+        return Outcome::of(match route {
+            Route::OpenApi => http::raw_json(200, OPENAPI).map(Reply::from),
+            Route::Leaks => leaks::report(&ctx, req).await,
+            _ => http::json(200, &serde_json::json!({"status": "ok"})).map(Reply::from),
+        });
     };
     // Failed authentications must be countable before any credential is judged.
     if let Err(e) = throttle::require_binding(&ctx) {
