@@ -10,7 +10,8 @@
 //! - [`leaks`]: `POST /v1/leaks`, GitHub secret scanning's signed leak reports.
 //! - [`proxy`]: `/developers/...` forwarding to the origin.
 //! - [`audit`]: the one place a change is recorded (audit trail and webhook events);
-//!   [`user_log`]: the per-user Durable Object that stores it.
+//!   [`user_log`]: the per-user Durable Object that stores it; [`webhooks`]: the queue
+//!   consumer that delivers its events.
 //! - [`http`]: responses, randomness, the clock.
 
 mod audit;
@@ -24,6 +25,7 @@ mod proxy;
 mod store;
 mod throttle;
 mod user_log;
+mod webhooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

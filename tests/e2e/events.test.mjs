@@ -121,3 +121,91 @@ describe("section 12: the audit trail", () => {
     expectError(assert, await call(gw, "POST", "/v1/audit-events", { admin: true }), 405, "method_not_allowed");
   });
 });
+
+/**
+ * A webhook receiver on 127.0.0.1 that verifies Standard Webhooks signatures on its own
+ * (node:crypto, not keygate's code), answers 500 to the first `failFirst` deliveries, then 200,
+ * and keeps every delivery and the distinct accepted events by webhook-id.
+ */
+async function startReceiver(secret, failFirst) {
+  const key = Buffer.from(secret.slice("whsec_".length), "base64");
+  const rx = { deliveries: [], accepted: new Map(), failFirst };
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      const id = req.headers["webhook-id"];
+      const ts = req.headers["webhook-timestamp"];
+      const expected = createHmac("sha256", key).update(`${id}.${ts}.${body}`).digest();
+      const valid = (req.headers["webhook-signature"] ?? "").split(" ").some((s) => {
+        const [v, b64] = s.split(",");
+        const got = Buffer.from(b64 ?? "", "base64");
+        return v === "v1" && got.length === expected.length && timingSafeEqual(got, expected);
+      });
+      const fresh = Math.abs(Date.now() / 1000 - Number(ts)) < 300;
+      rx.deliveries.push({ id, ts, body, valid, fresh, at: Date.now() });
+      if (!valid || !fresh) {
+        res.writeHead(401).end();
+        return;
+      }
+      if (rx.failFirst > 0) {
+        rx.failFirst -= 1;
+        res.writeHead(500).end();
+        return;
+      }
+      if (!rx.accepted.has(id)) rx.accepted.set(id, JSON.parse(body));
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  rx.url = `http://127.0.0.1:${server.address().port}/hooks`;
+  rx.close = () => new Promise((r) => server.close(r));
+  return rx;
+}
+
+describe("section 14: webhooks through the queue", () => {
+  let gw, rx;
+  const secret = `whsec_${randomBytes(32).toString("base64")}`;
+  before(async () => {
+    rx = await startReceiver(secret, 2);
+    gw = await startGateway({
+      vars: { WEBHOOK_URL: rx.url, WEBHOOK_RETRY_BASE_SECONDS: "1" },
+      secrets: { WEBHOOK_SECRET: secret },
+      testScheduled: true,
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+    await rx?.close();
+  });
+
+  it("a created key is delivered signed; 500 twice, then 200: the same webhook-id each time", async () => {
+    const started = Date.now();
+    const { key, summary } = await createKey(gw);
+    const event = await until(() => [...rx.accepted.values()].find((e) => e.data.key_id === summary.id), 30_000);
+    assert.ok(event, `no delivery accepted; deliveries: ${JSON.stringify(rx.deliveries.map((d) => d.id))}`);
+    const mine = rx.deliveries.filter((d) => d.id === event.id);
+    assert.equal(mine.length, 3, "two failures, then the delivery that succeeded");
+    assert.ok(mine.every((d) => d.valid && d.fresh));
+    assert.equal(event.type, "key.created");
+    assert.match(event.id, /^evt_[0-9a-f]{32}$/);
+    assert.deepEqual(event.data.actor, { type: "admin" });
+    assert.equal(event.data.user_id, summary.user_id);
+    assert.ok(!mine.some((d) => d.body.includes(key)), "no key in the event");
+    // The audit entry and the event are one change: same id.
+    const trail = await call(gw, "GET", `/v1/audit-events?user_id=${summary.user_id}`, { admin: true });
+    assert.equal(trail.json.results[0].id, event.id);
+    console.log(`# webhook: accepted after 2 failures in ${Date.now() - started} ms`);
+  });
+
+  it("a revoke is published once: key.revoked, accepted on first delivery", async () => {
+    const { summary } = await createKey(gw);
+    assert.equal((await call(gw, "DELETE", `/v1/api-keys/${summary.id}`, { admin: true })).status, 200);
+    const ev = await until(() =>
+      [...rx.accepted.values()].find((e) => e.type === "key.revoked" && e.data.key_id === summary.id),
+    );
+    assert.ok(ev);
+    assert.equal(rx.deliveries.filter((d) => d.id === ev.id).length, 1);
+  });
+});
