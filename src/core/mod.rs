@@ -8,6 +8,7 @@
 //! - [`config`]: vars and their defaults.
 //! - [`error`]: the one error type and its JSON body.
 //! - [`events`]: one change to a key, rendered as an audit entry and a webhook event.
+//! - [`expiry`]: the Cron Trigger's expiry windows and notice dedup.
 //! - [`forward`]: headers to and from the origin, the identity signature, request ids.
 //! - [`hotpath`]: one proxied request's decisions without I/O, for the CPU benchmarks.
 //! - [`idempotency`]: the job trigger's idempotency records: decisions, bounds, clean-up.
@@ -34,6 +35,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod expiry;
 pub mod forward;
 pub mod hotpath;
 pub mod idempotency;

@@ -12,9 +12,11 @@
 //! - [`audit`]: the one place a change is recorded (audit trail and webhook events);
 //!   [`user_log`]: the per-user Durable Object that stores it; [`webhooks`]: the queue
 //!   consumer that delivers its events.
+//! - [`cron`]: the Cron Trigger's expiry notices.
 //! - [`http`]: responses, randomness, the clock.
 
 mod audit;
+mod cron;
 mod http;
 mod key_client;
 mod key_object;
@@ -322,7 +324,7 @@ async fn key_request(
     out.with(result)
 }
 
-fn load_config(env: &Env) -> Result<Config, Error> {
+pub(crate) fn load_config(env: &Env) -> Result<Config, Error> {
     Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string())).map_err(|e| {
         if !CONFIG_ERROR_LOGGED.swap(true, Ordering::Relaxed) {
             console_log!(

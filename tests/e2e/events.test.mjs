@@ -208,4 +208,32 @@ describe("section 14: webhooks through the queue", () => {
     assert.ok(ev);
     assert.equal(rx.deliveries.filter((d) => d.id === ev.id).length, 1);
   });
+
+  it("the Cron Trigger warns once of a key expiring in 3 days (key.expiring, 7 days) across two runs", async () => {
+    const day = 86_400_000;
+    const soon = await createKey(gw, { expires_at: new Date(Date.now() + 3 * day).toISOString() });
+    const sooner = await createKey(gw, { expires_at: new Date(Date.now() + day / 2).toISOString() });
+    const later = await createKey(gw, { expires_at: new Date(Date.now() + 10 * day).toISOString() });
+    for (let run = 0; run < 2; run++) {
+      const r = await fetch(`${gw.url}/__scheduled?cron=${encodeURIComponent("0 * * * *")}`);
+      assert.equal(r.status, 200, await r.text());
+    }
+    const expiring = (id) => [...rx.accepted.values()].filter((e) => e.type === "key.expiring" && e.data.key_id === id);
+    assert.ok(await until(() => expiring(soon.summary.id).length && expiring(sooner.summary.id).length));
+    const [warning] = expiring(soon.summary.id);
+    assert.equal(warning.data.days, 7);
+    assert.deepEqual(warning.data.actor, { type: "system" });
+    assert.equal(expiring(sooner.summary.id)[0].data.days, 1);
+    // A third run, and time for anything left in the queue: still one delivery each.
+    await fetch(`${gw.url}/__scheduled?cron=${encodeURIComponent("0 * * * *")}`);
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(rx.deliveries.filter((d) => d.id === warning.id).length, 1);
+    assert.equal(expiring(later.summary.id).length, 0);
+    const trail = await call(gw, "GET", `/v1/audit-events?user_id=${soon.summary.user_id}`, { admin: true });
+    assert.deepEqual(
+      trail.json.results.map((e) => e.action),
+      ["key.expiring", "key.created"],
+    );
+    assert.equal(trail.json.results[0].id, warning.id);
+  });
 });
