@@ -4,10 +4,13 @@
 
 import assert from "node:assert/strict";
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, startGateway } from "./harness.mjs";
+import { ROOT, call, createKey, expectError, noInternals, startGateway, waitForLog } from "./harness.mjs";
 
 /** Polls `fn` until it returns a truthy value or `ms` pass; returns the last value. */
 async function until(fn, ms = 15_000, step = 100) {
@@ -235,5 +238,86 @@ describe("section 14: webhooks through the queue", () => {
       ["key.expiring", "key.created"],
     );
     assert.equal(trail.json.results[0].id, warning.id);
+  });
+});
+
+/** wrangler.toml without `block` (which must be there), written to a file of its own. */
+function configWithout(name, ...blocks) {
+  let toml = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+  for (const block of blocks) {
+    assert.ok(toml.includes(block), `wrangler.toml has ${block}`);
+    toml = toml.replace(block, "");
+  }
+  const path = join(ROOT, `.test-wrangler-${name}-${process.pid}.toml`);
+  writeFileSync(path, toml);
+  return path;
+}
+
+describe("sections 12 and 14: when recording or publishing fails", () => {
+  it("audit log unreachable: a create is undone (503, no key), a revoke stands with a note", async () => {
+    const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
+    const config = configWithout(
+      "no-user-log",
+      '[[durable_objects.bindings]]\nname = "USER_LOG"\nclass_name = "UserLogObject"\n',
+    );
+    let gw;
+    try {
+      gw = await startGateway({ persist });
+      const { key, summary } = await createKey(gw);
+      await gw.stop();
+      gw = await startGateway({ persist, config });
+      const user = `undone-${randomBytes(4).toString("hex")}`;
+      const r = await call(gw, "POST", "/v1/api-keys", {
+        admin: true,
+        body: { user_id: user, name: "n", workspaces: ["ws1"], permissions: ["*"] },
+      });
+      expectError(assert, r, 503, "unavailable");
+      noInternals(assert, r);
+      const listed = await call(gw, "GET", `/v1/api-keys?user_id=${user}`, { admin: true });
+      assert.deepEqual(listed.json.results, [], "the unrecorded key was removed");
+      const revoked = await call(gw, "DELETE", `/v1/api-keys/${summary.id}`, { admin: true });
+      assert.equal(revoked.status, 200, revoked.text);
+      assert.ok(revoked.json.revoked_at);
+      expectError(assert, await call(gw, "GET", "/v1/me", { key }), 401, "revoked_api_key");
+      assert.match(await waitForLog(gw, /"cause":"audit_after_revoke"/), /"cause":"audit_after_revoke"/);
+    } finally {
+      await gw?.stop();
+      rmSync(config, { force: true });
+      rmSync(persist, { recursive: true, force: true });
+    }
+  });
+
+  it("queue unreachable: the event waits in the user's object and is delivered once it is back", async () => {
+    const secret = `whsec_${randomBytes(32).toString("base64")}`;
+    const rx = await startReceiver(secret, 0);
+    const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
+    const config = configWithout(
+      "no-queue",
+      '[[queues.producers]]\nbinding = "EVENTS"\nqueue = "keygate-events"\n',
+    );
+    const opts = { persist, vars: { WEBHOOK_URL: rx.url, WEBHOOK_RETRY_BASE_SECONDS: "1" }, secrets: { WEBHOOK_SECRET: secret } };
+    let gw;
+    try {
+      gw = await startGateway({ ...opts, config });
+      const { summary } = await createKey(gw);
+      // Recorded (the trail has it) but not sent: the producer is missing.
+      const trail = await call(gw, "GET", `/v1/audit-events?user_id=${summary.user_id}`, { admin: true });
+      assert.equal(trail.json.results[0].action, "key.created");
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal(rx.deliveries.length, 0);
+      await gw.stop();
+      // Same objects, now with the queue: the object's alarm (every 10 s) hands the event over.
+      gw = await startGateway(opts);
+      const started = Date.now();
+      const ev = await until(() => [...rx.accepted.values()].find((e) => e.data.key_id === summary.id), 40_000);
+      assert.ok(ev, "the waiting event was delivered");
+      assert.equal(ev.id, trail.json.results[0].id);
+      console.log(`# outbox: delivered ${Date.now() - started} ms after the queue came back`);
+    } finally {
+      await gw?.stop();
+      await rx.close();
+      rmSync(config, { force: true });
+      rmSync(persist, { recursive: true, force: true });
+    }
   });
 });

@@ -159,7 +159,7 @@ describe("Durable Object unavailable", () => {
       .replace('[[durable_objects.bindings]]\nname = "KEY_STATE"\nclass_name = "KeyStateObject"\n', "")
       .replace('[[migrations]]\ntag = "v1"\nnew_sqlite_classes = ["KeyStateObject"]\n', "");
     assert.equal(full.length - toml.length > 100, true, "the binding and migration were removed");
-    assert.ok(!/^\[\[durable_objects/m.test(toml));
+    assert.ok(!/^\[\[durable_objects\.bindings\]\]\nname = "KEY_STATE"/m.test(toml));
     const config = join(ROOT, `.test-wrangler-no-do-${process.pid}.toml`);
     writeFileSync(config, toml);
     try {
