@@ -27,6 +27,8 @@ pub const SWEEP_INTERVAL_MS: u64 = 86_400_000;
 pub const SWEEP_PAGE: usize = 200;
 /// How soon the object retries handing its outbox to the queue after a failed send.
 pub const OUTBOX_RETRY_MS: u64 = 10_000;
+/// How soon the sweep runs again after a full page (more entries past retention may wait).
+pub const SWEEP_AGAIN_MS: u64 = 1_000;
 /// Outbox events sent per attempt (the rest wait for the next alarm, which comes at once).
 pub const OUTBOX_PAGE: usize = 50;
 
@@ -57,6 +59,20 @@ pub fn parse_cursor(cursor: &str) -> Option<String> {
 /// Whether an entry made at `at` (unix seconds) is past retention at `now`.
 pub fn is_past_retention(at: i64, now: i64) -> bool {
     at < now - RETENTION_SECS
+}
+
+/// When the object's alarm runs next, after an alarm that flushed its outbox (`flushed`: the
+/// outbox is empty) and swept (`more`: the sweep's page was full): the outbox first (events
+/// must not wait a day), then the rest of a sweep, else the daily sweep.
+pub fn next_alarm(now_ms: u64, flushed: bool, more: bool) -> u64 {
+    now_ms
+        + if !flushed {
+            OUTBOX_RETRY_MS
+        } else if more {
+            SWEEP_AGAIN_MS
+        } else {
+            SWEEP_INTERVAL_MS
+        }
 }
 
 /// What the object keeps per entry: the time (for the sweep) and the entry as shown.
@@ -122,6 +138,13 @@ mod tests {
         ] {
             assert_eq!(parse_cursor(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_outbox_comes_before_the_sweep() {
+        assert_eq!(next_alarm(0, false, true), OUTBOX_RETRY_MS);
+        assert_eq!(next_alarm(0, true, true), SWEEP_AGAIN_MS);
+        assert_eq!(next_alarm(0, true, false), SWEEP_INTERVAL_MS);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use worker::{
 };
 
 use crate::core::auditlog::{
-    cursor_of, entry_key, is_past_retention, outbox_key, Append, Appended, ListAsk, Page, Stored,
-    ENTRY_PREFIX, ID_PREFIX, OUTBOX_PAGE, OUTBOX_PREFIX, OUTBOX_RETRY_MS, SEQ_KEY,
+    cursor_of, entry_key, is_past_retention, next_alarm, outbox_key, Append, Appended, ListAsk,
+    Page, Stored, ENTRY_PREFIX, ID_PREFIX, OUTBOX_PAGE, OUTBOX_PREFIX, OUTBOX_RETRY_MS, SEQ_KEY,
     SWEEP_INTERVAL_MS, SWEEP_PAGE,
 };
 use crate::core::names::EVENTS_QUEUE_BINDING;
@@ -253,15 +253,8 @@ impl DurableObject for UserLogObject {
     async fn alarm(&self) -> worker::Result<Response> {
         let flushed = self.flush().await.unwrap_or(false);
         let more = self.sweep().await?;
-        let now = now_ms();
-        let next = if !flushed {
-            now + OUTBOX_RETRY_MS
-        } else if more {
-            now + 1_000
-        } else {
-            now + SWEEP_INTERVAL_MS
-        };
-        self.set_alarm_at(next).await?;
+        self.set_alarm_at(next_alarm(now_ms(), flushed, more))
+            .await?;
         Response::ok("done")
     }
 }
