@@ -70,7 +70,9 @@ pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
             permission: None,
             workspace: None,
         },
-        Route::ListKeys | Route::GetKey(_) | Route::AuditEvents => manage(PERM_KEYS_READ),
+        Route::ListKeys | Route::GetKey(_) | Route::KeyUsage(_) | Route::AuditEvents => {
+            manage(PERM_KEYS_READ)
+        }
         Route::CreateKey | Route::RevokeKey(_) | Route::RollKey(_) => manage(PERM_KEYS_WRITE),
         Route::Forward(fwd) => Need {
             admin: false,

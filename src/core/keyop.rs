@@ -15,6 +15,7 @@ use super::error::Error;
 use super::idempotency::{frame, unframe, Begin, IdemRecord, StoredResponse};
 use super::keystate::Hit;
 use super::ratelimit::RateLimit;
+use super::usage::Series;
 
 /// One operation of the key's object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,16 +29,19 @@ pub enum Op {
     Revoke,
     Expire,
     Usage,
+    /// The usage series (docs/CONTRACT.md section 12).
+    Series,
 }
 
 impl Op {
-    pub const ALL: [Op; 6] = [
+    pub const ALL: [Op; 7] = [
         Op::Hit,
         Op::HitBegin,
         Op::Complete,
         Op::Revoke,
         Op::Expire,
         Op::Usage,
+        Op::Series,
     ];
 
     /// The path of the operation in calls to the object (the only table of them).
@@ -49,6 +53,7 @@ impl Op {
             Op::Revoke => "/revoke",
             Op::Expire => "/expire",
             Op::Usage => "/usage",
+            Op::Series => "/series",
         }
     }
 
@@ -57,17 +62,21 @@ impl Op {
     }
 }
 
-/// [`Op::Hit`]'s question, in the URL: the key's limit and the tokens wanted (one for a single
-/// request, more for a lease, docs/CONTRACT.md section 8), e.g. `600/60&10`.
-pub fn hit_query(limit: RateLimit, want: u32) -> String {
-    format!("{limit}&{want}")
+/// [`Op::Hit`]'s question, in the URL: the key's limit, the tokens wanted (one for a single
+/// request, more for a lease, docs/CONTRACT.md section 8) and the requests this isolate refused
+/// from its over-limit cache since its last call (for the usage series, section 12), e.g.
+/// `600/60&10&0`.
+pub fn hit_query(limit: RateLimit, want: u32, refused: u32) -> String {
+    format!("{limit}&{want}&{refused}")
 }
 
 /// The inverse of [`hit_query`]; `None` for anything malformed (or a want of 0).
-pub fn parse_hit_query(q: &str) -> Option<(RateLimit, u32)> {
-    let (limit, want) = q.split_once('&')?;
-    let want: u32 = want.parse().ok()?;
-    (want >= 1).then_some((RateLimit::parse(limit)?, want))
+pub fn parse_hit_query(q: &str) -> Option<(RateLimit, u32, u32)> {
+    let mut parts = q.split('&');
+    let limit = RateLimit::parse(parts.next()?)?;
+    let want: u32 = parts.next()?.parse().ok()?;
+    let refused: u32 = parts.next()?.parse().ok()?;
+    (want >= 1 && parts.next().is_none()).then_some((limit, want, refused))
 }
 
 /// The header carrying [`Op::Hit`]'s answer.
@@ -137,6 +146,15 @@ impl Operation for UsageQuery {
     const OP: Op = Op::Usage;
     type Answer = Usage;
 }
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeriesQuery {}
+impl Message for SeriesQuery {}
+impl Operation for SeriesQuery {
+    const OP: Op = Op::Series;
+    type Answer = Series;
+}
+impl Message for Series {}
 
 /// What summaries show from the object.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -255,9 +273,21 @@ mod tests {
             requests: 600,
             window_seconds: 60,
         };
-        assert_eq!(hit_query(limit, 10), "600/60&10");
-        assert_eq!(parse_hit_query(&hit_query(limit, 10)), Some((limit, 10)));
-        for bad in ["600/60", "600/60&0", "600/60&x", "0/60&1", "&1"] {
+        assert_eq!(hit_query(limit, 10, 3), "600/60&10&3");
+        assert_eq!(
+            parse_hit_query(&hit_query(limit, 10, 3)),
+            Some((limit, 10, 3))
+        );
+        for bad in [
+            "600/60",
+            "600/60&1",
+            "600/60&0&0",
+            "600/60&x&0",
+            "600/60&1&-1",
+            "600/60&1&0&0",
+            "0/60&1&0",
+            "&1&0",
+        ] {
             assert_eq!(parse_hit_query(bad), None, "{bad}");
         }
     }

@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ratelimit::{gcra_take, Decision, RateLimit};
+use super::usage::{Count, Usage};
 
 /// Rate limit, revocation, expiry override and last use of one key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,9 @@ pub struct KeyState {
     /// in the same storage transaction as the record it counts.
     #[serde(default)]
     pub idem_records: u32,
+    /// Requests per hour and day (docs/CONTRACT.md section 12).
+    #[serde(default)]
+    pub usage: Usage,
 }
 
 /// What the object answers for one authenticated request.
@@ -61,6 +65,13 @@ impl KeyState {
     /// the allowance at once (a lease, docs/CONTRACT.md section 8). The last use is recorded at
     /// each grant.
     pub fn grant(&mut self, limit: RateLimit, want: u32, now_ms: u64) -> Hit {
+        self.grant_as(limit, want, now_ms, Count::Allowed)
+    }
+
+    /// [`Self::grant`], counting what is granted in the usage series as `what` (a job trigger
+    /// is counted apart from other requests). A refusal counts one refused request; a revoked
+    /// or expired key counts nothing (it is not a use of the allowance).
+    pub fn grant_as(&mut self, limit: RateLimit, want: u32, now_ms: u64, what: Count) -> Hit {
         if self.revoked_at.is_some() {
             return Hit::Revoked;
         }
@@ -77,6 +88,9 @@ impl KeyState {
         self.tat = tat;
         if decision.allowed {
             self.last_used_ms = Some(now_ms);
+            self.usage.add(what, granted, now_ms);
+        } else {
+            self.usage.add(Count::Refused, 1, now_ms);
         }
         Hit::Counted {
             decision,
@@ -143,6 +157,19 @@ mod tests {
         s.revoke("2027-01-01T00:00:00Z");
         assert_eq!(s.revoked_at.as_deref(), Some("2026-01-01T00:00:00Z"));
         assert_eq!(s.hit(RL, 1_000), Hit::Revoked);
+    }
+
+    #[test]
+    fn grants_and_refusals_are_counted_in_usage() {
+        let mut s = KeyState::default();
+        s.grant(RL, 2, 5_000);
+        s.grant_as(RL, 1, 5_001, Count::Triggers);
+        let series = s.usage.series(5_002);
+        let now = series.hourly.last().unwrap();
+        assert_eq!((now.allowed, now.refused, now.triggers), (2, 1, 0));
+        s.revoke("2026-01-01T00:00:00Z");
+        s.grant(RL, 1, 5_003);
+        assert_eq!(s.usage.series(5_004).hourly.last(), Some(now));
     }
 
     #[test]

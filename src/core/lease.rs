@@ -66,6 +66,9 @@ struct Entry {
     reset_secs: u64,
     /// The object refused (over the limit): refused here, without asking, until then.
     refused_until_ms: u64,
+    /// Requests refused here from that cache, not yet reported to the object (its usage
+    /// series counts them, docs/CONTRACT.md section 12).
+    refused_unreported: u32,
     /// The object said revoked or expired: refused here for good.
     dead: Option<Hit>,
     /// The key's expiry as its object knows it (unix seconds).
@@ -143,6 +146,7 @@ impl LeaseTable {
         e.batches.retain(|b| b.tokens > 0 && now_ms < b.deadline_ms);
         if now_ms < e.refused_until_ms {
             let wait_ms = e.refused_until_ms - now_ms;
+            e.refused_unreported = e.refused_unreported.saturating_add(1);
             return Take::Decided {
                 verdict: Hit::Counted {
                     decision: Decision {
@@ -269,6 +273,14 @@ impl LeaseTable {
             expires_at,
             granted,
         }
+    }
+
+    /// The refusals to report with the next call to the key's object (and forgets them here:
+    /// a call that fails loses them, as the contract says).
+    pub fn refusals_to_report(&mut self, key: &str) -> u32 {
+        self.entries
+            .get_mut(key)
+            .map_or(0, |e| std::mem::take(&mut e.refused_unreported))
     }
 
     /// The call to the object failed: what the lease holds still serves until its deadline, and
@@ -408,6 +420,10 @@ mod tests {
         assert_eq!(results, [true, true, true, true, true, false, false, false]);
         // Five grants, one refusal; the refusals after it come from the isolate's cache.
         assert_eq!(o.calls, 6);
+        // Those two are reported to the object once, with the next call (the usage series).
+        assert_eq!(t.refusals_to_report("k"), 2);
+        assert_eq!(t.refusals_to_report("k"), 0);
+        assert_eq!(t.refusals_to_report("unknown"), 0);
     }
 
     #[test]

@@ -26,6 +26,7 @@
 //! - [`route`]: path checks, routes, and the path-to-permission map.
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`time`]: RFC 3339 times.
+//! - [`usage`]: usage per key per hour and day, kept by the key's object.
 //! - [`webhook`]: Standard Webhooks signatures and redelivery delays.
 
 pub mod access;
@@ -53,6 +54,7 @@ pub mod request;
 pub mod route;
 pub mod throttle;
 pub mod time;
+pub mod usage;
 pub mod webhook;
 
 pub use error::Error;

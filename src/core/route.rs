@@ -148,6 +148,8 @@ pub enum Route<'a> {
     AuditEvents,
     /// GitHub secret scanning's partner alert: signed, not authenticated by a key (section 14).
     Leaks,
+    /// `GET /v1/api-keys/{id}/usage`: the key's usage series (section 12).
+    KeyUsage(&'a str),
     /// A `/developers/...` call for the origin.
     Forward(Forward<'a>),
 }
@@ -210,6 +212,7 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
                     _ => Err(Error::MethodNotAllowed("GET, HEAD, DELETE")),
                 },
                 Some((id, "roll")) => only(&["POST"], "POST", Route::RollKey(id)),
+                Some((id, "usage")) => only(&["GET", "HEAD"], ALLOW_READ, Route::KeyUsage(id)),
                 Some(_) => Err(Error::NotFound),
             }
         }
@@ -524,6 +527,14 @@ mod tests {
         assert_eq!(
             resolve("GET", "/v1/api-keys/key_1/roll"),
             Err(Error::MethodNotAllowed("POST"))
+        );
+        assert_eq!(
+            resolve("GET", "/v1/api-keys/key_1/usage"),
+            Ok(Route::KeyUsage("key_1"))
+        );
+        assert_eq!(
+            resolve("POST", "/v1/api-keys/key_1/usage"),
+            Err(Error::MethodNotAllowed(ALLOW_READ))
         );
     }
 

@@ -8,12 +8,13 @@ use worker::{Method, Request, RequestInit, Stub};
 use super::Ctx;
 use crate::core::idempotency::{Begin, StoredResponse};
 use crate::core::keyop::{
-    decode, encode, hit_query, Complete, Expire, HitBegin, Op, Operation, Revoke, UsageQuery,
-    HIT_ANSWER_HEADER,
+    decode, encode, hit_query, Complete, Expire, HitBegin, Op, Operation, Revoke, SeriesQuery,
+    UsageQuery, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::Hit;
 use crate::core::names::KEY_STATE_BINDING;
 use crate::core::record::KeyRecord;
+use crate::core::usage::Series;
 use crate::core::Error;
 
 pub use crate::core::keyop::Usage;
@@ -54,12 +55,13 @@ async fn call<O: Operation>(ctx: &Ctx, key_id: &str, question: O) -> Result<O::A
 /// Takes up to `want` tokens of the key's allowance (one: count this request; more: a lease).
 /// The verdict also says whether the object knows the key revoked or expired
 /// ([`crate::core::access::decide_key`] decides what follows). Body-less both ways: the
-/// question in the URL, the answer in a header.
-pub async fn hit(ctx: &Ctx, record: &KeyRecord, want: u32) -> Result<Hit, Error> {
+/// question in the URL, the answer in a header. `refused`: requests this isolate refused from
+/// its over-limit cache since its last call, for the usage series.
+pub async fn hit(ctx: &Ctx, record: &KeyRecord, want: u32, refused: u32) -> Result<Hit, Error> {
     let url = format!(
         "{DO_URL}{}?{}",
         Op::Hit.path(),
-        hit_query(record.rate_limit, want)
+        hit_query(record.rate_limit, want, refused)
     );
     let resp = stub(ctx, &record.id)?
         .fetch_with_str(&url)
@@ -91,6 +93,11 @@ pub async fn expire(ctx: &Ctx, key_id: &str, expires_at: i64) -> Result<(), Erro
 
 pub async fn usage(ctx: &Ctx, key_id: &str) -> Result<Usage, Error> {
     call(ctx, key_id, UsageQuery {}).await
+}
+
+/// The key's usage series (docs/CONTRACT.md section 12).
+pub async fn series(ctx: &Ctx, key_id: &str) -> Result<Series, Error> {
+    call(ctx, key_id, SeriesQuery {}).await
 }
 
 /// Counts a job trigger and opens its idempotency record in one call. The decision on the

@@ -28,6 +28,7 @@ use crate::core::keyop::{
 use crate::core::keystate::{Hit, KeyState};
 use crate::core::ratelimit::RateLimit;
 use crate::core::route::split_url;
+use crate::core::usage::Count;
 
 const STATE_KEY: &str = "state";
 /// Where the clean-up resumes: the last slot of its previous, full page.
@@ -73,13 +74,19 @@ impl KeyStateObject {
         Ok(())
     }
 
-    /// One grant of `want` tokens (one request, or an isolate's lease): the object's
-    /// revoked/expired check, then the allowance taken, written through before the answer
-    /// leaves (so what was granted survives a restart).
-    async fn count(&self, s: &mut KeyState, limit: RateLimit, want: u32) -> worker::Result<Hit> {
+    /// One grant of `want` tokens (one request, or an isolate's lease), counted in the usage
+    /// series as `what`: the object's revoked/expired check, then the allowance taken, written
+    /// through before the answer leaves (so what was granted survives a restart). A refusal
+    /// is written too (its count in the usage series); a revoked or expired key's call is not.
+    async fn count(
+        &self,
+        s: &mut KeyState,
+        limit: RateLimit,
+        want: u32,
+        what: Count,
+    ) -> worker::Result<Hit> {
         let before = s.clone();
-        let hit = s.grant(limit, want, now_ms());
-        // A refusal changes nothing: no storage write for it.
+        let hit = s.grant_as(limit, want, now_ms(), what);
         if *s != before {
             self.save(s.clone()).await?;
         }
@@ -129,7 +136,7 @@ impl KeyStateObject {
 
     async fn hit_begin(&self, q: HitBegin) -> worker::Result<HitBegun> {
         let mut s = self.load().await?;
-        let hit = self.count(&mut s, q.rate_limit, 1).await?;
+        let hit = self.count(&mut s, q.rate_limit, 1, Count::Triggers).await?;
         let mut answer = HitBegun {
             hit,
             begin: None,
@@ -193,9 +200,12 @@ impl KeyStateObject {
             return Response::error("not found", 404);
         };
         if op == Op::Hit {
-            let (limit, want) = query.and_then(parse_hit_query).ok_or_else(|| fail("hit"))?;
+            let (limit, want, refused) =
+                query.and_then(parse_hit_query).ok_or_else(|| fail("hit"))?;
             let mut s = self.load().await?;
-            let hit = self.count(&mut s, limit, want).await?;
+            // Refusals the isolate answered itself: written with this call's grant.
+            s.usage.add(Count::Refused, refused, now_ms());
+            let hit = self.count(&mut s, limit, want, Count::Allowed).await?;
             let headers = worker::Headers::new();
             headers.set(HIT_ANSWER_HEADER, &serde_json::to_string(&hit)?)?;
             return Ok(Response::empty()?.with_headers(headers));
@@ -218,6 +228,10 @@ impl KeyStateObject {
                 s.expire_at(q.expires_at);
                 self.save(s).await?;
                 answer(Ack {})
+            }
+            Op::Series => {
+                let s = self.load().await?;
+                answer(s.usage.series(now_ms()))
             }
             Op::Usage => {
                 let s = self.load().await?;

@@ -18,6 +18,7 @@ use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey, Summary};
 use crate::core::request::{parse_create, parse_list_query, parse_roll};
 use crate::core::route::Route;
 use crate::core::time::format_time;
+use crate::core::usage::COUNTED;
 use crate::core::Error;
 
 /// Largest JSON body accepted on management routes; real bodies are a few hundred bytes.
@@ -60,6 +61,7 @@ pub async fn manage(
         Route::RevokeKey(id) => revoke(ctx, id, caller).await,
         Route::RollKey(id) => roll(ctx, req, id, caller, caller_expiry).await,
         Route::AuditEvents => Ok(json(200, &audit::events(ctx, query, caller).await?)?.into()),
+        Route::KeyUsage(id) => usage(ctx, id, caller).await,
         // Not a management route: `access::need` sends no other route here.
         _ => Err(Error::NotFound),
     }
@@ -153,6 +155,22 @@ async fn get(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
     let (_, record) = load(ctx, id, caller).await?;
     let used = last_used(ctx, &record).await?;
     Ok(json(200, &record.summary(used.as_deref()))?.into())
+}
+
+/// The key's usage series, from its object (docs/CONTRACT.md section 12).
+async fn usage(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
+    let (_, record) = load(ctx, id, caller).await?;
+    let series = key_client::series(ctx, &record.id).await?;
+    Ok(json(
+        200,
+        &serde_json::json!({
+            "key_id": record.id,
+            "counted": COUNTED,
+            "hourly": series.hourly,
+            "daily": series.daily,
+        }),
+    )?
+    .into())
 }
 
 async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {

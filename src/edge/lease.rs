@@ -51,7 +51,7 @@ impl Path {
 pub async fn decide(ctx: &Ctx, wctx: &Context, record: &KeyRecord) -> Result<(Hit, Path), Error> {
     let lease_ms = ctx.config.lease_ms;
     if lease_ms == 0 {
-        return Ok((key_client::hit(ctx, record, 1).await?, Path::Exact));
+        return Ok((key_client::hit(ctx, record, 1, 0).await?, Path::Exact));
     }
     let cap = batch_cap(record.rate_limit, lease_ms);
     for _ in 0..MAX_WAITS {
@@ -71,7 +71,8 @@ pub async fn decide(ctx: &Ctx, wctx: &Context, record: &KeyRecord) -> Result<(Hi
             }
             Take::Wait => pause().await,
             Take::Ask { want } => {
-                let answer = key_client::hit(ctx, record, want).await;
+                let refused = LEASES.with(|t| t.borrow_mut().refusals_to_report(&record.id));
+                let answer = key_client::hit(ctx, record, want, refused).await;
                 return LEASES.with(|t| {
                     let mut t = t.borrow_mut();
                     match answer {
@@ -94,7 +95,8 @@ pub async fn decide(ctx: &Ctx, wctx: &Context, record: &KeyRecord) -> Result<(Hi
 /// A background renewal: the object's answer joins the lease; a failure leaves the lease to
 /// serve until its deadline (then requests ask, and fail closed if the object is still down).
 async fn renew_now(ctx: &Ctx, record: &KeyRecord, want: u32, sent_ms: u64) {
-    let answer = key_client::hit(ctx, record, want).await;
+    let refused = LEASES.with(|t| t.borrow_mut().refusals_to_report(&record.id));
+    let answer = key_client::hit(ctx, record, want, refused).await;
     LEASES.with(|t| {
         let mut t = t.borrow_mut();
         match answer {

@@ -101,7 +101,7 @@ pub async fn trigger(
     };
     match early.await {
         Ok((call, body)) => idempotent(ctx, req, need, &call, idempotency_key, body).await,
-        Err(later) => match key_client::hit(ctx, record, 1).await {
+        Err(later) => match key_client::hit(ctx, record, 1, 0).await {
             Err(e) => (None, Err(e)),
             Ok(verdict) => (
                 access::counted(&verdict),
