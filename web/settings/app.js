@@ -44,6 +44,8 @@
   let keys = [];
   let keysCursor = null;
   let auditCursor = null;
+  /** Settles when the first list of keys has been loaded (or failed). */
+  let keysReady = Promise.resolve();
   let shownKey = null;
   let target = null;
   let ended = false;
@@ -211,7 +213,8 @@
     buildForm();
     $("loading").hidden = true;
     $("app").hidden = false;
-    await Promise.all([loadKeys(), loadAudit()]);
+    keysReady = loadKeys();
+    await Promise.all([keysReady, loadAudit()]);
   }
 
   // ---------- create form ----------
@@ -593,7 +596,10 @@
   function auditItem(e) {
     const k = keys.find((x) => x.id === e.key_id);
     const what = ACTIONS[e.action] || e.action;
-    const subject = k ? `“${k.name}”` : e.key_id || "";
+    const d = e.details || {};
+    const name = k ? k.name : d.name;
+    const hint = k ? k.hint : d.hint;
+    const subject = name ? `“${name}”${hint ? ` (${hint}…)` : ""}` : e.key_id || "";
     const meta = [actorText(e.actor, session.user_id), e.client_ip ? `from ${e.client_ip}` : ""].filter(Boolean).join(" ");
     return h("li", { class: "event" },
       h("span", { class: `dot ${(e.action || "").replace(/[^a-z]/g, "-")}`, "aria-hidden": "true" }),
@@ -606,6 +612,8 @@
     try {
       const q = more && auditCursor ? `?cursor=${encodeURIComponent(auditCursor)}` : "";
       const { data } = await api("GET", "/audit-events" + q);
+      // Entries name their key by id; the list (fetched in parallel) has the names.
+      await keysReady;
       const items = data.results.map(auditItem);
       if (more) $("audit").append(...items);
       else $("audit").replaceChildren(...items);
