@@ -232,6 +232,36 @@ test("a `*` ceiling: all workspaces or ids typed in, checked in the page; never 
   await ctx.close();
 });
 
+test("more keys and more activity than one page: Show more keys and Load more follow the cursors", async () => {
+  const user = "grace";
+  const PAGE = 20; // the API's default page size (docs/CONTRACT.md section 4)
+  for (let i = 0; i < PAGE; i++) {
+    await createKey(gw, { user_id: user, email: "grace@example.com", name: `bulk ${i}`, workspaces: ["demo"], permissions: ["jobs:read"] });
+  }
+  const total = (await keysOfUser(user)).length;
+  assert.equal(total, PAGE + 1);
+  const session = await openSession(gw, { user_id: user, email: "grace@example.com", workspaces: ["*"], permissions: ["*"] });
+  const ctx = await browser.newContext();
+  const p = await newPage(ctx);
+  await p.goto(session.url);
+  await p.waitForSelector("#keys-body tr");
+  assert.equal(await p.locator("#keys-body tr").count(), PAGE);
+  await p.click("#keys-more");
+  await p.waitForFunction((n) => document.querySelectorAll("#keys-body tr").length === n, total);
+  assert.equal(await p.isVisible("#keys-more"), false, "no more keys to show");
+
+  // 21 creations and 2 openings: one page of activity, then the rest.
+  await p.waitForSelector("#audit li");
+  assert.equal(await p.locator("#audit li").count(), PAGE);
+  await p.click("#audit-more");
+  await p.waitForFunction((n) => document.querySelectorAll("#audit li").length === n, total + 2);
+  assert.equal(await p.isVisible("#audit-more"), false);
+  const last = await p.locator("#audit li").last().textContent();
+  assert.match(last, /Settings opened/, "the oldest entry is the first session's opening");
+  assertCleanConsole(p);
+  await ctx.close();
+});
+
 test("what the page does not offer, the gateway refuses: a workspace or a permission outside the ceiling", async () => {
   const before = await keysOfUser();
   const answers = await page.evaluate(async () => {
