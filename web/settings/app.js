@@ -220,10 +220,10 @@
   // ---------- create form ----------
 
   /** A box of the create form; its id is prefixed apart from the page's own ids ("opt-"). */
-  function checkbox(name, value, label, describedBy) {
+  function checkbox(name, value, label) {
     const id = `opt-${name}-${value}`; // HTML ids may hold any character but spaces
     return h("label", { class: "check", for: id },
-      h("input", { type: "checkbox", id, name, value, "aria-describedby": describedBy }),
+      h("input", { type: "checkbox", id, name, value }),
       h("span", {}, label));
   }
 
