@@ -1,7 +1,7 @@
 # keygate's front door. `make dev` runs the gateway locally with an example origin;
 # `make test` runs every test. Both install what they need first (scripts/setup.sh, idempotent;
 # see docs/TOOLCHAIN.md). `make check` is the fast loop while working.
-.PHONY: dev test check setup build size latency bench cpu soak fuzz profile
+.PHONY: dev test check setup build size latency bench cpu soak fuzz profile screenshots
 
 dev: setup
 	bash scripts/dev.sh
@@ -52,3 +52,8 @@ soak: setup
 # The long property run: 100,000 generated inputs per property (make test runs 2,000).
 fuzz: setup
 	PROPTEST_CASES=100000 cargo test --release --test properties
+
+# The settings page at 1280 and 390 px wide, with demo keys and some use, through wrangler dev:
+# docs/screenshots/settings-desktop.png and settings-phone.png (shown in the README).
+screenshots: build
+	node scripts/screenshots.mjs

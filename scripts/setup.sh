@@ -88,6 +88,13 @@ if ! command -v curl >/dev/null; then
   apt_install curl
 fi
 
+# 6. A real browser for the settings page's tests and screenshots: Debian's Chromium, driven by
+#    playwright-core (from npm, step 3), whose own browser downloads cannot be fetched here.
+#    KEYGATE_CHROMIUM names another Chromium to use instead.
+if [ -z "${KEYGATE_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
+  apt_install chromium
+fi
+
 cat >.keygate-env <<ENV
 export PATH="$CARGO_BIN_DIR:\$PATH"
 export RUSTC_FOR_WASM="$RUSTC_FOR_WASM"

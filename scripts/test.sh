@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test keygate has: the README layout and contract checks, formatting and lints, native
 # unit tests of the core, wasm-bindgen tests under Node, then end-to-end tests through
-# `wrangler dev` (workerd) against a real origin on 127.0.0.1. Installs what it needs first
+# `wrangler dev` (workerd) against a real origin on 127.0.0.1, and the settings page in a real
+# browser through the same gateway. Installs what it needs first
 # (idempotent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,3 +42,6 @@ node --test --test-concurrency=1 tests/e2e/
 
 step "the exact limits again with LEASE_MS = 0 (one object call per request)"
 KEYGATE_TEST_LEASE_MS=0 node --test --test-concurrency=1 tests/e2e/limits.test.mjs
+
+step "the settings page in a real browser (Chromium via playwright-core, through wrangler dev)"
+node --test --test-concurrency=1 tests/browser/

@@ -65,6 +65,9 @@ pub enum Error {
     Unavailable(&'static str),
     /// 401 `invalid_admin_token`.
     InvalidAdminToken,
+    /// 401 `invalid_signature`: a leak report whose GitHub signature is absent, malformed, by
+    /// an unknown key, or does not match the body.
+    InvalidSignature,
     /// 403 `admin_disabled`: no `ADMIN_TOKEN` configured.
     AdminDisabled,
     /// 401 `missing_session`: a settings API call without a session cookie, or with a malformed
@@ -111,7 +114,8 @@ impl Error {
             | Error::InvalidAdminToken
             | Error::MissingSession
             | Error::RefusedSession
-            | Error::SessionExpired => 401,
+            | Error::SessionExpired
+            | Error::InvalidSignature => 401,
             Error::IpNotAllowed
             | Error::WorkspaceForbidden
             | Error::PermissionDenied(_)
@@ -158,6 +162,7 @@ impl Error {
             Error::OriginTimeout => "origin_timeout",
             Error::Unavailable(_) => "unavailable",
             Error::InvalidAdminToken => "invalid_admin_token",
+            Error::InvalidSignature => "invalid_signature",
             Error::AdminDisabled => "admin_disabled",
             Error::MissingSession | Error::RefusedSession => "missing_session",
             Error::SessionExpired => "session_expired",
@@ -214,6 +219,7 @@ impl Error {
                 "This user already holds the most live API keys allowed; revoke one first."
             }
             Error::InvalidAdminToken => "The admin token is not valid.",
+            Error::InvalidSignature => "The report's signature is not valid.",
             Error::AdminDisabled => "Admin access is not configured on this gateway.",
             Error::MissingSession | Error::RefusedSession => {
                 "No valid settings session; open the settings link from the platform again."

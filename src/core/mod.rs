@@ -2,18 +2,21 @@
 //! Section numbers in comments refer to the contract, `docs/CONTRACT.md`.
 //!
 //! - [`access`]: who may do what, in the contract's order; the key-management rules.
+//! - [`auditlog`]: the per-user audit log's keys, cursors, retention and messages.
 //! - [`auth`]: the `Authorization` header and the admin token comparison.
 //! - [`cidr`]: IP allowlists: CIDR blocks parsed, canonicalised, matched.
 //! - [`cache`]: the in-isolate cache of key records.
 //! - [`config`]: vars and their defaults.
 //! - [`error`]: the one error type and its JSON body.
 //! - [`events`]: one change to a key, rendered as an audit entry and a webhook event.
+//! - [`expiry`]: the Cron Trigger's expiry windows and notice dedup.
 //! - [`forward`]: headers to and from the origin, the identity signature, request ids.
 //! - [`hotpath`]: one proxied request's decisions without I/O, for the CPU benchmarks.
 //! - [`idempotency`]: the job trigger's idempotency records: decisions, bounds, clean-up.
 //! - [`key`]: key format, CRC-32 checksum, SHA-256 hash, hint and id.
 //! - [`keyop`]: the operations of the key's Durable Object, typed, shared by object and client.
 //! - [`keystate`]: the per-key Durable Object's state: allowance, revocation, expiry, last use.
+//! - [`leak`]: GitHub secret scanning's leak reports: public keys, signature, body, answer.
 //! - [`lease`]: leased allowances: an isolate's batches of a key's tokens.
 //! - [`log`]: the per-request log line.
 //! - [`names`]: header, binding and secret names.
@@ -29,20 +32,24 @@
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`time`]: RFC 3339 times.
 //! - [`usage`]: usage per key per hour and day, kept by the key's object.
+//! - [`webhook`]: Standard Webhooks signatures and redelivery delays.
 
 pub mod access;
+pub mod auditlog;
 pub mod auth;
 pub mod cache;
 pub mod cidr;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod expiry;
 pub mod forward;
 pub mod hotpath;
 pub mod idempotency;
 pub mod key;
 pub mod keyop;
 pub mod keystate;
+pub mod leak;
 pub mod lease;
 pub mod log;
 pub mod names;
@@ -58,5 +65,6 @@ pub mod settings;
 pub mod throttle;
 pub mod time;
 pub mod usage;
+pub mod webhook;
 
 pub use error::Error;

@@ -59,7 +59,25 @@ pub const KEY_STATE_BINDING: &str = "KEY_STATE";
 pub const SETTINGS_SESSIONS_BINDING: &str = "SETTINGS_SESSIONS";
 /// The Rate Limiting binding that counts failed authentications per client IP.
 pub const AUTH_FAILURES_BINDING: &str = "AUTH_FAILURES";
+/// The Durable Object namespace of the per-user audit logs (`UserLogObject`).
+pub const USER_LOG_BINDING: &str = "USER_LOG";
+/// The Queue producer the user logs hand webhook events to (and whose consumer delivers them).
+pub const EVENTS_QUEUE_BINDING: &str = "EVENTS";
+
+// Vars of the events (section 14).
+/// Where webhook events are POSTed; unset or empty: no webhooks.
+pub const WEBHOOK_URL_VAR: &str = "WEBHOOK_URL";
+/// Seconds before the first redelivery of a webhook that failed; later ones double.
+pub const WEBHOOK_RETRY_BASE_VAR: &str = "WEBHOOK_RETRY_BASE_SECONDS";
+/// GitHub secret scanning's public keys, as its public-keys endpoint returns them.
+pub const SECRET_SCANNING_KEYS_VAR: &str = "SECRET_SCANNING_KEYS";
+
+// Headers of GitHub secret scanning's partner alerts (section 14).
+pub const GITHUB_KEY_IDENTIFIER: &str = "github-public-key-identifier";
+pub const GITHUB_KEY_SIGNATURE: &str = "github-public-key-signature";
 
 // Secrets (`wrangler secret put`, `.dev.vars` locally).
 pub const ADMIN_TOKEN_SECRET: &str = "ADMIN_TOKEN";
 pub const SIGNING_SECRET: &str = "ORIGIN_SIGNING_SECRET";
+/// The Standard Webhooks signing secret, `whsec_<base64>`.
+pub const WEBHOOK_SECRET: &str = "WEBHOOK_SECRET";

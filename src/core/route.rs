@@ -14,6 +14,8 @@ pub const PATH_HEALTH: &str = "/healthz";
 pub const PATH_ME: &str = "/v1/me";
 pub const PATH_KEYS: &str = "/v1/api-keys";
 pub const PATH_OPENAPI: &str = "/v1/openapi.json";
+pub const PATH_AUDIT_EVENTS: &str = "/v1/audit-events";
+pub const PATH_LEAKS: &str = "/v1/leaks";
 /// Longest workspace id (`[A-Za-z0-9_-]{1,64}`).
 pub const MAX_WORKSPACE_LEN: usize = 64;
 
@@ -145,6 +147,10 @@ pub enum Route<'a> {
     RollKey(&'a str),
     /// `PATCH /v1/api-keys/{id}` (docs/CONTRACT.md section 13).
     UpdateKey(&'a str),
+    /// A user's audit trail, newest first (section 12).
+    AuditEvents,
+    /// GitHub secret scanning's partner alert: signed, not authenticated by a key (section 14).
+    Leaks,
     /// `GET /v1/api-keys/{id}/usage`: the key's usage series (section 12).
     KeyUsage(&'a str),
     /// `POST /v1/settings-sessions` (admin only): opens a settings session (section 11).
@@ -193,6 +199,8 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
         PATH_ME => only(&["GET", "HEAD"], ALLOW_READ, Route::Me),
         PATH_OPENAPI => only(&["GET", "HEAD"], ALLOW_READ, Route::OpenApi),
         PATH_SESSIONS => only(&["POST"], "POST", Route::CreateSettingsSession),
+        PATH_AUDIT_EVENTS => only(&["GET", "HEAD"], ALLOW_READ, Route::AuditEvents),
+        PATH_LEAKS => only(&["POST"], "POST", Route::Leaks),
         PATH_KEYS => match method {
             "POST" => Ok(Route::CreateKey),
             "GET" | "HEAD" => Ok(Route::ListKeys),

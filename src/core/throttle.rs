@@ -55,6 +55,7 @@ pub fn counts_as_failure(e: &Error) -> bool {
             // guess costs an object call, so guessing is throttled like a key's.
             | Error::LinkExpired
             | Error::RefusedSession
+            | Error::InvalidSignature
     )
 }
 

@@ -1,15 +1,26 @@
 //! The one place a [`Change`] is recorded: the user's audit trail and, when webhooks are
-//! configured, the event (docs/CONTRACT.md sections 12 and 14).
-//!
-//! Interface first; storage (a per-user Durable Object) and delivery (a Queue) follow.
+//! configured, the event (docs/CONTRACT.md sections 12 and 14). Both go to the user's
+//! [`super::user_log`] object in one call: it stores the entry and keeps the event in its
+//! outbox until the queue has it, so an event is never published for a change that was not
+//! recorded, nor lost for one that was.
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
-use worker::console_log;
+use worker::{Method, Request, RequestInit, Stub};
 
+use super::user_log::{OP_APPEND, OP_LIST};
 use super::Ctx;
-use crate::core::access::Caller;
+use crate::core::access::{self, Caller};
+use crate::core::auditlog::{parse_cursor, Append, Appended, ListAsk, Page};
 use crate::core::events::{Actor, Change};
+use crate::core::names::{USER_LOG_BINDING, WEBHOOK_SECRET, WEBHOOK_URL_VAR};
+use crate::core::request::parse_list_query;
 use crate::core::Error;
+
+/// Base URL of calls to the object; only the path matters.
+const DO_URL: &str = "https://user-log";
+const CAUSE: &str = "audit_log";
 
 /// The actor of a change made by `caller`.
 pub fn actor(caller: &Caller<'_>) -> Actor {
@@ -20,22 +31,99 @@ pub fn actor(caller: &Caller<'_>) -> Actor {
     }
 }
 
-/// Records `change` (its time, request id and client IP are this request's).
+/// Whether events are published: `WEBHOOK_URL` set and `WEBHOOK_SECRET` present.
+pub fn webhooks_configured(ctx: &Ctx) -> bool {
+    let url = ctx.env.var(WEBHOOK_URL_VAR).ok().map(|v| v.to_string());
+    url.is_some_and(|u| !u.is_empty()) && ctx.env.secret(WEBHOOK_SECRET).is_ok()
+}
+
+fn stub(ctx: &Ctx, user_id: &str) -> Result<Stub, Error> {
+    let fail = |_| ctx.unavailable(CAUSE);
+    ctx.env
+        .durable_object(USER_LOG_BINDING)
+        .map_err(fail)?
+        .id_from_name(&format!("user:{user_id}"))
+        .map_err(fail)?
+        .get_stub()
+        .map_err(fail)
+}
+
+async fn call<Q: Serialize, A: DeserializeOwned>(
+    ctx: &Ctx,
+    user_id: &str,
+    op: &str,
+    question: &Q,
+) -> Result<A, Error> {
+    let fail = |_| ctx.unavailable(CAUSE);
+    let body = serde_json::to_string(question).map_err(|_| Error::Internal)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_body(Some(body.into()));
+    let req = Request::new_with_init(&format!("{DO_URL}{op}"), &init).map_err(fail)?;
+    let mut resp = stub(ctx, user_id)?
+        .fetch_with_request(req)
+        .await
+        .map_err(fail)?;
+    if resp.status_code() != 200 {
+        return Err(ctx.unavailable(CAUSE));
+    }
+    resp.json::<A>().await.map_err(fail)
+}
+
+/// Records `change` (its time, request id and client IP are this request's), durably, before
+/// the caller answers its client. A change with the same id is stored once. Any failure is
+/// 503 `unavailable`: each caller decides what a change that took effect but is unrecorded
+/// means for its answer (docs/CONTRACT.md section 12).
 pub async fn record(ctx: &Ctx, mut change: Change) -> Result<(), Error> {
     change.at = ctx.now;
     change.request_id = ctx.request_id.clone();
     change.client_ip = ctx.client_ip.clone();
-    console_log!("{}", serde_json::json!({"audit": change.audit_entry()}));
+    append(ctx, &change).await
+}
+
+/// Records a change whose time, request id and IP are already set (the Cron Trigger's).
+pub async fn append(ctx: &Ctx, change: &Change) -> Result<(), Error> {
+    let event = if webhooks_configured(ctx) {
+        Some(serde_json::to_string(&change.event()).map_err(|_| Error::Internal)?)
+    } else {
+        None
+    };
+    let q = Append {
+        id: change.id(),
+        at: change.at,
+        entry: change.audit_entry(),
+        event,
+    };
+    let _: Appended = call(ctx, &change.user_id, OP_APPEND, &q).await?;
     Ok(())
 }
 
 /// A user's audit trail, newest first: entries and the cursor of the next page.
 #[allow(dead_code)] // GET /v1/audit-events and the settings page call it once they are routed.
 pub async fn list(
-    _ctx: &Ctx,
-    _user_id: &str,
-    _cursor: Option<&str>,
-    _limit: u32,
+    ctx: &Ctx,
+    user_id: &str,
+    cursor: Option<&str>,
+    limit: u32,
 ) -> Result<(Vec<Value>, Option<String>), Error> {
-    Ok((Vec::new(), None))
+    let start = match cursor {
+        None => None,
+        Some(c) => Some(
+            parse_cursor(c)
+                .ok_or_else(|| Error::field("cursor", "is not a cursor returned by this API"))?,
+        ),
+    };
+    let q = ListAsk {
+        start,
+        limit: limit as usize,
+    };
+    let page: Page = call(ctx, user_id, OP_LIST, &q).await?;
+    Ok((page.results, page.next_cursor))
+}
+
+/// `GET /v1/audit-events`: the admin names a user, a key sees its own user's trail only.
+pub async fn events(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Value, Error> {
+    let q = parse_list_query(query)?;
+    let user_id = access::list_user(caller, q.user_id)?;
+    let (results, next) = list(ctx, &user_id, q.cursor.as_deref(), q.limit as u32).await?;
+    Ok(serde_json::json!({"results": results, "next_cursor": next}))
 }

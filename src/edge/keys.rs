@@ -70,6 +70,7 @@ pub async fn manage(
         Route::RevokeKey(id) => revoke(ctx, id, caller).await,
         Route::RollKey(id) => roll(ctx, req, id, caller, caller_expiry).await,
         Route::UpdateKey(id) => update(ctx, req, id, caller).await,
+        Route::AuditEvents => Ok(json(200, &audit::events(ctx, query, caller).await?)?.into()),
         Route::KeyUsage(id) => usage(ctx, id, caller).await,
         // Not a management route: `access::need` sends no other route here.
         _ => Err(Error::NotFound),
@@ -124,14 +125,19 @@ async fn create(
     }
     let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user).await?;
     access::may_add_key(live, ctx.config.max_keys_per_user)?;
-    let (key, _, record) = mint(ctx, new).await?;
+    let (key, hash, record) = mint(ctx, new).await?;
     let change = Change::new(
         ChangeKind::Created,
         audit::actor(caller),
         &record.user_id,
         Some(&record.id),
     );
-    audit::record(ctx, change.with_details(details(&record))).await?;
+    // Unrecorded, the key is not handed out: its record goes again and the client sees 503
+    // (nobody holds the plaintext, so a leftover would only be refused like any unknown key).
+    if let Err(e) = audit::record(ctx, change.with_details(details(&record))).await {
+        let _ = store::delete(ctx, &hash, &record).await;
+        return Err(e);
+    }
     Ok(issued(&key, &record)?.into())
 }
 
@@ -182,11 +188,34 @@ async fn usage(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error>
 
 async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
     let (hash, mut record) = load(ctx, id, caller).await?;
+    let change = Change::new(
+        ChangeKind::Revoked,
+        audit::actor(caller),
+        &record.user_id,
+        Some(&record.id),
+    );
+    let note = revoke_record(ctx, &hash, &mut record, change).await?;
+    Ok(Reply {
+        response: json(200, &summary(ctx, &record).await?)?,
+        note,
+    })
+}
+
+/// Revokes `record` (stored under `hash`) everywhere and records `change` the first time: the
+/// one revocation path, for `DELETE /v1/api-keys/{id}` and leak reports alike. A revocation
+/// that took effect is not undone when its recording fails: the answer stands, with a note
+/// for the log (`audit_after_revoke`).
+pub async fn revoke_record(
+    ctx: &Ctx,
+    hash: &str,
+    record: &mut KeyRecord,
+    change: Change,
+) -> Result<Option<&'static str>, Error> {
     // Revoking twice is not an error, and keeps the first revocation time.
     let first = record.revoked_at.is_none();
     if first {
         record.revoked_at = Some(format_time(ctx.now));
-        store::put(ctx, &hash, &record).await?;
+        store::put(ctx, hash, record).await?;
     }
     // Also in the key's own object, which every request of the key consults: refused
     // everywhere at once, not only once KV caches expire. Repeated on a second revoke, so a
@@ -196,16 +225,10 @@ async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error
     }
     // This isolate's lease of the key ends now; other isolates' within LEASE_MS.
     lease::forget(&record.id);
-    if first {
-        let change = Change::new(
-            ChangeKind::Revoked,
-            audit::actor(caller),
-            &record.user_id,
-            Some(&record.id),
-        );
-        audit::record(ctx, change).await?;
+    if first && audit::record(ctx, change).await.is_err() {
+        return Ok(Some("audit_after_revoke"));
     }
-    Ok(json(200, &summary(ctx, &record).await?)?.into())
+    Ok(None)
 }
 
 /// `PATCH`: the rules are [`apply_update`]'s. What requests obey goes to the key's object
@@ -233,9 +256,12 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     store::put(ctx, &hash, &record).await?;
     // This isolate's lease of the key ends now; other isolates' within LEASE_MS.
     lease::forget(&record.id);
+    // The change has taken effect: a failure to record it is noted for the log, not turned
+    // into an error that would make the caller send it again (as for a revocation).
     let actor = audit::actor(caller);
     let mut updated = applied.changed;
     updated.remove("disabled");
+    let mut recorded = Ok(());
     if !updated.is_empty() {
         let change = Change::new(
             ChangeKind::Updated,
@@ -243,7 +269,7 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
             &record.user_id,
             Some(&record.id),
         );
-        audit::record(ctx, change.with_details(updated.into())).await?;
+        recorded = audit::record(ctx, change.with_details(updated.into())).await;
     }
     if let Some(disabled) = applied.disabled {
         let kind = if disabled {
@@ -252,9 +278,12 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
             ChangeKind::Enabled
         };
         let change = Change::new(kind, actor, &record.user_id, Some(&record.id));
-        audit::record(ctx, change).await?;
+        recorded = recorded.and(audit::record(ctx, change).await);
     }
-    Ok(json(200, &summary(ctx, &record).await?)?.into())
+    Ok(Reply {
+        response: json(200, &summary(ctx, &record).await?)?,
+        note: recorded.err().map(|_| "audit_after_update"),
+    })
 }
 
 /// A roll changes nothing unless it completes: the new key is stored first (unusable, since

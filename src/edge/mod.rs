@@ -7,23 +7,31 @@
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`lease`]: the isolate's leases of keys' allowances (no round trip on the hot path).
 //! - [`keys`]: `/v1/me` and `/v1/api-keys...`.
+//! - [`leaks`]: `POST /v1/leaks`, GitHub secret scanning's signed leak reports.
 //! - [`proxy`]: `/developers/...` forwarding to the origin.
-//! - [`audit`]: the one place a change is recorded (audit trail and webhook events).
 //! - [`settings`]: the settings page, its sessions and JSON API; [`session_object`]: the
 //!   session's Durable Object and its client.
+//! - [`audit`]: the one place a change is recorded (audit trail and webhook events);
+//!   [`user_log`]: the per-user Durable Object that stores it; [`webhooks`]: the queue
+//!   consumer that delivers its events.
+//! - [`cron`]: the Cron Trigger's expiry notices.
 //! - [`http`]: responses, randomness, the clock.
 
 mod audit;
+mod cron;
 mod http;
 mod key_client;
 mod key_object;
 mod keys;
+mod leaks;
 mod lease;
 mod proxy;
 mod session_object;
 mod settings;
 mod store;
 mod throttle;
+mod user_log;
+mod webhooks;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -256,13 +264,11 @@ async fn handle(
         }
     };
     let Some(need) = access::need(&route) else {
-        return Outcome::of(
-            match route {
-                Route::OpenApi => http::raw_json(200, OPENAPI),
-                _ => http::json(200, &serde_json::json!({"status": "ok"})),
-            }
-            .map(Reply::from),
-        );
+        return Outcome::of(match route {
+            Route::OpenApi => http::raw_json(200, OPENAPI).map(Reply::from),
+            Route::Leaks => leaks::report(&ctx, req).await,
+            _ => http::json(200, &serde_json::json!({"status": "ok"})).map(Reply::from),
+        });
     };
     // Failed authentications must be countable before any credential is judged.
     if let Err(e) = throttle::require_binding(&ctx) {
@@ -365,7 +371,7 @@ async fn key_request(
     out.with(result)
 }
 
-fn load_config(env: &Env) -> Result<Config, Error> {
+pub(crate) fn load_config(env: &Env) -> Result<Config, Error> {
     Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string())).map_err(|e| {
         if !CONFIG_ERROR_LOGGED.swap(true, Ordering::Relaxed) {
             console_log!(

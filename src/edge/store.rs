@@ -26,8 +26,11 @@ fn id_key(id: &str) -> String {
     format!("id:{id}")
 }
 
+/// Prefix of the user index (`u/<user id>/<key id>`).
+const INDEX_PREFIX: &str = "u/";
+
 fn user_prefix(user_id: &str) -> String {
-    format!("u/{user_id}/")
+    format!("{INDEX_PREFIX}{user_id}/")
 }
 
 /// Metadata of a user-index entry: enough to count a user's live keys from one list call.
@@ -193,6 +196,83 @@ async fn put_entry<M: Serialize>(
     put.execute().await.map_err(fail)
 }
 
+/// A user-index entry as the Cron Trigger reads it: no record read needed.
+pub struct Indexed {
+    pub user_id: String,
+    pub key_id: String,
+    pub revoked: bool,
+    /// `expires_at`, unix seconds.
+    pub expires_at: Option<i64>,
+}
+
+/// KV key where the Cron Trigger's scan resumes (the cursor after its last page).
+const SCAN_CURSOR_KEY: &str = "cron:cursor";
+
+/// One page of a KV listing under `prefix`.
+async fn list_page(
+    ctx: &Ctx,
+    prefix: String,
+    limit: u64,
+    cursor: Option<String>,
+) -> Result<worker::kv::ListResponse, Error> {
+    let mut list = kv(ctx)?.list().prefix(prefix).limit(limit);
+    if let Some(c) = cursor {
+        list = list.cursor(c);
+    }
+    list.execute().await.map_err(|_| ctx.unavailable("kv_list"))
+}
+
+/// One page of every user's index entries (all users, in name order) from `cursor`, and the
+/// cursor of the next page (`None` at the end).
+pub async fn scan_index(
+    ctx: &Ctx,
+    cursor: Option<String>,
+    limit: u64,
+) -> Result<(Vec<Indexed>, Option<String>), Error> {
+    let page = list_page(ctx, INDEX_PREFIX.into(), limit, cursor).await?;
+    let entries = page
+        .keys
+        .iter()
+        .filter_map(|k| {
+            let (user_id, key_id) = k.name.strip_prefix(INDEX_PREFIX)?.split_once('/')?;
+            let meta: IndexMeta = serde_json::from_value(k.metadata.clone()?).ok()?;
+            Some(Indexed {
+                user_id: user_id.to_owned(),
+                key_id: key_id.to_owned(),
+                revoked: meta.r,
+                expires_at: meta.e,
+            })
+        })
+        .collect();
+    let next = if page.list_complete {
+        None
+    } else {
+        page.cursor.filter(|c| !c.is_empty())
+    };
+    Ok((entries, next))
+}
+
+/// Where the previous Cron run's scan stopped, if it did not reach the end.
+pub async fn scan_cursor(ctx: &Ctx) -> Result<Option<String>, Error> {
+    kv(ctx)?
+        .get(SCAN_CURSOR_KEY)
+        .text()
+        .await
+        .map_err(|_| ctx.unavailable("kv_read"))
+}
+
+/// Stores (or, at the end of the index, clears) where the next run's scan starts.
+pub async fn set_scan_cursor(ctx: &Ctx, cursor: Option<&str>) -> Result<(), Error> {
+    let store = kv(ctx)?;
+    match cursor {
+        Some(c) => put_entry::<()>(ctx, &store, SCAN_CURSOR_KEY, c, None, None).await,
+        None => store
+            .delete(SCAN_CURSOR_KEY)
+            .await
+            .map_err(|_| ctx.unavailable("kv_write")),
+    }
+}
+
 /// One page of a user's keys, in key-id order, and the cursor of the next page.
 pub async fn list_user(
     ctx: &Ctx,
@@ -200,14 +280,7 @@ pub async fn list_user(
     limit: u64,
     cursor: Option<String>,
 ) -> Result<(Vec<KeyRecord>, Option<String>), Error> {
-    let mut list = kv(ctx)?.list().prefix(user_prefix(user_id)).limit(limit);
-    if let Some(c) = cursor {
-        list = list.cursor(c);
-    }
-    let page = list
-        .execute()
-        .await
-        .map_err(|_| ctx.unavailable("kv_list"))?;
+    let page = list_page(ctx, user_prefix(user_id), limit, cursor).await?;
     let hashes: Vec<String> = page
         .keys
         .iter()

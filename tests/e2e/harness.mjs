@@ -40,9 +40,13 @@ export const secret = (label) => `${label}-${randomBytes(24).toString("hex")}`;
  * - `handle`: origin hook (see examples/origin.mjs);
  * - `persist`: a local-state folder to reuse (another gateway's `persist`), default a fresh one;
  * - `config`: a wrangler config file to use instead of wrangler.toml (for misconfigurations);
- * - `env`: extra environment for wrangler (e.g. a private WRANGLER_REGISTRY_PATH).
+ * - `env`: extra environment for wrangler (e.g. a private WRANGLER_REGISTRY_PATH);
+ * - `testScheduled`: run with `--test-scheduled`, so `GET /__scheduled?cron=...` fires the
+ *   Cron Trigger.
+ * Any other entry of `secrets` (e.g. WEBHOOK_SECRET) is written to the env file too, and
+ * checked absent from the log like the others.
  */
-export async function startGateway({ vars = {}, secrets = {}, originUrl, handle, persist, config, env = {} } = {}) {
+export async function startGateway({ vars = {}, secrets = {}, originUrl, handle, persist, config, env = {}, testScheduled = false } = {}) {
   const adminToken = secrets.ADMIN_TOKEN === undefined ? secret("admin") : secrets.ADMIN_TOKEN;
   const signingSecret =
     secrets.ORIGIN_SIGNING_SECRET === undefined ? secret("sign") : secrets.ORIGIN_SIGNING_SECRET;
@@ -52,6 +56,10 @@ export async function startGateway({ vars = {}, secrets = {}, originUrl, handle,
   const lines = [];
   if (adminToken !== null) lines.push(`ADMIN_TOKEN=${adminToken}`);
   if (signingSecret !== null) lines.push(`ORIGIN_SIGNING_SECRET=${signingSecret}`);
+  const extraSecrets = Object.entries(secrets).filter(
+    ([k, v]) => !["ADMIN_TOKEN", "ORIGIN_SIGNING_SECRET"].includes(k) && v !== null && v !== undefined,
+  );
+  for (const [k, v] of extraSecrets) lines.push(`${k}=${v}`);
   writeFileSync(envFile, lines.join("\n") + "\n");
 
   const gw = {
@@ -70,6 +78,8 @@ export async function startGateway({ vars = {}, secrets = {}, originUrl, handle,
     },
     config,
     env,
+    testScheduled,
+    extraSecrets: extraSecrets.map(([, v]) => v),
     output: "",
     issuedKeys: [],
     proc: null,
@@ -107,6 +117,7 @@ async function launch(gw) {
     "--log-level", "log",
   ];
   if (gw.config) args.push("--config", gw.config);
+  if (gw.testScheduled) args.push("--test-scheduled");
   for (const [k, v] of Object.entries(gw.vars)) args.push("--var", `${k}:${v}`);
   const proc = spawn(WRANGLER, args, {
     cwd: ROOT,
@@ -278,6 +289,7 @@ export function secretsInLog(gw) {
   }
   if (gw.adminToken && log.includes(gw.adminToken)) leaks.add("the admin token");
   if (gw.signingSecret && log.includes(gw.signingSecret)) leaks.add("the signing secret");
+  for (const v of gw.extraSecrets ?? []) if (log.includes(v)) leaks.add("a configured secret");
   if (/v1=[0-9a-f]{64}/.test(log)) leaks.add("a signature");
   return [...leaks];
 }

@@ -1,0 +1,68 @@
+//! `POST /v1/leaks`: GitHub secret scanning's partner alerts (docs/CONTRACT.md section 14).
+//! No `Authorization`: the signature over the raw body is the authentication, checked by
+//! [`crate::core::leak`] before the body is even parsed. Each reported key that keygate knows
+//! is revoked through the same path as `DELETE /v1/api-keys/{id}` and recorded as
+//! `key.leaked`. Tokens are never logged: the log line of this route names no token.
+
+use futures_util::future::join_all;
+use worker::Request;
+
+use super::http::{json, read_body};
+use super::{keys, store, Ctx, Reply};
+use crate::core::events::{Actor, Change, ChangeKind};
+use crate::core::key::{check_key, hash_key};
+use crate::core::leak::{parse_keys, parse_report, verify, Label, Reported, MAX_REPORT_BYTES};
+use crate::core::names::{GITHUB_KEY_IDENTIFIER, GITHUB_KEY_SIGNATURE, SECRET_SCANNING_KEYS_VAR};
+use crate::core::Error;
+
+pub async fn report(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
+    let body = read_body(req, MAX_REPORT_BYTES).await?;
+    let header = |name| req.headers().get(name).ok().flatten();
+    let keys_json = ctx
+        .env
+        .var(SECRET_SCANNING_KEYS_VAR)
+        .ok()
+        .map(|v| v.to_string());
+    let public_keys = parse_keys(keys_json.as_deref());
+    verify(
+        &public_keys,
+        header(GITHUB_KEY_IDENTIFIER).as_deref(),
+        header(GITHUB_KEY_SIGNATURE).as_deref(),
+        &body,
+    )?;
+    let reported = parse_report(&body)?;
+    // Concurrently: a report of many tokens answers within GitHub's timeout.
+    let outcomes = join_all(reported.iter().map(|r| handle(ctx, r))).await;
+    let mut labels = Vec::with_capacity(reported.len());
+    let mut note = None;
+    for (r, outcome) in reported.iter().zip(outcomes) {
+        let (found, n) = outcome?;
+        note = note.or(n);
+        labels.push(Label::of(r, found));
+    }
+    Ok(Reply {
+        response: json(200, &labels)?,
+        note,
+    })
+}
+
+/// Whether the token is a key keygate issued (then revoked, if it was not already), with the
+/// revocation's note. A storage failure fails the whole report (503): GitHub sends it again.
+async fn handle(ctx: &Ctx, r: &Reported) -> Result<(bool, Option<&'static str>), Error> {
+    if check_key(&ctx.config.key_prefix, &r.token).is_err() {
+        return Ok((false, None));
+    }
+    let hash = hash_key(&r.token);
+    let Some(mut record) = store::record_by_hash(ctx, &hash, false).await? else {
+        return Ok((false, None));
+    };
+    let change = Change::new(
+        ChangeKind::Leaked,
+        Actor::LeakReport(r.url.clone()),
+        &record.user_id,
+        Some(&record.id),
+    )
+    .with_details(serde_json::json!({"source": r.source, "url": r.url}));
+    let note = keys::revoke_record(ctx, &hash, &mut record, change).await?;
+    Ok((true, note))
+}

@@ -1,0 +1,323 @@
+// End to end through `wrangler dev` (workerd): the audit trail (docs/CONTRACT.md section 12)
+// and the events (section 14): webhooks through the local Queue, signed the Standard Webhooks
+// way and checked here with node:crypto, and the Cron Trigger's expiry warnings.
+
+import assert from "node:assert/strict";
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+
+import { ROOT, call, createKey, expectError, noInternals, startGateway, waitForLog } from "./harness.mjs";
+
+/** Polls `fn` until it returns a truthy value or `ms` pass; returns the last value. */
+async function until(fn, ms = 15_000, step = 100) {
+  const deadline = Date.now() + ms;
+  let v;
+  while (Date.now() < deadline) {
+    v = await fn();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, step));
+  }
+  return v;
+}
+
+/** All of a user's audit entries, newest first, following cursors `limit` at a time. */
+async function trail(gw, userId, limit = 100, auth = { admin: true }) {
+  const out = [];
+  let cursor = "";
+  for (let i = 0; i < 50; i++) {
+    const q = new URLSearchParams({ user_id: userId, limit: String(limit) });
+    if (cursor) q.set("cursor", cursor);
+    const r = await call(gw, "GET", `/v1/audit-events?${q}`, auth);
+    assert.equal(r.status, 200, r.text);
+    out.push(...r.json.results);
+    if (!r.json.next_cursor) return out;
+    cursor = r.json.next_cursor;
+  }
+  throw new Error("cursor loop");
+}
+
+describe("section 12: the audit trail", () => {
+  let gw;
+  before(async () => {
+    gw = await startGateway();
+  });
+  after(async () => {
+    await gw?.stop();
+  });
+
+  it("records create, roll and revoke newest first with actor, time, request id and client IP", async () => {
+    const user = `audit-${randomBytes(4).toString("hex")}`;
+    const created = await call(gw, "POST", "/v1/api-keys", {
+      admin: true,
+      headers: { "cf-connecting-ip": "203.0.113.7", "x-request-id": "req-create-1" },
+      body: { user_id: user, email: "a@example.com", name: "one", workspaces: ["ws1"], permissions: ["*"] },
+    });
+    assert.equal(created.status, 201, created.text);
+    const id = created.json.id;
+    const rolled = await call(gw, "POST", `/v1/api-keys/${id}/roll`, { admin: true, body: {} });
+    assert.equal(rolled.status, 201, rolled.text);
+    const revoked = await call(gw, "DELETE", `/v1/api-keys/${rolled.json.id}`, { admin: true });
+    assert.equal(revoked.status, 200, revoked.text);
+    // A second revoke changes nothing and records nothing.
+    assert.equal((await call(gw, "DELETE", `/v1/api-keys/${rolled.json.id}`, { admin: true })).status, 200);
+
+    const all = await trail(gw, user);
+    assert.deepEqual(
+      all.map((e) => [e.action, e.key_id]),
+      [
+        ["key.revoked", rolled.json.id],
+        ["key.rolled", id],
+        ["key.created", id],
+      ],
+    );
+    const c = all[2];
+    assert.deepEqual(c.actor, { type: "admin" });
+    assert.equal(c.request_id, "req-create-1");
+    assert.equal(c.client_ip, "203.0.113.7");
+    assert.equal(c.user_id, user);
+    assert.match(c.id, /^evt_[0-9a-f]{32}$/);
+    assert.match(c.at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.equal(c.details.name, "one");
+    assert.equal(all[1].details.new_key_id, rolled.json.id);
+    // No key and no hash anywhere in the trail.
+    const text = JSON.stringify(all);
+    assert.ok(!text.includes(created.json.key) && !text.includes(rolled.json.key));
+  });
+
+  it("pages newest first with cursors, one entry at a time, none lost or repeated", async () => {
+    const user = `pages-${randomBytes(4).toString("hex")}`;
+    const ids = [];
+    for (let i = 0; i < 5; i++) ids.push((await createKey(gw, { user_id: user })).summary.id);
+    const one = await trail(gw, user, 1);
+    assert.deepEqual(
+      one.map((e) => e.key_id),
+      [...ids].reverse(),
+    );
+    const two = await trail(gw, user, 2);
+    assert.deepEqual(two, one);
+  });
+
+  it("a key with api_keys:read sees its own user's trail only; admin must name the user", async () => {
+    const mine = await createKey(gw, { permissions: ["api_keys:read"] });
+    const other = await createKey(gw);
+    const own = await call(gw, "GET", "/v1/audit-events", { key: mine.key });
+    assert.equal(own.status, 200, own.text);
+    assert.deepEqual(
+      own.json.results.map((e) => e.key_id),
+      [mine.summary.id],
+    );
+    expectError(
+      assert,
+      await call(gw, "GET", `/v1/audit-events?user_id=${other.summary.user_id}`, { key: mine.key }),
+      403,
+      "permission_denied",
+    );
+    const noRead = await createKey(gw, { permissions: ["jobs:read"] });
+    expectError(assert, await call(gw, "GET", "/v1/audit-events", { key: noRead.key }), 403, "permission_denied");
+    expectError(assert, await call(gw, "GET", "/v1/audit-events", { admin: true }), 400, "validation_error");
+    const bad = await call(gw, "GET", `/v1/audit-events?user_id=${mine.summary.user_id}&cursor=nope`, { admin: true });
+    assert.deepEqual(expectError(assert, bad, 400, "validation_error").fields.cursor.length, 1);
+    expectError(assert, await call(gw, "POST", "/v1/audit-events", { admin: true }), 405, "method_not_allowed");
+  });
+});
+
+/**
+ * A webhook receiver on 127.0.0.1 that verifies Standard Webhooks signatures on its own
+ * (node:crypto, not keygate's code), answers 500 to the first `failFirst` deliveries, then 200,
+ * and keeps every delivery and the distinct accepted events by webhook-id.
+ */
+async function startReceiver(secret, failFirst) {
+  const key = Buffer.from(secret.slice("whsec_".length), "base64");
+  const rx = { deliveries: [], accepted: new Map(), failFirst };
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString("utf8");
+      const id = req.headers["webhook-id"];
+      const ts = req.headers["webhook-timestamp"];
+      const expected = createHmac("sha256", key).update(`${id}.${ts}.${body}`).digest();
+      const valid = (req.headers["webhook-signature"] ?? "").split(" ").some((s) => {
+        const [v, b64] = s.split(",");
+        const got = Buffer.from(b64 ?? "", "base64");
+        return v === "v1" && got.length === expected.length && timingSafeEqual(got, expected);
+      });
+      const fresh = Math.abs(Date.now() / 1000 - Number(ts)) < 300;
+      rx.deliveries.push({ id, ts, body, valid, fresh, at: Date.now() });
+      if (!valid || !fresh) {
+        res.writeHead(401).end();
+        return;
+      }
+      if (rx.failFirst > 0) {
+        rx.failFirst -= 1;
+        res.writeHead(500).end();
+        return;
+      }
+      if (!rx.accepted.has(id)) rx.accepted.set(id, JSON.parse(body));
+      res.writeHead(200).end();
+    });
+  });
+  await new Promise((r) => server.listen(0, "127.0.0.1", r));
+  rx.url = `http://127.0.0.1:${server.address().port}/hooks`;
+  rx.close = () => new Promise((r) => server.close(r));
+  return rx;
+}
+
+describe("section 14: webhooks through the queue", () => {
+  let gw, rx;
+  const secret = `whsec_${randomBytes(32).toString("base64")}`;
+  before(async () => {
+    rx = await startReceiver(secret, 2);
+    gw = await startGateway({
+      vars: { WEBHOOK_URL: rx.url, WEBHOOK_RETRY_BASE_SECONDS: "1" },
+      secrets: { WEBHOOK_SECRET: secret },
+      testScheduled: true,
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+    await rx?.close();
+  });
+
+  it("a created key is delivered signed; 500 twice, then 200: the same webhook-id each time", async () => {
+    const started = Date.now();
+    const { key, summary } = await createKey(gw);
+    const event = await until(() => [...rx.accepted.values()].find((e) => e.data.key_id === summary.id), 30_000);
+    assert.ok(event, `no delivery accepted; deliveries: ${JSON.stringify(rx.deliveries.map((d) => d.id))}`);
+    const mine = rx.deliveries.filter((d) => d.id === event.id);
+    assert.equal(mine.length, 3, "two failures, then the delivery that succeeded");
+    assert.ok(mine.every((d) => d.valid && d.fresh));
+    assert.equal(event.type, "key.created");
+    assert.match(event.id, /^evt_[0-9a-f]{32}$/);
+    assert.deepEqual(event.data.actor, { type: "admin" });
+    assert.equal(event.data.user_id, summary.user_id);
+    assert.ok(!mine.some((d) => d.body.includes(key)), "no key in the event");
+    // The audit entry and the event are one change: same id.
+    const trail = await call(gw, "GET", `/v1/audit-events?user_id=${summary.user_id}`, { admin: true });
+    assert.equal(trail.json.results[0].id, event.id);
+    console.log(`# webhook: accepted after 2 failures in ${Date.now() - started} ms`);
+  });
+
+  it("a revoke is published once: key.revoked, accepted on first delivery", async () => {
+    const { summary } = await createKey(gw);
+    assert.equal((await call(gw, "DELETE", `/v1/api-keys/${summary.id}`, { admin: true })).status, 200);
+    const ev = await until(() =>
+      [...rx.accepted.values()].find((e) => e.type === "key.revoked" && e.data.key_id === summary.id),
+    );
+    assert.ok(ev);
+    assert.equal(rx.deliveries.filter((d) => d.id === ev.id).length, 1);
+  });
+
+  it("the Cron Trigger warns once of a key expiring in 3 days (key.expiring, 7 days) across two runs", async () => {
+    const day = 86_400_000;
+    const soon = await createKey(gw, { expires_at: new Date(Date.now() + 3 * day).toISOString() });
+    const sooner = await createKey(gw, { expires_at: new Date(Date.now() + day / 2).toISOString() });
+    const later = await createKey(gw, { expires_at: new Date(Date.now() + 10 * day).toISOString() });
+    for (let run = 0; run < 2; run++) {
+      const r = await fetch(`${gw.url}/__scheduled?cron=${encodeURIComponent("0 * * * *")}`);
+      assert.equal(r.status, 200, await r.text());
+    }
+    const expiring = (id) => [...rx.accepted.values()].filter((e) => e.type === "key.expiring" && e.data.key_id === id);
+    assert.ok(await until(() => expiring(soon.summary.id).length && expiring(sooner.summary.id).length));
+    const [warning] = expiring(soon.summary.id);
+    assert.equal(warning.data.days, 7);
+    assert.deepEqual(warning.data.actor, { type: "system" });
+    assert.equal(expiring(sooner.summary.id)[0].data.days, 1);
+    // A third run, and time for anything left in the queue: still one delivery each.
+    await fetch(`${gw.url}/__scheduled?cron=${encodeURIComponent("0 * * * *")}`);
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(rx.deliveries.filter((d) => d.id === warning.id).length, 1);
+    assert.equal(expiring(later.summary.id).length, 0);
+    const trail = await call(gw, "GET", `/v1/audit-events?user_id=${soon.summary.user_id}`, { admin: true });
+    assert.deepEqual(
+      trail.json.results.map((e) => e.action),
+      ["key.expiring", "key.created"],
+    );
+    assert.equal(trail.json.results[0].id, warning.id);
+  });
+});
+
+/** wrangler.toml without `block` (which must be there), written to a file of its own. */
+function configWithout(name, ...blocks) {
+  let toml = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+  for (const block of blocks) {
+    assert.ok(toml.includes(block), `wrangler.toml has ${block}`);
+    toml = toml.replace(block, "");
+  }
+  const path = join(ROOT, `.test-wrangler-${name}-${process.pid}.toml`);
+  writeFileSync(path, toml);
+  return path;
+}
+
+describe("sections 12 and 14: when recording or publishing fails", () => {
+  it("audit log unreachable: a create is undone (503, no key), a revoke stands with a note", async () => {
+    const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
+    const config = configWithout(
+      "no-user-log",
+      '[[durable_objects.bindings]]\nname = "USER_LOG"\nclass_name = "UserLogObject"\n',
+    );
+    let gw;
+    try {
+      gw = await startGateway({ persist });
+      const { key, summary } = await createKey(gw);
+      await gw.stop();
+      gw = await startGateway({ persist, config });
+      const user = `undone-${randomBytes(4).toString("hex")}`;
+      const r = await call(gw, "POST", "/v1/api-keys", {
+        admin: true,
+        body: { user_id: user, name: "n", workspaces: ["ws1"], permissions: ["*"] },
+      });
+      expectError(assert, r, 503, "unavailable");
+      noInternals(assert, r);
+      const listed = await call(gw, "GET", `/v1/api-keys?user_id=${user}`, { admin: true });
+      assert.deepEqual(listed.json.results, [], "the unrecorded key was removed");
+      const revoked = await call(gw, "DELETE", `/v1/api-keys/${summary.id}`, { admin: true });
+      assert.equal(revoked.status, 200, revoked.text);
+      assert.ok(revoked.json.revoked_at);
+      expectError(assert, await call(gw, "GET", "/v1/me", { key }), 401, "revoked_api_key");
+      assert.match(await waitForLog(gw, /"cause":"audit_after_revoke"/), /"cause":"audit_after_revoke"/);
+    } finally {
+      await gw?.stop();
+      rmSync(config, { force: true });
+      rmSync(persist, { recursive: true, force: true });
+    }
+  });
+
+  it("queue unreachable: the event waits in the user's object and is delivered once it is back", async () => {
+    const secret = `whsec_${randomBytes(32).toString("base64")}`;
+    const rx = await startReceiver(secret, 0);
+    const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
+    const config = configWithout(
+      "no-queue",
+      '[[queues.producers]]\nbinding = "EVENTS"\nqueue = "keygate-events"\n',
+    );
+    const opts = { persist, vars: { WEBHOOK_URL: rx.url, WEBHOOK_RETRY_BASE_SECONDS: "1" }, secrets: { WEBHOOK_SECRET: secret } };
+    let gw;
+    try {
+      gw = await startGateway({ ...opts, config });
+      const { summary } = await createKey(gw);
+      // Recorded (the trail has it) but not sent: the producer is missing.
+      const trail = await call(gw, "GET", `/v1/audit-events?user_id=${summary.user_id}`, { admin: true });
+      assert.equal(trail.json.results[0].action, "key.created");
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.equal(rx.deliveries.length, 0);
+      await gw.stop();
+      // Same objects, now with the queue: the object's alarm (every 10 s) hands the event over.
+      gw = await startGateway(opts);
+      const started = Date.now();
+      const ev = await until(() => [...rx.accepted.values()].find((e) => e.data.key_id === summary.id), 40_000);
+      assert.ok(ev, "the waiting event was delivered");
+      assert.equal(ev.id, trail.json.results[0].id);
+      console.log(`# outbox: delivered ${Date.now() - started} ms after the queue came back`);
+    } finally {
+      await gw?.stop();
+      await rx.close();
+      rmSync(config, { force: true });
+      rmSync(persist, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,106 @@
+// End to end through `wrangler dev` (workerd): POST /v1/leaks, GitHub secret scanning's partner
+// alert (docs/CONTRACT.md section 14), signed with a P-256 key pair made here with node:crypto
+// and published to the gateway through SECRET_SCANNING_KEYS, as GitHub's endpoint would.
+
+import assert from "node:assert/strict";
+import { generateKeyPairSync, sign } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+
+import { call, createKey, expectError, noInternals, startGateway, unissuedKey } from "./harness.mjs";
+
+const current = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const other = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const KEY_ID = "90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a";
+const pem = (pair) => pair.publicKey.export({ type: "spki", format: "pem" });
+
+let gw;
+before(async () => {
+  const keys = { public_keys: [{ key_identifier: KEY_ID, key: pem(current), is_current: true }] };
+  gw = await startGateway({ vars: { SECRET_SCANNING_KEYS: JSON.stringify(keys) } });
+});
+after(async () => {
+  await gw?.stop();
+});
+
+/** GitHub's signature: base64 of the DER ECDSA P-256 / SHA-256 signature of the raw body. */
+const signature = (body, pair = current) => sign("sha256", Buffer.from(body), pair.privateKey).toString("base64");
+
+function report(body, { id = KEY_ID, sig = signature(body) } = {}) {
+  const headers = { "content-type": "application/json" };
+  if (id !== null) headers["github-public-key-identifier"] = id;
+  if (sig !== null) headers["github-public-key-signature"] = sig;
+  return call(gw, "POST", "/v1/leaks", { body, headers });
+}
+
+const match = (token, url = "https://github.com/octo/repo/blob/main/config.py") =>
+  ({ token, type: "keygate_api_key", url, source: "content" });
+
+async function works(key) {
+  return (await call(gw, "GET", "/v1/me", { key })).status;
+}
+
+describe("section 14: leak reports", () => {
+  it("a live key reported by a signed report is revoked, labelled true_positive, and audited", async () => {
+    const { key, summary } = await createKey(gw);
+    assert.equal(await works(key), 200);
+    const unknown = unissuedKey();
+    const body = JSON.stringify([match(key), match(unknown), match("not-a-key-at-all")]);
+    const r = await report(body);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json, [
+      { token_raw: key, token_type: "keygate_api_key", label: "true_positive" },
+      { token_raw: unknown, token_type: "keygate_api_key", label: "false_positive" },
+      { token_raw: "not-a-key-at-all", token_type: "keygate_api_key", label: "false_positive" },
+    ]);
+    expectError(assert, await call(gw, "GET", "/v1/me", { key }), 401, "revoked_api_key");
+    const got = await call(gw, "GET", `/v1/api-keys/${summary.id}`, { admin: true });
+    assert.ok(got.json.revoked_at, got.text);
+    const trail = await call(gw, "GET", `/v1/audit-events?user_id=${summary.user_id}`, { admin: true });
+    assert.equal(trail.status, 200, trail.text);
+    const leaked = trail.json.results[0];
+    assert.equal(leaked.action, "key.leaked");
+    assert.equal(leaked.key_id, summary.id);
+    assert.deepEqual(leaked.actor, { type: "leak_report", url: "https://github.com/octo/repo/blob/main/config.py" });
+    assert.ok(!trail.text.includes(key), "no key in the trail");
+    // The answer names the token (GitHub's format); the log never does.
+    assert.ok(!gw.log().includes(key));
+
+    // Reported again: still a true positive, nothing recorded twice.
+    const again = await report(JSON.stringify([match(key)]));
+    assert.equal(again.json[0].label, "true_positive");
+    const trail2 = await call(gw, "GET", `/v1/audit-events?user_id=${summary.user_id}`, { admin: true });
+    assert.equal(trail2.json.results.filter((e) => e.action === "key.leaked").length, 1);
+  });
+
+  it("tampered body, tampered or foreign signature, unknown or missing identifier: 401, nothing revoked", async () => {
+    const { key } = await createKey(gw);
+    const body = JSON.stringify([match(key)]);
+    const good = signature(body);
+    const tamperedBody = JSON.stringify([match(key, "https://github.com/elsewhere")]);
+    const flipped = Buffer.from(good, "base64");
+    flipped[flipped.length - 1] ^= 1;
+    const cases = [
+      ["tampered body", () => report(tamperedBody, { sig: good })],
+      ["tampered signature", () => report(body, { sig: flipped.toString("base64") })],
+      ["signed by another key", () => report(body, { sig: signature(body, other) })],
+      ["unknown identifier", () => report(body, { id: "deadbeef" })],
+      ["no identifier", () => report(body, { id: null })],
+      ["no signature", () => report(body, { sig: null })],
+      ["signature not base64", () => report(body, { sig: "%%%" })],
+    ];
+    for (const [name, send] of cases) {
+      const r = await send();
+      expectError(assert, r, 401, "invalid_signature");
+      noInternals(assert, r);
+      assert.equal(await works(key), 200, `${name}: the key still works`);
+    }
+  });
+
+  it("a signed body that is not a report is 400; too many tokens is 400; GET is 405", async () => {
+    const notArray = JSON.stringify({ token: "x" });
+    expectError(assert, await report(notArray), 400, "validation_error");
+    const many = JSON.stringify(Array.from({ length: 101 }, () => match(unissuedKey())));
+    expectError(assert, await report(many), 400, "validation_error");
+    expectError(assert, await call(gw, "GET", "/v1/leaks"), 405, "method_not_allowed");
+  });
+});
