@@ -88,6 +88,29 @@ describe("section 12: the audit trail", () => {
     assert.ok(!text.includes(created.json.key) && !text.includes(rolled.json.key));
   });
 
+  it("a client's X-Request-Id reused on another change cannot hide it from the trail", async () => {
+    // The entry id deduplicates retried writes of one change; it must not merge two changes
+    // just because the client sent the same request id twice (two rolls of a key in grace).
+    const user = `reuse-${randomBytes(4).toString("hex")}`;
+    const { summary } = await createKey(gw, { user_id: user });
+    const headers = { "x-request-id": "same-id" };
+    const first = await call(gw, "POST", `/v1/api-keys/${summary.id}/roll`, {
+      admin: true,
+      headers,
+      body: { grace_seconds: 3600 },
+    });
+    assert.equal(first.status, 201, first.text);
+    const second = await call(gw, "POST", `/v1/api-keys/${summary.id}/roll`, {
+      admin: true,
+      headers,
+      body: { grace_seconds: 3600 },
+    });
+    assert.equal(second.status, 201, second.text);
+    const rolls = (await trail(gw, user)).filter((e) => e.action === "key.rolled");
+    assert.deepEqual(rolls.map((e) => e.details.new_key_id).sort(), [first.json.id, second.json.id].sort());
+    assert.notEqual(rolls[0].id, rolls[1].id);
+  });
+
   it("pages newest first with cursors, one entry at a time, none lost or repeated", async () => {
     const user = `pages-${randomBytes(4).toString("hex")}`;
     const ids = [];
