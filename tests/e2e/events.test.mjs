@@ -276,6 +276,41 @@ function configWithout(name, ...blocks) {
   return path;
 }
 
+describe("section 14: a receiver that redirects", () => {
+  // The signed event goes to WEBHOOK_URL only: a redirect (a moved or compromised receiver)
+  // is a failed delivery, retried, never followed to wherever it points.
+  let gw, rx, redirector;
+  const hits = [];
+  const secret = `whsec_${randomBytes(32).toString("base64")}`;
+  before(async () => {
+    rx = await startReceiver(secret, 0);
+    redirector = createServer((req, res) => {
+      hits.push(req.headers["webhook-id"]);
+      req.resume();
+      res.writeHead(307, { location: rx.url }).end();
+    });
+    await new Promise((r) => redirector.listen(0, "127.0.0.1", r));
+    gw = await startGateway({
+      vars: {
+        WEBHOOK_URL: `http://127.0.0.1:${redirector.address().port}/hooks`,
+        WEBHOOK_RETRY_BASE_SECONDS: "1",
+      },
+      secrets: { WEBHOOK_SECRET: secret },
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+    await rx?.close();
+    await new Promise((r) => redirector?.close(r) ?? r());
+  });
+
+  it("is not followed: the event is retried at WEBHOOK_URL and never reaches the redirect's target", async () => {
+    await createKey(gw);
+    assert.ok(await until(() => hits.length >= 2, 20_000), `deliveries to WEBHOOK_URL: ${hits.length}`);
+    assert.equal(rx.deliveries.length, 0, "the redirect's target received the event");
+  });
+});
+
 describe("sections 12 and 14: when recording or publishing fails", () => {
   it("audit log unreachable: a create is undone (503, no key), a revoke stands with a note", async () => {
     const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
