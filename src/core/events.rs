@@ -123,6 +123,14 @@ impl Change {
         }
     }
 
+    /// For a change that can happen to a key only once (its revocation, by a client or a leak
+    /// report): one entry however many requests race to make it, whatever their request ids.
+    pub fn once_per_key(mut self) -> Self {
+        let key = self.key_id.as_deref().unwrap_or("");
+        self.dedup = Some(format!("{}:{key}", self.kind.name()));
+        self
+    }
+
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
         self
@@ -236,6 +244,22 @@ mod tests {
         d2.request_id = "another".into();
         d2.dedup = d1.dedup.clone();
         assert_eq!(d1.id(), d2.id());
+    }
+
+    #[test]
+    fn a_revocation_is_one_change_per_key_whatever_the_request() {
+        let mut a = change().once_per_key();
+        a.nonce = "n1".into();
+        let mut b = change().once_per_key();
+        b.nonce = "n2".into();
+        b.request_id = "req-2".into();
+        assert_eq!(a.id(), b.id());
+        let mut other_key = Change::new(ChangeKind::Revoked, Actor::Admin, "u1", Some("key_2"));
+        other_key = other_key.once_per_key();
+        assert_ne!(a.id(), other_key.id());
+        let leaked =
+            Change::new(ChangeKind::Leaked, Actor::System, "u1", Some("key_1")).once_per_key();
+        assert_ne!(a.id(), leaked.id());
     }
 
     #[test]

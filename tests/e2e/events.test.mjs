@@ -88,6 +88,20 @@ describe("section 12: the audit trail", () => {
     assert.ok(!text.includes(created.json.key) && !text.includes(rolled.json.key));
   });
 
+  it("two revokes of one key at once are one key.revoked entry", async () => {
+    const user = `race-${randomBytes(4).toString("hex")}`;
+    const { summary } = await createKey(gw, { user_id: user });
+    const answers = await Promise.all(
+      [1, 2, 3].map(() => call(gw, "DELETE", `/v1/api-keys/${summary.id}`, { admin: true })),
+    );
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [200, 200, 200],
+    );
+    const revoked = (await trail(gw, user)).filter((e) => e.action === "key.revoked");
+    assert.equal(revoked.length, 1, JSON.stringify(revoked.map((e) => e.request_id)));
+  });
+
   it("a client's X-Request-Id reused on another change cannot hide it from the trail", async () => {
     // The entry id deduplicates retried writes of one change; it must not merge two changes
     // just because the client sent the same request id twice (two rolls of a key in grace).
