@@ -93,12 +93,17 @@ pub struct Change {
     /// Unix seconds.
     pub at: i64,
     pub request_id: String,
+    /// A server-drawn value unique to the request that made the change. The id is drawn from
+    /// it, not from `request_id` alone: that is the client's `X-Request-Id` when it sent one,
+    /// and a client reusing it on a second change (a second roll of a key in grace) must not
+    /// make that change a duplicate of the first, dropped from the trail and the webhooks.
+    pub nonce: String,
     pub client_ip: Option<String>,
     /// What changed, for people (a key's summary fields, a roll's new key id, ...). Never a
     /// key, a hash or a session secret.
     pub details: Value,
     /// Set when the change must be published once however often it is noticed (an expiry
-    /// warning seen by every Cron run); otherwise the id is drawn from the request id.
+    /// warning seen by every Cron run); otherwise the id is drawn from the request's nonce.
     pub dedup: Option<String>,
 }
 
@@ -111,10 +116,19 @@ impl Change {
             key_id: key_id.map(str::to_owned),
             at: 0,
             request_id: String::new(),
+            nonce: String::new(),
             client_ip: None,
             details: Value::Object(Map::new()),
             dedup: None,
         }
+    }
+
+    /// For a change that can happen to a key only once (its revocation, by a client or a leak
+    /// report): one entry however many requests race to make it, whatever their request ids.
+    pub fn once_per_key(mut self) -> Self {
+        let key = self.key_id.as_deref().unwrap_or("");
+        self.dedup = Some(format!("{}:{key}", self.kind.name()));
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -129,7 +143,8 @@ impl Change {
         let seed = match &self.dedup {
             Some(d) => d.clone(),
             None => format!(
-                "{}|{}|{}|{}",
+                "{}|{}|{}|{}|{}",
+                self.nonce,
                 self.request_id,
                 self.kind.name(),
                 self.key_id.as_deref().unwrap_or(""),
@@ -229,5 +244,31 @@ mod tests {
         d2.request_id = "another".into();
         d2.dedup = d1.dedup.clone();
         assert_eq!(d1.id(), d2.id());
+    }
+
+    #[test]
+    fn a_revocation_is_one_change_per_key_whatever_the_request() {
+        let mut a = change().once_per_key();
+        a.nonce = "n1".into();
+        let mut b = change().once_per_key();
+        b.nonce = "n2".into();
+        b.request_id = "req-2".into();
+        assert_eq!(a.id(), b.id());
+        let mut other_key = Change::new(ChangeKind::Revoked, Actor::Admin, "u1", Some("key_2"));
+        other_key = other_key.once_per_key();
+        assert_ne!(a.id(), other_key.id());
+        let leaked =
+            Change::new(ChangeKind::Leaked, Actor::System, "u1", Some("key_1")).once_per_key();
+        assert_ne!(a.id(), leaked.id());
+    }
+
+    #[test]
+    fn a_reused_client_request_id_does_not_merge_two_changes() {
+        let mut first = change();
+        first.nonce = "n1".into();
+        let mut second = change();
+        second.nonce = "n2".into();
+        assert_eq!(first.request_id, second.request_id);
+        assert_ne!(first.id(), second.id());
     }
 }

@@ -76,6 +76,7 @@ async fn call<Q: Serialize, A: DeserializeOwned>(
 pub async fn record(ctx: &Ctx, mut change: Change) -> Result<(), Error> {
     change.at = ctx.now;
     change.request_id = ctx.request_id.clone();
+    change.nonce = ctx.nonce.clone();
     change.client_ip = ctx.client_ip.clone();
     append(ctx, &change).await
 }

@@ -225,7 +225,9 @@ pub async fn revoke_record(
     }
     // This isolate's lease of the key ends now; other isolates' within LEASE_MS.
     lease::forget(&record.id);
-    if first && audit::record(ctx, change).await.is_err() {
+    // Racing revocations (two requests that both read the record before either wrote it) are
+    // one entry: a key is revoked once.
+    if first && audit::record(ctx, change.once_per_key()).await.is_err() {
         return Ok(Some("audit_after_revoke"));
     }
     Ok(None)

@@ -31,15 +31,28 @@ pub async fn report(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
         &body,
     )?;
     let reported = parse_report(&body)?;
-    // Concurrently: a report of many tokens answers within GitHub's timeout.
-    let outcomes = join_all(reported.iter().map(|r| handle(ctx, r))).await;
-    let mut labels = Vec::with_capacity(reported.len());
-    let mut note = None;
-    for (r, outcome) in reported.iter().zip(outcomes) {
-        let (found, n) = outcome?;
-        note = note.or(n);
-        labels.push(Label::of(r, found));
+    // Each distinct token once (GitHub reports a token found in several places several times):
+    // concurrent revocations of one key would race on its KV record, whose writes KV limits to
+    // one a second per key.
+    let mut distinct: Vec<&Reported> = Vec::with_capacity(reported.len());
+    for r in &reported {
+        if !distinct.iter().any(|d| d.token == r.token) {
+            distinct.push(r);
+        }
     }
+    // Concurrently: a report of many tokens answers within GitHub's timeout.
+    let outcomes = join_all(distinct.iter().map(|r| handle(ctx, r))).await;
+    let mut found = Vec::with_capacity(distinct.len());
+    let mut note = None;
+    for (r, outcome) in distinct.iter().zip(outcomes) {
+        let (known, n) = outcome?;
+        note = note.or(n);
+        found.push((r.token.as_str(), known));
+    }
+    let labels: Vec<Label> = reported
+        .iter()
+        .map(|r| Label::of(r, found.iter().any(|(t, known)| *t == r.token && *known)))
+        .collect();
     Ok(Reply {
         response: json(200, &labels)?,
         note,

@@ -62,6 +62,9 @@ pub(crate) struct Ctx {
     pub env: Env,
     pub config: Config,
     pub request_id: String,
+    /// Drawn by the gateway for this request, whatever `X-Request-Id` the client sent: seeds the
+    /// ids of the changes it records (see [`crate::core::events::Change::nonce`]).
+    pub nonce: String,
     /// Unix seconds, read once per request.
     pub now: i64,
     /// `CF-Connecting-IP`, for the audit trail and IP allowlists.
@@ -75,6 +78,7 @@ impl Ctx {
             env: self.env.clone(),
             config: self.config.clone(),
             request_id: self.request_id.clone(),
+            nonce: self.nonce.clone(),
             now: self.now,
             client_ip: self.client_ip.clone(),
         }
@@ -253,6 +257,7 @@ async fn handle(
         env,
         config,
         request_id: request_id.to_owned(),
+        nonce: http::new_request_id(),
         now: (Date::now().as_millis() / 1000) as i64,
         client_ip: req.headers().get(CLIENT_IP).ok().flatten(),
     };

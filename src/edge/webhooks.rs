@@ -10,6 +10,7 @@ use futures_util::future::{select, Either};
 use worker::{
     console_log, event, AbortController, Context, Date, Delay, Env, Fetch, Headers, Message,
     MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit,
+    RequestRedirect,
 };
 
 use crate::core::names::{
@@ -76,9 +77,12 @@ async fn deliver(url: &str, key: &[u8], body: &str) -> Result<u16, &'static str>
     set(HEADER_TIMESTAMP, &timestamp.to_string())?;
     set(HEADER_SIGNATURE, &signature(key, &id, timestamp, body))?;
     let mut init = RequestInit::new();
+    // A redirect is not followed: the signed event goes to WEBHOOK_URL and nowhere else (a
+    // moved or compromised receiver could point anywhere); a 3xx is a failed delivery, retried.
     init.with_method(Method::Post)
         .with_headers(headers)
-        .with_body(Some(body.into()));
+        .with_body(Some(body.into()))
+        .with_redirect(RequestRedirect::Manual);
     let req = Request::new_with_init(url, &init).map_err(|_| "request")?;
     let abort = AbortController::default();
     let signal = abort.signal();

@@ -88,6 +88,43 @@ describe("section 12: the audit trail", () => {
     assert.ok(!text.includes(created.json.key) && !text.includes(rolled.json.key));
   });
 
+  it("two revokes of one key at once are one key.revoked entry", async () => {
+    const user = `race-${randomBytes(4).toString("hex")}`;
+    const { summary } = await createKey(gw, { user_id: user });
+    const answers = await Promise.all(
+      [1, 2, 3].map(() => call(gw, "DELETE", `/v1/api-keys/${summary.id}`, { admin: true })),
+    );
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [200, 200, 200],
+    );
+    const revoked = (await trail(gw, user)).filter((e) => e.action === "key.revoked");
+    assert.equal(revoked.length, 1, JSON.stringify(revoked.map((e) => e.request_id)));
+  });
+
+  it("a client's X-Request-Id reused on another change cannot hide it from the trail", async () => {
+    // The entry id deduplicates retried writes of one change; it must not merge two changes
+    // just because the client sent the same request id twice (two rolls of a key in grace).
+    const user = `reuse-${randomBytes(4).toString("hex")}`;
+    const { summary } = await createKey(gw, { user_id: user });
+    const headers = { "x-request-id": "same-id" };
+    const first = await call(gw, "POST", `/v1/api-keys/${summary.id}/roll`, {
+      admin: true,
+      headers,
+      body: { grace_seconds: 3600 },
+    });
+    assert.equal(first.status, 201, first.text);
+    const second = await call(gw, "POST", `/v1/api-keys/${summary.id}/roll`, {
+      admin: true,
+      headers,
+      body: { grace_seconds: 3600 },
+    });
+    assert.equal(second.status, 201, second.text);
+    const rolls = (await trail(gw, user)).filter((e) => e.action === "key.rolled");
+    assert.deepEqual(rolls.map((e) => e.details.new_key_id).sort(), [first.json.id, second.json.id].sort());
+    assert.notEqual(rolls[0].id, rolls[1].id);
+  });
+
   it("pages newest first with cursors, one entry at a time, none lost or repeated", async () => {
     const user = `pages-${randomBytes(4).toString("hex")}`;
     const ids = [];
@@ -252,6 +289,41 @@ function configWithout(name, ...blocks) {
   writeFileSync(path, toml);
   return path;
 }
+
+describe("section 14: a receiver that redirects", () => {
+  // The signed event goes to WEBHOOK_URL only: a redirect (a moved or compromised receiver)
+  // is a failed delivery, retried, never followed to wherever it points.
+  let gw, rx, redirector;
+  const hits = [];
+  const secret = `whsec_${randomBytes(32).toString("base64")}`;
+  before(async () => {
+    rx = await startReceiver(secret, 0);
+    redirector = createServer((req, res) => {
+      hits.push(req.headers["webhook-id"]);
+      req.resume();
+      res.writeHead(307, { location: rx.url }).end();
+    });
+    await new Promise((r) => redirector.listen(0, "127.0.0.1", r));
+    gw = await startGateway({
+      vars: {
+        WEBHOOK_URL: `http://127.0.0.1:${redirector.address().port}/hooks`,
+        WEBHOOK_RETRY_BASE_SECONDS: "1",
+      },
+      secrets: { WEBHOOK_SECRET: secret },
+    });
+  });
+  after(async () => {
+    await gw?.stop();
+    await rx?.close();
+    await new Promise((r) => redirector?.close(r) ?? r());
+  });
+
+  it("is not followed: the event is retried at WEBHOOK_URL and never reaches the redirect's target", async () => {
+    await createKey(gw);
+    assert.ok(await until(() => hits.length >= 2, 20_000), `deliveries to WEBHOOK_URL: ${hits.length}`);
+    assert.equal(rx.deliveries.length, 0, "the redirect's target received the event");
+  });
+});
 
 describe("sections 12 and 14: when recording or publishing fails", () => {
   it("audit log unreachable: a create is undone (503, no key), a revoke stands with a note", async () => {

@@ -72,6 +72,25 @@ describe("section 14: leak reports", () => {
     assert.equal(trail2.json.results.filter((e) => e.action === "key.leaked").length, 1);
   });
 
+  it("a token reported several times in one report is revoked once: every copy labelled, one entry", async () => {
+    const { key, summary } = await createKey(gw);
+    const body = JSON.stringify([
+      match(key, "https://github.com/octo/repo/blob/main/a.py"),
+      match(unissuedKey()),
+      match(key, "https://github.com/octo/repo/blob/main/b.py"),
+      match(key, "https://github.com/octo/repo/blob/main/c.py"),
+    ]);
+    const r = await report(body);
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(
+      r.json.map((l) => l.label),
+      ["true_positive", "false_positive", "true_positive", "true_positive"],
+    );
+    assert.equal(await works(key), 401);
+    const trail = await call(gw, "GET", `/v1/audit-events?user_id=${summary.user_id}`, { admin: true });
+    assert.equal(trail.json.results.filter((e) => e.action === "key.leaked").length, 1);
+  });
+
   it("tampered body, tampered or foreign signature, unknown or missing identifier: 401, nothing revoked", async () => {
     const { key } = await createKey(gw);
     const body = JSON.stringify([match(key)]);

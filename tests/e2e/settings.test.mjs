@@ -182,6 +182,18 @@ describe("GET /settings/open: the link", () => {
     assertSecurityHeaders(again, "a used link");
   });
 
+  it("opened five times at once: exactly one 303 with a cookie, four 410 without", async () => {
+    const s = await createSession();
+    const all = await Promise.all([1, 2, 3, 4, 5].map(() => openLink(s.url)));
+    const won = all.filter((r) => r.status === 303);
+    assert.equal(won.length, 1, `statuses: ${all.map((r) => r.status)}`);
+    assert.ok(won[0].headers.get("set-cookie"));
+    for (const r of all.filter((x) => x !== won[0])) {
+      assert.equal(r.status, 410);
+      assert.equal(r.headers.get("set-cookie"), null);
+    }
+  });
+
   it("an unknown, malformed or missing token is the same 410, with no cookie", async () => {
     for (const q of [`?token=${randomBytes(32).toString("base64url")}`, "?token=short", ""]) {
       const r = await call(gw, "GET", `/settings/open${q}`);
