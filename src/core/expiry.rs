@@ -22,6 +22,65 @@ pub const SCAN_PAGES_PER_RUN: usize = 40;
 /// KV reads: inside a Worker invocation's 1,000 subrequests.
 pub const MAX_NOTICES_PER_RUN: usize = 500;
 
+/// A run stops after the page on which this many notices have failed (a user's object
+/// unavailable): one failing trail is skipped, not a reason to give up on everyone else's, but
+/// many failures mean the trails are down, and going on would only spend subrequests.
+pub const MAX_FAILURES_PER_RUN: usize = 10;
+
+/// A run's totals so far, after a page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunTally {
+    pub pages: usize,
+    /// Notices recorded.
+    pub notices: usize,
+    /// Notices whose recording failed (each was skipped; its dedup lets a later pass send it).
+    pub failures: usize,
+}
+
+/// What a run does after a page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterPage {
+    /// Read the next page, from this cursor.
+    Continue(String),
+    /// Stop and store `cursor` for the next run (`None`: the next run starts at the beginning);
+    /// `complete` when the scan reached the end of the index.
+    Stop {
+        cursor: Option<String>,
+        complete: bool,
+    },
+}
+
+/// The decision after a page read from `page_cursor` whose KV listing answered `next`:
+/// - too many failures: stop at this page (`page_cursor`), so the next run tries it again
+///   rather than starting over or passing it by;
+/// - the end of the index: stop, complete; the next run starts over;
+/// - the run's page or call budget spent: stop at `next`;
+/// - otherwise go on to `next`.
+///
+/// Failures count towards the call budget too, so a run's object calls stay below
+/// `MAX_NOTICES_PER_RUN + SCAN_PAGE`.
+pub fn after_page(page_cursor: Option<&str>, next: Option<String>, tally: RunTally) -> AfterPage {
+    if tally.failures >= MAX_FAILURES_PER_RUN {
+        return AfterPage::Stop {
+            cursor: page_cursor.map(str::to_owned),
+            complete: false,
+        };
+    }
+    let Some(next) = next else {
+        return AfterPage::Stop {
+            cursor: None,
+            complete: true,
+        };
+    };
+    if tally.pages >= SCAN_PAGES_PER_RUN || tally.notices + tally.failures >= MAX_NOTICES_PER_RUN {
+        return AfterPage::Stop {
+            cursor: Some(next),
+            complete: false,
+        };
+    }
+    AfterPage::Continue(next)
+}
+
 /// The notice a live key expiring at `expires_at` is due at `now`, if any.
 pub fn notice(now: i64, expires_at: i64) -> Option<ChangeKind> {
     let left = expires_at - now;
@@ -76,6 +135,70 @@ mod tests {
         assert_eq!(notice(NOW, NOW), Some(ChangeKind::Expired));
         assert_eq!(notice(NOW, NOW - 30 * DAY_SECS), Some(ChangeKind::Expired));
         assert_eq!(notice(NOW, NOW - 30 * DAY_SECS - 1), None);
+    }
+
+    fn tally(pages: usize, notices: usize, failures: usize) -> RunTally {
+        RunTally {
+            pages,
+            notices,
+            failures,
+        }
+    }
+
+    fn stop(cursor: Option<&str>, complete: bool) -> AfterPage {
+        AfterPage::Stop {
+            cursor: cursor.map(str::to_owned),
+            complete,
+        }
+    }
+
+    #[test]
+    fn a_run_goes_on_past_a_few_failures() {
+        let next = || Some("c2".to_owned());
+        assert_eq!(
+            after_page(Some("c1"), next(), tally(1, 3, 0)),
+            AfterPage::Continue("c2".into())
+        );
+        // A failing notice is skipped: the run still moves on.
+        assert_eq!(
+            after_page(Some("c1"), next(), tally(1, 3, MAX_FAILURES_PER_RUN - 1)),
+            AfterPage::Continue("c2".into())
+        );
+        assert_eq!(
+            after_page(Some("c1"), None, tally(2, 3, 1)),
+            stop(None, true)
+        );
+    }
+
+    #[test]
+    fn too_many_failures_stop_at_the_failing_page() {
+        let many = tally(3, 0, MAX_FAILURES_PER_RUN);
+        // The next run resumes at the page that failed, even when it was the last one.
+        assert_eq!(
+            after_page(Some("c3"), Some("c4".into()), many),
+            stop(Some("c3"), false)
+        );
+        assert_eq!(after_page(Some("c3"), None, many), stop(Some("c3"), false));
+        // The first page has no cursor: the next run starts there, at the beginning.
+        assert_eq!(after_page(None, Some("c1".into()), many), stop(None, false));
+    }
+
+    #[test]
+    fn the_budget_stops_a_run_at_the_next_page() {
+        let next = || Some("c9".to_owned());
+        assert_eq!(
+            after_page(Some("c8"), next(), tally(SCAN_PAGES_PER_RUN, 0, 0)),
+            stop(Some("c9"), false)
+        );
+        assert_eq!(
+            after_page(Some("c8"), next(), tally(1, MAX_NOTICES_PER_RUN, 0)),
+            stop(Some("c9"), false)
+        );
+        // Failed calls are calls: they count towards the budget.
+        assert_eq!(
+            after_page(Some("c8"), next(), tally(1, MAX_NOTICES_PER_RUN - 5, 5)),
+            stop(Some("c9"), false)
+        );
     }
 
     #[test]

@@ -143,6 +143,25 @@ pub fn check(stored: Option<StoredSession>, now: i64, cookie_hash: &str) -> Answ
     Ok(s)
 }
 
+/// Signing out (`POST /settings/api/session/end`): the same cookie check as [`check`], then
+/// the session ends now. The cookie's hash is kept so that its holder is told
+/// `session_expired` afterwards, exactly as after `expires_at`; the object still deletes its
+/// state a day after the original expiry. Returns the state to store (when it changes) and
+/// the answer.
+pub fn end(
+    stored: Option<StoredSession>,
+    now: i64,
+    cookie_hash: &str,
+) -> (Option<StoredSession>, Answer) {
+    match check(stored, now, cookie_hash) {
+        Ok(mut s) => {
+            s.session.expires_at = now;
+            (Some(s.clone()), Ok(s))
+        }
+        Err(r) => (None, Err(r)),
+    }
+}
+
 /// SHA-256 (hex) of a secret: the object's name for a link token, the stored form of a cookie
 /// secret.
 pub fn hash_secret(secret: &str) -> String {
@@ -217,6 +236,12 @@ pub fn set_cookie(value: &str, max_age: i64, secure: bool) -> String {
         c.push_str("; Secure");
     }
     c
+}
+
+/// `Set-Cookie` that removes the session cookie (sign-out): an empty value, `Max-Age=0`, the
+/// same attributes, so the browser matches and drops the cookie it holds.
+pub fn clear_cookie(secure: bool) -> String {
+    set_cookie("", 0, secure)
 }
 
 /// `scheme://host[:port]` of an absolute URL (the request's own URL).
@@ -612,7 +637,37 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn signing_out_ends_the_session_for_its_cookie_only() {
+        let (opened, _) = open(Some(stored()), NOW, "h");
+        let opened = opened.unwrap();
+        // A wrong secret cannot end it, and learns nothing.
+        assert_eq!(
+            end(Some(opened.clone()), NOW + 10, "x"),
+            (None, Err(Refusal::MissingSession))
+        );
+        let (saved, answer) = end(Some(opened.clone()), NOW + 10, "h");
+        let saved = saved.unwrap();
+        assert_eq!(answer, Ok(saved.clone()));
+        assert_eq!(saved.session.expires_at, NOW + 10);
+        // The same cookie afterwards: the session is over, as after its expiry.
+        assert_eq!(
+            check(Some(saved.clone()), NOW + 10, "h"),
+            Err(Refusal::SessionExpired)
+        );
+        assert_eq!(
+            end(Some(saved), NOW + 11, "h"),
+            (None, Err(Refusal::SessionExpired))
+        );
+        assert_eq!(end(None, NOW, "h"), (None, Err(Refusal::MissingSession)));
+    }
+
+    #[test]
     fn the_cookie_is_httponly_strict_scoped_and_secure_off_localhost() {
+        assert_eq!(
+            clear_cookie(false),
+            "kg_settings=; HttpOnly; SameSite=Strict; Path=/settings; Max-Age=0"
+        );
+        assert!(clear_cookie(true).ends_with("; Secure"));
         let c = set_cookie("v", 900, true);
         assert_eq!(
             c,

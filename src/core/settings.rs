@@ -49,6 +49,8 @@ pub enum Settings<'a> {
     Open,
     /// `GET /settings/api/session`.
     Session,
+    /// `POST /settings/api/session/end`: sign-out.
+    EndSession,
     /// `GET /settings/api/audit-events`.
     AuditEvents,
     /// A key-management route of the session's user: `GET|POST /settings/api/keys`,
@@ -57,9 +59,10 @@ pub enum Settings<'a> {
 }
 
 impl Settings<'_> {
-    /// Whether the call changes state (and so needs the CSRF token).
+    /// Whether the call changes state (and so needs the CSRF token; sign-out too, so that another
+    /// site cannot end a user's session).
     pub fn changes_state(&self, method: &str) -> bool {
-        matches!(self, Settings::Keys(_)) && method == "POST"
+        matches!(self, Settings::Keys(_) | Settings::EndSession) && method == "POST"
     }
 }
 
@@ -95,6 +98,8 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Settings<'a>, Error> {
     let api = api.strip_suffix('/').unwrap_or(api);
     match api {
         "session" => only_read(Settings::Session),
+        "session/end" if method == "POST" => Ok(Settings::EndSession),
+        "session/end" => Err(Error::MethodNotAllowed("POST")),
         "audit-events" => only_read(Settings::AuditEvents),
         "keys" => match method {
             "GET" | "HEAD" => Ok(Settings::Keys(Route::ListKeys)),
@@ -208,6 +213,13 @@ mod tests {
         let list = resolve("GET", "/settings/api/keys").unwrap();
         assert!(!list.changes_state("GET"));
         assert!(!Settings::Session.changes_state("GET"));
+        let end = resolve("POST", "/settings/api/session/end").unwrap();
+        assert_eq!(end, Settings::EndSession);
+        assert!(end.changes_state("POST"));
+        assert_eq!(
+            resolve("GET", "/settings/api/session/end"),
+            Err(Error::MethodNotAllowed("POST"))
+        );
     }
 
     #[test]

@@ -2,15 +2,17 @@
 //! keys that expire within 7 days or 1 day (`key.expiring`) or expired within the last 30 days
 //! (`key.expired`) and records each notice in its user's trail, which publishes it (section
 //! 14). Each notice has a stable dedup ([`crate::core::expiry::dedup`]), so the user's object
-//! stores and publishes it once however many runs see it. The work per run is bounded (see
-//! [`SCAN_PAGES_PER_RUN`], [`MAX_NOTICES_PER_RUN`]); a run that stops early leaves a cursor
-//! in KV for the next.
+//! stores and publishes it once however many runs see it. The work per run is bounded, and a
+//! notice that fails is skipped (see [`crate::core::expiry::after_page`]); a run that stops
+//! early leaves a cursor in KV for the next.
+
+use std::collections::HashSet;
 
 use worker::{console_log, event, Date, Env, ScheduleContext, ScheduledEvent};
 
 use super::{audit, load_config, store, Ctx};
 use crate::core::events::{Actor, Change};
-use crate::core::expiry::{dedup, notice, MAX_NOTICES_PER_RUN, SCAN_PAGE, SCAN_PAGES_PER_RUN};
+use crate::core::expiry::{after_page, dedup, notice, AfterPage, RunTally, SCAN_PAGE};
 use crate::core::time::format_time;
 use crate::core::Error;
 
@@ -30,17 +32,18 @@ pub async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         client_ip: None,
     };
     let outcome = run(&ctx).await;
-    let (notices, pages, done, cause) = match outcome {
-        Ok((n, p, d)) => (n, p, d, None),
-        Err(e) => (0, 0, false, e.cause()),
+    let (tally, done, cause) = match outcome {
+        Ok((t, d)) => (t, d, None),
+        Err(e) => (RunTally::default(), false, e.cause()),
     };
     console_log!(
         "{}",
         serde_json::json!({
             "cron": event.cron(),
             "request_id": ctx.request_id,
-            "notices": notices,
-            "pages": pages,
+            "notices": tally.notices,
+            "failures": tally.failures,
+            "pages": tally.pages,
             "scan_complete": done,
             "cause": cause,
             "duration_ms": Date::now().as_millis().saturating_sub(now_ms),
@@ -48,13 +51,17 @@ pub async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     );
 }
 
-/// Notices recorded, pages read, and whether the scan reached the end of the index.
-async fn run(ctx: &Ctx) -> Result<(usize, usize, bool), Error> {
+/// What a run did: its tally and whether the scan reached the end of the index.
+async fn run(ctx: &Ctx) -> Result<(RunTally, bool), Error> {
     let mut cursor = store::scan_cursor(ctx).await?;
-    let (mut notices, mut pages) = (0, 0);
-    while pages < SCAN_PAGES_PER_RUN && notices < MAX_NOTICES_PER_RUN {
-        pages += 1;
-        let (entries, next) = store::scan_index(ctx, cursor.take(), SCAN_PAGE).await?;
+    let mut tally = RunTally::default();
+    // Users whose trail failed in this run: their other notices wait for a later pass too, so
+    // one failing trail costs one failure, not one per key.
+    let mut failed_users: HashSet<String> = HashSet::new();
+    loop {
+        tally.pages += 1;
+        // A KV failure still ends the run with an error and the stored cursor unchanged.
+        let (entries, next) = store::scan_index(ctx, cursor.clone(), SCAN_PAGE).await?;
         for entry in entries.iter().filter(|e| !e.revoked) {
             let Some(expires_at) = entry.expires_at else {
                 continue;
@@ -62,20 +69,32 @@ async fn run(ctx: &Ctx) -> Result<(usize, usize, bool), Error> {
             let Some(kind) = notice(ctx.now, expires_at) else {
                 continue;
             };
+            if failed_users.contains(&entry.user_id) {
+                continue;
+            }
             let details = serde_json::json!({ "expires_at": format_time(expires_at) });
             let mut change = Change::new(kind, Actor::System, &entry.user_id, Some(&entry.key_id))
                 .with_details(details);
             change.dedup = Some(dedup(&entry.key_id, kind, expires_at));
-            audit::record(ctx, change).await?;
-            notices += 1;
+            // Skipped on failure: the dedup makes a later pass send it exactly once.
+            match audit::record(ctx, change).await {
+                Ok(()) => tally.notices += 1,
+                Err(_) => {
+                    tally.failures += 1;
+                    failed_users.insert(entry.user_id.clone());
+                }
+            }
         }
-        let Some(c) = next else {
-            store::set_scan_cursor(ctx, None).await?;
-            return Ok((notices, pages, true));
-        };
-        cursor = Some(c);
+        match after_page(cursor.as_deref(), next, tally) {
+            AfterPage::Continue(c) => cursor = Some(c),
+            AfterPage::Stop {
+                cursor: stored,
+                complete,
+            } => {
+                // The next run goes on from here.
+                store::set_scan_cursor(ctx, stored.as_deref()).await?;
+                return Ok((tally, complete));
+            }
+        }
     }
-    // The next run goes on from here.
-    store::set_scan_cursor(ctx, cursor.as_deref()).await?;
-    Ok((notices, pages, false))
 }

@@ -5,7 +5,7 @@
 //!
 //! Operations (JSON over the stub's fetch): `create` stores a new session (refused if the name
 //! is taken), `open` marks the link used and stores the cookie's hash, `check` verifies a
-//! cookie. `open` and `check` answer a [`crate::core::session::Answer`]. An alarm deletes the
+//! cookie, `end` verifies it and ends the session (sign-out). All three answer a [`crate::core::session::Answer`]. An alarm deletes the
 //! state [`KEEP_AFTER_EXPIRY_SECS`] after the session ends.
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +26,7 @@ const STATE_KEY: &str = "session";
 const OP_CREATE: &str = "/create";
 const OP_OPEN: &str = "/open";
 const OP_CHECK: &str = "/check";
+const OP_END: &str = "/end";
 /// Base URL of calls to the object; only the path matters.
 const DO_URL: &str = "https://settings-session";
 const CAUSE: &str = "settings_session_object";
@@ -86,9 +87,15 @@ impl SettingsSessionObject {
                 self.storage().set_alarm(ScheduledTime::new(at)).await?;
                 Response::ok("created")
             }
-            OP_OPEN => {
+            // Both decide from the stored state and the cookie's hash, and may change the state.
+            OP_OPEN | OP_END => {
+                let decide = if path == OP_OPEN {
+                    session::open
+                } else {
+                    session::end
+                };
                 let q: CookieQuestion = serde_json::from_slice(&bytes).map_err(|_| fail("q"))?;
-                let (store, answer) = session::open(self.load().await?, now_secs(), &q.cookie_hash);
+                let (store, answer) = decide(self.load().await?, now_secs(), &q.cookie_hash);
                 if let Some(s) = store {
                     self.save(&s).await?;
                 }
@@ -182,4 +189,10 @@ pub async fn open(ctx: &Ctx, name: &str, cookie_hash: &str) -> Result<StoredSess
 /// The session behind a cookie, if its secret is right and it has not ended.
 pub async fn check(ctx: &Ctx, name: &str, cookie_hash: &str) -> Result<StoredSession, Error> {
     ask(ctx, name, OP_CHECK, cookie_hash).await
+}
+
+/// Ends the session behind a cookie (sign-out): afterwards the same cookie is
+/// `session_expired`.
+pub async fn end(ctx: &Ctx, name: &str, cookie_hash: &str) -> Result<StoredSession, Error> {
+    ask(ctx, name, OP_END, cookie_hash).await
 }

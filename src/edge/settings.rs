@@ -18,8 +18,8 @@ use crate::core::names::{
 };
 use crate::core::request::parse_list_query;
 use crate::core::session::{
-    self, base64url, check_csrf, cookie_value, hash_secret, is_local, link_token, origin_of,
-    read_cookie, session_body, set_cookie, StoredSession, SECRET_BYTES,
+    self, base64url, check_csrf, clear_cookie, cookie_value, hash_secret, is_local, link_token,
+    origin_of, read_cookie, session_body, set_cookie, StoredSession, SECRET_BYTES,
 };
 use crate::core::settings::{Asset, Settings, PATH_OPEN, PATH_PAGE};
 use crate::core::time::format_time;
@@ -76,7 +76,7 @@ pub async fn handle(
         route => {
             // Refused cookies are counted per client like failed keys: they must be countable.
             throttle::require_binding(ctx)?;
-            let stored = authenticate(ctx, req).await?;
+            let (object, cookie_hash, stored) = authenticate(ctx, req).await?;
             if route.changes_state(method) {
                 let presented = req.headers().get(HEADER_CSRF).ok().flatten();
                 let origin = req.headers().get(ORIGIN).ok().flatten();
@@ -90,6 +90,7 @@ pub async fn handle(
             let caller = Caller::Session(&stored.session);
             match route {
                 Settings::Session => Ok(json(200, &session_body(&stored))?.into()),
+                Settings::EndSession => end_session(ctx, req, &object, &cookie_hash).await,
                 Settings::AuditEvents => audit_events(ctx, query, &caller).await,
                 Settings::Keys(r) => keys::manage(ctx, req, query, &r, &caller, None).await,
                 // Answered above.
@@ -102,10 +103,32 @@ pub async fn handle(
 /// The session behind the request's cookie; no cookie, a malformed one or a wrong secret is
 /// `missing_session` (no storage read for a malformed one; a refused well-formed one counts as a
 /// failed attempt, see [`crate::core::throttle::counts_as_failure`]).
-async fn authenticate(ctx: &Ctx, req: &Request) -> Result<StoredSession, Error> {
+/// Returns the session's object name and the cookie's hash with it (sign-out needs them).
+async fn authenticate(ctx: &Ctx, req: &Request) -> Result<(String, String, StoredSession), Error> {
     let header = req.headers().get(COOKIE).ok().flatten();
     let (name, secret) = read_cookie(header.as_deref()).ok_or(Error::MissingSession)?;
-    session_object::check(ctx, name, &hash_secret(secret)).await
+    let cookie_hash = hash_secret(secret);
+    let stored = session_object::check(ctx, name, &cookie_hash).await?;
+    Ok((name.to_owned(), cookie_hash, stored))
+}
+
+/// `POST /settings/api/session/end` (cookie and CSRF checked by the caller): the session's
+/// object ends the session, so the same cookie is 401 `session_expired` from now on, and the
+/// answer removes the cookie from the browser. Not an audit entry: the trail records key
+/// changes and openings, and an ended session changes no key.
+async fn end_session(
+    ctx: &Ctx,
+    req: &Request,
+    object: &str,
+    cookie_hash: &str,
+) -> Result<Reply, Error> {
+    session_object::end(ctx, object, cookie_hash).await?;
+    let secure = !is_local(origin_of(&req.inner().url()));
+    let mut response = json(200, &serde_json::json!({ "ended": true }))?;
+    let _ = response
+        .headers_mut()
+        .set(SET_COOKIE, &clear_cookie(secure));
+    Ok(response.into())
 }
 
 /// `GET /settings/open?token=`: once and before expiry, a cookie and a redirect to the page (a

@@ -496,6 +496,40 @@ test("page weight and time to first paint under wrangler dev", async (t) => {
   assert.ok(fcp <= MAX_FIRST_PAINT_MS, `${fcp} ms`);
 });
 
+test("Sign out (keyboard): the page shows the ended state, the cookie is gone, and a reload stays ended", async () => {
+  const session = await openSession(gw);
+  const ctx = await browser.newContext();
+  const p = await newPage(ctx);
+  await p.goto(session.url);
+  await p.waitForSelector("#app:not([hidden])");
+  const [cookie] = await ctx.cookies(`${gw.url}/settings/`);
+  assert.equal(await p.getAttribute("#signout", "type"), "button");
+  assert.equal(await p.textContent("#signout"), "Sign out");
+
+  await p.focus("#signout");
+  await p.keyboard.press("Enter");
+  await p.waitForSelector("#ended:not([hidden])");
+  assert.equal(await p.isVisible("#app"), false);
+  assert.equal(await p.isVisible("#signout"), false);
+  assert.match(await p.textContent("#ended-why"), /You signed out/);
+  assert.match(await p.textContent("#status"), /You signed out/);
+  assert.equal(await p.getAttribute("#ended-back", "href"), DEMO_SESSION.return_url);
+  assert.equal(await p.evaluate(() => document.activeElement?.id), "ended-h");
+  assert.deepEqual(await ctx.cookies(`${gw.url}/settings/`), [], "the cookie is cleared");
+
+  // The old cookie, replayed, is refused by the gateway: the session really ended.
+  const replay = await call(gw, "GET", "/settings/api/session", {
+    headers: { cookie: `${cookie.name}=${cookie.value}` },
+  });
+  expectError(assert, replay, 401, "session_expired");
+
+  await p.reload();
+  await p.waitForSelector("#ended:not([hidden])");
+  assert.equal(await p.isVisible("#app"), false);
+  assertCleanConsole(p);
+  await ctx.close();
+});
+
 test("an expired session is refused, and the open page says so", async () => {
   const wait = Date.parse(shortSession.expires_at) + 1500 - Date.now();
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));

@@ -264,6 +264,12 @@ describe("section 14: webhooks through the queue", () => {
     assert.equal(warning.data.days, 7);
     assert.deepEqual(warning.data.actor, { type: "system" });
     assert.equal(expiring(sooner.summary.id)[0].data.days, 1);
+    // Each run logs its tally: nothing failed, and the whole (small) index was read.
+    const runLine = /\{[^\n{]*"cron":"0 \* \* \* \*"[^\n]*"scan_complete"[^\n]*\}/;
+    const line = JSON.parse((await waitForLog(gw, runLine)).match(runLine)[0]);
+    assert.equal(line.failures, 0);
+    assert.equal(line.scan_complete, true);
+    assert.equal(line.cause, null);
     // A third run, and time for anything left in the queue: still one delivery each.
     await fetch(`${gw.url}/__scheduled?cron=${encodeURIComponent("0 * * * *")}`);
     await new Promise((r) => setTimeout(r, 2500));
@@ -352,6 +358,68 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
       assert.ok(revoked.json.revoked_at);
       expectError(assert, await call(gw, "GET", "/v1/me", { key }), 401, "revoked_api_key");
       assert.match(await waitForLog(gw, /"cause":"audit_after_revoke"/), /"cause":"audit_after_revoke"/);
+    } finally {
+      await gw?.stop();
+      rmSync(config, { force: true });
+      rmSync(persist, { recursive: true, force: true });
+    }
+  });
+
+  it("audit log unreachable during a Cron run: its notices are skipped (one failure per user), the run completes, and the next run sends them once", async () => {
+    const persist = mkdtempSync(join(tmpdir(), "keygate-cron-fail-"));
+    const config = configWithout(
+      "cron-no-user-log",
+      '[[durable_objects.bindings]]\nname = "USER_LOG"\nclass_name = "UserLogObject"\n',
+    );
+    const runLines = /\{[^\n{]*"cron":"0 \* \* \* \*"[^\n]*"scan_complete"[^\n]*\}/g;
+    /** Fires one run and answers its log line (the gateway's next one). */
+    const cron = async (gw) => {
+      const seen = (gw.output.match(runLines) ?? []).length;
+      const r = await fetch(`${gw.url}/__scheduled?cron=${encodeURIComponent("0 * * * *")}`);
+      assert.equal(r.status, 200, await r.text());
+      const deadline = Date.now() + 5000;
+      while ((gw.output.match(runLines) ?? []).length <= seen && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const line = (gw.output.match(runLines) ?? [])[seen];
+      assert.ok(line, "the run logged its line");
+      return JSON.parse(line);
+    };
+    const soon = () => new Date(Date.now() + 3 * 86_400_000).toISOString();
+    let gw;
+    try {
+      gw = await startGateway({ persist });
+      // Two users with notices due: one with two keys, one with one.
+      const a1 = await createKey(gw, { expires_at: soon() });
+      const a2 = await createKey(gw, { user_id: a1.summary.user_id, expires_at: soon() });
+      const b = await createKey(gw, { expires_at: soon() });
+      await gw.stop();
+
+      gw = await startGateway({ persist, config, testScheduled: true });
+      const failed = await cron(gw);
+      assert.equal(failed.failures, 2, "one failure per user whose trail is down");
+      assert.equal(failed.notices, 0);
+      assert.equal(failed.scan_complete, true, "a failing notice no longer ends the run");
+      assert.equal(failed.cause, null);
+      await gw.stop();
+
+      gw = await startGateway({ persist, testScheduled: true });
+      // Two runs: the skipped notices are sent by the first, and not again by the second.
+      for (let run = 0; run < 2; run++) {
+        const ok = await cron(gw);
+        assert.equal(ok.failures, 0);
+        assert.equal(ok.notices, 3);
+        assert.equal(ok.scan_complete, true);
+      }
+      for (const [user, ids] of [
+        [a1.summary.user_id, [a1.summary.id, a2.summary.id]],
+        [b.summary.user_id, [b.summary.id]],
+      ]) {
+        const trail = await call(gw, "GET", `/v1/audit-events?user_id=${user}`, { admin: true });
+        assert.equal(trail.status, 200, trail.text);
+        const notices = trail.json.results.filter((e) => e.action === "key.expiring");
+        assert.deepEqual(notices.map((e) => e.key_id).sort(), [...ids].sort(), "each skipped notice sent once");
+      }
     } finally {
       await gw?.stop();
       rmSync(config, { force: true });

@@ -290,6 +290,45 @@ describe("GET /settings/api/session and the cookie", () => {
   });
 });
 
+describe("POST /settings/api/session/end (sign-out)", () => {
+  it("needs the CSRF token: without it (or with a foreign Origin) 403 csrf_failed, and the session still works", async () => {
+    const s = await openSession();
+    for (const [what, opts] of [
+      ["no token", { cookie: s.cookie, origin: gw.url }],
+      ["a wrong token", { cookie: s.cookie, csrf: "x".repeat(43), origin: gw.url }],
+      ["a foreign Origin", { cookie: s.cookie, csrf: s.csrf, origin: "https://evil.example" }],
+    ]) {
+      const r = await api("POST", "/settings/api/session/end", opts);
+      expectError(assert, r, 403, "csrf_failed");
+      assert.equal(r.headers.get("set-cookie"), null, `${what}: the cookie is not cleared`);
+      const me = await api("GET", "/settings/api/session", { cookie: s.cookie });
+      assert.equal(me.status, 200, `${what}: ${me.text}`);
+    }
+    expectError(assert, await api("GET", "/settings/api/session/end", { cookie: s.cookie }), 405, "method_not_allowed");
+    expectError(assert, await api("POST", "/settings/api/session/end", {}), 401, "missing_session");
+  });
+
+  it("ends the session: the answer clears the cookie, and the same cookie is 401 session_expired afterwards", async () => {
+    const s = await openSession();
+    const other = await openSession();
+    const r = await write(s, "POST", "/settings/api/session/end");
+    assert.equal(r.status, 200, r.text);
+    assert.deepEqual(r.json, { ended: true });
+    assert.equal(r.headers.get("set-cookie"), "kg_settings=; HttpOnly; SameSite=Strict; Path=/settings; Max-Age=0");
+    assertSecurityHeaders(r, "sign-out");
+    for (const [method, path, opts] of [
+      ["GET", "/settings/api/session", { cookie: s.cookie }],
+      ["GET", "/settings/api/keys", { cookie: s.cookie }],
+      ["POST", "/settings/api/keys", { cookie: s.cookie, csrf: s.csrf, origin: gw.url, body: { name: "after" } }],
+      ["POST", "/settings/api/session/end", { cookie: s.cookie, csrf: s.csrf, origin: gw.url }],
+    ]) {
+      expectError(assert, await api(method, path, opts), 401, "session_expired");
+    }
+    // Another session of the same user is not touched.
+    assert.equal((await api("GET", "/settings/api/session", { cookie: other.cookie })).status, 200);
+  });
+});
+
 describe("the settings API: the API's rules with the session's ceiling", () => {
   let s;
   before(async () => {

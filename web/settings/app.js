@@ -164,7 +164,7 @@
     }
   }
 
-  function endSession(why) {
+  function endSession(why, signedOut) {
     if (ended) return;
     ended = true;
     forgetKey();
@@ -172,13 +172,15 @@
     $("app").hidden = true;
     $("loading").hidden = true;
     $("ended").hidden = false;
+    $("signout").hidden = true;
     if (why) $("ended-why").textContent = why + " For your security, settings sessions are short and each link works once.";
     const back = session && safeReturnUrl(session.return_url);
     if (back) {
       $("ended-back").href = back;
       $("ended-back").hidden = false;
     }
-    say("Your settings session has ended.", "error");
+    if (signedOut) say("You signed out.", "ok");
+    else say("Your settings session has ended.", "error");
     $("ended-h").focus();
   }
 
@@ -204,6 +206,7 @@
       $("back").textContent = "Back to " + new URL(back).host;
       $("back").hidden = false;
     }
+    $("signout").hidden = false;
     if (session.expires_at) {
       const end = Date.parse(session.expires_at);
       $("session-end").textContent = "This settings session ends at " + dateTimeFmt.format(end) + ".";
@@ -215,6 +218,20 @@
     $("app").hidden = false;
     keysReady = loadKeys();
     await Promise.all([keysReady, loadAudit()]);
+  }
+
+  /** Sign-out: the gateway ends the session and clears the cookie, so a reload shows the
+   *  ended state too. A failure other than 401 leaves the session as it was, and says so. */
+  async function signOut() {
+    $("signout").disabled = true;
+    try {
+      await api("POST", "/session/end");
+      endSession("You signed out.", true);
+    } catch (e) {
+      if (!ended) say("You were not signed out: " + e.message, "error");
+    } finally {
+      $("signout").disabled = false;
+    }
   }
 
   // ---------- create form ----------
@@ -636,6 +653,7 @@
 
   function wire() {
     $("create").addEventListener("submit", onCreate);
+    $("signout").addEventListener("click", signOut);
     $("exp-radios").addEventListener("change", () => {
       $("exp-custom").hidden = $("exp-radios").querySelector("input:checked").value !== "custom";
     });
