@@ -30,9 +30,10 @@ use super::permission::{within, PERM_KEYS_READ, PERM_KEYS_WRITE};
 use super::policy::restrict_policy_to_creator;
 use super::quota::RunVerdict;
 use super::ratelimit::{Decision, RateLimit};
-use super::record::{KeyRecord, NewKey};
+use super::record::{KeyRecord, NewKey, DISABLED_BY_ADMIN};
 use super::route::Route;
 use super::session::Session;
+use super::time::earliest;
 
 /// Who is calling, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -329,11 +330,13 @@ pub fn rolled(old: &KeyRecord, object_expiry: Option<i64>) -> NewKey {
     }
 }
 
-/// The earlier of two optional expiries (`None` is "never").
-pub fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
+/// `disabled_by` for a suspension by `caller`: `admin`, the key's id, or `settings_session`
+/// (only the admin may lift the admin's suspension, [`super::policy::apply_update`]).
+pub fn disabled_by(caller: &Caller<'_>) -> String {
+    match caller {
+        Caller::Admin => DISABLED_BY_ADMIN.to_owned(),
+        Caller::Key(k) => k.id.clone(),
+        Caller::Session(_) => "settings_session".to_owned(),
     }
 }
 

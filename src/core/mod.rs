@@ -10,6 +10,7 @@
 //! - [`error`]: the one error type and its JSON body.
 //! - [`events`]: one change to a key, rendered as an audit entry and a webhook event.
 //! - [`expiry`]: the Cron Trigger's expiry windows and notice dedup.
+//! - [`fields`]: what every body parser shares: per-field problems, a JSON object, a key's name.
 //! - [`forward`]: headers to and from the origin, the identity signature, request ids.
 //! - [`hotpath`]: one proxied request's decisions without I/O, for the CPU benchmarks.
 //! - [`idempotency`]: the job trigger's idempotency records: decisions, bounds, clean-up.
@@ -43,6 +44,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod expiry;
+pub mod fields;
 pub mod forward;
 pub mod hotpath;
 pub mod idempotency;

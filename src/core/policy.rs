@@ -7,13 +7,12 @@
 
 use serde_json::{Map, Value};
 
-use super::access::{earliest, Caller};
 use super::cidr::{subset, Block};
 use super::error::{Error, FieldErrors};
+use super::fields::{parse_name, parse_object, push, MIN_EXPIRY_LEAD_SECS};
 use super::quota::{Quota, MAX_QUOTA_RUNS};
 use super::record::{KeyRecord, NewKey, Policy, DISABLED_BY_ADMIN};
-use super::request::{parse_name, parse_object, push, MIN_EXPIRY_LEAD_SECS};
-use super::time::{format_time, parse_time};
+use super::time::{earliest, format_time, parse_time};
 
 /// Most CIDR blocks in one `allowed_ips`.
 pub const MAX_ALLOWED_IPS: usize = 32;
@@ -221,20 +220,13 @@ fn narrows<T>(old: &Option<T>, new: &Option<T>, inside: impl Fn(&T, &T) -> bool)
     }
 }
 
-/// `disabled_by` for a suspension by `caller`: `admin`, the key's id, or `settings_session`.
-pub fn disabled_by(caller: &Caller<'_>) -> String {
-    match caller {
-        Caller::Admin => DISABLED_BY_ADMIN.to_owned(),
-        Caller::Key(k) => k.id.clone(),
-        Caller::Session(_) => "settings_session".to_owned(),
-    }
-}
-
 fn widening(what: &'static str) -> Error {
     Error::PermissionDenied(what)
 }
 
-/// Applies `u` to `target` for `caller`. The admin may change anything; a key may only narrow:
+/// Applies `u` to `target` for an editor: `admin` (the admin token) or not (a key, a settings
+/// session), and who a suspension is recorded as (`disabled_by`, from
+/// [`super::access::disabled_by`]). The admin may change anything; a key may only narrow:
 /// `allowed_ips` to blocks inside the current ones (removing the list widens), a lower `quota`
 /// of the same period (removing it widens), and `disabled: false` only for a key that a key,
 /// not the admin, disabled. An expiry is only ever shortened, by anyone (`object_expiry` is the
@@ -243,10 +235,10 @@ pub fn apply_update(
     target: &KeyRecord,
     object_expiry: Option<i64>,
     u: Update,
-    caller: &Caller<'_>,
+    admin: bool,
+    disabled_by: &str,
 ) -> Result<Applied, Error> {
     // Only the admin widens: a key and a settings session (section 11) are held to narrowing.
-    let admin = matches!(caller, Caller::Admin);
     let mut r = target.clone();
     let mut changed = Map::new();
     let mut disabled = None;
@@ -293,7 +285,7 @@ pub fn apply_update(
     if let Some(d) = u.disabled {
         if d && !target.policy.disabled {
             r.policy.disabled = true;
-            r.policy.disabled_by = Some(disabled_by(caller));
+            r.policy.disabled_by = Some(disabled_by.to_owned());
             disabled = Some(true);
         } else if !d && target.policy.disabled {
             let by_admin = target.policy.disabled_by.as_deref() == Some(DISABLED_BY_ADMIN);
@@ -349,6 +341,27 @@ mod tests {
     use super::*;
     use crate::core::quota::Period;
     use crate::core::record::tests::{record, NOW};
+
+    /// Who edits, as the glue names it (`access::disabled_by` spells the same three).
+    enum Who<'a> {
+        Admin,
+        Key(&'a KeyRecord),
+        Session,
+    }
+
+    fn apply(
+        target: &KeyRecord,
+        object_expiry: Option<i64>,
+        u: Update,
+        who: &Who<'_>,
+    ) -> Result<Applied, Error> {
+        let (admin, by) = match who {
+            Who::Admin => (true, DISABLED_BY_ADMIN.to_owned()),
+            Who::Key(k) => (false, k.id.clone()),
+            Who::Session => (false, "settings_session".to_owned()),
+        };
+        apply_update(target, object_expiry, u, admin, &by)
+    }
 
     fn map(json: &str) -> Map<String, Value> {
         match serde_json::from_str(json).unwrap() {
@@ -474,8 +487,8 @@ mod tests {
     fn a_key_can_only_narrow() {
         let target = limited();
         let me = record(&["*"], &["api_keys:write"], None);
-        let key = Caller::Key(&me);
-        let ok = apply_update(
+        let key = Who::Key(&me);
+        let ok = apply(
             &target,
             None,
             patch(r#"{"allowed_ips":["10.1.0.0/16"],"quota":{"runs":3,"period":"day"}}"#),
@@ -497,34 +510,33 @@ mod tests {
         ] {
             assert!(
                 matches!(
-                    apply_update(&target, None, patch(widen), &key),
+                    apply(&target, None, patch(widen), &key),
                     Err(Error::PermissionDenied(_))
                 ),
                 "{widen}"
             );
             // The admin may widen anything.
-            assert!(apply_update(&target, None, patch(widen), &Caller::Admin).is_ok());
+            assert!(apply(&target, None, patch(widen), &Who::Admin).is_ok());
         }
         // A key without policies can be given some by a key (narrowing).
         let open = record(&["*"], &["*"], None);
-        assert!(apply_update(&open, None, patch(r#"{"allowed_ips":["::1"]}"#), &key).is_ok());
+        assert!(apply(&open, None, patch(r#"{"allowed_ips":["::1"]}"#), &key).is_ok());
     }
 
     #[test]
     fn a_settings_session_is_held_to_narrowing_like_a_key() {
         let target = limited();
-        let s = crate::core::session::tests::session();
-        let session = Caller::Session(&s);
+        let session = Who::Session;
         for widen in [
             r#"{"allowed_ips":null}"#,
             r#"{"quota":{"runs":11,"period":"day"}}"#,
         ] {
             assert!(matches!(
-                apply_update(&target, None, patch(widen), &session),
+                apply(&target, None, patch(widen), &session),
                 Err(Error::PermissionDenied(_))
             ));
         }
-        let off = apply_update(&target, None, patch(r#"{"disabled":true}"#), &session).unwrap();
+        let off = apply(&target, None, patch(r#"{"disabled":true}"#), &session).unwrap();
         assert_eq!(
             off.record.policy.disabled_by.as_deref(),
             Some("settings_session")
@@ -536,54 +548,51 @@ mod tests {
         let target = limited();
         let later = format!(r#"{{"expires_at":"{}"}}"#, format_time(NOW + 2000));
         let sooner = format!(r#"{{"expires_at":"{}"}}"#, format_time(NOW + 500));
-        for caller in [Caller::Admin, Caller::Key(&target)] {
+        for caller in [Who::Admin, Who::Key(&target)] {
             assert!(matches!(
-                apply_update(&target, None, patch(&later), &caller),
+                apply(&target, None, patch(&later), &caller),
                 Err(Error::Validation(f)) if f.contains_key("expires_at")
             ));
-            assert!(apply_update(&target, None, patch(&sooner), &caller).is_ok());
+            assert!(apply(&target, None, patch(&sooner), &caller).is_ok());
         }
         // The object's shorter expiry (a roll with grace) is the one to beat.
-        assert!(apply_update(&target, Some(NOW + 400), patch(&sooner), &Caller::Admin).is_err());
+        assert!(apply(&target, Some(NOW + 400), patch(&sooner), &Who::Admin).is_err());
         // A key without an expiry can get one.
         let open = record(&["*"], &["*"], None);
-        assert!(apply_update(&open, None, patch(&later), &Caller::Key(&open)).is_ok());
+        assert!(apply(&open, None, patch(&later), &Who::Key(&open)).is_ok());
     }
 
     #[test]
     fn enabling_what_the_admin_disabled_takes_the_admin() {
         let me = record(&["*"], &["api_keys:write"], None);
-        let key = Caller::Key(&me);
+        let key = Who::Key(&me);
         let target = limited();
-        let by_key = apply_update(&target, None, patch(r#"{"disabled":true}"#), &key).unwrap();
+        let by_key = apply(&target, None, patch(r#"{"disabled":true}"#), &key).unwrap();
         assert_eq!(by_key.disabled, Some(true));
         assert_eq!(
             by_key.record.policy.disabled_by.as_deref(),
             Some(me.id.as_str())
         );
-        let back =
-            apply_update(&by_key.record, None, patch(r#"{"disabled":false}"#), &key).unwrap();
+        let back = apply(&by_key.record, None, patch(r#"{"disabled":false}"#), &key).unwrap();
         assert_eq!(back.disabled, Some(false));
         assert!(!back.record.policy.disabled);
 
-        let by_admin =
-            apply_update(&target, None, patch(r#"{"disabled":true}"#), &Caller::Admin).unwrap();
+        let by_admin = apply(&target, None, patch(r#"{"disabled":true}"#), &Who::Admin).unwrap();
         assert_eq!(by_admin.record.policy.disabled_by.as_deref(), Some("admin"));
         assert!(matches!(
-            apply_update(&by_admin.record, None, patch(r#"{"disabled":false}"#), &key),
+            apply(&by_admin.record, None, patch(r#"{"disabled":false}"#), &key),
             Err(Error::PermissionDenied(_))
         ));
-        let admin_back = apply_update(
+        let admin_back = apply(
             &by_admin.record,
             None,
             patch(r#"{"disabled":false}"#),
-            &Caller::Admin,
+            &Who::Admin,
         )
         .unwrap();
         assert_eq!(admin_back.disabled, Some(false));
         // Disabling a disabled key changes nothing (and keeps who did it).
-        let again =
-            apply_update(&by_admin.record, None, patch(r#"{"disabled":true}"#), &key).unwrap();
+        let again = apply(&by_admin.record, None, patch(r#"{"disabled":true}"#), &key).unwrap();
         assert_eq!(again.disabled, None);
         assert_eq!(again.record.policy.disabled_by.as_deref(), Some("admin"));
     }

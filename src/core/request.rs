@@ -5,9 +5,10 @@
 //! last quarter of the file is the unit tests of those rules.
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::error::{Error, FieldErrors};
+pub use super::fields::{parse_name, parse_object, push, MAX_NAME_CHARS, MIN_EXPIRY_LEAD_SECS};
 use super::permission::{PERMISSIONS, WILDCARD};
 use super::policy::{parse_create_policy, POLICY_FIELDS};
 use super::ratelimit::{RateLimit, MAX_RATE_REQUESTS, MAX_RATE_WINDOW_SECS};
@@ -15,12 +16,9 @@ use super::record::NewKey;
 use super::route::{is_workspace_id, MAX_WORKSPACE_LEN};
 use super::time::parse_time;
 
-/// `expires_at` must be at least this far in the future when a key is created.
-pub const MIN_EXPIRY_LEAD_SECS: i64 = 60;
 /// Longest roll grace period (7 days).
 pub const MAX_GRACE_SECS: u64 = 604_800;
 pub const MAX_USER_ID_LEN: usize = 128;
-pub const MAX_NAME_CHARS: usize = 100;
 pub const MAX_EMAIL_LEN: usize = 254;
 /// Bound the record size (KV values and metadata are small by design).
 pub const MAX_WORKSPACES: usize = 100;
@@ -44,24 +42,6 @@ const CREATE_FIELDS: [&str; 7] = [
     "expires_at",
     "rate_limit",
 ];
-
-pub(crate) fn push(errors: &mut FieldErrors, field: &str, problem: &str) {
-    errors
-        .entry(field.to_owned())
-        .or_default()
-        .push(problem.to_owned());
-}
-
-pub(crate) fn parse_object(body: &[u8]) -> Result<Map<String, Value>, Error> {
-    let trimmed = body.iter().all(u8::is_ascii_whitespace);
-    if trimmed {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(Error::field("body", "must be a JSON object")),
-    }
-}
 
 pub(super) fn is_user_id(s: &str) -> bool {
     (1..=MAX_USER_ID_LEN).contains(&s.len())
@@ -181,31 +161,6 @@ pub fn parse_create(body: &[u8], now: i64, default_rate: RateLimit) -> Result<Ne
             })
         }
         _ => Err(Error::Validation(errors)),
-    }
-}
-
-/// A key's `name`: required, 1-100 characters, no control characters, not blank.
-pub(crate) fn parse_name(v: Option<&Value>, errors: &mut FieldErrors) -> Option<String> {
-    match v {
-        None | Some(Value::Null) => {
-            push(errors, "name", "is required");
-            None
-        }
-        Some(Value::String(s))
-            if (1..=MAX_NAME_CHARS).contains(&s.chars().count())
-                && !s.chars().any(char::is_control)
-                && !s.trim().is_empty() =>
-        {
-            Some(s.clone())
-        }
-        Some(_) => {
-            push(
-                errors,
-                "name",
-                &format!("must be 1-{MAX_NAME_CHARS} characters, without control characters"),
-            );
-            None
-        }
     }
 }
 

@@ -7,7 +7,6 @@
 
 use super::error::Error;
 use super::permission::{PERM_JOBS_RUN, PERM_WORKSPACES_READ};
-use super::settings::PATH_SESSIONS;
 
 pub const PREFIX_DEVELOPERS: &str = "/developers/workspaces";
 pub const PATH_HEALTH: &str = "/healthz";
@@ -16,6 +15,8 @@ pub const PATH_KEYS: &str = "/v1/api-keys";
 pub const PATH_OPENAPI: &str = "/v1/openapi.json";
 pub const PATH_AUDIT_EVENTS: &str = "/v1/audit-events";
 pub const PATH_LEAKS: &str = "/v1/leaks";
+/// `POST` by the admin: opens a session and answers its link.
+pub const PATH_SESSIONS: &str = "/v1/settings-sessions";
 /// Longest workspace id (`[A-Za-z0-9_-]{1,64}`).
 pub const MAX_WORKSPACE_LEN: usize = 64;
 

@@ -9,8 +9,6 @@ pub const PATH_SETTINGS: &str = "/settings";
 /// The page; the redirect target after the link is opened (it carries no secret).
 pub const PATH_PAGE: &str = "/settings/";
 pub const PATH_OPEN: &str = "/settings/open";
-/// `POST` by the admin: opens a session and answers its link.
-pub const PATH_SESSIONS: &str = "/v1/settings-sessions";
 const API_PREFIX: &str = "/settings/api/";
 
 /// Sent on every `/settings` answer, errors included: a strict Content-Security-Policy (only

@@ -15,6 +15,14 @@ pub fn parse_time(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp())
 }
 
+/// The earlier of two optional expiries (`None` is "never").
+pub fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

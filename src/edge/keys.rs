@@ -14,7 +14,7 @@ use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
 };
 use crate::core::names::CACHE_CONTROL;
-use crate::core::policy::{apply_update, disabled_by, parse_patch};
+use crate::core::policy::{apply_update, parse_patch};
 use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey};
 use crate::core::request::{parse_create, parse_list_query, parse_roll};
 use crate::core::route::Route;
@@ -121,7 +121,7 @@ async fn create(
     let mut new = parse_create(&body, ctx.now, default_rate)?;
     restrict(ctx, caller, caller_expiry, &mut new)?;
     if new.policy.disabled {
-        new.policy.disabled_by = Some(disabled_by(caller));
+        new.policy.disabled_by = Some(access::disabled_by(caller));
     }
     let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user).await?;
     access::may_add_key(live, ctx.config.max_keys_per_user)?;
@@ -245,7 +245,9 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     // The object's flag is what requests obey; the record's copy may lag behind it.
     target.policy.disabled = usage.disabled;
     let expiry_before = target.expires_at.clone();
-    let applied = apply_update(&target, usage.expires_at, patch, caller)?;
+    let admin = matches!(caller, Caller::Admin);
+    let by = access::disabled_by(caller);
+    let applied = apply_update(&target, usage.expires_at, patch, admin, &by)?;
     let record = applied.record;
     if record.expires_at != expiry_before {
         if let Some(t) = record.expires_at_secs() {
