@@ -12,6 +12,8 @@ if [ -f "$stamp" ] && [ -f build/worker/shim.mjs ] && \
 fi
 wasm_env
 # Stamped with the time the build started: a source saved while it runs triggers the next one.
+# (build/ does not exist yet in a fresh clone.)
+mkdir -p build
 touch "$stamp.new"
 worker-build --release >&2
 mv "$stamp.new" "$stamp"
