@@ -5,6 +5,9 @@
 // that var, so no production configuration can turn the delay on.
 import worker, { KeyStateObject as Base } from "../build/index.js";
 
+// The Worker's other Durable Object classes, unchanged (wrangler.toml binds them too).
+export { SettingsSessionObject, UserLogObject } from "../build/index.js";
+
 export class KeyStateObject extends Base {
   constructor(state, env) {
     super(state, env);
