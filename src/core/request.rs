@@ -49,6 +49,32 @@ pub(super) fn is_user_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b".-_@:".contains(&b))
 }
 
+/// An `email` field: absent or null is `None` (an error when `required`), else an ASCII
+/// address of at most [`MAX_EMAIL_LEN`] characters.
+pub(super) fn parse_email(
+    v: Option<&Value>,
+    required: bool,
+    errors: &mut FieldErrors,
+) -> Option<String> {
+    match v {
+        Some(Value::String(s)) if is_email(s) => Some(s.clone()),
+        None | Some(Value::Null) => {
+            if required {
+                push(errors, "email", "is required");
+            }
+            None
+        }
+        Some(_) => {
+            push(
+                errors,
+                "email",
+                &format!("must be an ASCII e-mail address of at most {MAX_EMAIL_LEN} characters"),
+            );
+            None
+        }
+    }
+}
+
 pub(super) fn is_email(s: &str) -> bool {
     let Some((local, domain)) = s.split_once('@') else {
         return false;
@@ -82,18 +108,7 @@ pub fn parse_create(body: &[u8], now: i64, default_rate: RateLimit) -> Result<Ne
             None
         }
     };
-    let email = match map.get("email") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if is_email(s) => Some(s.clone()),
-        Some(_) => {
-            push(
-                &mut errors,
-                "email",
-                &format!("must be an ASCII e-mail address of at most {MAX_EMAIL_LEN} characters"),
-            );
-            None
-        }
-    };
+    let email = parse_email(map.get("email"), false, &mut errors);
     let name = parse_name(map.get("name"), &mut errors);
     let workspaces = parse_workspaces(map.get("workspaces"), &mut errors);
     let policy = parse_create_policy(&map, &mut errors);

@@ -20,9 +20,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::{Error, FieldErrors};
 use super::names::SETTINGS_COOKIE;
-use super::request::{
-    is_email, is_user_id, parse_permissions, parse_workspaces, push, MAX_EMAIL_LEN,
-};
+use super::request::{is_user_id, parse_email, parse_permissions, parse_workspaces, push};
 
 /// Session lifetime bounds and default (`ttl_seconds`): long enough to manage keys, short
 /// enough that a stolen link or cookie is worth little.
@@ -324,21 +322,7 @@ pub fn parse_create(body: &[u8], now: i64) -> Result<Session, Error> {
             None
         }
     };
-    let email = match map.get("email") {
-        Some(Value::String(s)) if is_email(s) => Some(s.clone()),
-        None | Some(Value::Null) => {
-            push(&mut errors, "email", "is required");
-            None
-        }
-        Some(_) => {
-            push(
-                &mut errors,
-                "email",
-                &format!("must be an ASCII e-mail address of at most {MAX_EMAIL_LEN} characters"),
-            );
-            None
-        }
-    };
+    let email = parse_email(map.get("email"), true, &mut errors);
     let workspaces = parse_workspaces(map.get("workspaces"), &mut errors);
     let permissions = parse_permissions(map.get("permissions"), &mut errors);
     let max_expiry_days = match map.get("max_expiry_days") {

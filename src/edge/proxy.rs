@@ -1,5 +1,9 @@
 //! Forwarding an authorized `/developers/...` call to the origin (docs/CONTRACT.md sections
 //! 5-7), and the idempotent job trigger (section 6).
+//!
+//! Length: forwarding, the idempotent trigger and the quota trigger stay together because all
+//! three build the origin call with the same `prepare` and send it with the same `send`
+//! (streamed body, size cut, timeout); splitting them would export those two for one caller each.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
