@@ -200,6 +200,27 @@ export function randomClientIp(prefix64) {
   return `${network}:${hex()}:${hex()}:${hex()}:${hex()}`;
 }
 
+/** The failed-attempt binding's period (wrangler.toml `[[ratelimits]]`, `period = 60`). */
+export const FAILURE_PERIOD_MS = 60_000;
+
+/**
+ * Waits, if needed, until at least `needMs` are left in the failed-attempt binding's current
+ * period. Locally the Rate Limiting binding counts in fixed windows aligned to the clock
+ * (Miniflare clears every bucket when `Date.now() / period` changes), so a run of failures that
+ * straddles a window edge starts counting again from zero half-way through.
+ */
+export const inOneFailureWindow = (needMs = 20_000) => awayFromEdge(FAILURE_PERIOD_MS, needMs);
+
+/**
+ * Waits, if needed, until at least `needMs` are left before the next multiple of `periodMs`
+ * since the epoch: a UTC hour (usage buckets) or day (quota periods) for a test whose counts
+ * must land in one period.
+ */
+export async function awayFromEdge(periodMs, needMs) {
+  const left = periodMs - (Date.now() % periodMs);
+  if (left < needMs) await new Promise((r) => setTimeout(r, left + 50));
+}
+
 /** A raw HTTP/1.1 request, for headers `fetch` refuses to send (Connection, TE, ...). */
 export function rawCall(gw, method, path, headers, body) {
   return new Promise((resolve, reject) => {

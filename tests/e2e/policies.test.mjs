@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, noInternals, startGateway } from "./harness.mjs";
+import { awayFromEdge, call, createKey, expectError, noInternals, startGateway } from "./harness.mjs";
 import { startTwoLocations } from "./two-locations.mjs";
 
 let gw;
@@ -102,6 +102,7 @@ describe("quota", () => {
   };
 
   it("exact under 12 concurrent triggers: 5 of 5/day allowed, never 6; Retry-After to UTC midnight; exhaustion recorded once", async () => {
+    await awayFromEdge(86_400_000, 15_000); // every trigger in one UTC day
     const { key, summary } = await createKey(gw, { quota: { runs: 5, period: "day" }, permissions: ["jobs:run"] });
     assert.deepEqual(summary.quota, { runs: 5, period: "day" });
     assert.equal(summary.quota_used, 0);

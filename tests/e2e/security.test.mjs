@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, randomClientIp, rawCall, startGateway, unissuedKey, noInternals } from "./harness.mjs";
+import { call, createKey, expectError, inOneFailureWindow, randomClientIp, rawCall, startGateway, unissuedKey, noInternals } from "./harness.mjs";
 
 let gw;
 
@@ -209,6 +209,7 @@ describe("contract section 7: the workspace listing follows the key's workspaces
 
 describe("contract section 8: failed attempts from one IPv6 client are counted per /64", () => {
   it("30 failures spread over a /64, then 429 at another address in it; another /64 is unaffected", async () => {
+    await inOneFailureWindow();
     const prefix = `2001:db8:${randomBytes(2).toString("hex")}:${randomBytes(2).toString("hex")}`;
     const { key } = await createKey(gw);
     const used = new Set();

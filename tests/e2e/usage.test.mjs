@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, startGateway } from "./harness.mjs";
+import { awayFromEdge, call, createKey, expectError, startGateway } from "./harness.mjs";
 
 let exact;
 let leased;
@@ -30,6 +30,7 @@ const total = (points, field) => points.reduce((n, p) => n + p[field], 0);
 
 describe("section 12: usage per key", () => {
   it("counts allowed, refused and job triggers exactly with LEASE_MS = 0, in the current hour and day", async () => {
+    await awayFromEdge(3600_000, 15_000); // every count in one UTC hour (and so one day)
     const { key, summary } = await createKey(exact, { rate_limit: { requests: 3, window_seconds: 60 } });
     const fresh = await usage(exact, summary.id);
     assert.equal(fresh.status, 200, fresh.text);
