@@ -105,6 +105,18 @@ pub trait Operation: Message {
     type Answer: Message;
 }
 
+/// A question without a raw payload, asked by `op` and answered by `answer`: the two impls
+/// every such operation needs, written once.
+macro_rules! operation {
+    ($question:ty => $op:expr, $answer:ty) => {
+        impl Message for $question {}
+        impl Operation for $question {
+            const OP: Op = $op;
+            type Answer = $answer;
+        }
+    };
+}
+
 /// A message as bytes: its JSON, and its payload raw (see [`frame`]).
 pub fn encode<M: Message>(mut message: M) -> Result<Vec<u8>, Error> {
     let payload = message.payload().map(std::mem::take).unwrap_or_default();
@@ -131,33 +143,21 @@ impl Message for Ack {}
 pub struct Revoke {
     pub revoked_at: String,
 }
-impl Message for Revoke {}
-impl Operation for Revoke {
-    const OP: Op = Op::Revoke;
-    type Answer = Ack;
-}
+operation!(Revoke => Op::Revoke, Ack);
 
 /// A shortened expiry (unix seconds), from a roll with grace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expire {
     pub expires_at: i64,
 }
-impl Message for Expire {}
-impl Operation for Expire {
-    const OP: Op = Op::Expire;
-    type Answer = Ack;
-}
+operation!(Expire => Op::Expire, Ack);
 
 /// Suspends (`true`) or resumes (`false`) the key; every request of it obeys the object's flag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetDisabled {
     pub disabled: bool,
 }
-impl Message for SetDisabled {}
-impl Operation for SetDisabled {
-    const OP: Op = Op::Disable;
-    type Answer = Ack;
-}
+operation!(SetDisabled => Op::Disable, Ack);
 
 /// A job trigger of a key with a quota and no `Idempotency-Key`: counted by the object (rate
 /// limit, then quota), never from a lease, so the quota is exact.
@@ -166,11 +166,7 @@ pub struct Run {
     pub rate_limit: RateLimit,
     pub quota: Quota,
 }
-impl Message for Run {}
-impl Operation for Run {
-    const OP: Op = Op::Run;
-    type Answer = Ran;
-}
+operation!(Run => Op::Run, Ran);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ran {
@@ -182,19 +178,11 @@ impl Message for Ran {}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageQuery {}
-impl Message for UsageQuery {}
-impl Operation for UsageQuery {
-    const OP: Op = Op::Usage;
-    type Answer = Usage;
-}
+operation!(UsageQuery => Op::Usage, Usage);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeriesQuery {}
-impl Message for SeriesQuery {}
-impl Operation for SeriesQuery {
-    const OP: Op = Op::Series;
-    type Answer = Series;
-}
+operation!(SeriesQuery => Op::Series, Series);
 impl Message for Series {}
 
 /// What summaries show from the object.
@@ -228,11 +216,7 @@ pub struct HitBegin {
     #[serde(default)]
     pub quota: Option<Quota>,
 }
-impl Message for HitBegin {}
-impl Operation for HitBegin {
-    const OP: Op = Op::HitBegin;
-    type Answer = HitBegun;
-}
+operation!(HitBegin => Op::HitBegin, HitBegun);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HitBegun {

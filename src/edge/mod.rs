@@ -111,6 +111,17 @@ impl From<Response> for Reply {
     }
 }
 
+/// The request as it arrived: the `worker` request with its raw method and its path and query
+/// split once, so every stage reads the same spelling of them.
+#[derive(Clone, Copy)]
+pub(crate) struct Incoming<'a> {
+    pub req: &'a Request,
+    /// The raw method (the `worker` enum folds methods it does not know, e.g. QUERY, into GET).
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
 /// What one request came to: everything its response headers and its log line need, returned
 /// as a value by each stage rather than set aside on the side.
 struct Outcome {
@@ -171,7 +182,13 @@ pub async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Resp
         Some(retry_after) => Outcome::of(Err(Error::TooManyFailedAttempts { retry_after })),
         None => {
             let limiter = env.rate_limiter(AUTH_FAILURES_BINDING).ok();
-            let mut outcome = handle(&req, env, &wctx, &method, path, query, &request_id).await;
+            let incoming = Incoming {
+                req: &req,
+                method: &method,
+                path,
+                query,
+            };
+            let mut outcome = handle(incoming, env, &wctx, &request_id).await;
             if let Err(e) = &outcome.result {
                 if throttle::counts_as_failure(e) {
                     outcome.result =
@@ -229,15 +246,13 @@ enum Routed<'a> {
 
 /// Path, route, configuration, then the caller, in the order of docs/CONTRACT.md section 2;
 /// every access decision is [`access`]'s, this only fetches the facts it needs.
-async fn handle(
-    req: &Request,
-    env: Env,
-    wctx: &Context,
-    method: &str,
-    path: &str,
-    query: Option<&str>,
-    request_id: &str,
-) -> Outcome {
+async fn handle(incoming: Incoming<'_>, env: Env, wctx: &Context, request_id: &str) -> Outcome {
+    let Incoming {
+        req,
+        method,
+        path,
+        query,
+    } = incoming;
     let routed = check_path(path).and_then(|()| {
         if is_settings_path(path) {
             settings_paths::resolve(method, path).map(Routed::Settings)
@@ -265,7 +280,7 @@ async fn handle(
         Routed::Api(route) => route,
         // Cookie-authenticated (section 11): no Authorization header is read there.
         Routed::Settings(s) => {
-            return Outcome::of(settings::handle(&ctx, req, method, query, s).await);
+            return Outcome::of(settings::handle(&ctx, incoming, s).await);
         }
     };
     let Some(need) = access::need(&route) else {
@@ -300,22 +315,16 @@ async fn handle(
                 Err(e) => Err(e),
             })
         }
-        Ok(Credential::ApiKey(key)) => {
-            key_request(&ctx, wctx, req, method, path, query, &route, &need, key).await
-        }
+        Ok(Credential::ApiKey(key)) => key_request(&ctx, wctx, incoming, &route, &need, key).await,
     }
 }
 
 /// A request authenticated by an API key: the record (no storage read for a malformed key),
 /// then the key's object, then [`access::decide_key`], then the route.
-#[allow(clippy::too_many_arguments)]
 async fn key_request(
     ctx: &Ctx,
     wctx: &Context,
-    req: &Request,
-    method: &str,
-    path: &str,
-    query: Option<&str>,
+    incoming: Incoming<'_>,
     route: &Route<'_>,
     need: &Need<'_>,
     key: &str,
@@ -330,26 +339,16 @@ async fn key_request(
         return out.with(Err(e));
     }
     if let Route::Forward(fwd) = route {
-        if let Some(idempotency_key) = proxy::idempotency_key(req, fwd) {
+        if let Some(idempotency_key) = proxy::idempotency_key(incoming.req, fwd) {
             // The job trigger counts the request and opens its idempotency record in one call.
-            let (decision, result) = proxy::trigger(
-                ctx,
-                req,
-                method,
-                path,
-                query,
-                need,
-                &record,
-                &idempotency_key,
-            )
-            .await;
+            let (decision, result) =
+                proxy::trigger(ctx, incoming, need, &record, &idempotency_key).await;
             out.decision = decision;
             return out.with(result);
         }
         if fwd.job_run && record.policy.quota.is_some() {
             // A quota is exact: each trigger is counted by the key's object, not a lease.
-            let (decision, result) =
-                proxy::quota_trigger(ctx, req, method, path, query, need, &record).await;
+            let (decision, result) = proxy::quota_trigger(ctx, incoming, need, &record).await;
             out.decision = decision;
             return out.with(result);
         }
@@ -367,10 +366,11 @@ async fn key_request(
     }
     let result = match route {
         Route::Me => keys::me(ctx, &record).await.map(Reply::from),
-        Route::Forward(fwd) => proxy::forward(ctx, req, method, path, query, fwd, &record).await,
+        Route::Forward(fwd) => proxy::forward(ctx, incoming, fwd, &record).await,
         _ => {
             let expiry = access::object_expiry(&verdict);
-            keys::manage(ctx, req, query, route, &Caller::Key(&record), expiry).await
+            let caller = Caller::Key(&record);
+            keys::manage(ctx, incoming.req, incoming.query, route, &caller, expiry).await
         }
     };
     out.with(result)

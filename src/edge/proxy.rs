@@ -19,7 +19,7 @@ use worker::{
 };
 
 use super::http::read_body;
-use super::{audit, key_client, Ctx, Reply};
+use super::{audit, key_client, Ctx, Incoming, Reply};
 use crate::core::access::{self, Need};
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::forward::{
@@ -55,15 +55,12 @@ pub fn idempotency_key(req: &Request, route: &Forward<'_>) -> Option<String> {
 /// in the Worker, and cut past `MAX_BODY_BYTES`.
 pub async fn forward(
     ctx: &Ctx,
-    req: &Request,
-    method: &str,
-    path: &str,
-    query: Option<&str>,
+    incoming: Incoming<'_>,
     route: &Forward<'_>,
     record: &KeyRecord,
 ) -> Result<Reply, Error> {
-    let call = prepare(ctx, req, method, path, query, route.workspace, record)?;
-    forward_call(ctx, req, &call).await
+    let call = prepare(ctx, incoming, route.workspace, record)?;
+    forward_call(ctx, incoming.req, &call).await
 }
 
 /// Sends a prepared call, its body streamed and cut past `MAX_BODY_BYTES`.
@@ -91,21 +88,17 @@ async fn forward_call(ctx: &Ctx, req: &Request, call: &Call<'_>) -> Result<Reply
 /// that call (workspace, permission, the body, the header) is checked first, then answered in
 /// the contract's order once counted ([`access::refuse_after_count`]). Returns the rate-limit
 /// decision for the `RateLimit-*` headers with the result.
-#[allow(clippy::too_many_arguments)]
 pub async fn trigger(
     ctx: &Ctx,
-    req: &Request,
-    method: &str,
-    path: &str,
-    query: Option<&str>,
+    incoming: Incoming<'_>,
     need: &Need<'_>,
     record: &KeyRecord,
     idempotency_key: &str,
 ) -> (Option<Decision>, Result<Reply, Error>) {
-    let client = ctx.client_addr();
+    let req = incoming.req;
     let early = async {
-        access::authorize(record, need, client)?;
-        let call = prepare(ctx, req, method, path, query, need.workspace, record)?;
+        access::authorize(record, need, ctx.client_addr())?;
+        let call = prepare(ctx, incoming, need.workspace, record)?;
         check_idempotency_key(idempotency_key)?;
         // Buffered here (trigger bodies are small): the body is part of what "the same
         // request" is.
@@ -114,28 +107,49 @@ pub async fn trigger(
     };
     match early.await {
         Ok((call, body)) => idempotent(ctx, req, need, &call, idempotency_key, body).await,
-        Err(later) => match key_client::hit(ctx, record, 1, 0).await {
-            Err(e) => (None, Err(e)),
-            Ok(verdict) => (
-                access::counted(&verdict),
-                Err(access::refuse_after_count(
-                    record, ctx.now, &verdict, need, client, later,
-                )),
-            ),
-        },
+        Err(later) => refused_early(ctx, need, record, later).await,
+    }
+}
+
+/// A trigger refused before its object call (by the IP, workspace or permission row, its body,
+/// header or configuration): the request is still counted, as every authenticated request is,
+/// but takes no run and opens no record, and the answer is the one the contract's order puts
+/// first once counted ([`access::refuse_after_count`]: a rate-limited key is 429 before a 400).
+async fn refused_early(
+    ctx: &Ctx,
+    need: &Need<'_>,
+    record: &KeyRecord,
+    later: Error,
+) -> (Option<Decision>, Result<Reply, Error>) {
+    match key_client::hit(ctx, record, 1, 0).await {
+        Err(e) => (None, Err(e)),
+        Ok(verdict) => (
+            access::counted(&verdict),
+            Err(access::refuse_after_count(
+                record,
+                ctx.now,
+                &verdict,
+                need,
+                ctx.client_addr(),
+                later,
+            )),
+        ),
     }
 }
 
 /// The declared body size, the signing secret, and the call's target.
 fn prepare<'a>(
     ctx: &Ctx,
-    req: &Request,
-    method: &'a str,
-    path: &str,
-    query: Option<&str>,
+    incoming: Incoming<'a>,
     workspace: Option<&'a str>,
     record: &'a KeyRecord,
 ) -> Result<Call<'a>, Error> {
+    let Incoming {
+        req,
+        method,
+        path,
+        query,
+    } = incoming;
     check_query(query)?;
     let declared = req.headers().get(CONTENT_LENGTH).ok().flatten();
     if body_too_large(declared.as_deref(), ctx.config.max_body_bytes) {
@@ -336,32 +350,18 @@ async fn idempotent(
 /// quota is exact. As for the idempotent trigger, what can be refused before that call (the IP,
 /// workspace and permission rows, a declared body over the limit, the signing secret) is
 /// refused without taking a run, and answered in the contract's order once counted.
-#[allow(clippy::too_many_arguments)]
 pub async fn quota_trigger(
     ctx: &Ctx,
-    req: &Request,
-    method: &str,
-    path: &str,
-    query: Option<&str>,
+    incoming: Incoming<'_>,
     need: &Need<'_>,
     record: &KeyRecord,
 ) -> (Option<Decision>, Result<Reply, Error>) {
     let client = ctx.client_addr();
     let early = access::authorize(record, need, client)
-        .and_then(|()| prepare(ctx, req, method, path, query, need.workspace, record));
+        .and_then(|()| prepare(ctx, incoming, need.workspace, record));
     let call = match early {
         Ok(call) => call,
-        Err(later) => {
-            return match key_client::hit(ctx, record, 1, 0).await {
-                Err(e) => (None, Err(e)),
-                Ok(verdict) => (
-                    access::counted(&verdict),
-                    Err(access::refuse_after_count(
-                        record, ctx.now, &verdict, need, client, later,
-                    )),
-                ),
-            }
-        }
+        Err(later) => return refused_early(ctx, need, record, later).await,
     };
     let (verdict, run) = match key_client::run(ctx, record).await {
         Ok(answer) => answer,
@@ -370,7 +370,7 @@ pub async fn quota_trigger(
     let result = match access::decide_key(record, ctx.now, &verdict, need, client)
         .and_then(|()| access::quota(run.as_ref()))
     {
-        Ok(()) => forward_call(ctx, req, &call).await,
+        Ok(()) => forward_call(ctx, incoming.req, &call).await,
         Err(e) => Err(e),
     };
     let note = quota_exhausted(ctx, record, run.as_ref()).await;

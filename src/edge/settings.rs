@@ -10,7 +10,7 @@
 use worker::{Request, Response};
 
 use super::http::{json, random, read_body};
-use super::{audit, keys, session_object, throttle, Ctx, Reply};
+use super::{audit, keys, session_object, throttle, Ctx, Incoming, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::names::{
@@ -61,11 +61,12 @@ pub async fn create(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
 /// and a state-changing call also the CSRF token.
 pub async fn handle(
     ctx: &Ctx,
-    req: &Request,
-    method: &str,
-    query: Option<&str>,
+    incoming: Incoming<'_>,
     route: Settings<'_>,
 ) -> Result<Reply, Error> {
+    let Incoming {
+        req, method, query, ..
+    } = incoming;
     match route {
         Settings::ToPage => redirect(308, PATH_PAGE),
         Settings::Asset(asset) => asset_response(asset),
