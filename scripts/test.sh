@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A test that hangs (a gateway killed under it, a fetch that never answers) fails after this
+# long instead of holding CI until its overall limit; the slowest test takes about a minute.
+TEST_TIMEOUT_MS=300000
+
 step() { printf '\n== %s\n' "$*"; }
 
 # First, being fast and needing only Node: the README layout and the contract document.
@@ -38,10 +42,10 @@ step "build the Worker (worker-build --release)"
 bash scripts/build.sh
 
 step "end-to-end through wrangler dev"
-node --test --test-concurrency=1 tests/e2e/
+node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT_MS" tests/e2e/
 
 step "the exact limits again with LEASE_MS = 0 (one object call per request)"
-KEYGATE_TEST_LEASE_MS=0 node --test --test-concurrency=1 tests/e2e/limits.test.mjs
+KEYGATE_TEST_LEASE_MS=0 node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT_MS" tests/e2e/limits.test.mjs
 
 step "the settings page in a real browser (Chromium via playwright-core, through wrangler dev)"
-node --test --test-concurrency=1 tests/browser/
+node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT_MS" tests/browser/

@@ -206,7 +206,7 @@ proptest! {
     #[test]
     fn create_bodies_never_panic(body in any::<Vec<u8>>()) {
         let _ = parse_create(&body, 1_800_000_000, RateLimit { requests: 600, window_seconds: 60 });
-        let _ = parse_roll(&body);
+        let _ = parse_roll(&body, 1_800_000_000);
     }
 
     #[test]
@@ -227,7 +227,7 @@ proptest! {
             prop_assert!(!k.workspaces.is_empty() && !k.permissions.is_empty());
             prop_assert!(k.rate_limit.requests >= 1);
         }
-        let _ = parse_roll(serde_json::json!({"grace_seconds": grace}).to_string().as_bytes());
+        let _ = parse_roll(serde_json::json!({"grace_seconds": grace}).to_string().as_bytes(), 1_800_000_000);
     }
 
     #[test]

@@ -26,11 +26,15 @@ pub enum ChangeKind {
     },
     Expired,
     QuotaExhausted,
+    /// The admin issued a settings link for a user (section 11).
+    SessionCreated,
+    /// A settings link was used: the session's cookie was set.
     SessionOpened,
 }
 
 impl ChangeKind {
-    /// The event type (`key.created`, ...) and audit action name.
+    /// The audit action (`key.created`, ...); also the event type but for [`Self::event_type`]'s
+    /// exceptions.
     pub fn name(self) -> &'static str {
         match self {
             ChangeKind::Created => "key.created",
@@ -43,7 +47,19 @@ impl ChangeKind {
             ChangeKind::Expiring { .. } => "key.expiring",
             ChangeKind::Expired => "key.expired",
             ChangeKind::QuotaExhausted => "quota.exhausted",
+            ChangeKind::SessionCreated => "settings_session.created",
             ChangeKind::SessionOpened => "settings_session.opened",
+        }
+    }
+
+    /// The webhook event type. A suspension or resumption is a change of one field of the key,
+    /// so it is published as `key.updated` (with `disabled` in its data): a receiver that
+    /// follows a key's changes through `key.updated` sees it. The audit trail keeps the more
+    /// specific `key.disabled` / `key.enabled`.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            ChangeKind::Disabled | ChangeKind::Enabled => ChangeKind::Updated.name(),
+            kind => kind.name(),
         }
     }
 }
@@ -176,8 +192,15 @@ impl Change {
         data.insert("user_id".into(), Value::from(self.user_id.as_str()));
         data.insert("key_id".into(), opt(&self.key_id));
         data.insert("actor".into(), self.actor.to_json());
-        if let ChangeKind::Expiring { days } = self.kind {
-            data.insert("days".into(), Value::from(days));
+        match self.kind {
+            ChangeKind::Expiring { days } => {
+                data.insert("days".into(), Value::from(days));
+            }
+            ChangeKind::Disabled | ChangeKind::Enabled => {
+                let disabled = self.kind == ChangeKind::Disabled;
+                data.insert("disabled".into(), Value::from(disabled));
+            }
+            _ => {}
         }
         if let Value::Object(d) = &self.details {
             for (k, v) in d {
@@ -186,7 +209,7 @@ impl Change {
         }
         Event {
             id: self.id(),
-            kind: self.kind.name(),
+            kind: self.kind.event_type(),
             created_at: format_time(self.at),
             data: Value::Object(data),
         }
@@ -228,6 +251,22 @@ mod tests {
         assert_eq!(e.kind, "key.revoked");
         assert_eq!(a["actor"]["type"], "admin");
         assert_eq!(e.data["key_id"], "key_1");
+    }
+
+    #[test]
+    fn a_suspension_is_audited_as_such_and_published_as_an_update() {
+        for (kind, disabled) in [(ChangeKind::Disabled, true), (ChangeKind::Enabled, false)] {
+            let c = Change::new(kind, Actor::Admin, "u1", Some("key_1"));
+            assert_eq!(c.audit_entry()["action"], kind.name());
+            assert!(kind.name().ends_with("abled"));
+            let e = c.event();
+            assert_eq!(e.kind, "key.updated");
+            assert_eq!(e.data["disabled"], disabled);
+            assert_eq!(e.data["key_id"], "key_1");
+        }
+        // Every other kind is published under its audit name.
+        let created = Change::new(ChangeKind::Created, Actor::Admin, "u1", Some("key_1"));
+        assert_eq!(created.event().kind, "key.created");
     }
 
     #[test]

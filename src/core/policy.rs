@@ -159,41 +159,49 @@ pub fn parse_update(map: &Map<String, Value>, now: i64) -> Result<Update, Error>
             "must name at least one of name, expires_at, allowed_ips, quota, disabled, metadata",
         );
     }
-    let mut u = Update::default();
-    if let Some(v) = map.get("name") {
-        u.name = parse_name(Some(v), &mut errors);
-    }
-    match map.get("expires_at") {
-        None => {}
-        Some(Value::Null) => push(&mut errors, "expires_at", "an expiry cannot be removed"),
-        Some(v) => match v.as_str().and_then(parse_time) {
-            Some(t) if t >= now + MIN_EXPIRY_LEAD_SECS => u.expires_at = Some(t),
-            Some(_) => push(
-                &mut errors,
-                "expires_at",
-                &format!("must be at least {MIN_EXPIRY_LEAD_SECS} seconds in the future"),
-            ),
-            None => push(&mut errors, "expires_at", "must be an RFC 3339 date-time"),
-        },
-    }
-    let nullable = |k: &str| map.get(k).map(|v| (!v.is_null()).then_some(v));
-    if let Some(v) = nullable("allowed_ips") {
-        u.allowed_ips = Some(v.and_then(|v| parse_allowed_ips(v, &mut errors)));
-    }
-    if let Some(v) = nullable("quota") {
-        u.quota = Some(v.and_then(|v| parse_quota(v, &mut errors)));
-    }
-    if let Some(v) = nullable("metadata") {
-        u.metadata = Some(v.and_then(|v| parse_metadata(v, &mut errors)));
-    }
-    if let Some(v) = map.get("disabled") {
-        u.disabled = parse_disabled(v, &mut errors);
-    }
+    let u = parse_fields(map, now, &mut errors);
     if errors.is_empty() {
         Ok(u)
     } else {
         Err(Error::Validation(errors))
     }
+}
+
+/// Each field of `map` that a `PATCH` knows, by its rule; problems go to `errors` under their
+/// field. Fields it does not know are left to the caller (a `PATCH` and a roll know different
+/// sets).
+pub fn parse_fields(map: &Map<String, Value>, now: i64, errors: &mut FieldErrors) -> Update {
+    let mut u = Update::default();
+    if let Some(v) = map.get("name") {
+        u.name = parse_name(Some(v), errors);
+    }
+    match map.get("expires_at") {
+        None => {}
+        Some(Value::Null) => push(errors, "expires_at", "an expiry cannot be removed"),
+        Some(v) => match v.as_str().and_then(parse_time) {
+            Some(t) if t >= now + MIN_EXPIRY_LEAD_SECS => u.expires_at = Some(t),
+            Some(_) => push(
+                errors,
+                "expires_at",
+                &format!("must be at least {MIN_EXPIRY_LEAD_SECS} seconds in the future"),
+            ),
+            None => push(errors, "expires_at", "must be an RFC 3339 date-time"),
+        },
+    }
+    let nullable = |k: &str| map.get(k).map(|v| (!v.is_null()).then_some(v));
+    if let Some(v) = nullable("allowed_ips") {
+        u.allowed_ips = Some(v.and_then(|v| parse_allowed_ips(v, errors)));
+    }
+    if let Some(v) = nullable("quota") {
+        u.quota = Some(v.and_then(|v| parse_quota(v, errors)));
+    }
+    if let Some(v) = nullable("metadata") {
+        u.metadata = Some(v.and_then(|v| parse_metadata(v, errors)));
+    }
+    if let Some(v) = map.get("disabled") {
+        u.disabled = parse_disabled(v, errors);
+    }
+    u
 }
 
 /// A `PATCH` body as bytes: a JSON object (see [`parse_update`]).

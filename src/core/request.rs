@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::error::{Error, FieldErrors};
 pub use super::fields::{parse_name, parse_object, push, MAX_NAME_CHARS, MIN_EXPIRY_LEAD_SECS};
 use super::permission::{PERMISSIONS, WILDCARD};
-use super::policy::{parse_create_policy, POLICY_FIELDS};
+use super::policy::{parse_create_policy, parse_fields, Update, POLICY_FIELDS};
 use super::ratelimit::{RateLimit, MAX_RATE_REQUESTS, MAX_RATE_WINDOW_SECS};
 use super::record::NewKey;
 use super::route::{is_workspace_id, MAX_WORKSPACE_LEN};
@@ -273,31 +273,50 @@ pub(super) fn parse_permissions(
     Some(dedup(items))
 }
 
-/// Validates a roll body: `{"grace_seconds": 0..604800}`, default 0; an empty body is `{}`.
-pub fn parse_roll(body: &[u8]) -> Result<u64, Error> {
+/// Fields of a roll body besides the policies ([`POLICY_FIELDS`]).
+const GRACE_FIELD: &str = "grace_seconds";
+
+/// A validated roll body.
+#[derive(Debug, Default, PartialEq)]
+pub struct Roll {
+    /// How long the old key stays valid (0: revoked now).
+    pub grace_seconds: u64,
+    /// The new key's policies where they differ from the old key's (docs/CONTRACT.md section
+    /// 13): applied by the same rules as a `PATCH`, so only the admin widens.
+    pub policy: Update,
+}
+
+/// Validates a roll body: `{"grace_seconds": 0..604800}` (default 0) and any of the policy
+/// fields (`allowed_ips`, `quota`, `disabled`, `metadata`; `null` removes one); an empty body
+/// is `{}`.
+pub fn parse_roll(body: &[u8], now: i64) -> Result<Roll, Error> {
     let map = parse_object(body)?;
     let mut errors = FieldErrors::new();
     for k in map.keys() {
-        if k != "grace_seconds" {
+        if k != GRACE_FIELD && !POLICY_FIELDS.contains(&k.as_str()) {
             push(&mut errors, k, "unknown field");
         }
     }
-    let grace = match map.get("grace_seconds") {
+    let grace_seconds = match map.get(GRACE_FIELD) {
         None | Some(Value::Null) => 0,
         Some(v) => match v.as_u64() {
             Some(g) if g <= MAX_GRACE_SECS => g,
             _ => {
                 push(
                     &mut errors,
-                    "grace_seconds",
+                    GRACE_FIELD,
                     &format!("must be an integer from 0 to {MAX_GRACE_SECS}"),
                 );
                 0
             }
         },
     };
+    let policy = parse_fields(&map, now, &mut errors);
     if errors.is_empty() {
-        Ok(grace)
+        Ok(Roll {
+            grace_seconds,
+            policy,
+        })
     } else {
         Err(Error::Validation(errors))
     }
@@ -452,12 +471,40 @@ mod tests {
 
     #[test]
     fn roll_bodies() {
-        assert_eq!(parse_roll(b""), Ok(0));
-        assert_eq!(parse_roll(b"{}"), Ok(0));
-        assert_eq!(parse_roll(br#"{"grace_seconds":3600}"#), Ok(3600));
-        assert!(parse_roll(br#"{"grace_seconds":604801}"#).is_err());
-        assert!(parse_roll(br#"{"grace_seconds":-1}"#).is_err());
-        assert!(parse_roll(br#"{"grace":1}"#).is_err());
+        let grace = |b: &[u8]| parse_roll(b, NOW).map(|r| r.grace_seconds);
+        assert_eq!(grace(b""), Ok(0));
+        assert_eq!(grace(b"{}"), Ok(0));
+        assert_eq!(grace(br#"{"grace_seconds":3600}"#), Ok(3600));
+        assert!(grace(br#"{"grace_seconds":604801}"#).is_err());
+        assert!(grace(br#"{"grace_seconds":-1}"#).is_err());
+        assert!(grace(br#"{"grace":1}"#).is_err());
+        // Policies may be set on the new key; name and expiry are not a roll's to change.
+        let r = parse_roll(
+            br#"{"grace_seconds":60,"allowed_ips":["10.0.0.0/8"],"quota":null,"metadata":{"a":1}}"#,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(r.grace_seconds, 60);
+        assert_eq!(
+            r.policy.allowed_ips,
+            Some(Some(vec!["10.0.0.0/8".to_owned()]))
+        );
+        assert_eq!(r.policy.quota, Some(None));
+        assert!(r.policy.metadata.is_some());
+        assert_eq!(r.policy.disabled, None);
+        for bad in [
+            &br#"{"name":"x"}"#[..],
+            br#"{"expires_at":"2099-01-01T00:00:00Z"}"#,
+            br#"{"allowed_ips":["nope"]}"#,
+            br#"{"quota":{"runs":0,"period":"day"}}"#,
+            br#"{"disabled":"yes"}"#,
+        ] {
+            assert!(
+                matches!(parse_roll(bad, NOW), Err(Error::Validation(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

@@ -99,7 +99,6 @@ pub async fn append(ctx: &Ctx, change: &Change) -> Result<(), Error> {
 }
 
 /// A user's audit trail, newest first: entries and the cursor of the next page.
-#[allow(dead_code)] // GET /v1/audit-events and the settings page call it once they are routed.
 pub async fn list(
     ctx: &Ctx,
     user_id: &str,

@@ -303,12 +303,19 @@ async fn roll(
     caller: &Caller<'_>,
     caller_expiry: Option<i64>,
 ) -> Result<Reply, Error> {
-    let grace = parse_roll(&read_body(req, MAX_JSON_BODY_BYTES).await?)?;
+    let roll = parse_roll(&read_body(req, MAX_JSON_BODY_BYTES).await?, ctx.now)?;
     let (hash, old) = load(ctx, id, caller).await?;
     let usage = key_client::usage(ctx, &old.id).await?;
     let old_expiry = usage.expires_at;
     access::live_target(&old, usage.revoked, old_expiry, ctx.now, "rolled")?;
-    let mut new = access::rolled(&old, old_expiry);
+    // The new key's policies: the old key's, changed by the body's by a PATCH's rules (only the
+    // admin widens), with the suspension the old key's object holds as the starting point.
+    let mut base = old.clone();
+    base.policy.disabled = usage.disabled;
+    let admin = matches!(caller, Caller::Admin);
+    let by = access::disabled_by(caller);
+    let changed = apply_update(&base, old_expiry, roll.policy, admin, &by)?;
+    let mut new = access::rolled(&changed.record, old_expiry);
     // Rolling hands out a new plaintext: a key or a settings session may not obtain one wider
     // than itself that way.
     restrict(ctx, caller, caller_expiry, &mut new)?;
@@ -316,7 +323,7 @@ async fn roll(
     access::may_roll_key(live, ctx.config.max_keys_per_user)?;
     let (key, new_hash, new_record) = mint(ctx, new).await?;
     let mut rolled = old;
-    apply_roll_to_old(&mut rolled, grace, ctx.now);
+    apply_roll_to_old(&mut rolled, roll.grace_seconds, ctx.now);
     let committed = match (&rolled.revoked_at, rolled.expires_at_secs()) {
         (Some(at), _) => key_client::revoke(ctx, &rolled.id, at).await,
         (None, Some(t)) => key_client::expire(ctx, &rolled.id, t).await,
@@ -342,6 +349,8 @@ async fn roll(
         "new_key_id": new_record.id,
         "old_expires_at": rolled.expires_at,
         "old_revoked_at": rolled.revoked_at,
+        // The policies the new key got other than the old key's (empty when copied as they were).
+        "changed": changed.changed,
     }));
     // The roll has taken effect: a failure to record it is noted, not turned into an error
     // that would make the caller roll again.

@@ -19,7 +19,7 @@ use crate::core::names::{
 use crate::core::request::parse_list_query;
 use crate::core::session::{
     self, base64url, check_csrf, clear_cookie, cookie_value, hash_secret, is_local, link_token,
-    origin_of, read_cookie, session_body, set_cookie, StoredSession, SECRET_BYTES,
+    origin_of, read_cookie, session_body, set_cookie, Session, StoredSession, SECRET_BYTES,
 };
 use crate::core::settings::{Asset, Settings, PATH_OPEN, PATH_PAGE};
 use crate::core::time::format_time;
@@ -33,7 +33,9 @@ const APP_CSS: &str = include_str!("../../web/settings/app.css");
 const MAX_SESSION_BODY_BYTES: u64 = 64 * 1024;
 
 /// `POST /v1/settings-sessions` (admin): stores the session in its own object, named by the
-/// SHA-256 of a fresh link token, and answers the link (the only place the token appears).
+/// SHA-256 of a fresh link token, records the issue in the user's audit trail, and answers the
+/// link (the only place the token appears). If the record cannot be written the link is not
+/// handed out (503): a session nobody can open is harmless, an unrecorded one is not.
 pub async fn create(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
     let body = read_body(req, MAX_SESSION_BODY_BYTES).await?;
     let session = session::parse_create(&body, ctx.now)?;
@@ -45,6 +47,11 @@ pub async fn create(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
         csrf_token: base64url(&random::<SECRET_BYTES>()?),
     };
     session_object::create(ctx, &hash_secret(&token), &stored).await?;
+    audit::record(
+        ctx,
+        session_change(ChangeKind::SessionCreated, &stored.session),
+    )
+    .await?;
     let url = format!("{}{PATH_OPEN}?token={token}", origin_of(&req.inner().url()));
     let mut resp = json(
         201,
@@ -55,6 +62,21 @@ pub async fn create(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
     )?;
     let _ = resp.headers_mut().set(CACHE_CONTROL, "no-store");
     Ok(resp.into())
+}
+
+/// The audit entry of a session issued (by the admin) or opened (by its user): its ceiling and
+/// expiry, never the link token or the cookie.
+fn session_change(kind: ChangeKind, s: &Session) -> Change {
+    let actor = match kind {
+        ChangeKind::SessionCreated => Actor::Admin,
+        _ => Actor::Session(s.user_id.clone()),
+    };
+    Change::new(kind, actor, &s.user_id, None).with_details(serde_json::json!({
+        "expires_at": format_time(s.expires_at),
+        "workspaces": s.workspaces,
+        "permissions": s.permissions,
+        "max_expiry_days": s.max_expiry_days,
+    }))
 }
 
 /// A settings path. The page's files and the link need no session; the API needs the cookie,
@@ -141,18 +163,7 @@ async fn open(ctx: &Ctx, req: &Request, query: Option<&str>) -> Result<Reply, Er
     let secret = base64url(&random::<SECRET_BYTES>()?);
     let stored = session_object::open(ctx, &name, &hash_secret(&secret)).await?;
     let s = &stored.session;
-    let change = Change::new(
-        ChangeKind::SessionOpened,
-        Actor::Session(s.user_id.clone()),
-        &s.user_id,
-        None,
-    )
-    .with_details(serde_json::json!({
-        "expires_at": format_time(s.expires_at),
-        "workspaces": s.workspaces,
-        "permissions": s.permissions,
-        "max_expiry_days": s.max_expiry_days,
-    }));
+    let change = session_change(ChangeKind::SessionOpened, s);
     // The link is used up now: a failure to record the opening is noted, not turned into an
     // error that would leave the user without a session and without a link.
     let note = audit::record(ctx, change)

@@ -249,6 +249,23 @@ describe("section 14: webhooks through the queue", () => {
     assert.equal(rx.deliveries.filter((d) => d.id === ev.id).length, 1);
   });
 
+  it("a suspension and a resumption are published as key.updated with data.disabled; the trail says key.disabled / key.enabled", async () => {
+    const { summary } = await createKey(gw);
+    const patch = (disabled) => call(gw, "PATCH", `/v1/api-keys/${summary.id}`, { admin: true, body: { disabled } });
+    assert.equal((await patch(true)).status, 200);
+    assert.equal((await patch(false)).status, 200);
+    const updates = await until(() => {
+      const mine = [...rx.accepted.values()].filter((e) => e.data.key_id === summary.id && e.type === "key.updated");
+      return mine.length === 2 ? mine : null;
+    });
+    assert.ok(updates, "two key.updated events");
+    assert.deepEqual(updates.map((e) => e.data.disabled).sort(), [false, true]);
+    assert.ok(![...rx.accepted.values()].some((e) => e.data.key_id === summary.id && /abled$/.test(e.type)));
+    const trail = await call(gw, "GET", `/v1/audit-events?user_id=${summary.user_id}`, { admin: true });
+    const byId = new Map(trail.json.results.map((a) => [a.id, a.action]));
+    assert.deepEqual(updates.map((e) => byId.get(e.id)).sort(), ["key.disabled", "key.enabled"]);
+  });
+
   it("the Cron Trigger warns once of a key expiring in 3 days (key.expiring, 7 days) across two runs", async () => {
     const day = 86_400_000;
     const soon = await createKey(gw, { expires_at: new Date(Date.now() + 3 * day).toISOString() });
@@ -358,6 +375,13 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
       assert.ok(revoked.json.revoked_at);
       expectError(assert, await call(gw, "GET", "/v1/me", { key }), 401, "revoked_api_key");
       assert.match(await waitForLog(gw, /"cause":"audit_after_revoke"/), /"cause":"audit_after_revoke"/);
+      // Issuing a settings link is recorded first: unrecorded, no link is handed out.
+      const session = await call(gw, "POST", "/v1/settings-sessions", {
+        admin: true,
+        body: { user_id: user, email: "u@example.com", workspaces: ["ws1"], permissions: ["jobs:read"] },
+      });
+      expectError(assert, session, 503, "unavailable");
+      assert.ok(!session.text.includes("token="), "no link in the answer");
     } finally {
       await gw?.stop();
       rmSync(config, { force: true });

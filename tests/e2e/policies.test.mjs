@@ -430,3 +430,65 @@ describe("keys minting keys stay within the creator's policies", () => {
     assert.deepEqual(rolled.json.quota, { runs: 7, period: "day" });
   });
 });
+
+describe("a roll may set the new key's policies", () => {
+  const roll = (id, body, auth) => call(gw, "POST", `/v1/api-keys/${id}/roll`, { ...auth, body });
+
+  it("the admin sets allowed_ips, quota, metadata and disabled on the new key; the old key keeps its own", async () => {
+    const old = await createKey(gw, { permissions: ["jobs:read", "jobs:run"], allowed_ips: ["10.0.0.0/8"], metadata: { team: "a" } });
+    const r = await roll(old.summary.id, {
+      grace_seconds: 300,
+      allowed_ips: ["198.51.100.0/24"],
+      quota: { runs: 4, period: "month" },
+      metadata: { team: "b" },
+    }, { admin: true });
+    assert.equal(r.status, 201, r.text);
+    assert.deepEqual(r.json.allowed_ips, ["198.51.100.0/24"]);
+    assert.deepEqual(r.json.quota, { runs: 4, period: "month" });
+    assert.deepEqual(r.json.metadata, { team: "b" });
+    assert.equal(r.json.disabled, false);
+    // The new key obeys its own list; the old one, in its grace period, still its own.
+    expectError(assert, await call(gw, "GET", JOBS, { key: r.json.key, headers: from("10.1.2.3") }), 403, "ip_not_allowed");
+    assert.equal((await call(gw, "GET", JOBS, { key: r.json.key, headers: from("198.51.100.7") })).status, 200);
+    assert.equal((await call(gw, "GET", JOBS, { key: old.key, headers: from("10.1.2.3") })).status, 200);
+    assert.deepEqual((await get(old.summary.id)).allowed_ips, ["10.0.0.0/8"]);
+    // null removes a policy; the roll's audit entry names what it set.
+    const again = await roll(r.json.id, { allowed_ips: null, disabled: true }, { admin: true });
+    assert.equal(again.status, 201, again.text);
+    assert.equal(again.json.allowed_ips, null);
+    assert.equal(again.json.disabled, true);
+    expectError(assert, await call(gw, "GET", JOBS, { key: again.json.key }), 401, "disabled_api_key");
+    const rolled = (await auditEntries(gw, old.summary.user_id, r.json.id)).find((a) => a.action === "key.rolled");
+    assert.deepEqual(rolled.details.changed, { allowed_ips: null, disabled: true });
+  });
+
+  it("a key may only narrow them: a widening roll is 403 and changes nothing; a narrowing one holds", async () => {
+    const user = `roll-${randomBytes(3).toString("hex")}`;
+    const manager = await createKey(gw, { user_id: user, email: "r@example.com", permissions: ["api_keys:write", "api_keys:read", "jobs:run"] });
+    const target = await createKey(gw, {
+      user_id: user,
+      email: "r@example.com",
+      permissions: ["jobs:run"],
+      allowed_ips: ["10.0.0.0/8"],
+      quota: { runs: 10, period: "day" },
+    });
+    const asKey = (body) => roll(target.summary.id, body, { key: manager.key });
+    const before = (await call(gw, "GET", `/v1/api-keys?user_id=${user}`, { admin: true })).json.results.length;
+    for (const body of [{ allowed_ips: ["0.0.0.0/0"] }, { allowed_ips: null }, { quota: { runs: 11, period: "day" } }, { quota: null }]) {
+      expectError(assert, await asKey(body), 403, "permission_denied");
+    }
+    for (const body of [{ name: "renamed" }, { expires_at: "2099-01-01T00:00:00Z" }, { quota: { runs: 0, period: "day" } }]) {
+      expectError(assert, await asKey(body), 400, "validation_error");
+    }
+    const after = (await call(gw, "GET", `/v1/api-keys?user_id=${user}`, { admin: true })).json.results;
+    assert.equal(after.length, before, "no key was made by a refused roll");
+    assert.ok(after.every((k) => k.revoked_at === null), "and none revoked");
+    assert.equal((await call(gw, "POST", RUN, { key: target.key, headers: from("10.0.0.1"), body: {} })).status, 201);
+    const narrowed = await asKey({ allowed_ips: ["10.9.0.0/16"], quota: { runs: 2, period: "day" } });
+    assert.equal(narrowed.status, 201, narrowed.text);
+    assert.deepEqual(narrowed.json.allowed_ips, ["10.9.0.0/16"]);
+    assert.deepEqual(narrowed.json.quota, { runs: 2, period: "day" });
+    expectError(assert, await call(gw, "POST", RUN, { key: narrowed.json.key, headers: from("10.0.0.1"), body: {} }), 403, "ip_not_allowed");
+    expectError(assert, await call(gw, "POST", RUN, { key: target.key, headers: from("10.0.0.1"), body: {} }), 401, "revoked_api_key");
+  });
+});

@@ -491,6 +491,14 @@ describe("the settings API: the API's rules with the session's ceiling", () => {
     assert.equal(r.status, 200, r.text);
     assert.ok(Array.isArray(r.json.results));
     assert.ok("next_cursor" in r.json);
+    // Issued by the admin, then opened by the user: both in the trail, newest first.
+    const mine = r.json.results.filter((e) => e.action.startsWith("settings_session."));
+    assert.deepEqual(mine.slice(0, 2).map((e) => [e.action, e.actor.type]), [
+      ["settings_session.opened", "settings_session"],
+      ["settings_session.created", "admin"],
+    ]);
+    assert.deepEqual(mine[1].details.workspaces, s.body.workspaces);
+    assert.ok(!JSON.stringify(mine).includes("token"), "no link token in the trail");
     // Until the trail's storage is merged, audit::record logs each entry; either way the
     // opening must be there, with the session's user as actor.
     const opened = (e) =>

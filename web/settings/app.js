@@ -34,6 +34,7 @@
     "key.expiring": "Key expiring soon",
     "key.expired": "Key expired",
     "quota.exhausted": "Quota used up",
+    "settings_session.created": "Settings link issued",
     "settings_session.opened": "Settings opened",
   };
 
