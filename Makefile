@@ -1,4 +1,5 @@
-# keygate's front door. `make dev` runs the gateway locally with an example origin;
+# keygate's front door. `make dev` runs the gateway locally with an example origin
+# (`make dev SCHEDULED=1` also serves wrangler's /__scheduled, to run the Cron Trigger by hand);
 # `make test` runs every test. Both install what they need first (scripts/setup.sh, idempotent;
 # see docs/TOOLCHAIN.md). `make check` is the fast loop while working.
 .PHONY: dev test check setup build size latency bench cpu soak fuzz profile screenshots

@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
 /** Folders whose every tracked file the layout must list (what a reader needs a map of). */
-const CHECKED_ROOTS = ["src/", "tests/", "bench/", "scripts/", "examples/", "api/", "docs/"];
+const CHECKED_ROOTS = ["src/", "tests/", "bench/", "scripts/", "examples/", "api/", "docs/", "web/"];
 const README = "README.md";
 const HEADING = /^##\s+Layout\s*$/;
 

@@ -317,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn statuses_match_the_spec() {
+    fn statuses_match_the_contract() {
         assert_eq!(Error::MissingApiKey.status(), 401);
         assert_eq!(Error::WorkspaceForbidden.status(), 403);
         assert_eq!(Error::RateLimited { retry_after: 3 }.status(), 429);

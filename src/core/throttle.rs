@@ -51,8 +51,11 @@ pub fn counts_as_failure(e: &Error) -> bool {
             | Error::RevokedApiKey
             | Error::ExpiredApiKey
             | Error::InvalidAdminToken
-            // A settings link or cookie that reached the session's object and was refused: a
-            // guess costs an object call, so guessing is throttled like a key's.
+            // Settings: every refused link token (a missing or malformed one too, refused
+            // before any object call: like a malformed key, it is still a guess) and a
+            // well-formed cookie that the session's object refused (a guess that costs an
+            // object call). Guessing is throttled like a key's. No cookie or a malformed one
+            // is `MissingSession` and an ended session `SessionExpired`: neither counts.
             | Error::LinkExpired
             | Error::RefusedSession
             | Error::InvalidSignature

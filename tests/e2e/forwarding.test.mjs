@@ -312,7 +312,7 @@ describe("section 7: forwarding to the origin", () => {
 });
 
 describe("section 10: logs", () => {
-  it("one JSON line per request with the fields of the spec", async () => {
+  it("one JSON line per request with the fields of contract section 10", async () => {
     const { key, summary } = await createKey(gw);
     const rid = `log-${randomBytes(4).toString("hex")}`;
     await call(gw, "GET", "/developers/workspaces/ws1/jobs/", { key, headers: { "x-request-id": rid } });

@@ -284,7 +284,7 @@ export function crc32(str) {
   return (crc ^ 0xffffffff) >>> 0;
 }
 
-/** Asserts the SPEC section 3 error shape and returns the body. */
+/** Asserts the error shape of docs/CONTRACT.md section 3 and returns the body. */
 export function expectError(assert, r, status, code) {
   assert.equal(r.status, status, `expected ${status} ${code}, got ${r.status}: ${r.text}`);
   assert.equal(r.headers.get("content-type"), "application/json");

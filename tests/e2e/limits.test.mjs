@@ -1,4 +1,4 @@
-// SPEC sections 2 (first and last rows), 6 and 8 through `wrangler dev`: per-key rate limits in
+// docs/CONTRACT.md sections 2 (first and last rows), 6 and 8 through `wrangler dev`: per-key rate limits in
 // the key's Durable Object, failed-attempt throttling per client IP, and the idempotent
 // job-trigger route.
 
@@ -37,7 +37,7 @@ after(async () => {
 
 const runsOf = (path) => gw.origin.requests.filter((r) => r.url === path).length;
 
-describe("SPEC section 8: per-key rate limits", () => {
+describe("contract section 8: per-key rate limits", () => {
   it("5 requests / 60 s: 1-5 pass with RateLimit-Remaining 4,3,2,1,0; the 6th is 429 with Retry-After", async () => {
     const { key } = await createKey(gw, { rate_limit: { requests: 5, window_seconds: 60 } });
     const remaining = [];
@@ -111,7 +111,7 @@ describe("SPEC section 8: per-key rate limits", () => {
   });
 });
 
-describe("SPEC section 2, first row: failed attempts per client IP", () => {
+describe("contract section 2, first row: failed attempts per client IP", () => {
   it("40 bad keys from one IP: 401 for the first 30, then 429; another IP with a valid key is unaffected", async () => {
     await inOneFailureWindow();
     const attacker = randomClientIp();
@@ -155,7 +155,7 @@ describe("SPEC section 2, first row: failed attempts per client IP", () => {
   });
 });
 
-describe("SPEC section 6: idempotent job trigger", () => {
+describe("contract section 6: idempotent job trigger", () => {
   const runPath = (job) => `/developers/workspaces/ws1/jobs/${job}/run/`;
 
   it("a retry with the same Idempotency-Key replays the first answer; the job runs once", async () => {
@@ -247,9 +247,9 @@ describe("SPEC section 6: idempotent job trigger", () => {
     assert.equal(runsOf(path), 2);
   });
 
-  it("a trigger with an Idempotency-Key counts every attempt and refuses in SPEC order", async () => {
+  it("a trigger with an Idempotency-Key counts every attempt and refuses in the contract's order", async () => {
     // The trigger folds its count into the object call that opens the record; attempts refused
-    // before that call must still count, and the rows must still apply in SPEC section 2 order.
+    // before that call must still count, and the rows must still apply in the order of contract section 2.
     const { key } = await createKey(gw, { permissions: ["jobs:run"], rate_limit: { requests: 3, window_seconds: 3600 } });
     const job = `job-${randomBytes(4).toString("hex")}`;
     const idem = () => `idem-${randomBytes(6).toString("hex")}`;
@@ -280,7 +280,7 @@ describe("SPEC section 6: idempotent job trigger", () => {
   });
 });
 
-describe("SPEC section 8: state survives a restart", () => {
+describe("contract section 8: state survives a restart", () => {
   it("rate-limit state and idempotency records survive a wrangler dev restart on the same local state", async () => {
     const { key } = await createKey(gw, { permissions: ["jobs:run", "jobs:read"], rate_limit: { requests: 3, window_seconds: 3600 } });
     const idem = `idem-${randomBytes(6).toString("hex")}`;

@@ -1,5 +1,6 @@
-// Failures of configuration and of the origin: each gives the SPEC's answer, never a
-// pass-through and never an internal error string, and the gateway keeps serving.
+// Failures of configuration and of the origin: each gives the answer of docs/CONTRACT.md
+// (sections 7 and 9), never a pass-through and never an internal error string, and the gateway
+// keeps serving.
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";

@@ -548,6 +548,30 @@ describe("guessing", () => {
   });
 });
 
+describe("guessing without a storage read", () => {
+  it("a missing or malformed link token counts (410 for 30, then 429); a malformed cookie does not", async () => {
+    await inOneFailureWindow();
+    const ip = randomClientIp();
+    // Malformed cookies first, from a client with no failures yet: none of them counts, so
+    // all 35 (more than the limit of 30) stay 401.
+    for (const cookie of ["kg_settings=x", "kg_settings=abc.def", `kg_settings=${"g".repeat(64)}.${"a".repeat(43)}`, "other=1"]) {
+      for (let i = 0; i < 9; i++) {
+        const r = await call(gw, "GET", "/settings/api/session", { headers: { "cf-connecting-ip": ip, cookie } });
+        expectError(assert, r, 401, "missing_session");
+      }
+    }
+    // Then links that never reach a session's object: no token, an empty one, a short one.
+    const paths = ["/settings/open", "/settings/open?token=", "/settings/open?token=short"];
+    const codes = [];
+    for (let i = 0; i < 31; i++) {
+      const r = await call(gw, "GET", paths[i % paths.length], { headers: { "cf-connecting-ip": ip } });
+      codes.push(r.json.code);
+    }
+    assert.deepEqual(new Set(codes.slice(0, 30)), new Set(["link_expired"]));
+    assert.equal(codes[30], "too_many_failed_attempts");
+  });
+});
+
 describe("fail closed", () => {
   it("without the SETTINGS_SESSIONS binding: 503 unavailable to open, use or create a session, no internals, no cookie", async () => {
     const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
