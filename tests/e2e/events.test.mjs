@@ -3,14 +3,14 @@
 // way and checked here with node:crypto, and the Cron Trigger's expiry warnings.
 
 import assert from "node:assert/strict";
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, generateKeyPairSync, randomBytes, sign, timingSafeEqual } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { ROOT, call, createKey, expectError, noInternals, startGateway, waitForLog } from "./harness.mjs";
+import { ROOT, call, createKey, expectError, noInternals, sha256hex, startGateway, waitForLog } from "./harness.mjs";
 
 /** Polls `fn` until it returns a truthy value or `ms` pass; returns the last value. */
 async function until(fn, ms = 15_000, step = 100) {
@@ -204,17 +204,53 @@ async function startReceiver(secret, failFirst) {
   return rx;
 }
 
+/** A GitHub secret scanning key pair made here, published to the gateway (leaks.test.mjs). */
+const SCANNING_KEY_ID = "events-test-key";
+const scanning = generateKeyPairSync("ec", { namedCurve: "P-256" });
+const SCANNING_KEYS = JSON.stringify({
+  public_keys: [
+    { key_identifier: SCANNING_KEY_ID, key: scanning.publicKey.export({ type: "spki", format: "pem" }), is_current: true },
+  ],
+});
+
 describe("section 14: webhooks through the queue", () => {
   let gw, rx;
   const secret = `whsec_${randomBytes(32).toString("base64")}`;
   before(async () => {
     rx = await startReceiver(secret, 2);
     gw = await startGateway({
-      vars: { WEBHOOK_URL: rx.url, WEBHOOK_RETRY_BASE_SECONDS: "1" },
+      vars: { WEBHOOK_URL: rx.url, WEBHOOK_RETRY_BASE_SECONDS: "1", SECRET_SCANNING_KEYS: SCANNING_KEYS },
       secrets: { WEBHOOK_SECRET: secret },
       testScheduled: true,
     });
   });
+
+  /**
+   * The one accepted event of `type` about `keyId`, once a second has passed for any copy to
+   * follow: delivered exactly once (one webhook-id, one delivery, validly signed), and no
+   * delivery about the key holds `key` or its hash.
+   */
+  async function deliveredOnce(type, keyId, key) {
+    const of = () => [...rx.accepted.values()].filter((e) => e.type === type && e.data.key_id === keyId);
+    assert.ok(await until(() => of().length), `no ${type} for ${keyId}; accepted: ${[...rx.accepted.values()].map((e) => e.type)}`);
+    await new Promise((r) => setTimeout(r, 1000));
+    const events = of();
+    assert.equal(events.length, 1, `one ${type} event`);
+    const [event] = events;
+    const copies = rx.deliveries.filter((d) => d.id === event.id);
+    assert.equal(copies.length, 1, `${type} delivered once`);
+    assert.ok(copies[0].valid && copies[0].fresh);
+    for (const d of rx.deliveries.filter((d) => d.body.includes(keyId))) {
+      assert.ok(!d.body.includes(key) && !d.body.includes(sha256hex(key)), "no key or hash in an event");
+      assert.ok(!d.body.includes(key.slice(key.indexOf("_") + 1, -8)), "no key body in an event");
+    }
+    return event;
+  }
+
+  const cronRun = async () => {
+    const r = await fetch(`${gw.url}/__scheduled?cron=${encodeURIComponent("0 * * * *")}`);
+    assert.equal(r.status, 200, await r.text());
+  };
   after(async () => {
     await gw?.stop();
     await rx?.close();
@@ -298,6 +334,67 @@ describe("section 14: webhooks through the queue", () => {
       ["key.expiring", "key.created"],
     );
     assert.equal(trail.json.results[0].id, warning.id);
+  });
+
+  it("a rename (PATCH) is published once as key.updated, with the key id and no key", async () => {
+    const { key, summary } = await createKey(gw);
+    const r = await call(gw, "PATCH", `/v1/api-keys/${summary.id}`, { admin: true, body: { name: "renamed" } });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.name, "renamed");
+    const ev = await deliveredOnce("key.updated", summary.id, key);
+    assert.equal(ev.data.user_id, summary.user_id);
+    assert.deepEqual(ev.data.actor, { type: "admin" });
+  });
+
+  it("the run that uses up a quota publishes quota.exhausted once (actor system), and refusals after it none", async () => {
+    const { key, summary } = await createKey(gw, { quota: { runs: 1, period: "month" }, permissions: ["jobs:run"] });
+    const run = () => call(gw, "POST", "/developers/workspaces/ws1/jobs/j1/run/", { key, body: {} });
+    assert.equal((await run()).status, 201);
+    expectError(assert, await run(), 429, "quota_exceeded");
+    const ev = await deliveredOnce("quota.exhausted", summary.id, key);
+    assert.equal(ev.data.user_id, summary.user_id);
+    assert.deepEqual(ev.data.actor, { type: "system" });
+  });
+
+  it("a signed leak report publishes key.leaked once, with the URL and source, and no key", async () => {
+    const { key, summary } = await createKey(gw);
+    const url = "https://github.com/octo/repo/blob/main/leak.py";
+    const body = JSON.stringify([{ token: key, type: "keygate_api_key", url, source: "content" }]);
+    const r = await call(gw, "POST", "/v1/leaks", {
+      body,
+      headers: {
+        "content-type": "application/json",
+        "github-public-key-identifier": SCANNING_KEY_ID,
+        "github-public-key-signature": sign("sha256", Buffer.from(body), scanning.privateKey).toString("base64"),
+      },
+    });
+    assert.equal(r.status, 200, r.status);
+    assert.equal(r.json[0].label, "true_positive");
+    const ev = await deliveredOnce("key.leaked", summary.id, key);
+    assert.equal(ev.data.url, url);
+    assert.equal(ev.data.source, "content");
+    assert.deepEqual(ev.data.actor, { type: "leak_report", url });
+  });
+
+  it("the Cron Trigger publishes key.expired once for a key whose expiry passed (a roll's 1 s grace), across two runs", async () => {
+    // A created key must expire at least 60 s ahead; a roll with grace shortens the old key's
+    // expiry to the grace's end, which is the contract's own way to a key that expires now.
+    const { key, summary } = await createKey(gw);
+    const rolled = await call(gw, "POST", `/v1/api-keys/${summary.id}/roll`, { admin: true, body: { grace_seconds: 1 } });
+    assert.equal(rolled.status, 201, rolled.status);
+    const old = await call(gw, "GET", `/v1/api-keys/${summary.id}`, { admin: true });
+    const expiresAt = Date.parse(old.json.expires_at);
+    assert.ok(expiresAt - Date.now() <= 2000, `the old key expires at ${old.json.expires_at}`);
+    await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now()) + 1100));
+    expectError(assert, await call(gw, "GET", "/v1/me", { key }), 401, "expired_api_key");
+    await cronRun();
+    await cronRun();
+    const ev = await deliveredOnce("key.expired", summary.id, key);
+    assert.deepEqual(ev.data.actor, { type: "system" });
+    assert.equal(ev.data.user_id, summary.user_id);
+    assert.equal(ev.data.expires_at, old.json.expires_at);
+    // The new key expires never: no notice about it.
+    assert.equal([...rx.accepted.values()].filter((e) => e.data.key_id === rolled.json.id && e.type.startsWith("key.exp")).length, 0);
   });
 });
 

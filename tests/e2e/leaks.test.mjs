@@ -4,9 +4,12 @@
 
 import assert from "node:assert/strict";
 import { generateKeyPairSync, sign } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, noInternals, startGateway, unissuedKey } from "./harness.mjs";
+import { ROOT, call, createKey, expectError, noInternals, rawCall, startGateway, unissuedKey } from "./harness.mjs";
 
 const current = generateKeyPairSync("ec", { namedCurve: "P-256" });
 const other = generateKeyPairSync("ec", { namedCurve: "P-256" });
@@ -25,18 +28,25 @@ after(async () => {
 /** GitHub's signature: base64 of the DER ECDSA P-256 / SHA-256 signature of the raw body. */
 const signature = (body, pair = current) => sign("sha256", Buffer.from(body), pair.privateKey).toString("base64");
 
-function report(body, { id = KEY_ID, sig = signature(body) } = {}) {
+function report(body, { id = KEY_ID, sig = signature(body), to = gw } = {}) {
   const headers = { "content-type": "application/json" };
   if (id !== null) headers["github-public-key-identifier"] = id;
   if (sig !== null) headers["github-public-key-signature"] = sig;
-  return call(gw, "POST", "/v1/leaks", { body, headers });
+  return call(to, "POST", "/v1/leaks", { body, headers });
 }
 
 const match = (token, url = "https://github.com/octo/repo/blob/main/config.py") =>
   ({ token, type: "keygate_api_key", url, source: "content" });
 
-async function works(key) {
-  return (await call(gw, "GET", "/v1/me", { key })).status;
+async function works(key, to = gw) {
+  return (await call(to, "GET", "/v1/me", { key })).status;
+}
+
+/** Whether the user's trail holds a `key.leaked` entry. */
+async function leakRecorded(to, userId) {
+  const trail = await call(to, "GET", `/v1/audit-events?user_id=${userId}`, { admin: true });
+  assert.equal(trail.status, 200, trail.text);
+  return trail.json.results.some((e) => e.action === "key.leaked");
 }
 
 describe("section 14: leak reports", () => {
@@ -121,5 +131,88 @@ describe("section 14: leak reports", () => {
     const many = JSON.stringify(Array.from({ length: 101 }, () => match(unissuedKey())));
     expectError(assert, await report(many), 400, "validation_error");
     expectError(assert, await call(gw, "GET", "/v1/leaks"), 405, "method_not_allowed");
+  });
+
+  it("a signed report over 256 KiB is 413 payload_too_large, declared or streamed, nothing revoked; 256 KiB exactly is read", async () => {
+    const LIMIT = 256 * 1024;
+    const { key, summary } = await createKey(gw);
+    const base = JSON.stringify([match(key)]);
+    // JSON allows trailing whitespace: the same report padded to a given size, validly signed.
+    const padded = (size) => base + " ".repeat(size - Buffer.byteLength(base));
+    const over = padded(LIMIT + 1);
+    const headers = {
+      "content-type": "application/json",
+      "github-public-key-identifier": KEY_ID,
+      "github-public-key-signature": signature(over),
+    };
+    // Declared by Content-Length, and streamed (chunked, no length) so that only reading counts.
+    const declared = await report(over);
+    expectError(assert, declared, 413, "payload_too_large");
+    noInternals(assert, declared);
+    const streamed = await rawCall(gw, "POST", "/v1/leaks", headers, over);
+    assert.equal(streamed.status, 413, streamed.text);
+    assert.equal(streamed.json?.code, "payload_too_large", streamed.text);
+    assert.equal(await works(key), 200, "the key still works");
+    assert.equal(await leakRecorded(gw, summary.user_id), false);
+    // The limit itself is inside: the same report at exactly 256 KiB revokes the key.
+    const at = await report(padded(LIMIT));
+    assert.equal(at.status, 200, at.text);
+    assert.equal(at.json[0].label, "true_positive");
+    assert.equal(await works(key), 401);
+  });
+});
+
+/** wrangler.toml without the local `SECRET_SCANNING_KEYS` line, in a file of its own. */
+function configWithoutScanningKeys() {
+  const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+  const line = 'SECRET_SCANNING_KEYS = ""\n';
+  assert.ok(full.includes(line), "wrangler.toml sets SECRET_SCANNING_KEYS");
+  // The first occurrence is the local [vars]; the production section keeps its own.
+  const path = join(ROOT, `.test-wrangler-no-scanning-keys-${process.pid}.toml`);
+  writeFileSync(path, full.replace(line, ""));
+  return path;
+}
+
+describe("section 14: leak reports without GitHub's keys", () => {
+  it("SECRET_SCANNING_KEYS empty, absent or unreadable: a validly signed report is 401 invalid_signature, nothing revoked", async () => {
+    // Signed by the very key pair the gateway above trusts: if any of these configurations
+    // failed open, the key would be revoked.
+    const persist = mkdtempSync(join(tmpdir(), "keygate-leaks-nokeys-"));
+    const config = configWithoutScanningKeys();
+    let g;
+    try {
+      g = await startGateway({ persist }); // wrangler.toml's own value: ""
+      const { key, summary } = await createKey(g);
+      const body = JSON.stringify([match(key)]);
+      const unreadable = { public_keys: [{ key_identifier: KEY_ID, key: "not a PEM", is_current: true }] };
+      const configurations = [
+        ["empty", async () => {}],
+        ["not JSON", async () => {
+          g.vars.SECRET_SCANNING_KEYS = "{not json";
+          await g.restart();
+        }],
+        ["a key that does not parse", async () => {
+          g.vars.SECRET_SCANNING_KEYS = JSON.stringify(unreadable);
+          await g.restart();
+        }],
+        ["absent", async () => {
+          await g.stop();
+          g = await startGateway({ persist, config });
+        }],
+      ];
+      for (const [name, configure] of configurations) {
+        await configure();
+        const r = await report(body, { to: g });
+        expectError(assert, r, 401, "invalid_signature");
+        noInternals(assert, r);
+        assert.equal(await works(key, g), 200, `${name}: the key still works`);
+      }
+      assert.equal(await leakRecorded(g, summary.user_id), false);
+      g.issuedKeys.push(key); // checked absent from this gateway's log too
+    } finally {
+      await g?.stop();
+      rmSync(config, { force: true });
+      rmSync(persist, { recursive: true, force: true });
+    }
   });
 });

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 
 import { startOrigin } from "../../examples/origin.mjs";
-import { call, createKey, expectError, freePort, ROOT, startGateway, unissuedKey, waitForLog, noInternals } from "./harness.mjs";
+import { call, crc32, createKey, expectError, freePort, ROOT, startGateway, unissuedKey, waitForLog, noInternals } from "./harness.mjs";
 
 const started = [];
 after(async () => {
@@ -77,6 +77,74 @@ describe("bad configuration", () => {
     assert.equal(reports.length, 1, gw.log().slice(-2000));
     assert.match(reports[0], /ORIGIN_URL/);
     assert.ok(!/panicked/.test(gw.log()));
+  });
+});
+
+describe("section 9: KEY_PREFIX", () => {
+  it("keys are issued and accepted with a non-default prefix (hint and checksum follow it); a kg_ key, even one issued before, is malformed", async () => {
+    const gw = await gateway();
+    const { key: before } = await createKey(gw);
+    assert.equal((await call(gw, "GET", "/v1/me", { key: before })).status, 200);
+    // Same local KV and objects, now with another prefix.
+    gw.vars.KEY_PREFIX = "acme2";
+    await gw.restart();
+    const { key, summary } = await createKey(gw);
+    assert.match(key, /^acme2_[0-9a-f]{64}[0-9a-f]{8}$/);
+    assert.equal(key.slice(-8), crc32(key.slice(0, -8)).toString(16).padStart(8, "0"), "the checksum covers the prefix");
+    assert.equal(summary.hint, key.slice(0, "acme2_".length + 6));
+    const me = await call(gw, "GET", "/v1/me", { key });
+    assert.equal(me.status, 200, me.text);
+    assert.equal(me.json.key.id, summary.id);
+    // The default prefix is now just a wrong prefix: refused by shape, before any storage read.
+    expectError(assert, await call(gw, "GET", "/v1/me", { key: before }), 401, "malformed_api_key");
+    expectError(assert, await call(gw, "GET", "/v1/me", { key: unissuedKey("kg") }), 401, "malformed_api_key");
+    // A never-issued key of the new shape passes the shape check and is looked up.
+    expectError(assert, await call(gw, "GET", "/v1/me", { key: unissuedKey("acme2") }), 401, "invalid_api_key");
+  });
+});
+
+describe("section 9: vars out of range", () => {
+  it("LEASE_MS, KV_CACHE_TTL, DEFAULT_RATE_LIMIT, MAX_KEYS_PER_USER out of range: 503 unavailable, one config_error naming the var, nothing forwarded", async () => {
+    const gw = await gateway();
+    const good = { ...gw.vars };
+    const { key } = await createKey(gw);
+    const bad = [
+      ["LEASE_MS", "5001"],
+      ["LEASE_MS", "-1"],
+      ["KV_CACHE_TTL", "29"],
+      ["DEFAULT_RATE_LIMIT", "600"],
+      ["DEFAULT_RATE_LIMIT", "0/60"],
+      ["MAX_KEYS_PER_USER", "0"],
+      ["MAX_KEYS_PER_USER", "1001"],
+    ];
+    for (const [name, value] of bad) {
+      gw.vars = { ...good, [name]: value };
+      const logFrom = gw.log().length;
+      await gw.restart();
+      const what = `${name}=${value}`;
+      for (const [m, p, opts] of [
+        ["GET", "/healthz", {}],
+        ["GET", "/v1/me", { key }],
+        ["GET", "/developers/workspaces/ws1/jobs/", { key }],
+        ["POST", "/v1/api-keys", { admin: true, body: { user_id: "u", name: "n", workspaces: ["ws1"], permissions: ["*"] } }],
+      ]) {
+        const r = await call(gw, m, p, opts);
+        assert.equal(r.status, 503, `${what}: ${m} ${p}: ${r.status}`);
+        expectError(assert, r, 503, "unavailable");
+        noInternals(assert, r);
+        assert.ok(!r.text.includes(name), `${what}: the answer does not name the var`);
+      }
+      await waitForLog(gw, new RegExp(`config_error[^\\n]*${name}`));
+      await new Promise((res) => setTimeout(res, 200));
+      const reports = gw.log().slice(logFrom).split("\n").filter((l) => l.includes("config_error"));
+      assert.equal(reports.length, 1, `${what}: one config_error line`);
+      assert.match(reports[0], new RegExp(name), what);
+    }
+    assert.equal(gw.origin.requests.length, 0, "nothing reached the origin");
+    // Put right, the same state serves again: it was the configuration, not the data.
+    gw.vars = good;
+    await gw.restart();
+    assert.equal((await call(gw, "GET", "/v1/me", { key })).status, 200);
   });
 });
 

@@ -11,7 +11,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { ROOT, call, createKey, expectError, inOneFailureWindow, noInternals, randomClientIp, startGateway } from "./harness.mjs";
+import { ROOT, call, createKey, expectError, inOneFailureWindow, noInternals, randomClientIp, rawCall, startGateway } from "./harness.mjs";
 
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -217,6 +217,41 @@ describe("GET /settings/open: the link", () => {
     assert.equal(s.session.expires_at, s.expires_at);
     // Neither the link's token nor the cookie's secret is the other.
     assert.ok(!s.cookie.includes(s.token));
+  });
+
+  it("the cookie is Secure when the gateway is reached by another name than localhost or 127.0.0.1, and so is its clearing", async () => {
+    // The gateway decides from the request's own URL, whose host is the Host header: a name
+    // other than this machine's (here only a header; the connection is still to 127.0.0.1).
+    const attrsOf = (setCookie) => setCookie.split(";").map((a) => a.trim());
+    const isSecure = (setCookie) => attrsOf(setCookie).some((a) => /^secure$/i.test(a));
+    for (const [host, secure] of [
+      [`keygate.example.com:${gw.port}`, true],
+      ["keygate.example.com", true],
+      [`localhost:${gw.port}`, false],
+    ]) {
+      const s = await createSession();
+      const open = await rawCall(gw, "GET", `/settings/open?token=${s.token}`, { host });
+      assert.equal(open.status, 303, `${host}: ${open.status}`);
+      const setCookie = open.headers.get("set-cookie");
+      assert.ok(setCookie, `${host}: a cookie`);
+      const cookie = setCookie.split(";")[0];
+      secrets.push(cookie.slice(cookie.indexOf("=") + 1));
+      assert.equal(isSecure(setCookie), secure, `${host}: Secure ${secure}`);
+      assert.ok(attrsOf(setCookie).includes("HttpOnly") && attrsOf(setCookie).includes("SameSite=Strict"));
+      // Sign-out under the same name clears the cookie with the same attributes.
+      const me = await api("GET", "/settings/api/session", { cookie });
+      assert.equal(me.status, 200, `${host}: session ${me.status}`);
+      secrets.push(me.json.csrf_token);
+      const end = await rawCall(gw, "POST", "/settings/api/session/end", {
+        host,
+        cookie,
+        "x-csrf-token": me.json.csrf_token,
+      });
+      assert.equal(end.status, 200, `${host}: sign-out ${end.status}`);
+      const cleared = end.headers.get("set-cookie");
+      assert.match(cleared, /^kg_settings=; /);
+      assert.equal(isSecure(cleared), secure, `${host}: clearing Secure ${secure}`);
+    }
   });
 });
 
