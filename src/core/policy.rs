@@ -315,6 +315,41 @@ pub fn apply_update(
     })
 }
 
+/// Sets `record`'s suspension to what the key's object holds (what requests obey; the record's
+/// copy may lag behind it, by KV's propagation or a record write that failed). When the object
+/// says suspended and the record does not say by whom, the suspension is taken as the admin's:
+/// only the admin may then lift it (fail closed: a key or a settings session must not lift a
+/// suspension it cannot see was its own).
+pub fn with_object_suspension(record: &mut KeyRecord, object_disabled: bool) {
+    if object_disabled {
+        if !record.policy.disabled || record.policy.disabled_by.is_none() {
+            record.policy.disabled_by = Some(DISABLED_BY_ADMIN.to_owned());
+        }
+    } else {
+        record.policy.disabled_by = None;
+    }
+    record.policy.disabled = object_disabled;
+}
+
+/// The policies in which `new` differs from `old`, with their new values (a roll's audit
+/// details): what the new key really got, after the body and the no-escalation rules.
+pub fn policy_changes(old: &Policy, new: &Policy) -> Map<String, Value> {
+    let mut m = Map::new();
+    if new.allowed_ips != old.allowed_ips {
+        m.insert("allowed_ips".into(), serde_json::json!(new.allowed_ips));
+    }
+    if new.quota != old.quota {
+        m.insert("quota".into(), serde_json::json!(new.quota));
+    }
+    if new.disabled != old.disabled {
+        m.insert("disabled".into(), Value::from(new.disabled));
+    }
+    if new.metadata != old.metadata {
+        m.insert("metadata".into(), serde_json::json!(new.metadata));
+    }
+    m
+}
+
 /// The policy half of the no-escalation rule: a key minted by a key is no wider than its
 /// creator. An omitted `allowed_ips` or `quota` inherits the creator's; a given one must lie
 /// within it. (A period other than the creator's could never be compared, so it is refused.)
@@ -383,6 +418,53 @@ mod tests {
             Error::Validation(f) => f,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_suspension_the_record_does_not_show_yet_is_the_admins() {
+        // The object says suspended, the record (lagging) does not: only the admin lifts it.
+        let mut r = record(&["ws1"], &["jobs:read"], None);
+        with_object_suspension(&mut r, true);
+        assert!(r.policy.disabled);
+        assert_eq!(r.policy.disabled_by.as_deref(), Some(DISABLED_BY_ADMIN));
+        let key = record(&["ws1"], &["jobs:read"], None);
+        let lift = Update {
+            disabled: Some(false),
+            ..Update::default()
+        };
+        assert!(matches!(
+            apply(&r, None, lift.clone(), &Who::Key(&key)),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(matches!(
+            apply(&r, None, lift.clone(), &Who::Session),
+            Err(Error::PermissionDenied(_))
+        ));
+        assert!(apply(&r, None, lift, &Who::Admin).is_ok());
+        // A suspension the record shows as a key's stays that key's.
+        let mut by_key = record(&["ws1"], &["jobs:read"], None);
+        by_key.policy.disabled = true;
+        by_key.policy.disabled_by = Some("key_other".into());
+        with_object_suspension(&mut by_key, true);
+        assert_eq!(by_key.policy.disabled_by.as_deref(), Some("key_other"));
+        // Resumed in the object: resumed, by nobody.
+        with_object_suspension(&mut by_key, false);
+        assert!(!by_key.policy.disabled && by_key.policy.disabled_by.is_none());
+    }
+
+    #[test]
+    fn policy_changes_name_only_what_differs() {
+        let old = record(&["ws1"], &["jobs:read"], None).policy;
+        assert!(policy_changes(&old, &old).is_empty());
+        let mut new = old.clone();
+        new.allowed_ips = Some(vec!["10.0.0.0/8".into()]);
+        new.disabled = true;
+        let c = policy_changes(&old, &new);
+        assert_eq!(
+            c.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["allowed_ips", "disabled"]
+        );
+        assert_eq!(c["disabled"], Value::Bool(true));
     }
 
     #[test]

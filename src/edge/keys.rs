@@ -14,7 +14,7 @@ use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
 };
 use crate::core::names::CACHE_CONTROL;
-use crate::core::policy::{apply_update, parse_patch};
+use crate::core::policy::{apply_update, parse_patch, policy_changes, with_object_suspension};
 use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey};
 use crate::core::request::{parse_create, parse_list_query, parse_roll};
 use crate::core::route::Route;
@@ -243,7 +243,7 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     let usage = key_client::usage(ctx, &target.id).await?;
     access::live_target(&target, usage.revoked, usage.expires_at, ctx.now, "changed")?;
     // The object's flag is what requests obey; the record's copy may lag behind it.
-    target.policy.disabled = usage.disabled;
+    with_object_suspension(&mut target, usage.disabled);
     let expiry_before = target.expires_at.clone();
     let admin = matches!(caller, Caller::Admin);
     let by = access::disabled_by(caller);
@@ -311,11 +311,11 @@ async fn roll(
     // The new key's policies: the old key's, changed by the body's by a PATCH's rules (only the
     // admin widens), with the suspension the old key's object holds as the starting point.
     let mut base = old.clone();
-    base.policy.disabled = usage.disabled;
+    with_object_suspension(&mut base, usage.disabled);
     let admin = matches!(caller, Caller::Admin);
     let by = access::disabled_by(caller);
-    let changed = apply_update(&base, old_expiry, roll.policy, admin, &by)?;
-    let mut new = access::rolled(&changed.record, old_expiry);
+    let applied = apply_update(&base, old_expiry, roll.policy, admin, &by)?;
+    let mut new = access::rolled(&applied.record, old_expiry);
     // Rolling hands out a new plaintext: a key or a settings session may not obtain one wider
     // than itself that way.
     restrict(ctx, caller, caller_expiry, &mut new)?;
@@ -349,12 +349,32 @@ async fn roll(
         "new_key_id": new_record.id,
         "old_expires_at": rolled.expires_at,
         "old_revoked_at": rolled.revoked_at,
-        // The policies the new key got other than the old key's (empty when copied as they were).
-        "changed": changed.changed,
+        // The policies the new key got other than the old key's (empty when copied as they
+        // were), after the body and the no-escalation rules.
+        "changed": policy_changes(&base.policy, &new_record.policy),
     }));
+    // A roll that suspends or resumes is also that change of the new key, published as the
+    // `key.updated` a PATCH would have made (docs/CONTRACT.md section 14).
+    let suspension = (new_record.policy.disabled != base.policy.disabled).then(|| {
+        let kind = if new_record.policy.disabled {
+            ChangeKind::Disabled
+        } else {
+            ChangeKind::Enabled
+        };
+        Change::new(
+            kind,
+            audit::actor(caller),
+            &new_record.user_id,
+            Some(&new_record.id),
+        )
+    });
     // The roll has taken effect: a failure to record it is noted, not turned into an error
     // that would make the caller roll again.
-    let note = match audit::record(ctx, change).await {
+    let mut recorded = audit::record(ctx, change).await;
+    if let Some(change) = suspension {
+        recorded = recorded.and(audit::record(ctx, change).await);
+    }
+    let note = match recorded {
         Ok(()) => note,
         Err(_) => note.or(Some("audit_after_roll")),
     };

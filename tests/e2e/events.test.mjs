@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { ROOT, call, createKey, expectError, noInternals, sha256hex, startGateway, waitForLog } from "./harness.mjs";
+import { ROOT, awayFromEdge, call, createKey, expectError, noInternals, sha256hex, startGateway, waitForLog } from "./harness.mjs";
 
 /** Polls `fn` until it returns a truthy value or `ms` pass; returns the last value. */
 async function until(fn, ms = 15_000, step = 100) {
@@ -347,7 +347,8 @@ describe("section 14: webhooks through the queue", () => {
   });
 
   it("the run that uses up a quota publishes quota.exhausted once (actor system), and refusals after it none", async () => {
-    const { key, summary } = await createKey(gw, { quota: { runs: 1, period: "month" }, permissions: ["jobs:run"] });
+    await awayFromEdge(86_400_000, 15_000); // both triggers in one UTC day
+    const { key, summary } = await createKey(gw, { quota: { runs: 1, period: "day" }, permissions: ["jobs:run"] });
     const run = () => call(gw, "POST", "/developers/workspaces/ws1/jobs/j1/run/", { key, body: {} });
     assert.equal((await run()).status, 201);
     expectError(assert, await run(), 429, "quota_exceeded");
@@ -479,6 +480,8 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
       });
       expectError(assert, session, 503, "unavailable");
       assert.ok(!session.text.includes("token="), "no link in the answer");
+      const because = /"path":"\/v1\/settings-sessions".*"cause":"audit_log"/;
+      assert.match(await waitForLog(gw, because), because);
     } finally {
       await gw?.stop();
       rmSync(config, { force: true });

@@ -2,9 +2,9 @@
 // under `wrangler dev` (workerd) with fresh local KV state, secrets made at test time, and the
 // worker's whole log captured for the secret-hygiene checks.
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -102,6 +102,30 @@ export async function startGateway({ vars = {}, secrets = {}, originUrl, handle,
   return gw;
 }
 
+/** Whether this process has brought the Worker's build up to date (once per test file). */
+let built = false;
+let configs = 0;
+
+/**
+ * The config `wrangler dev` runs with: `source` (wrangler.toml unless a test gives its own)
+ * without its `[build]` table, written beside it (relative paths stay right) and removed when
+ * the gateway stops. With a custom build, wrangler dev runs it once more when its file watcher
+ * becomes ready and then restarts workerd under the tests already running: requests in flight
+ * fail with "worker restarted mid-request", and the restarted workerd can find its port still
+ * held. So the harness builds once itself (`scripts/build.sh`, a no-op when nothing changed)
+ * and the gateway never rebuilds.
+ */
+function withoutCustomBuild(source) {
+  if (!built) {
+    execFileSync("bash", [join(ROOT, "scripts", "build.sh")], { stdio: ["ignore", "ignore", "inherit"] });
+    built = true;
+  }
+  const toml = readFileSync(source, "utf8").replace(/^\[build\]\n(?:(?!\[).*\n)*/m, "");
+  const path = join(ROOT, `.test-wrangler-run-${process.pid}-${++configs}.toml`);
+  writeFileSync(path, toml);
+  return path;
+}
+
 async function launch(gw) {
   gw.port = await freePort();
   const inspector = await freePort();
@@ -116,7 +140,8 @@ async function launch(gw) {
     "--show-interactive-dev-session=false",
     "--log-level", "log",
   ];
-  if (gw.config) args.push("--config", gw.config);
+  gw.runConfig = withoutCustomBuild(gw.config ?? join(ROOT, "wrangler.toml"));
+  args.push("--config", gw.runConfig);
   if (gw.testScheduled) args.push("--test-scheduled");
   for (const [k, v] of Object.entries(gw.vars)) args.push("--var", `${k}:${v}`);
   const proc = spawn(WRANGLER, args, {
@@ -131,6 +156,7 @@ async function launch(gw) {
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) {
+      rmSync(gw.runConfig, { force: true });
       throw new Error(`wrangler dev exited with ${proc.exitCode}:\n${gw.output.slice(-3000)}`);
     }
     try {
@@ -147,7 +173,11 @@ async function launch(gw) {
 }
 
 async function stopProc(gw) {
-  const p = gw.proc;
+  await endProc(gw.proc);
+  if (gw.runConfig) rmSync(gw.runConfig, { force: true });
+}
+
+async function endProc(p) {
   if (!p || p.exitCode !== null) return;
   const exited = new Promise((r) => p.once("exit", r));
   try {

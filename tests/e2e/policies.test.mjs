@@ -491,4 +491,24 @@ describe("a roll may set the new key's policies", () => {
     expectError(assert, await call(gw, "POST", RUN, { key: narrowed.json.key, headers: from("10.0.0.1"), body: {} }), 403, "ip_not_allowed");
     expectError(assert, await call(gw, "POST", RUN, { key: target.key, headers: from("10.0.0.1"), body: {} }), 401, "revoked_api_key");
   });
+
+  it("a key cannot lift the admin's suspension by rolling: 403; a plain roll keeps the new key suspended, the admin's", async () => {
+    const user = `rolloff-${randomBytes(3).toString("hex")}`;
+    const manager = await createKey(gw, { user_id: user, email: "o@example.com", permissions: ["api_keys:write", "api_keys:read"] });
+    const target = await createKey(gw, { user_id: user, email: "o@example.com", permissions: ["jobs:read"] });
+    assert.equal((await patch(target.summary.id, { disabled: true }, { admin: true })).status, 200);
+    expectError(assert, await roll(target.summary.id, { disabled: false }, { key: manager.key }), 403, "permission_denied");
+    expectError(assert, await call(gw, "GET", JOBS, { key: target.key }), 401, "disabled_api_key");
+    const plain = await roll(target.summary.id, {}, { key: manager.key });
+    assert.equal(plain.status, 201, plain.text);
+    assert.equal(plain.json.disabled, true);
+    expectError(assert, await call(gw, "GET", JOBS, { key: plain.json.key }), 401, "disabled_api_key");
+    expectError(assert, await patch(plain.json.id, { disabled: false }, { key: manager.key }), 403, "permission_denied");
+    // The admin's roll that resumes it is also the new key's key.enabled.
+    const resumed = await roll(plain.json.id, { disabled: false }, { admin: true });
+    assert.equal(resumed.status, 201, resumed.text);
+    assert.equal((await call(gw, "GET", JOBS, { key: resumed.json.key })).status, 200);
+    const actions = (await auditEntries(gw, user, resumed.json.id)).map((a) => a.action);
+    assert.ok(actions.includes("key.enabled"), JSON.stringify(actions));
+  });
 });
