@@ -494,7 +494,7 @@ describe("a roll may set the new key's policies", () => {
 
   it("a key cannot lift the admin's suspension by rolling: 403; a plain roll keeps the new key suspended, the admin's", async () => {
     const user = `rolloff-${randomBytes(3).toString("hex")}`;
-    const manager = await createKey(gw, { user_id: user, email: "o@example.com", permissions: ["api_keys:write", "api_keys:read"] });
+    const manager = await createKey(gw, { user_id: user, email: "o@example.com", permissions: ["api_keys:write", "api_keys:read", "jobs:read"] });
     const target = await createKey(gw, { user_id: user, email: "o@example.com", permissions: ["jobs:read"] });
     assert.equal((await patch(target.summary.id, { disabled: true }, { admin: true })).status, 200);
     expectError(assert, await roll(target.summary.id, { disabled: false }, { key: manager.key }), 403, "permission_denied");
