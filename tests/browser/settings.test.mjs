@@ -112,7 +112,9 @@ test("the link opens the page once: a cookie, a redirect without the secret, a s
   await page.waitForSelector("#app:not([hidden])");
   assert.equal(await page.textContent("#who"), DEMO_SESSION.email);
   assert.equal(await page.getAttribute("#back", "href"), DEMO_SESSION.return_url);
-  assert.equal(await page.isVisible("#keys-empty"), true, "a new user has no keys yet");
+  // The page shows itself, then lists the keys: wait for the list's answer, not the frame.
+  await page.waitForSelector("#keys-empty", { state: "visible" });
+  assert.equal(await page.locator("#keys-body tr").count(), 0, "a new user has no keys yet");
 
   // The ceiling decides the choices: its permissions and workspaces only, no free text; no
   // preset beyond max_expiry_days and no "never".
@@ -250,14 +252,14 @@ test("more keys and more activity than one page: Show more keys and Load more fo
   await p.waitForFunction((n) => document.querySelectorAll("#keys-body tr").length === n, total);
   assert.equal(await p.isVisible("#keys-more"), false, "no more keys to show");
 
-  // 21 creations and 2 openings: one page of activity, then the rest.
+  // 21 creations, and 2 sessions each issued and opened: one page of activity, then the rest.
   await p.waitForSelector("#audit li");
   assert.equal(await p.locator("#audit li").count(), PAGE);
   await p.click("#audit-more");
-  await p.waitForFunction((n) => document.querySelectorAll("#audit li").length === n, total + 2);
+  await p.waitForFunction((n) => document.querySelectorAll("#audit li").length === n, total + 4);
   assert.equal(await p.isVisible("#audit-more"), false);
   const last = await p.locator("#audit li").last().textContent();
-  assert.match(last, /Settings opened/, "the oldest entry is the first session's opening");
+  assert.match(last, /Settings link issued/, "the oldest entry is the first session's issue");
   assertCleanConsole(p);
   await ctx.close();
 });
