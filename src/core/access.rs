@@ -30,7 +30,7 @@ use super::permission::{within, PERM_KEYS_READ, PERM_KEYS_WRITE};
 use super::policy::restrict_policy_to_creator;
 use super::quota::RunVerdict;
 use super::ratelimit::{Decision, RateLimit};
-use super::record::{KeyRecord, NewKey, DISABLED_BY_ADMIN};
+use super::record::{KeyRecord, NewKey, DISABLED_BY_ADMIN, DISABLED_BY_SESSION};
 use super::route::Route;
 use super::session::Session;
 use super::time::earliest;
@@ -336,7 +336,7 @@ pub fn disabled_by(caller: &Caller<'_>) -> String {
     match caller {
         Caller::Admin => DISABLED_BY_ADMIN.to_owned(),
         Caller::Key(k) => k.id.clone(),
-        Caller::Session(_) => "settings_session".to_owned(),
+        Caller::Session(_) => DISABLED_BY_SESSION.to_owned(),
     }
 }
 
@@ -481,7 +481,7 @@ pub fn may_add_key(live_keys: u64, max: u64) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::record::tests::{record, DEFAULT, NOW};
+    use crate::core::record::tests::{new_key, record, DEFAULT, NOW};
     use crate::core::route::resolve;
     use crate::core::time::format_time;
 
@@ -814,17 +814,11 @@ mod tests {
 
     fn minted() -> NewKey {
         NewKey {
-            user_id: "u".into(),
-            email: None,
-            name: "n".into(),
-            workspaces: vec!["a".into()],
-            permissions: vec!["jobs:read".into()],
-            expires_at: None,
             rate_limit: RateLimit {
                 requests: 10,
                 window_seconds: 60,
             },
-            policy: Default::default(),
+            ..new_key(&["a"], &["jobs:read"], None)
         }
     }
 

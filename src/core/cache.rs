@@ -56,24 +56,10 @@ impl RecordCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::ratelimit::RateLimit;
-    use crate::core::record::NewKey;
+    use crate::core::record::tests::new_key;
 
     fn rec(id: &str) -> KeyRecord {
-        NewKey {
-            user_id: "u".into(),
-            email: None,
-            name: "n".into(),
-            workspaces: vec!["*".into()],
-            permissions: vec!["*".into()],
-            expires_at: None,
-            rate_limit: RateLimit {
-                requests: 1,
-                window_seconds: 1,
-            },
-            policy: Default::default(),
-        }
-        .into_record(id.into(), "kg_000000".into(), 0)
+        new_key(&["*"], &["*"], None).into_record(id.into(), "kg_000000".into(), 0)
     }
 
     #[test]

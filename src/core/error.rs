@@ -295,8 +295,17 @@ impl std::fmt::Display for Error {
 impl std::error::Error for Error {}
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::*;
+
+    /// The field errors of a validation error (the body parsers' unit tests read them); any
+    /// other error fails the test.
+    pub fn fields(e: Error) -> FieldErrors {
+        match e {
+            Error::Validation(f) => f,
+            other => panic!("not a validation error: {other:?}"),
+        }
+    }
 
     #[test]
     fn body_has_detail_code_and_request_id() {

@@ -52,6 +52,15 @@ impl ChangeKind {
         }
     }
 
+    /// The change of a key's suspension to `disabled` (a PATCH or a roll's new key).
+    pub fn suspension(disabled: bool) -> Self {
+        if disabled {
+            ChangeKind::Disabled
+        } else {
+            ChangeKind::Enabled
+        }
+    }
+
     /// The webhook event type. A suspension or resumption is a change of one field of the key,
     /// so it is published as `key.updated` (with `disabled` in its data): a receiver that
     /// follows a key's changes through `key.updated` sees it. The audit trail keeps the more

@@ -382,8 +382,10 @@ pub fn restrict_policy_to_creator(creator: &KeyRecord, new: &mut NewKey) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::error::tests::fields;
     use crate::core::quota::Period;
-    use crate::core::record::tests::{record, NOW};
+    use crate::core::record::tests::{new_key, record, NOW};
+    use crate::core::record::DISABLED_BY_SESSION;
 
     /// Who edits, as the glue names it (`access::disabled_by` spells the same three).
     enum Who<'a> {
@@ -401,7 +403,7 @@ mod tests {
         let (admin, by) = match who {
             Who::Admin => (true, DISABLED_BY_ADMIN.to_owned()),
             Who::Key(k) => (false, k.id.clone()),
-            Who::Session => (false, "settings_session".to_owned()),
+            Who::Session => (false, DISABLED_BY_SESSION.to_owned()),
         };
         apply_update(target, object_expiry, u, admin, &by)
     }
@@ -410,13 +412,6 @@ mod tests {
         match serde_json::from_str(json).unwrap() {
             Value::Object(m) => m,
             _ => panic!("not an object"),
-        }
-    }
-
-    fn fields(e: Error) -> FieldErrors {
-        match e {
-            Error::Validation(f) => f,
-            other => panic!("{other:?}"),
         }
     }
 
@@ -629,7 +624,7 @@ mod tests {
         let off = apply(&target, None, patch(r#"{"disabled":true}"#), &session).unwrap();
         assert_eq!(
             off.record.policy.disabled_by.as_deref(),
-            Some("settings_session")
+            Some(DISABLED_BY_SESSION)
         );
     }
 
@@ -688,16 +683,7 @@ mod tests {
     }
 
     fn child() -> NewKey {
-        NewKey {
-            user_id: "u".into(),
-            email: None,
-            name: "n".into(),
-            workspaces: vec!["*".into()],
-            permissions: vec!["*".into()],
-            expires_at: None,
-            rate_limit: crate::core::record::tests::DEFAULT,
-            policy: Policy::default(),
-        }
+        new_key(&["*"], &["*"], None)
     }
 
     #[test]

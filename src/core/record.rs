@@ -70,6 +70,8 @@ impl Policy {
 
 /// `disabled_by` of a suspension by the admin.
 pub const DISABLED_BY_ADMIN: &str = "admin";
+/// `disabled_by` of a suspension made in a settings session (section 11).
+pub const DISABLED_BY_SESSION: &str = "settings_session";
 
 /// The public view of a key (never the key or its hash).
 #[derive(Debug, Serialize)]
@@ -225,8 +227,9 @@ pub(crate) mod tests {
         window_seconds: 60,
     };
 
-    /// A record of user `u` for the unit tests of this module and of [`super::super::access`].
-    pub fn record(workspaces: &[&str], permissions: &[&str], expires: Option<i64>) -> KeyRecord {
+    /// A new key of user `u`, named `n`, with the default rate and no policies: the unit tests'
+    /// one fixture for keys (as a record: [`record`]).
+    pub fn new_key(workspaces: &[&str], permissions: &[&str], expires: Option<i64>) -> NewKey {
         NewKey {
             user_id: "u".into(),
             email: None,
@@ -237,7 +240,15 @@ pub(crate) mod tests {
             rate_limit: DEFAULT,
             policy: Policy::default(),
         }
-        .into_record("key_0000000000000000".into(), "kg_000000".into(), NOW)
+    }
+
+    /// A record of user `u` for the unit tests of this module and of [`super::super::access`].
+    pub fn record(workspaces: &[&str], permissions: &[&str], expires: Option<i64>) -> KeyRecord {
+        new_key(workspaces, permissions, expires).into_record(
+            "key_0000000000000000".into(),
+            "kg_000000".into(),
+            NOW,
+        )
     }
 
     #[test]

@@ -376,6 +376,7 @@ pub fn parse_list_query(query: Option<&str>) -> Result<ListQuery, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::error::tests::fields;
     use crate::core::time::format_time;
 
     const NOW: i64 = 1_800_000_000;
@@ -386,13 +387,6 @@ mod tests {
 
     fn create(body: &str) -> Result<NewKey, Error> {
         parse_create(body.as_bytes(), NOW, DEFAULT)
-    }
-
-    fn fields(e: Error) -> FieldErrors {
-        match e {
-            Error::Validation(f) => f,
-            other => panic!("not a validation error: {other:?}"),
-        }
     }
 
     #[test]

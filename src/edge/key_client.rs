@@ -13,7 +13,7 @@ use crate::core::keyop::{
 };
 use crate::core::keystate::Hit;
 use crate::core::names::KEY_STATE_BINDING;
-use crate::core::quota::RunVerdict;
+use crate::core::quota::{Quota, RunVerdict};
 use crate::core::record::KeyRecord;
 use crate::core::usage::Series;
 use crate::core::Error;
@@ -98,12 +98,13 @@ pub async fn set_disabled(ctx: &Ctx, key_id: &str, disabled: bool) -> Result<(),
     Ok(())
 }
 
-/// Counts a job trigger of a key with a quota (no `Idempotency-Key`): the verdict, and the
+/// Counts a job trigger of a key with `quota` (no `Idempotency-Key`): the verdict, and the
 /// run's count when the rate limit allowed it.
-pub async fn run(ctx: &Ctx, record: &KeyRecord) -> Result<(Hit, Option<RunVerdict>), Error> {
-    let Some(quota) = record.policy.quota else {
-        return Ok((hit(ctx, record, 1, 0).await?, None));
-    };
+pub async fn run(
+    ctx: &Ctx,
+    record: &KeyRecord,
+    quota: Quota,
+) -> Result<(Hit, Option<RunVerdict>), Error> {
     let rate_limit = record.rate_limit;
     let ran = call(ctx, &record.id, Run { rate_limit, quota }).await?;
     Ok((ran.hit, ran.run))

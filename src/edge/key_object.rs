@@ -189,10 +189,11 @@ impl KeyStateObject {
     async fn run(&self, q: Run) -> worker::Result<Ran> {
         let mut s = self.load().await?;
         let before = s.clone();
-        let hit = s.grant_as(q.rate_limit, 1, now_ms(), Count::Triggers);
+        let now = now_ms();
+        let hit = s.grant_as(q.rate_limit, 1, now, Count::Triggers);
         let run = match &hit {
             Hit::Counted { decision, .. } if decision.allowed => {
-                Some(s.take_run(&q.quota, (now_ms() / 1000) as i64))
+                Some(s.take_run(&q.quota, (now / 1000) as i64))
             }
             _ => None,
         };

@@ -14,7 +14,9 @@ use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
 };
 use crate::core::names::CACHE_CONTROL;
-use crate::core::policy::{apply_update, parse_patch, policy_changes, with_object_suspension};
+use crate::core::policy::{
+    apply_update, parse_patch, policy_changes, with_object_suspension, Applied, Update,
+};
 use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey};
 use crate::core::request::{parse_create, parse_list_query, parse_roll};
 use crate::core::route::Route;
@@ -245,9 +247,7 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     // The object's flag is what requests obey; the record's copy may lag behind it.
     with_object_suspension(&mut target, usage.disabled);
     let expiry_before = target.expires_at.clone();
-    let admin = matches!(caller, Caller::Admin);
-    let by = access::disabled_by(caller);
-    let applied = apply_update(&target, usage.expires_at, patch, admin, &by)?;
+    let applied = apply_by(caller, &target, usage.expires_at, patch)?;
     let record = applied.record;
     if record.expires_at != expiry_before {
         if let Some(t) = record.expires_at_secs() {
@@ -276,11 +276,7 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
         recorded = audit::record(ctx, change.with_details(updated.into())).await;
     }
     if let Some(disabled) = applied.disabled {
-        let kind = if disabled {
-            ChangeKind::Disabled
-        } else {
-            ChangeKind::Enabled
-        };
+        let kind = ChangeKind::suspension(disabled);
         let change = Change::new(kind, actor, &record.user_id, Some(&record.id));
         recorded = recorded.and(audit::record(ctx, change).await);
     }
@@ -312,9 +308,7 @@ async fn roll(
     // admin widens), with the suspension the old key's object holds as the starting point.
     let mut base = old.clone();
     with_object_suspension(&mut base, usage.disabled);
-    let admin = matches!(caller, Caller::Admin);
-    let by = access::disabled_by(caller);
-    let applied = apply_update(&base, old_expiry, roll.policy, admin, &by)?;
+    let applied = apply_by(caller, &base, old_expiry, roll.policy)?;
     let mut new = access::rolled(&applied.record, old_expiry);
     // Rolling hands out a new plaintext: a key or a settings session may not obtain one wider
     // than itself that way.
@@ -356,11 +350,7 @@ async fn roll(
     // A roll that suspends or resumes is also that change of the new key, published as the
     // `key.updated` a PATCH would have made (docs/CONTRACT.md section 14).
     let suspension = (new_record.policy.disabled != base.policy.disabled).then(|| {
-        let kind = if new_record.policy.disabled {
-            ChangeKind::Disabled
-        } else {
-            ChangeKind::Enabled
-        };
+        let kind = ChangeKind::suspension(new_record.policy.disabled);
         Change::new(
             kind,
             audit::actor(caller),
@@ -382,6 +372,24 @@ async fn roll(
         response: issued(&key, &new_record)?,
         note,
     })
+}
+
+/// [`apply_update`] for `caller`: the admin may widen; a key or a settings session only narrows,
+/// and a suspension it makes is recorded as its own ([`access::disabled_by`]).
+fn apply_by(
+    caller: &Caller<'_>,
+    target: &KeyRecord,
+    object_expiry: Option<i64>,
+    u: Update,
+) -> Result<Applied, Error> {
+    let admin = matches!(caller, Caller::Admin);
+    apply_update(
+        target,
+        object_expiry,
+        u,
+        admin,
+        &access::disabled_by(caller),
+    )
 }
 
 /// The no-escalation rule of a key caller, or the ceiling of a settings session (the admin

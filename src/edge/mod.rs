@@ -346,9 +346,10 @@ async fn key_request(
             out.decision = decision;
             return out.with(result);
         }
-        if fwd.job_run && record.policy.quota.is_some() {
+        if let (true, Some(quota)) = (fwd.job_run, record.policy.quota) {
             // A quota is exact: each trigger is counted by the key's object, not a lease.
-            let (decision, result) = proxy::quota_trigger(ctx, incoming, need, &record).await;
+            let (decision, result) =
+                proxy::quota_trigger(ctx, incoming, need, &record, quota).await;
             out.decision = decision;
             return out.with(result);
         }

@@ -35,7 +35,7 @@ use crate::core::names::{
     CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, IDEMPOTENCY_KEY, IDEMPOTENT_BODY_OMITTED,
     IDEMPOTENT_REPLAYED, JSON_TYPE, SIGNING_SECRET,
 };
-use crate::core::quota::RunVerdict;
+use crate::core::quota::{Quota, RunVerdict};
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::Forward;
@@ -144,14 +144,8 @@ fn prepare<'a>(
     workspace: Option<&'a str>,
     record: &'a KeyRecord,
 ) -> Result<Call<'a>, Error> {
-    let Incoming {
-        req,
-        method,
-        path,
-        query,
-    } = incoming;
-    check_query(query)?;
-    let declared = req.headers().get(CONTENT_LENGTH).ok().flatten();
+    check_query(incoming.query)?;
+    let declared = incoming.req.headers().get(CONTENT_LENGTH).ok().flatten();
     if body_too_large(declared.as_deref(), ctx.config.max_body_bytes) {
         return Err(Error::PayloadTooLarge);
     }
@@ -163,10 +157,10 @@ fn prepare<'a>(
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ctx.unavailable("signing_secret_missing"))?;
     Ok(Call {
-        method,
-        path_and_query: match query {
-            Some(q) => format!("{path}?{q}"),
-            None => path.to_owned(),
+        method: incoming.method,
+        path_and_query: match incoming.query {
+            Some(q) => format!("{}?{q}", incoming.path),
+            None => incoming.path.to_owned(),
         },
         workspace,
         record,
@@ -355,6 +349,7 @@ pub async fn quota_trigger(
     incoming: Incoming<'_>,
     need: &Need<'_>,
     record: &KeyRecord,
+    quota: Quota,
 ) -> (Option<Decision>, Result<Reply, Error>) {
     let client = ctx.client_addr();
     let early = access::authorize(record, need, client)
@@ -363,7 +358,7 @@ pub async fn quota_trigger(
         Ok(call) => call,
         Err(later) => return refused_early(ctx, need, record, later).await,
     };
-    let (verdict, run) = match key_client::run(ctx, record).await {
+    let (verdict, run) = match key_client::run(ctx, record, quota).await {
         Ok(answer) => answer,
         Err(e) => return (None, Err(e)),
     };

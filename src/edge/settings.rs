@@ -64,6 +64,12 @@ pub async fn create(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
     Ok(resp.into())
 }
 
+/// Whether the session cookie gets `Secure`: everywhere but on a local host, where `make dev`
+/// serves plain HTTP.
+fn secure_cookie(req: &Request) -> bool {
+    !is_local(origin_of(&req.inner().url()))
+}
+
 /// The audit entry of a session issued (by the admin) or opened (by its user): its ceiling and
 /// expiry, never the link token or the cookie.
 fn session_change(kind: ChangeKind, s: &Session) -> Change {
@@ -146,7 +152,7 @@ async fn end_session(
     cookie_hash: &str,
 ) -> Result<Reply, Error> {
     session_object::end(ctx, object, cookie_hash).await?;
-    let secure = !is_local(origin_of(&req.inner().url()));
+    let secure = secure_cookie(req);
     let mut response = json(200, &serde_json::json!({ "ended": true }))?;
     let _ = response
         .headers_mut()
@@ -170,7 +176,7 @@ async fn open(ctx: &Ctx, req: &Request, query: Option<&str>) -> Result<Reply, Er
         .await
         .err()
         .map(|_| "audit_after_open");
-    let secure = !is_local(origin_of(&req.inner().url()));
+    let secure = secure_cookie(req);
     let mut response = redirect(303, PATH_PAGE)?.response;
     let cookie = set_cookie(
         &cookie_value(&name, &secret),
