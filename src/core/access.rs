@@ -30,7 +30,7 @@ use super::permission::{within, PERM_KEYS_READ, PERM_KEYS_WRITE};
 use super::policy::restrict_policy_to_creator;
 use super::quota::RunVerdict;
 use super::ratelimit::{Decision, RateLimit};
-use super::record::{KeyRecord, NewKey, DISABLED_BY_ADMIN, DISABLED_BY_SESSION};
+use super::record::{KeyRecord, NewKey, Policy, DISABLED_BY_ADMIN, DISABLED_BY_SESSION};
 use super::route::Route;
 use super::session::Session;
 use super::time::earliest;
@@ -325,8 +325,12 @@ pub fn rolled(old: &KeyRecord, object_expiry: Option<i64>) -> NewKey {
         expires_at: earliest(old.expires_at_secs(), object_expiry),
         rate_limit: old.rate_limit,
         // Policies too, a suspension included (the new key's object is told before the key
-        // exists); `disabled_by` stays, so who may lift it does not change with a roll.
-        policy: old.policy.clone(),
+        // exists); `disabled_by` stays, so who may lift it does not change with a roll. A
+        // quota's runs go on counting where the old key's did (a roll never restarts a count).
+        policy: Policy {
+            quota_counter: old.policy.quota.map(|_| old.quota_counter().to_owned()),
+            ..old.policy.clone()
+        },
     }
 }
 
@@ -810,6 +814,29 @@ mod tests {
         assert_eq!(new.expires_at, Some(NOW + 50));
         assert_eq!(new.policy, old.policy);
         assert_eq!(rolled(&old, None).expires_at, Some(NOW + 100));
+    }
+
+    #[test]
+    fn rule_a_roll_goes_on_counting_a_quota_where_the_old_key_counted() {
+        // Finding 4 of the security review: a roll must not start the count at 0.
+        let mut old = record(&["a"], &["jobs:run"], None);
+        old.policy.quota = Some(crate::core::quota::Quota {
+            runs: 1,
+            period: crate::core::quota::Period::Day,
+        });
+        let new = rolled(&old, None);
+        assert_eq!(new.policy.quota_counter.as_deref(), Some(old.id.as_str()));
+        // And the roll of a roll, where the first key counted.
+        let mut second = old.clone();
+        second.id = "key_second".into();
+        second.policy.quota_counter = Some(old.id.clone());
+        assert_eq!(
+            rolled(&second, None).policy.quota_counter.as_deref(),
+            Some(old.id.as_str())
+        );
+        // No quota, no counter.
+        old.policy.quota = None;
+        assert_eq!(rolled(&old, None).policy.quota_counter, None);
     }
 
     fn minted() -> NewKey {

@@ -32,6 +32,92 @@ pub const SWEEP_AGAIN_MS: u64 = 1_000;
 /// Outbox events sent per attempt (the rest wait for the next alarm, which comes at once).
 pub const OUTBOX_PAGE: usize = 50;
 
+/// Prefix of the user's keys as the object counts them for the per-user cap (`MAX_KEYS_PER_USER`,
+/// docs/CONTRACT.md section 4): `k/<key id>` → the key's expiry (unix seconds, JSON; `null`
+/// for none). A revoked key's entry is removed; an expired one stops counting.
+pub const LIVE_KEY_PREFIX: &str = "k/";
+/// The day's count of changes made by the user's keys and settings sessions.
+pub const BUDGET_KEY: &str = "budget";
+/// Key changes (create, roll, revoke, `PATCH`) a user's keys and settings sessions may make in
+/// one UTC day; past it, 429 `too_many_changes` until the next day. Each change writes at most
+/// two audit entries, so with [`RETENTION_SECS`] this bounds a user's trail (and its outbox)
+/// whatever its keys do. The admin, leak reports and the Cron Trigger are not counted.
+pub const MAX_CHANGES_PER_USER_PER_DAY: u32 = 1_000;
+
+const DAY_SECS: i64 = 86_400;
+
+/// One user's count of changes today ([`MAX_CHANGES_PER_USER_PER_DAY`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeBudget {
+    /// The UTC day counted (its start, unix seconds).
+    pub day: i64,
+    pub used: u32,
+}
+
+impl ChangeBudget {
+    /// Takes one change at `now` (unix seconds), or refuses with the seconds to the next day.
+    pub fn take(&mut self, now: i64) -> Result<(), u64> {
+        let day = now.div_euclid(DAY_SECS) * DAY_SECS;
+        if self.day != day {
+            *self = ChangeBudget { day, used: 0 };
+        }
+        if self.used >= MAX_CHANGES_PER_USER_PER_DAY {
+            return Err((day + DAY_SECS - now).max(1) as u64);
+        }
+        self.used += 1;
+        Ok(())
+    }
+}
+
+/// How many of the counted keys (their expiries) are live at `now`.
+pub fn live_keys(expiries: impl IntoIterator<Item = Option<i64>>, now: i64) -> u64 {
+    expiries
+        .into_iter()
+        .filter(|e| e.is_none_or(|t| now < t))
+        .count() as u64
+}
+
+/// Whether one more key may be admitted under `max`: the user's live keys are the larger of
+/// the object's own count (exact: every create passes here one at a time) and the KV listing's
+/// (`listed`), which still covers keys made before the object counted them.
+pub fn admits(own: u64, listed: u64, max: u64) -> bool {
+    own.max(listed) < max
+}
+
+/// Worker → object: count key `key_id` (expiring at `expires_at`) among the user's keys if
+/// fewer than `max` are live at `now`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Admit {
+    pub key_id: String,
+    pub expires_at: Option<i64>,
+    pub listed: u64,
+    pub max: u64,
+    pub now: i64,
+}
+
+/// Worker → object: key `key_id` was revoked (`expires_at` `None`: no longer counted) or its
+/// expiry shortened to `expires_at`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Retire {
+    pub key_id: String,
+    pub expires_at: Option<i64>,
+}
+
+/// Object → Worker: whether the key was admitted (or a change allowed); `retry_after` with a
+/// change refused for today.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Admitted {
+    pub admitted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+/// Worker → object: take one of the day's changes at `now`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TakeChange {
+    pub now: i64,
+}
+
 /// The storage key of sequence number `seq`.
 pub fn entry_key(seq: u64) -> String {
     format!("{ENTRY_PREFIX}{:016x}", u64::MAX - seq)
@@ -116,6 +202,38 @@ pub struct Page {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_users_changes_are_bounded_per_utc_day() {
+        // Finding 12 of the security review.
+        let day = 2_000_000_000i64.div_euclid(DAY_SECS) * DAY_SECS;
+        let mut b = ChangeBudget::default();
+        for _ in 0..MAX_CHANGES_PER_USER_PER_DAY {
+            assert_eq!(b.take(day + 10), Ok(()));
+        }
+        assert_eq!(b.take(day + 100), Err((DAY_SECS - 100) as u64));
+        assert_eq!(b.take(day + DAY_SECS - 1), Err(1));
+        // The next day starts afresh.
+        assert_eq!(b.take(day + DAY_SECS), Ok(()));
+        assert_eq!(b.used, 1);
+    }
+
+    #[test]
+    fn the_cap_counts_live_keys_exactly_and_never_fewer_than_kv_lists() {
+        // Finding 14 of the security review.
+        let now = 1_000;
+        assert_eq!(
+            live_keys([None, Some(now + 1), Some(now), Some(now - 5)], now),
+            2
+        );
+        assert!(admits(2, 0, 3));
+        assert!(!admits(3, 0, 3), "the object's own count is exact");
+        assert!(
+            !admits(0, 3, 3),
+            "keys made before the object counted still count"
+        );
+        assert!(!admits(2, 3, 3));
+    }
 
     #[test]
     fn newer_entries_sort_first() {

@@ -56,6 +56,10 @@ pub enum Error {
     /// 429 `too_many_idempotency_keys`, with `Retry-After`: the key holds as many live
     /// idempotency records as it may; a new Idempotency-Key waits until some expire.
     TooManyIdempotencyKeys { retry_after: u64 },
+    /// 429 `too_many_changes`, with `Retry-After` to the next UTC day: a user's keys and
+    /// settings sessions made as many key changes today as a user may (each one is kept in
+    /// the user's audit trail, whose size this bounds).
+    TooManyChanges { retry_after: u64 },
     /// 502 `origin_unavailable`; the cause names what failed, for the log only.
     OriginUnavailable(&'static str),
     /// 504 `origin_timeout`.
@@ -104,7 +108,8 @@ impl Error {
             Error::TooManyFailedAttempts { .. }
             | Error::RateLimited { .. }
             | Error::QuotaExceeded { .. }
-            | Error::TooManyIdempotencyKeys { .. } => 429,
+            | Error::TooManyIdempotencyKeys { .. }
+            | Error::TooManyChanges { .. } => 429,
             Error::MissingApiKey
             | Error::MalformedApiKey
             | Error::InvalidApiKey
@@ -158,6 +163,7 @@ impl Error {
             Error::IdempotencyInProgress => "idempotency_in_progress",
             Error::KeyLimitReached => "key_limit_reached",
             Error::TooManyIdempotencyKeys { .. } => "too_many_idempotency_keys",
+            Error::TooManyChanges { .. } => "too_many_changes",
             Error::OriginUnavailable(_) => "origin_unavailable",
             Error::OriginTimeout => "origin_timeout",
             Error::Unavailable(_) => "unavailable",
@@ -212,6 +218,9 @@ impl Error {
                  accepted once older ones expire (see Retry-After). Known Idempotency-Keys and \
                  requests without one are not affected."
             }
+            Error::TooManyChanges { .. } => {
+                "This user's keys and settings sessions have made as many key changes today as                  a user may; retry tomorrow (see Retry-After), or ask the platform's admin."
+            }
             Error::OriginUnavailable(_) => "The upstream service could not be reached.",
             Error::OriginTimeout => "The upstream service did not answer in time.",
             Error::Unavailable(_) => "The gateway is temporarily unavailable; retry later.",
@@ -255,7 +264,8 @@ impl Error {
             Error::TooManyFailedAttempts { retry_after }
             | Error::RateLimited { retry_after }
             | Error::QuotaExceeded { retry_after }
-            | Error::TooManyIdempotencyKeys { retry_after } => Some((*retry_after).max(1)),
+            | Error::TooManyIdempotencyKeys { retry_after }
+            | Error::TooManyChanges { retry_after } => Some((*retry_after).max(1)),
             Error::IdempotencyInProgress => Some(1),
             _ => None,
         }

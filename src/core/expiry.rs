@@ -17,10 +17,15 @@ pub const SCAN_PAGE: u64 = 250;
 /// Pages per run: 10,000 keys an hour. A larger index is read on across runs from a stored
 /// cursor, so every key is still seen, once per `keys / 10,000` hours.
 pub const SCAN_PAGES_PER_RUN: usize = 40;
-/// A run stops after the page that reaches this many notices (each is one call to a user's
-/// object), so it makes fewer than `MAX_NOTICES_PER_RUN + SCAN_PAGE` object calls plus its
-/// KV reads: inside a Worker invocation's 1,000 subrequests.
-pub const MAX_NOTICES_PER_RUN: usize = 500;
+/// A run sends at most this many notices (each is one call to a user's object and one KV
+/// write that marks the index entry as sent), so with its page reads it stays inside a Worker
+/// invocation's 1,000 subrequests: `2 * 400 + MAX_FAILURES_PER_RUN + SCAN_PAGES_PER_RUN + 2`.
+/// A notice already sent (marked in the index) costs nothing and does not count.
+pub const MAX_NOTICES_PER_RUN: usize = 400;
+/// At most this many notices of one user in one run: one user's many short-lived keys cannot
+/// spend the run's budget before other users' keys are reached. The rest wait for the scan's
+/// next pass (the next run when the index fits in one run).
+pub const MAX_NOTICES_PER_USER_PER_RUN: usize = 20;
 
 /// A run stops after the page on which this many notices have failed (a user's object
 /// unavailable): one failing trail is skipped, not a reason to give up on everyone else's, but
@@ -31,10 +36,44 @@ pub const MAX_FAILURES_PER_RUN: usize = 10;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunTally {
     pub pages: usize,
-    /// Notices recorded.
+    /// Notices sent to a user's object (each one call; new or, rarely, a repeat it dropped).
     pub notices: usize,
     /// Notices whose recording failed (each was skipped; its dedup lets a later pass send it).
     pub failures: usize,
+    /// Of `notices`, those the user's object stored as new.
+    pub new_notices: usize,
+    /// Notices left for a later pass because their user's share of this run was spent.
+    pub deferred: usize,
+}
+
+impl RunTally {
+    /// Whether the run's call budget is spent: it stops before sending another notice, at
+    /// the start of the current page (notices sent there are marked, and skipped next time).
+    pub fn spent(&self) -> bool {
+        self.notices + self.failures >= MAX_NOTICES_PER_RUN
+    }
+}
+
+/// What the run does with one due notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Already sent (the index entry is marked with its dedup): no call.
+    Skip,
+    /// Its user's share of this run is spent: left for a later pass.
+    Defer,
+    Send,
+}
+
+/// The step for a due notice `dedup`, given the index entry's mark (the dedup of the last
+/// notice sent for it) and how many of its user's notices this run has sent.
+pub fn step(marked: Option<&str>, dedup: &str, sent_for_user: usize) -> Step {
+    if marked == Some(dedup) {
+        Step::Skip
+    } else if sent_for_user >= MAX_NOTICES_PER_USER_PER_RUN {
+        Step::Defer
+    } else {
+        Step::Send
+    }
 }
 
 /// What a run does after a page.
@@ -142,7 +181,35 @@ mod tests {
             pages,
             notices,
             failures,
+            new_notices: 0,
+            deferred: 0,
         }
+    }
+
+    #[test]
+    fn a_sent_notice_is_skipped_and_one_user_gets_a_bounded_share() {
+        // Finding 5 of the security review: old notices cost no call, and one user's many
+        // keys cannot spend the run.
+        let d = dedup("key_1", ChangeKind::Expired, 5);
+        assert_eq!(step(Some(&d), &d, 0), Step::Skip);
+        assert_eq!(step(Some(&d), &d, MAX_NOTICES_PER_USER_PER_RUN), Step::Skip);
+        assert_eq!(step(None, &d, 0), Step::Send);
+        // A mark of an earlier notice (the 7-day warning) does not skip the next one.
+        let seven = dedup("key_1", ChangeKind::Expiring { days: 7 }, 5);
+        assert_eq!(step(Some(&seven), &d, 0), Step::Send);
+        assert_eq!(step(None, &d, MAX_NOTICES_PER_USER_PER_RUN - 1), Step::Send);
+        assert_eq!(step(None, &d, MAX_NOTICES_PER_USER_PER_RUN), Step::Defer);
+    }
+
+    #[test]
+    fn the_budget_is_spent_by_calls_and_fits_the_subrequest_limit() {
+        assert!(!tally(1, MAX_NOTICES_PER_RUN - 1, 0).spent());
+        assert!(tally(1, MAX_NOTICES_PER_RUN, 0).spent());
+        assert!(tally(1, MAX_NOTICES_PER_RUN - 3, 3).spent());
+        // Each notice: one object call and one KV write; plus page reads, failures and the
+        // cursor's read and write.
+        let worst = 2 * MAX_NOTICES_PER_RUN + MAX_FAILURES_PER_RUN + SCAN_PAGES_PER_RUN + 2;
+        assert!(worst <= 1000, "{worst} subrequests");
     }
 
     fn stop(cursor: Option<&str>, complete: bool) -> AfterPage {

@@ -55,11 +55,17 @@ const FORWARDED_PREFIX: &str = "x-forwarded-";
 const METHOD_OVERRIDE_PARAM: &str = "_method";
 
 /// Refuses a forwarded query that carries a method override: the gateway authorized the
-/// request's own method, and the origin must act on that one (400 on `_method`). Names are
-/// compared decoded and case-insensitively; the query is otherwise forwarded untouched.
+/// request's own method, and the origin must act on that one (400 on `_method`). Each name is
+/// compared as the origins read it: decoded, case-insensitively, and as PHP normalises it
+/// ([`php_name`]: `.method`, `%2Emethod`, ` _method` and `_method%00` are all `_method` to PHP,
+/// and so to Laravel and Symfony). Pairs are split on `&` and, for origins that still accept it
+/// (older Rack, some PHP settings), on `;`. The query is otherwise forwarded untouched.
 pub fn check_query(query: Option<&str>) -> Result<(), Error> {
-    let overrides = url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .any(|(name, _)| name.eq_ignore_ascii_case(METHOD_OVERRIDE_PARAM));
+    let query = query.unwrap_or("");
+    let overrides = query.split(';').any(|part| {
+        url::form_urlencoded::parse(part.as_bytes())
+            .any(|(name, _)| php_name(&name).eq_ignore_ascii_case(METHOD_OVERRIDE_PARAM))
+    });
     if overrides {
         Err(Error::field(
             METHOD_OVERRIDE_PARAM,
@@ -68,6 +74,19 @@ pub fn check_query(query: Option<&str>) -> Result<(), Error> {
     } else {
         Ok(())
     }
+}
+
+/// A decoded query parameter name as PHP registers it (`php_register_variable_ex`): leading
+/// spaces dropped, cut at the first NUL (PHP handles names as C strings) and at the first `[`
+/// (the rest is an array index: `_method[]` is the variable `_method`), then `.` and space read
+/// as `_`.
+fn php_name(name: &str) -> String {
+    let name = name.trim_start_matches(' ');
+    let name = name.split('\0').next().unwrap_or("");
+    let name = name.split('[').next().unwrap_or("");
+    name.chars()
+        .map(|c| if c == '.' || c == ' ' { '_' } else { c })
+        .collect()
 }
 
 /// Longest accepted client `X-Request-Id`.
@@ -343,6 +362,16 @@ mod tests {
             "a=1&_METHOD=put",
             "%5Fmethod=PATCH",
             "x=1&_method",
+            // PHP's own normalisation of names (finding 3 of the security review).
+            ".method=DELETE",
+            "%2Emethod=DELETE",
+            "_method%00=DELETE",
+            "_method%00x=PUT",
+            "+_method=DELETE",
+            "%20_method=DELETE",
+            "_method[]=DELETE",
+            "_method[x]=DELETE",
+            "a=1;_method=DELETE",
         ] {
             assert!(
                 matches!(check_query(Some(q)), Err(Error::Validation(_))),
@@ -355,6 +384,10 @@ mod tests {
             Some("method=x"),
             Some("a=_method"),
             Some("a=1;b=2"),
+            Some("x_method=DELETE"),
+            Some("_methods=DELETE"),
+            Some("a[_method]=DELETE"),
+            Some("method_=DELETE"),
         ] {
             assert_eq!(check_query(q), Ok(()), "{q:?}");
         }

@@ -36,10 +36,13 @@ pub enum Op {
     Run,
     /// The usage series (docs/CONTRACT.md section 12).
     Series,
+    /// Count one run against a quota in the object that counts a family of keys' runs (a key
+    /// minted by, or rolled from, a key with a quota: docs/CONTRACT.md section 13).
+    TakeRun,
 }
 
 impl Op {
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 10] = [
         Op::Hit,
         Op::HitBegin,
         Op::Complete,
@@ -49,6 +52,7 @@ impl Op {
         Op::Disable,
         Op::Run,
         Op::Series,
+        Op::TakeRun,
     ];
 
     /// The path of the operation in calls to the object (the only table of them).
@@ -63,6 +67,7 @@ impl Op {
             Op::Disable => "/disable",
             Op::Run => "/run",
             Op::Series => "/series",
+            Op::TakeRun => "/take-run",
         }
     }
 
@@ -167,6 +172,16 @@ pub struct Run {
     pub quota: Quota,
 }
 operation!(Run => Op::Run, Ran);
+
+/// One run of a key whose quota is counted in another key's object (its family's counter):
+/// the calling key's own `quota` applies to the family's count, so each key's quota bounds
+/// its runs and those of every key it minted or was rolled into.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TakeRun {
+    pub quota: Quota,
+}
+operation!(TakeRun => Op::TakeRun, RunVerdict);
+impl Message for RunVerdict {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ran {

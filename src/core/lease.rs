@@ -86,6 +86,23 @@ struct Entry {
 }
 
 impl Entry {
+    /// A request refused here from the over-limit cache: counted for the next report.
+    fn refuse_over_limit(&mut self, now_ms: u64) -> Hit {
+        let wait_ms = self.refused_until_ms.saturating_sub(now_ms);
+        self.refused_unreported = self.refused_unreported.saturating_add(1);
+        Hit::Counted {
+            decision: Decision {
+                allowed: false,
+                limit: self.limit,
+                remaining: 0,
+                reset_secs: self.reset_secs,
+                retry_after_secs: wait_ms.div_ceil(1000).max(1),
+            },
+            expires_at: self.expires_at,
+            granted: 0,
+        }
+    }
+
     fn tokens(&self) -> u32 {
         self.batches.iter().map(|b| b.tokens).sum()
     }
@@ -154,20 +171,8 @@ impl LeaseTable {
         }
         e.batches.retain(|b| b.tokens > 0 && now_ms < b.deadline_ms);
         if now_ms < e.refused_until_ms {
-            let wait_ms = e.refused_until_ms - now_ms;
-            e.refused_unreported = e.refused_unreported.saturating_add(1);
             return Take::Decided {
-                verdict: Hit::Counted {
-                    decision: Decision {
-                        allowed: false,
-                        limit: e.limit,
-                        remaining: 0,
-                        reset_secs: e.reset_secs,
-                        retry_after_secs: wait_ms.div_ceil(1000).max(1),
-                    },
-                    expires_at: e.expires_at,
-                    granted: 0,
-                },
+                verdict: e.refuse_over_limit(now_ms),
                 renew: None,
             };
         }
@@ -290,6 +295,46 @@ impl LeaseTable {
         }
     }
 
+    /// A refusal this isolate already knows for `key` at `now_ms` (revoked, expired, suspended,
+    /// or over the limit until its `Retry-After`, counted as a request refused here like
+    /// [`Self::take`]'s), taking nothing; `None` when only the key's object can tell. For a
+    /// request that would read a large body before its object call (the idempotent trigger).
+    pub fn known_refusal(&mut self, key: &str, now_ms: u64) -> Option<Hit> {
+        let e = self.entries.get_mut(key)?;
+        if let Some(dead) = &e.dead {
+            return Some(dead.clone());
+        }
+        if now_ms < e.disabled_until_ms {
+            return Some(Hit::Disabled);
+        }
+        (now_ms < e.refused_until_ms).then(|| e.refuse_over_limit(now_ms))
+    }
+
+    /// Notes an over-limit refusal the key's object answered to a call made outside the lease
+    /// (a job trigger's, sent at `sent_ms`), so this isolate refuses the key's next requests
+    /// without asking (or reading their bodies) until one token is back.
+    pub fn note_refusal(&mut self, key: &str, answer: &Hit, sent_ms: u64) {
+        let Hit::Counted {
+            decision,
+            expires_at,
+            ..
+        } = answer
+        else {
+            return;
+        };
+        if decision.allowed {
+            return;
+        }
+        if !self.entries.contains_key(key) {
+            self.make_room(sent_ms);
+        }
+        let e = self.entries.entry(key.to_owned()).or_default();
+        e.limit = decision.limit;
+        e.reset_secs = decision.reset_secs;
+        e.expires_at = *expires_at;
+        e.refused_until_ms = sent_ms.saturating_add(decision.retry_after_secs * 1000);
+    }
+
     /// The refusals to report with the next call to the key's object (and forgets them here:
     /// a call that fails loses them, as the contract says).
     pub fn refusals_to_report(&mut self, key: &str) -> u32 {
@@ -407,6 +452,47 @@ mod tests {
             }
             Take::Wait => panic!("nothing is in flight in this test"),
         }
+    }
+
+    #[test]
+    fn a_refusal_known_here_is_answered_before_a_body_is_read() {
+        // Finding 6 of the security review: a rate-limited key's idempotent trigger is refused
+        // from what the isolate knows, before its body is read.
+        let mut t = LeaseTable::default();
+        assert_eq!(t.known_refusal("k", 1_000), None, "nothing known: ask");
+        let refused = Hit::Counted {
+            decision: Decision {
+                allowed: false,
+                limit: 5,
+                remaining: 0,
+                reset_secs: 60,
+                retry_after_secs: 3,
+            },
+            expires_at: None,
+            granted: 0,
+        };
+        t.note_refusal("k", &refused, 1_000);
+        let known = t
+            .known_refusal("k", 2_000)
+            .expect("refused until a token is back");
+        assert!(!allowed(&known));
+        match known {
+            Hit::Counted { decision, .. } => {
+                assert_eq!(decision.retry_after_secs, 2);
+                assert_eq!(decision.limit, 5);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(t.refusals_to_report("k"), 1, "counted for the usage series");
+        assert_eq!(t.known_refusal("k", 4_000), None, "a token is back: ask");
+        // An allowed answer notes nothing.
+        let mut fresh = LeaseTable::default();
+        fresh.note_refusal("k", &ten_tokens(4, 60, None), 1_000);
+        assert_eq!(fresh.known_refusal("k", 1_001), None);
+        // Revoked is known for good.
+        let mut dead = LeaseTable::default();
+        dead.granted("k", &Hit::Revoked, 1_000, LEASE, true);
+        assert_eq!(dead.known_refusal("k", 9_999_999), Some(Hit::Revoked));
     }
 
     #[test]

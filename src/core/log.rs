@@ -17,9 +17,11 @@ pub struct LogLine<'a> {
     /// A short, fixed name of an internal failure (e.g. `kv_read`), for operators.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<&'static str>,
-    /// How a key's request was decided (section 8): `local` from the isolate's lease,
-    /// `local_renewing` (and a background renewal started), `asked` (it waited on the key's
-    /// object), `exact` (`LEASE_MS = 0`, one object call). Counts the object calls per request.
+    /// How a key's request was decided (section 8): `local` from the isolate's lease (or, for
+    /// an idempotent job trigger, refused from what the isolate already knows, before its body
+    /// is read), `local_renewing` (and a background renewal started), `asked` (it waited on the
+    /// key's object), `exact` (`LEASE_MS = 0`, or a key managing keys: one object call). Counts
+    /// the object calls per request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<&'static str>,
 }

@@ -128,6 +128,8 @@ pub fn parse_create_policy(map: &Map<String, Value>, errors: &mut FieldErrors) -
         // Set by the glue from the caller when `disabled` is true.
         disabled_by: None,
         metadata: present("metadata").and_then(|v| parse_metadata(v, errors)),
+        // Set from the creator (or the rolled key), never from the body.
+        quota_counter: None,
     }
 }
 
@@ -291,12 +293,17 @@ pub fn apply_update(
         r.policy.metadata = m;
     }
     if let Some(d) = u.disabled {
+        let by_admin = target.policy.disabled_by.as_deref() == Some(DISABLED_BY_ADMIN);
         if d && !target.policy.disabled {
             r.policy.disabled = true;
             r.policy.disabled_by = Some(disabled_by.to_owned());
             disabled = Some(true);
+        } else if d && admin && !by_admin {
+            // Already suspended by a key or a settings session: the admin's suspension takes
+            // it over (and is recorded as a change), so that only the admin may lift it now.
+            r.policy.disabled_by = Some(DISABLED_BY_ADMIN.to_owned());
+            disabled = Some(true);
         } else if !d && target.policy.disabled {
-            let by_admin = target.policy.disabled_by.as_deref() == Some(DISABLED_BY_ADMIN);
             if by_admin && !admin {
                 return Err(widening(
                     "Only the admin may enable a key that the admin disabled.",
@@ -329,6 +336,17 @@ pub fn with_object_suspension(record: &mut KeyRecord, object_disabled: bool) {
         record.policy.disabled_by = None;
     }
     record.policy.disabled = object_disabled;
+}
+
+/// The suspension change a `PATCH` asking `disabled: asked` must record although it changes
+/// nothing: a retry of one whose object step took effect (the object holds `object`) but whose
+/// record write failed (the record still shows `record_shows`), so it was never recorded.
+pub fn unrecorded_suspension(
+    record_shows: bool,
+    object: bool,
+    asked: Option<bool>,
+) -> Option<bool> {
+    (asked == Some(object) && record_shows != object).then_some(object)
 }
 
 /// The policies in which `new` differs from `old`, with their new values (a roll's audit
@@ -374,6 +392,11 @@ pub fn restrict_policy_to_creator(creator: &KeyRecord, new: &mut NewKey) -> Resu
                     "A new key's quota must have the creating key's period and no more runs.",
                 ))
             }
+        }
+        // Its runs count in the creator's family count: minting never yields fresh runs. A
+        // roll keeps the counter of the key it replaces ([`super::access::rolled`]).
+        if new.policy.quota_counter.is_none() {
+            new.policy.quota_counter = Some(creator.quota_counter().to_owned());
         }
     }
     Ok(())
@@ -445,6 +468,64 @@ mod tests {
         // Resumed in the object: resumed, by nobody.
         with_object_suspension(&mut by_key, false);
         assert!(!by_key.policy.disabled && by_key.policy.disabled_by.is_none());
+    }
+
+    #[test]
+    fn a_retried_suspension_is_recorded_once() {
+        // Finding 7: the object took the suspension, the record write failed; the retry
+        // records it. Once the record shows it, a repeat records nothing.
+        assert_eq!(unrecorded_suspension(false, true, Some(true)), Some(true));
+        assert_eq!(unrecorded_suspension(true, false, Some(false)), Some(false));
+        assert_eq!(unrecorded_suspension(true, true, Some(true)), None);
+        assert_eq!(unrecorded_suspension(false, true, None), None);
+        assert_eq!(unrecorded_suspension(false, true, Some(false)), None);
+    }
+
+    #[test]
+    fn the_admin_takes_over_a_suspension_a_key_or_session_made() {
+        // Finding 2 of the security review: a key suspends, the admin suspends too; a sibling
+        // key must then not lift it.
+        let sibling = record(&["ws1"], &["jobs:read"], None);
+        for by in ["key_other", DISABLED_BY_SESSION] {
+            let mut t = record(&["ws1"], &["jobs:read"], None);
+            t.policy.disabled = true;
+            t.policy.disabled_by = Some(by.into());
+            let suspend = Update {
+                disabled: Some(true),
+                ..Update::default()
+            };
+            let taken = apply(&t, None, suspend.clone(), &Who::Admin).unwrap();
+            assert_eq!(taken.disabled, Some(true), "recorded as a change");
+            assert_eq!(
+                taken.record.policy.disabled_by.as_deref(),
+                Some(DISABLED_BY_ADMIN)
+            );
+            let lift = Update {
+                disabled: Some(false),
+                ..Update::default()
+            };
+            assert!(matches!(
+                apply(&taken.record, None, lift.clone(), &Who::Key(&sibling)),
+                Err(Error::PermissionDenied(_))
+            ));
+            assert!(matches!(
+                apply(&taken.record, None, lift, &Who::Session),
+                Err(Error::PermissionDenied(_))
+            ));
+            // A key suspending again changes nothing and records nothing.
+            let again = apply(&t, None, suspend, &Who::Key(&sibling)).unwrap();
+            assert_eq!(again.disabled, None);
+            assert_eq!(again.record.policy.disabled_by.as_deref(), Some(by));
+        }
+        // The admin suspending its own suspension again is no change.
+        let mut t = record(&["ws1"], &["jobs:read"], None);
+        t.policy.disabled = true;
+        t.policy.disabled_by = Some(DISABLED_BY_ADMIN.into());
+        let again = Update {
+            disabled: Some(true),
+            ..Update::default()
+        };
+        assert_eq!(apply(&t, None, again, &Who::Admin).unwrap().disabled, None);
     }
 
     #[test]
@@ -693,6 +774,21 @@ mod tests {
         restrict_policy_to_creator(&creator, &mut inherit).unwrap();
         assert_eq!(inherit.policy.allowed_ips, creator.policy.allowed_ips);
         assert_eq!(inherit.policy.quota, creator.policy.quota);
+        // Finding 4 of the security review: a minted key's runs count in its creator's count
+        // (never a fresh one), and a grandchild's in the same.
+        assert_eq!(
+            inherit.policy.quota_counter.as_deref(),
+            Some(creator.id.as_str())
+        );
+        let mut second = creator.clone();
+        second.id = "key_child".into();
+        second.policy.quota_counter = Some(creator.id.clone());
+        let mut grandchild = child();
+        restrict_policy_to_creator(&second, &mut grandchild).unwrap();
+        assert_eq!(
+            grandchild.policy.quota_counter.as_deref(),
+            Some(creator.id.as_str())
+        );
 
         let mut narrower = child();
         narrower.policy.allowed_ips = Some(vec!["10.9.9.9/32".into()]);

@@ -59,6 +59,12 @@ pub struct Policy {
     /// The user's own JSON object (at most 1 KiB); returned in summaries, never forwarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Map<String, Value>>,
+    /// The key whose object counts this key's job runs, when not its own: the key with a quota
+    /// that minted it, or the key it was rolled from (docs/CONTRACT.md section 13). A quota so
+    /// bounds a key and everything it mints or rolls into: one count for the family, against
+    /// which each member's own quota applies. Never set from a request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota_counter: Option<String>,
 }
 
 impl Policy {
@@ -97,6 +103,14 @@ pub struct Summary<'a> {
     pub metadata: Option<&'a Map<String, Value>>,
 }
 
+/// The KV expiration (unix seconds) of entries for a key whose use ends at `end` (its expiry
+/// or revocation): [`KV_EXPIRY_AFTER_SECS`] later; `None` past what KV accepts.
+pub fn kv_expiration_after(end: i64) -> Option<u64> {
+    Some(end.saturating_add(KV_EXPIRY_AFTER_SECS).max(0))
+        .filter(|t| *t <= MAX_KV_EXPIRATION)
+        .map(|t| t as u64)
+}
+
 impl KeyRecord {
     pub fn summary<'a>(&'a self, last_used_at: Option<&'a str>) -> Summary<'a> {
         Summary {
@@ -120,6 +134,11 @@ impl KeyRecord {
         }
     }
 
+    /// The id of the key whose object counts this key's runs ([`Policy::quota_counter`]).
+    pub fn quota_counter(&self) -> &str {
+        self.policy.quota_counter.as_deref().unwrap_or(&self.id)
+    }
+
     pub fn expires_at_secs(&self) -> Option<i64> {
         self.expires_at.as_deref().and_then(parse_time)
     }
@@ -133,9 +152,7 @@ impl KeyRecord {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        end.map(|t| t.saturating_add(KV_EXPIRY_AFTER_SECS).max(0))
-            .filter(|t| *t <= MAX_KV_EXPIRATION)
-            .map(|t| t as u64)
+        end.and_then(kv_expiration_after)
     }
 
     /// Revoked, then expired (exact to the second), in the order of docs/CONTRACT.md section 2.

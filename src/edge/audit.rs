@@ -9,11 +9,13 @@ use serde::Serialize;
 use serde_json::Value;
 use worker::{Method, Request, RequestInit, Stub};
 
-use super::user_log::{OP_APPEND, OP_LIST};
+use super::user_log::{OP_ADMIT, OP_APPEND, OP_LIST, OP_RETIRE, OP_TAKE_CHANGE};
 use super::Ctx;
 use crate::core::access::{self, Caller};
-use crate::core::auditlog::{parse_cursor, Append, Appended, ListAsk, Page};
-use crate::core::events::{Actor, Change};
+use crate::core::auditlog::{
+    parse_cursor, Admit, Admitted, Append, Appended, ListAsk, Page, Retire, TakeChange,
+};
+use crate::core::events::{for_user, Actor, Change};
 use crate::core::names::{USER_LOG_BINDING, WEBHOOK_SECRET, WEBHOOK_URL_VAR};
 use crate::core::request::parse_list_query;
 use crate::core::Error;
@@ -73,7 +75,13 @@ async fn call<Q: Serialize, A: DeserializeOwned>(
 /// the caller answers its client. A change with the same id is stored once. Any failure is
 /// 503 `unavailable`: each caller decides what a change that took effect but is unrecorded
 /// means for its answer (docs/CONTRACT.md section 12).
-pub async fn record(ctx: &Ctx, mut change: Change) -> Result<(), Error> {
+pub async fn record(ctx: &Ctx, change: Change) -> Result<(), Error> {
+    record_new(ctx, change).await.map(|_| ())
+}
+
+/// [`record`], answering whether the change was new (`false`: its dedup was already stored,
+/// so nothing was recorded or published again).
+pub async fn record_new(ctx: &Ctx, mut change: Change) -> Result<bool, Error> {
     change.at = ctx.now;
     change.request_id = ctx.request_id.clone();
     change.nonce = ctx.nonce.clone();
@@ -81,8 +89,8 @@ pub async fn record(ctx: &Ctx, mut change: Change) -> Result<(), Error> {
     append(ctx, &change).await
 }
 
-/// Records a change whose time, request id and IP are already set (the Cron Trigger's).
-pub async fn append(ctx: &Ctx, change: &Change) -> Result<(), Error> {
+/// Records a change whose time, request id and IP are already set.
+async fn append(ctx: &Ctx, change: &Change) -> Result<bool, Error> {
     let event = if webhooks_configured(ctx) {
         Some(serde_json::to_string(&change.event()).map_err(|_| Error::Internal)?)
     } else {
@@ -94,8 +102,54 @@ pub async fn append(ctx: &Ctx, change: &Change) -> Result<(), Error> {
         entry: change.audit_entry(),
         event,
     };
-    let _: Appended = call(ctx, &change.user_id, OP_APPEND, &q).await?;
-    Ok(())
+    let appended: Appended = call(ctx, &change.user_id, OP_APPEND, &q).await?;
+    Ok(appended.stored)
+}
+
+/// Counts key `key_id` of `user_id` under the cap `max` (docs/CONTRACT.md section 4), in the
+/// user's object, which sees every create one at a time; `listed` is the KV listing's count of
+/// the user's live keys. 409 `key_limit_reached` when the user already holds `max`.
+pub async fn admit_key(
+    ctx: &Ctx,
+    user_id: &str,
+    key_id: &str,
+    expires_at: Option<i64>,
+    listed: u64,
+    max: u64,
+) -> Result<(), Error> {
+    let q = Admit {
+        key_id: key_id.to_owned(),
+        expires_at,
+        listed,
+        max,
+        now: ctx.now,
+    };
+    let answer: Admitted = call(ctx, user_id, OP_ADMIT, &q).await?;
+    if answer.admitted {
+        Ok(())
+    } else {
+        Err(Error::KeyLimitReached)
+    }
+}
+
+/// Key `key_id` no longer counts (revoked: `expires_at` `None`) or expires earlier. Best effort:
+/// a failure leaves the key counted until its old expiry (the cap then errs on the safe side).
+pub async fn retire_key(ctx: &Ctx, user_id: &str, key_id: &str, expires_at: Option<i64>) {
+    let q = Retire {
+        key_id: key_id.to_owned(),
+        expires_at,
+    };
+    let _: Result<Admitted, Error> = call(ctx, user_id, OP_RETIRE, &q).await;
+}
+
+/// Takes one of the day's key changes of `user_id`'s keys and settings sessions; 429
+/// `too_many_changes` past [`crate::core::auditlog::MAX_CHANGES_PER_USER_PER_DAY`].
+pub async fn take_change(ctx: &Ctx, user_id: &str) -> Result<(), Error> {
+    let answer: Admitted = call(ctx, user_id, OP_TAKE_CHANGE, &TakeChange { now: ctx.now }).await?;
+    match answer.retry_after {
+        Some(retry_after) if !answer.admitted => Err(Error::TooManyChanges { retry_after }),
+        _ => Ok(()),
+    }
 }
 
 /// A user's audit trail, newest first: entries and the cursor of the next page.
@@ -124,6 +178,9 @@ pub async fn list(
 pub async fn events(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Value, Error> {
     let q = parse_list_query(query)?;
     let user_id = access::list_user(caller, q.user_id)?;
-    let (results, next) = list(ctx, &user_id, q.cursor.as_deref(), q.limit as u32).await?;
+    let (mut results, next) = list(ctx, &user_id, q.cursor.as_deref(), q.limit as u32).await?;
+    if !matches!(caller, Caller::Admin) {
+        results = results.into_iter().map(for_user).collect();
+    }
     Ok(serde_json::json!({"results": results, "next_cursor": next}))
 }

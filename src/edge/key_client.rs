@@ -9,7 +9,7 @@ use super::Ctx;
 use crate::core::idempotency::{Begin, StoredResponse};
 use crate::core::keyop::{
     decode, encode, hit_query, Complete, Expire, HitBegin, Op, Operation, Revoke, Run, SeriesQuery,
-    SetDisabled, UsageQuery, HIT_ANSWER_HEADER,
+    SetDisabled, TakeRun, UsageQuery, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::Hit;
 use crate::core::names::KEY_STATE_BINDING;
@@ -99,15 +99,48 @@ pub async fn set_disabled(ctx: &Ctx, key_id: &str, disabled: bool) -> Result<(),
 }
 
 /// Counts a job trigger of a key with `quota` (no `Idempotency-Key`): the verdict, and the
-/// run's count when the rate limit allowed it.
+/// run's count when the rate limit allowed it. A key whose runs count in its family's object
+/// (minted or rolled, [`KeyRecord::quota_counter`]) takes two calls: the request in its own
+/// object, then, if that allowed it, the run in the family's.
 pub async fn run(
     ctx: &Ctx,
     record: &KeyRecord,
     quota: Quota,
 ) -> Result<(Hit, Option<RunVerdict>), Error> {
     let rate_limit = record.rate_limit;
-    let ran = call(ctx, &record.id, Run { rate_limit, quota }).await?;
-    Ok((ran.hit, ran.run))
+    let counter = record.quota_counter();
+    if counter == record.id {
+        let ran = call(ctx, &record.id, Run { rate_limit, quota }).await?;
+        return Ok((ran.hit, ran.run));
+    }
+    let verdict = hit(ctx, record, 1, 0).await?;
+    let run = match &verdict {
+        Hit::Counted { decision, .. } if decision.allowed => {
+            Some(take_run(ctx, counter, quota).await?)
+        }
+        _ => None,
+    };
+    Ok((verdict, run))
+}
+
+/// Counts one run of a key whose quota is counted in its family's object (`counter`, see
+/// [`KeyRecord::quota_counter`]), against the key's own `quota`.
+pub async fn take_run(ctx: &Ctx, counter: &str, quota: Quota) -> Result<RunVerdict, Error> {
+    call(ctx, counter, TakeRun { quota }).await
+}
+
+/// Runs of `record`'s quota used in the current period, from the object that counts them.
+pub async fn runs_used(ctx: &Ctx, record: &KeyRecord, own: &Usage) -> Result<Option<u32>, Error> {
+    let Some(quota) = record.policy.quota else {
+        return Ok(None);
+    };
+    let counter = record.quota_counter();
+    let runs = if counter == record.id {
+        own.runs
+    } else {
+        usage(ctx, counter).await?.runs
+    };
+    Ok(Some(runs.used(&quota, ctx.now)))
 }
 
 pub async fn usage(ctx: &Ctx, key_id: &str) -> Result<Usage, Error> {
@@ -122,7 +155,9 @@ pub async fn series(ctx: &Ctx, key_id: &str) -> Result<Series, Error> {
 /// Counts a job trigger and opens its idempotency record in one call. The decision on the
 /// record is `None` when the request was refused by its rate limit or its quota; a full key's
 /// refusal is already the error (with its Retry-After). With a quota, a new attempt's run comes
-/// back too.
+/// back too. A key whose runs count in its family's object ([`KeyRecord::quota_counter`])
+/// opens the record first, then takes the run there; a refused (or unanswered) run forgets
+/// the attempt again, so it sends nothing to the origin and a retry starts afresh.
 pub async fn hit_and_begin(
     ctx: &Ctx,
     record: &KeyRecord,
@@ -130,7 +165,9 @@ pub async fn hit_and_begin(
     fingerprint: &str,
     lease_ms: u64,
 ) -> Result<(Hit, Option<Result<Begin, Error>>, Option<RunVerdict>), Error> {
-    let answer = call(
+    let counter = record.quota_counter();
+    let own_count = counter == record.id;
+    let mut answer = call(
         ctx,
         &record.id,
         HitBegin {
@@ -138,10 +175,28 @@ pub async fn hit_and_begin(
             slot: slot.to_owned(),
             fingerprint: fingerprint.to_owned(),
             lease_ms,
-            quota: record.policy.quota,
+            quota: record.policy.quota.filter(|_| own_count),
         },
     )
     .await?;
+    if let (false, Some(quota), Some(Begin::Proceed { attempt })) =
+        (own_count, record.policy.quota, &answer.begin)
+    {
+        let attempt = *attempt;
+        let taken = take_run(ctx, counter, quota).await;
+        let forget = || idem_complete(ctx, &record.id, slot, fingerprint, attempt, None);
+        match taken {
+            Ok(run) if run.allowed => answer.run = Some(run),
+            Ok(run) => {
+                forget().await?;
+                answer.run = Some(run);
+            }
+            Err(e) => {
+                let _ = forget().await;
+                return Err(e);
+            }
+        }
+    }
     let begun = answer.begin.map(|b| match b {
         Begin::Full => Err(Error::TooManyIdempotencyKeys {
             retry_after: answer.retry_after_secs.unwrap_or(1),

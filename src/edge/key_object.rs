@@ -23,7 +23,7 @@ use crate::core::idempotency::{
 };
 use crate::core::keyop::{
     decode, encode, parse_hit_query, Ack, Complete, Expire, HitBegin, HitBegun, Message, Op, Ran,
-    Revoke, Run, SetDisabled, Usage, HIT_ANSWER_HEADER,
+    Revoke, Run, SetDisabled, TakeRun, Usage, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::{Hit, KeyState};
 use crate::core::ratelimit::RateLimit;
@@ -287,6 +287,15 @@ impl KeyStateObject {
                 answer(Ack {})
             }
             Op::Run => answer(self.run(question(&bytes)?).await?),
+            Op::TakeRun => {
+                let q: TakeRun = question(&bytes)?;
+                let mut s = self.load().await?;
+                let run = s.take_run(&q.quota, (now_ms() / 1000) as i64);
+                if run.allowed {
+                    self.save(s).await?;
+                }
+                answer(run)
+            }
         }
     }
 

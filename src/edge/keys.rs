@@ -15,7 +15,8 @@ use crate::core::key::{
 };
 use crate::core::names::CACHE_CONTROL;
 use crate::core::policy::{
-    apply_update, parse_patch, policy_changes, with_object_suspension, Applied, Update,
+    apply_update, parse_patch, policy_changes, unrecorded_suspension, with_object_suspension,
+    Applied, Update,
 };
 use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey};
 use crate::core::request::{parse_create, parse_list_query, parse_roll};
@@ -42,9 +43,9 @@ pub async fn me(ctx: &Ctx, record: &KeyRecord) -> Result<Response, Error> {
     let now = format_time(ctx.now);
     let mut summary = record.summary(Some(&now));
     summary.disabled = false;
-    if let Some(quota) = record.policy.quota {
+    if record.policy.quota.is_some() {
         let usage = key_client::usage(ctx, &record.id).await?;
-        summary.quota_used = Some(usage.runs.used(&quota, ctx.now));
+        summary.quota_used = key_client::runs_used(ctx, record, &usage).await?;
     }
     json(
         200,
@@ -65,6 +66,15 @@ pub async fn manage(
     caller: &Caller<'_>,
     caller_expiry: Option<i64>,
 ) -> Result<Reply, Error> {
+    let changes = matches!(
+        route,
+        Route::CreateKey | Route::RevokeKey(_) | Route::RollKey(_) | Route::UpdateKey(_)
+    );
+    if let (true, Some(user)) = (changes, caller.own_user()) {
+        // A user's keys and sessions make a bounded number of changes a day (each is kept in
+        // the user's trail); the admin is not counted.
+        audit::take_change(ctx, user).await?;
+    }
     match route {
         Route::CreateKey => create(ctx, req, caller, caller_expiry).await,
         Route::ListKeys => list(ctx, query, caller).await,
@@ -80,30 +90,55 @@ pub async fn manage(
 }
 
 /// A new key's plaintext, its hash and its record, stored. The plaintext exists only in the
-/// response built by [`issued`]. A key created disabled is disabled in its object before its
-/// record exists, so it is never usable in between.
-async fn mint(ctx: &Ctx, new: NewKey) -> Result<(String, String, KeyRecord), Error> {
+/// response built by [`issued`]. The key is first counted under the per-user cap in its user's
+/// object (`max`; `listed`: the user's live keys as KV lists them), which sees every create one
+/// at a time, so concurrent creates cannot pass the cap. A key created disabled is disabled in
+/// its object before its record exists, so it is never usable in between.
+async fn mint(
+    ctx: &Ctx,
+    new: NewKey,
+    listed: u64,
+    max: u64,
+) -> Result<(String, String, KeyRecord), Error> {
     let prefix = &ctx.config.key_prefix;
     let key = format_key(prefix, &random::<KEY_BODY_BYTES>()?);
     let id = format_key_id(&random::<KEY_ID_BYTES>()?);
-    if new.policy.disabled {
-        key_client::set_disabled(ctx, &id, true).await?;
+    let user_id = new.user_id.clone();
+    audit::admit_key(ctx, &user_id, &id, new.expires_at, listed, max).await?;
+    let stored = async {
+        if new.policy.disabled {
+            key_client::set_disabled(ctx, &id, true).await?;
+        }
+        let record = new.into_record(id.clone(), hint(prefix, &key), ctx.now);
+        let hash = hash_key(&key);
+        store::put(ctx, &hash, &record).await?;
+        Ok::<_, Error>((hash, record))
+    };
+    match stored.await {
+        Ok((hash, record)) => Ok((key, hash, record)),
+        Err(e) => {
+            audit::retire_key(ctx, &user_id, &id, None).await;
+            Err(e)
+        }
     }
-    let record = new.into_record(id, hint(prefix, &key), ctx.now);
-    let hash = hash_key(&key);
-    store::put(ctx, &hash, &record).await?;
-    Ok((key, hash, record))
 }
 
-/// 201 with the key shown once, never cached.
-fn issued(key: &str, record: &KeyRecord) -> Result<Response, Error> {
-    let mut resp = json(
-        201,
-        &WithKey {
-            summary: record.summary(None),
-            key,
-        },
-    )?;
+/// Takes back a minted key that is not handed out: its record, and its place under the cap.
+async fn unmint(ctx: &Ctx, hash: &str, record: &KeyRecord) {
+    // Best effort: a leftover record is a key nobody holds, refused like any unknown key.
+    let _ = store::delete(ctx, hash, record).await;
+    audit::retire_key(ctx, &record.user_id, &record.id, None).await;
+}
+
+/// 201 with the key shown once, never cached. A new key whose runs count in its family's
+/// object shows the family's count; if that cannot be read, the key is still handed out (it
+/// exists now) with the count of a new key.
+async fn issued(ctx: &Ctx, key: &str, record: &KeyRecord) -> Result<Response, Error> {
+    let mut summary = record.summary(None);
+    if let Ok(Some(used)) = key_client::runs_used(ctx, record, &Default::default()).await {
+        summary.quota_used = Some(used);
+    }
+    let mut resp = json(201, &WithKey { summary, key })?;
     let _ = resp.headers_mut().set(CACHE_CONTROL, "no-store");
     Ok(resp)
 }
@@ -125,9 +160,10 @@ async fn create(
     if new.policy.disabled {
         new.policy.disabled_by = Some(access::disabled_by(caller));
     }
-    let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user).await?;
-    access::may_add_key(live, ctx.config.max_keys_per_user)?;
-    let (key, hash, record) = mint(ctx, new).await?;
+    let max = ctx.config.max_keys_per_user;
+    let live = store::count_live(ctx, &new.user_id, max).await?;
+    access::may_add_key(live, max)?;
+    let (key, hash, record) = mint(ctx, new, live, max).await?;
     let change = Change::new(
         ChangeKind::Created,
         audit::actor(caller),
@@ -137,10 +173,10 @@ async fn create(
     // Unrecorded, the key is not handed out: its record goes again and the client sees 503
     // (nobody holds the plaintext, so a leftover would only be refused like any unknown key).
     if let Err(e) = audit::record(ctx, change.with_details(details(&record))).await {
-        let _ = store::delete(ctx, &hash, &record).await;
+        unmint(ctx, &hash, &record).await;
         return Err(e);
     }
-    Ok(issued(&key, &record)?.into())
+    Ok(issued(ctx, &key, &record).await?.into())
 }
 
 async fn list(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Reply, Error> {
@@ -227,9 +263,12 @@ pub async fn revoke_record(
     }
     // This isolate's lease of the key ends now; other isolates' within LEASE_MS.
     lease::forget(&record.id);
-    // Racing revocations (two requests that both read the record before either wrote it) are
-    // one entry: a key is revoked once.
-    if first && audit::record(ctx, change.once_per_key()).await.is_err() {
+    // It no longer counts under the per-user cap.
+    audit::retire_key(ctx, &record.user_id, &record.id, None).await;
+    // Recorded by every call that got here, not only the first: a retry of a revocation whose
+    // object call (or recording) failed after its KV write records it then. Racing and
+    // repeated revocations are one entry: a key is revoked once ([`Change::once_per_key`]).
+    if audit::record(ctx, change.once_per_key()).await.is_err() {
         return Ok(Some("audit_after_revoke"));
     }
     Ok(None)
@@ -245,13 +284,19 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     let usage = key_client::usage(ctx, &target.id).await?;
     access::live_target(&target, usage.revoked, usage.expires_at, ctx.now, "changed")?;
     // The object's flag is what requests obey; the record's copy may lag behind it.
+    let record_shows = target.policy.disabled;
     with_object_suspension(&mut target, usage.disabled);
+    let asked = patch.disabled;
     let expiry_before = target.expires_at.clone();
-    let applied = apply_by(caller, &target, usage.expires_at, patch)?;
+    let mut applied = apply_by(caller, &target, usage.expires_at, patch)?;
+    if applied.disabled.is_none() {
+        applied.disabled = unrecorded_suspension(record_shows, usage.disabled, asked);
+    }
     let record = applied.record;
     if record.expires_at != expiry_before {
         if let Some(t) = record.expires_at_secs() {
             key_client::expire(ctx, &record.id, t).await?;
+            audit::retire_key(ctx, &record.user_id, &record.id, Some(t)).await;
         }
     }
     if let Some(disabled) = applied.disabled {
@@ -313,9 +358,11 @@ async fn roll(
     // Rolling hands out a new plaintext: a key or a settings session may not obtain one wider
     // than itself that way.
     restrict(ctx, caller, caller_expiry, &mut new)?;
-    let live = store::count_live(ctx, &new.user_id, ctx.config.max_keys_per_user + 1).await?;
-    access::may_roll_key(live, ctx.config.max_keys_per_user)?;
-    let (key, new_hash, new_record) = mint(ctx, new).await?;
+    let max = ctx.config.max_keys_per_user;
+    let live = store::count_live(ctx, &new.user_id, max + 1).await?;
+    access::may_roll_key(live, max)?;
+    // For a moment the user holds both keys: one over the cap, as `may_roll_key` allows.
+    let (key, new_hash, new_record) = mint(ctx, new, live, max + 1).await?;
     let mut rolled = old;
     apply_roll_to_old(&mut rolled, roll.grace_seconds, ctx.now);
     let committed = match (&rolled.revoked_at, rolled.expires_at_secs()) {
@@ -325,9 +372,14 @@ async fn roll(
     };
     lease::forget(&rolled.id);
     if let Err(e) = committed {
-        // Best effort: a leftover would be a key nobody holds, refused like any unknown key.
-        let _ = store::delete(ctx, &new_hash, &new_record).await;
+        unmint(ctx, &new_hash, &new_record).await;
         return Err(e);
+    }
+    // The old key stops counting under the cap when revoked, or at its shortened expiry.
+    match (&rolled.revoked_at, rolled.expires_at_secs()) {
+        (Some(_), _) => audit::retire_key(ctx, &rolled.user_id, &rolled.id, None).await,
+        (None, Some(t)) => audit::retire_key(ctx, &rolled.user_id, &rolled.id, Some(t)).await,
+        (None, None) => {}
     }
     let note = store::put(ctx, &hash, &rolled)
         .await
@@ -369,7 +421,7 @@ async fn roll(
         Err(_) => note.or(Some("audit_after_roll")),
     };
     Ok(Reply {
-        response: issued(&key, &new_record)?,
+        response: issued(ctx, &key, &new_record).await?,
         note,
     })
 }
@@ -430,6 +482,6 @@ async fn summary(ctx: &Ctx, record: &KeyRecord) -> Result<serde_json::Value, Err
     let used = usage.last_used_ms.map(|ms| format_time((ms / 1000) as i64));
     let mut summary = record.summary(used.as_deref());
     summary.disabled = usage.disabled;
-    summary.quota_used = record.policy.quota.map(|q| usage.runs.used(&q, ctx.now));
+    summary.quota_used = key_client::runs_used(ctx, record, &usage).await?;
     serde_json::to_value(summary).map_err(|_| Error::Internal)
 }

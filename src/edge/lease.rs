@@ -32,7 +32,7 @@ pub enum Path {
     LocalRenewing,
     /// The request waited on its own call to the object.
     Asked,
-    /// `LEASE_MS = 0`: one object call per request.
+    /// `LEASE_MS = 0`, or a key managing keys: one object call for this request.
     Exact,
 }
 
@@ -120,4 +120,22 @@ async fn pause() {
 pub fn forget(key_id: &str) {
     let now = Date::now().as_millis();
     LEASES.with(|t| t.borrow_mut().forget(key_id, now));
+}
+
+/// A refusal this isolate already knows for the key (see [`LeaseTable::known_refusal`]);
+/// never with `LEASE_MS = 0`, where every request asks the key's object.
+pub fn known_refusal(ctx: &Ctx, record: &KeyRecord) -> Option<Hit> {
+    if ctx.config.lease_ms == 0 {
+        return None;
+    }
+    let now = Date::now().as_millis();
+    LEASES.with(|t| t.borrow_mut().known_refusal(&record.id, now))
+}
+
+/// Notes the object's over-limit answer to a call outside the lease, sent at `sent_ms` (see
+/// [`LeaseTable::note_refusal`]).
+pub fn note_refusal(ctx: &Ctx, record: &KeyRecord, answer: &Hit, sent_ms: u64) {
+    if ctx.config.lease_ms > 0 {
+        LEASES.with(|t| t.borrow_mut().note_refusal(&record.id, answer, sent_ms));
+    }
 }

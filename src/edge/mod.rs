@@ -340,6 +340,12 @@ async fn key_request(
     }
     if let Route::Forward(fwd) = route {
         if let Some(idempotency_key) = proxy::idempotency_key(incoming.req, fwd) {
+            if let Some((decision, refusal)) = proxy::refused_here(ctx, need, &record) {
+                // Decided here, before the body is read (the log line says `local`).
+                out.lease = Some(lease::Path::Local);
+                out.decision = decision;
+                return out.with(Err(refusal));
+            }
             // The job trigger counts the request and opens its idempotency record in one call.
             let (decision, result) =
                 proxy::trigger(ctx, incoming, need, &record, &idempotency_key).await;
@@ -354,7 +360,17 @@ async fn key_request(
             return out.with(result);
         }
     }
-    let verdict = match lease::decide(ctx, wctx, &record).await {
+    // Managing keys (create, roll, revoke, change) asks the key's object, never a lease: a key
+    // revoked, suspended or expired elsewhere must not mint or roll keys in the lease's window
+    // (finding 10 of the security review). Forwarded calls and `/v1/me` use the lease.
+    let decided = if matches!(route, Route::Me | Route::Forward(_)) {
+        lease::decide(ctx, wctx, &record).await
+    } else {
+        key_client::hit(ctx, &record, 1, 0)
+            .await
+            .map(|hit| (hit, lease::Path::Exact))
+    };
+    let verdict = match decided {
         Ok((verdict, path)) => {
             out.lease = Some(path);
             verdict

@@ -5,7 +5,7 @@
 //! three build the origin call with the same `prepare` and send it with the same `send`
 //! (streamed body, size cut, timeout); splitting them would export those two for one caller each.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,12 +14,12 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    AbortController, ByteStream, Date, Delay, Fetch, Headers, Method, Request, RequestInit,
-    Response, ResponseBody, ResponseBuilder,
+    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
+    ResponseBody, ResponseBuilder,
 };
 
 use super::http::read_body;
-use super::{audit, key_client, Ctx, Incoming, Reply};
+use super::{audit, key_client, lease, Ctx, Incoming, Reply};
 use crate::core::access::{self, Need};
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::forward::{
@@ -51,8 +51,8 @@ pub fn idempotency_key(req: &Request, route: &Forward<'_>) -> Option<String> {
     }
 }
 
-/// Forwards a call that [`access::decide_key`] allowed. The body is streamed, never buffered
-/// in the Worker, and cut past `MAX_BODY_BYTES`.
+/// Forwards a call that [`access::decide_key`] allowed. A body with a declared length is
+/// streamed; one without is read first, up to `MAX_BODY_BYTES` ([`request_body`]).
 pub async fn forward(
     ctx: &Ctx,
     incoming: Incoming<'_>,
@@ -63,24 +63,32 @@ pub async fn forward(
     forward_call(ctx, incoming.req, &call).await
 }
 
-/// Sends a prepared call, its body streamed and cut past `MAX_BODY_BYTES`.
+/// Sends a prepared call with its body ([`request_body`]) and relays the answer.
 async fn forward_call(ctx: &Ctx, req: &Request, call: &Call<'_>) -> Result<Reply, Error> {
-    let abort = new_abort();
-    let max = ctx.config.max_body_bytes;
-    let (body, cut, source) = limited_body(req, max, abort.clone());
-    let sent = send(ctx, req, call, body, abort).await;
-    if cut.get() {
-        // Cut past the limit: the origin call was aborted (the origin sees a broken request,
-        // never a complete one); whatever came back is not relayed.
-        if let Some(source) = source {
-            // Borrowed per poll only: the aborted call's stream may still hold a clone.
-            let mut rest =
-                futures_util::stream::poll_fn(|cx| source.borrow_mut().poll_next_unpin(cx));
-            super::http::drain(&mut rest, max).await;
-        }
-        return Err(Error::PayloadTooLarge);
+    let body = request_body(req, call.method, ctx.config.max_body_bytes).await?;
+    Ok(relay(send(ctx, req, call, body, new_abort()).await?).into())
+}
+
+/// The request body for the origin (docs/CONTRACT.md section 7). With a declared
+/// `Content-Length` (already checked against `max` by [`prepare`]) the runtime holds the stream
+/// to that length, so it is handed over as it is and streamed. Without one (chunked), it is read
+/// here first, up to `max` bytes, and sent with its length: over `max` the client gets 413 once
+/// the rest is drained ([`read_body`]), and the origin is never called. Cutting such a body
+/// while it streams to the origin is what workerd cannot do cleanly: the aborted upload throws
+/// past the handler, reads of the client's stream fail once the answer is sent, and the
+/// connection's next request finds the worker restarted.
+async fn request_body(req: &Request, method: &str, max: u64) -> Result<Option<JsValue>, Error> {
+    if matches!(method, "GET" | "HEAD") {
+        return Ok(None);
     }
-    Ok(relay(sent?).into())
+    let Some(stream) = req.inner().body() else {
+        return Ok(None);
+    };
+    if req.headers().has(CONTENT_LENGTH).unwrap_or(false) {
+        return Ok(Some(stream.into()));
+    }
+    let body = read_body(req, max).await?;
+    Ok(Some(Uint8Array::from(body.as_slice()).into()))
 }
 
 /// The job trigger with an `Idempotency-Key`: one object call both counts the request and opens
@@ -109,6 +117,20 @@ pub async fn trigger(
         Ok((call, body)) => idempotent(ctx, req, need, &call, idempotency_key, body).await,
         Err(later) => refused_early(ctx, need, record, later).await,
     }
+}
+
+/// A refusal of the key this isolate already knows (over the limit, suspended, revoked or
+/// expired, see [`lease::known_refusal`]), with its rate-limit decision: the idempotent trigger
+/// answers it before reading its body, so a rate-limited key does not cost a body read (up to
+/// `MAX_BODY_BYTES`) per refused call.
+pub fn refused_here(
+    ctx: &Ctx,
+    need: &Need<'_>,
+    record: &KeyRecord,
+) -> Option<(Option<Decision>, Error)> {
+    let known = lease::known_refusal(ctx, record)?;
+    let refusal = access::decide_key(record, ctx.now, &known, need, ctx.client_addr()).err()?;
+    Some((access::counted(&known), refusal))
 }
 
 /// A trigger refused before its object call (by the IP, workspace or permission row, its body,
@@ -264,44 +286,6 @@ async fn send(
     }
 }
 
-/// The request body for the origin: a declared Content-Length was checked already and the
-/// runtime holds the body to it, so that stream is handed over as is; a body without one is
-/// counted chunk by chunk and errors past `max`, which aborts the origin call. The flag says
-/// the cut happened (the client then gets 413; the origin sees an aborted request).
-fn limited_body(req: &Request, max: u64, abort: Abort) -> LimitedBody {
-    let cut = Rc::new(Cell::new(false));
-    let Some(stream) = req.inner().body() else {
-        return (None, cut, None);
-    };
-    if req.headers().has(CONTENT_LENGTH).unwrap_or(false) {
-        return (Some(stream.into()), cut, None);
-    }
-    // Shared with the handler, which drains what is left after a cut (see `http::drain`).
-    let source: Source = Rc::new(RefCell::new(Box::pin(ByteStream::from(stream))));
-    let pull = source.clone();
-    let flag = cut.clone();
-    let mut sent = 0u64;
-    let chunks = futures_util::stream::poll_fn(move |cx| pull.borrow_mut().poll_next_unpin(cx));
-    let limited = chunks.map(move |chunk| {
-        let chunk = chunk.map_err(|_| JsValue::from_str("body could not be read"))?;
-        if !body_fits(sent, chunk.len() as u64, max) {
-            flag.set(true);
-            // Abort first: the runtime would end the request body cleanly on a stream error,
-            // and the origin would take the part sent for the whole.
-            fire(&abort);
-            return Err(JsValue::from_str("body over the limit"));
-        }
-        sent += chunk.len() as u64;
-        Ok(JsValue::from(Uint8Array::from(chunk.as_slice())))
-    });
-    let js = wasm_streams::ReadableStream::from_stream(limited).into_raw();
-    (Some(js.into()), cut, Some(source))
-}
-
-type Source = Rc<RefCell<std::pin::Pin<Box<ByteStream>>>>;
-/// The body for the origin, whether it was cut, and its source when it is counted.
-type LimitedBody = (Option<JsValue>, Rc<Cell<bool>>, Option<Source>);
-
 /// The job-trigger route with `Idempotency-Key` (docs/CONTRACT.md section 6): the key's object
 /// holds one record per (key id, Idempotency-Key), so concurrent retries make exactly one
 /// origin call, and the job never runs twice within 24 h whatever the answer's size or speed.
@@ -316,11 +300,13 @@ async fn idempotent(
     let fp = fingerprint(call.method, &call.path_and_query, &body);
     let slot = idempotency_slot(idempotency_key);
     let lease = in_flight_lease_ms(ctx.config.origin_timeout_ms);
+    let sent_ms = Date::now().as_millis();
     let (verdict, begun, run) =
         match key_client::hit_and_begin(ctx, call.record, &slot, &fp, lease).await {
             Ok(answer) => answer,
             Err(e) => return (None, Err(e)),
         };
+    lease::note_refusal(ctx, call.record, &verdict, sent_ms);
     let client = ctx.client_addr();
     let allowed = access::decide_key(call.record, ctx.now, &verdict, need, client)
         .and_then(|()| access::quota(run.as_ref()));

@@ -11,12 +11,11 @@ use worker::{Request, Response};
 
 use super::http::{json, random, read_body};
 use super::{audit, keys, session_object, throttle, Ctx, Incoming, Reply};
-use crate::core::access::{self, Caller};
+use crate::core::access::Caller;
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::names::{
     CACHE_CONTROL, CONTENT_TYPE, COOKIE, HEADER_CSRF, LOCATION, ORIGIN, SET_COOKIE,
 };
-use crate::core::request::parse_list_query;
 use crate::core::session::{
     self, base64url, check_csrf, clear_cookie, cookie_value, hash_secret, is_local, link_token,
     origin_of, read_cookie, session_body, set_cookie, Session, StoredSession, SECRET_BYTES,
@@ -188,15 +187,9 @@ async fn open(ctx: &Ctx, req: &Request, query: Option<&str>) -> Result<Reply, Er
 }
 
 /// `GET /settings/api/audit-events?cursor=&limit=`: the session's user's audit trail.
+/// The same as `GET /v1/audit-events` for a key of the user ([`audit::events`]).
 async fn audit_events(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Reply, Error> {
-    let q = parse_list_query(query)?;
-    let user_id = access::list_user(caller, q.user_id)?;
-    let (results, next) = audit::list(ctx, &user_id, q.cursor.as_deref(), q.limit as u32).await?;
-    Ok(json(
-        200,
-        &serde_json::json!({"results": results, "next_cursor": next}),
-    )?
-    .into())
+    Ok(json(200, &audit::events(ctx, query, caller).await?)?.into())
 }
 
 fn redirect(status: u16, to: &str) -> Result<Reply, Error> {

@@ -15,7 +15,7 @@ use worker::kv::KvStore;
 use super::Ctx;
 use crate::core::cache::RecordCache;
 use crate::core::names::KV_BINDING;
-use crate::core::record::{KeyMeta, KeyRecord};
+use crate::core::record::{kv_expiration_after, KeyMeta, KeyRecord};
 use crate::core::Error;
 
 fn record_key(hash: &str) -> String {
@@ -45,6 +45,11 @@ struct IndexMeta {
     /// `expires_at`, unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     e: Option<i64>,
+    /// The dedup of the last expiry notice sent for the key (docs/CONTRACT.md section 14), so
+    /// the Cron Trigger skips it without a call to the user's object. Dropped when the record
+    /// is written again (a changed expiry is a new notice anyway).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n: Option<String>,
 }
 
 fn kv(ctx: &Ctx) -> Result<KvStore, Error> {
@@ -125,7 +130,24 @@ pub async fn put(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Error>
         h: hash.to_owned(),
         r: record.revoked_at.is_some(),
         e: record.expires_at_secs(),
+        n: None,
     };
+    put_entry(ctx, &store, &index, "", Some(meta), expiration).await
+}
+
+/// Marks a live key's index entry with the dedup of the notice just sent for it, keeping the
+/// rest of the entry (and its expiration) as it was read. A failure only means that a later
+/// run asks the user's object again, which drops the repeat.
+pub async fn mark_notified(ctx: &Ctx, entry: &Indexed, dedup: &str) -> Result<(), Error> {
+    let store = kv(ctx)?;
+    let index = format!("{}{}", user_prefix(&entry.user_id), entry.key_id);
+    let meta = IndexMeta {
+        h: entry.hash.clone(),
+        r: entry.revoked,
+        e: entry.expires_at,
+        n: Some(dedup.to_owned()),
+    };
+    let expiration = entry.expires_at.and_then(kv_expiration_after);
     put_entry(ctx, &store, &index, "", Some(meta), expiration).await
 }
 
@@ -200,6 +222,10 @@ async fn put_entry<M: Serialize>(
 pub struct Indexed {
     pub user_id: String,
     pub key_id: String,
+    /// The record's hash (kept when the entry is marked).
+    pub hash: String,
+    /// The dedup of the last notice sent for the key, if any.
+    pub marked: Option<String>,
     pub revoked: bool,
     /// `expires_at`, unix seconds.
     pub expires_at: Option<i64>,
@@ -239,6 +265,8 @@ pub async fn scan_index(
             Some(Indexed {
                 user_id: user_id.to_owned(),
                 key_id: key_id.to_owned(),
+                hash: meta.h,
+                marked: meta.n,
                 revoked: meta.r,
                 expires_at: meta.e,
             })

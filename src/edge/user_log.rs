@@ -17,16 +17,23 @@ use worker::{
 };
 
 use crate::core::auditlog::{
-    cursor_of, entry_key, is_past_retention, next_alarm, outbox_key, Append, Appended, ListAsk,
-    Page, Stored, ENTRY_PREFIX, ID_PREFIX, OUTBOX_PAGE, OUTBOX_PREFIX, OUTBOX_RETRY_MS, SEQ_KEY,
-    SWEEP_INTERVAL_MS, SWEEP_PAGE,
+    admits, cursor_of, entry_key, is_past_retention, live_keys, next_alarm, outbox_key, Admit,
+    Admitted, Append, Appended, ChangeBudget, ListAsk, Page, Retire, Stored, TakeChange,
+    BUDGET_KEY, ENTRY_PREFIX, ID_PREFIX, LIVE_KEY_PREFIX, OUTBOX_PAGE, OUTBOX_PREFIX,
+    OUTBOX_RETRY_MS, SEQ_KEY, SWEEP_INTERVAL_MS, SWEEP_PAGE,
 };
 use crate::core::names::EVENTS_QUEUE_BINDING;
 use crate::core::route::split_url;
 
-/// Paths of the object's two operations.
+/// Paths of the object's operations.
 pub const OP_APPEND: &str = "/append";
 pub const OP_LIST: &str = "/list";
+/// Count a new key under the per-user cap ([`Admit`]).
+pub const OP_ADMIT: &str = "/admit";
+/// A counted key revoked or its expiry shortened ([`Retire`]).
+pub const OP_RETIRE: &str = "/retire";
+/// Take one of the day's changes ([`TakeChange`]).
+pub const OP_TAKE_CHANGE: &str = "/take-change";
 
 fn now_ms() -> u64 {
     worker::Date::now().as_millis()
@@ -215,6 +222,79 @@ impl UserLogObject {
         Ok(full)
     }
 
+    /// Counts a new key if the user holds fewer than `max` live ones. Events reach the object
+    /// one at a time, so concurrent creates are counted exactly. Expired entries go as they
+    /// are seen.
+    async fn admit(&self, q: Admit) -> worker::Result<Admitted> {
+        let opts = ListOptions::new().prefix(LIVE_KEY_PREFIX);
+        let counted = pairs(&self.storage().list_with_options(opts).await?);
+        let expiry = |v: &Option<String>| {
+            v.as_deref()
+                .and_then(|v| serde_json::from_str::<Option<i64>>(v).ok())
+                .flatten()
+        };
+        let own = live_keys(counted.iter().map(|(_, v)| expiry(v)), q.now);
+        let lapsed: Vec<String> = counted
+            .iter()
+            .filter(|(_, v)| expiry(v).is_some_and(|t| q.now >= t))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if !lapsed.is_empty() {
+            self.storage().delete_multiple(lapsed).await?;
+        }
+        if !admits(own, q.listed, q.max) {
+            return Ok(Admitted::default());
+        }
+        let key = format!("{LIVE_KEY_PREFIX}{}", q.key_id);
+        self.storage()
+            .put(&key, serde_json::to_string(&q.expires_at)?)
+            .await?;
+        Ok(Admitted {
+            admitted: true,
+            retry_after: None,
+        })
+    }
+
+    async fn retire(&self, q: Retire) -> worker::Result<()> {
+        let key = format!("{LIVE_KEY_PREFIX}{}", q.key_id);
+        match q.expires_at {
+            None => {
+                self.storage().delete(&key).await?;
+            }
+            // Only a key still counted gets its shorter expiry.
+            Some(t) => {
+                if self.storage().get::<String>(&key).await?.is_some() {
+                    self.storage()
+                        .put(&key, serde_json::to_string(&Some(t))?)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn take_change(&self, q: TakeChange) -> worker::Result<Admitted> {
+        let stored = self.storage().get::<String>(BUDGET_KEY).await?;
+        let mut budget: ChangeBudget = stored
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default();
+        match budget.take(q.now) {
+            Ok(()) => {
+                self.storage()
+                    .put(BUDGET_KEY, serde_json::to_string(&budget)?)
+                    .await?;
+                Ok(Admitted {
+                    admitted: true,
+                    retry_after: None,
+                })
+            }
+            Err(secs) => Ok(Admitted {
+                admitted: false,
+                retry_after: Some(secs),
+            }),
+        }
+    }
+
     async fn route(&self, mut req: Request) -> worker::Result<Response> {
         let raw_url = req.inner().url();
         let (path, _) = split_url(&raw_url);
@@ -227,6 +307,19 @@ impl UserLogObject {
             OP_LIST => {
                 let q: ListAsk = serde_json::from_slice(&bytes).map_err(|_| fail("list"))?;
                 Response::from_json(&self.list(q).await?)
+            }
+            OP_ADMIT => {
+                let q: Admit = serde_json::from_slice(&bytes).map_err(|_| fail("admit"))?;
+                Response::from_json(&self.admit(q).await?)
+            }
+            OP_RETIRE => {
+                let q: Retire = serde_json::from_slice(&bytes).map_err(|_| fail("retire"))?;
+                self.retire(q).await?;
+                Response::from_json(&Admitted::default())
+            }
+            OP_TAKE_CHANGE => {
+                let q: TakeChange = serde_json::from_slice(&bytes).map_err(|_| fail("change"))?;
+                Response::from_json(&self.take_change(q).await?)
             }
             _ => Response::error("not found", 404),
         }

@@ -93,9 +93,13 @@ export async function startGateway({ vars = {}, secrets = {}, originUrl, handle,
     await stopProc(gw);
     // Secret hygiene, for every gateway any test starts: nothing secret in its whole log.
     const leaks = secretsInLog(gw);
-    if (leaks.length) throw new Error(`secrets in the worker's log: ${leaks.join(", ")}`);
+    // And no exception thrown past the Worker's handlers: even when the client got the right
+    // answer, the runtime may restart the isolate under the next request.
+    const thrown = uncaughtInLog(gw);
     await origin.close();
     rmSync(dir, { recursive: true, force: true });
+    if (leaks.length) throw new Error(`secrets in the worker's log: ${leaks.join(", ")}`);
+    if (thrown.length) throw new Error(`uncaught exceptions in the worker's log:\n${thrown.join("\n")}`);
   };
   /** Everything the worker and wrangler printed so far. */
   gw.log = () => gw.output;
@@ -343,6 +347,28 @@ export function secretsInLog(gw) {
   for (const v of gw.extraSecrets ?? []) if (log.includes(v)) leaks.add("a configured secret");
   if (/v1=[0-9a-f]{64}/.test(log)) leaks.add("a signature");
   return [...leaks];
+}
+
+/** A line of workerd's saying the Worker threw past its handler. */
+const UNCAUGHT = /uncaught exception|Uncaught/i;
+
+/**
+ * Such lines that the Worker cannot prevent, each with the reason; none is needed today. An
+ * entry is `[pattern, reason]`.
+ */
+export const UNCAUGHT_ALLOWED = [];
+
+/** The log lines (with the line after each, where workerd prints the error) that say the
+ * Worker threw past its handler, minus [`UNCAUGHT_ALLOWED`]. */
+export function uncaughtInLog(gw) {
+  const lines = gw.output.split("\n");
+  const found = [];
+  lines.forEach((line, i) => {
+    if (!UNCAUGHT.test(line)) return;
+    if (UNCAUGHT_ALLOWED.some(([re]) => re.test(line))) return;
+    found.push([line, lines[i + 1] ?? ""].join(" | ").slice(0, 400));
+  });
+  return found;
 }
 
 /** Waits (up to `ms`) until the gateway's log matches `re`; workerd's output arrives async. */

@@ -5,10 +5,10 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { request as httpRequest } from "node:http";
+import { Agent, request as httpRequest } from "node:http";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, randomClientIp, startGateway } from "./harness.mjs";
+import { call, createKey, expectError, randomClientIp, startGateway, waitForLog } from "./harness.mjs";
 
 const MAX_BODY_BYTES = 100_000;
 /** The management routes' own body limit (64 KiB), whatever MAX_BODY_BYTES is. */
@@ -32,6 +32,12 @@ before(async () => {
   gw = await startGateway({
     vars: { MAX_BODY_BYTES: String(MAX_BODY_BYTES), ORIGIN_TIMEOUT_MS: String(ORIGIN_TIMEOUT_MS) },
     handle: async ({ req, res }) => {
+      if (req.url.includes("/early-")) {
+        // Answers at once, before reading (or while ignoring) the request body.
+        res.writeHead(202, { "content-type": "application/json", connection: "close" });
+        res.end(JSON.stringify({ early: true }));
+        return true;
+      }
       if (req.url.includes("/jobs/big-")) {
         const pad = "x".repeat(BIG_ANSWER_BYTES);
         res.writeHead(201, { "content-type": "application/json", "x-job": "big" });
@@ -73,13 +79,13 @@ const runsOf = (path) => gw.origin.requests.filter((r) => r.url === path).length
  * Resolves to `{ status, text, json, headers }`; a connection the gateway closes after answering
  * is not an error once the answer is in.
  */
-function chunked(method, path, headers, total, fill = "a") {
+function chunked(method, path, headers, total, fill = "a", agent = false) {
   return new Promise((resolve, reject) => {
     let answered = false;
     const req = httpRequest(
       `${gw.url}${path}`,
-      // A connection of its own: one answered before its body was all sent is not reusable.
-      { method, agent: false, headers: { "cf-connecting-ip": randomClientIp(), ...headers } },
+      // A connection of its own unless the test shares one (`agent`).
+      { method, agent, headers: { "cf-connecting-ip": randomClientIp(), ...headers } },
       (res) => {
         const parts = [];
         res.on("data", (c) => parts.push(c));
@@ -106,8 +112,35 @@ function chunked(method, path, headers, total, fill = "a") {
   });
 }
 
+describe("section 6: a rate-limited key's trigger is refused before its body is read", () => {
+  it("once this location knows the key is over its limit, an idempotent trigger is refused here (log: lease local), no object call, no body read", async () => {
+    // Finding 6 of the security review: each refusal used to read the whole body (up to
+    // MAX_BODY_BYTES) first, then ask the key's object. The log line's `lease` field says a
+    // request was decided in the isolate; the refusal is taken before the body is read.
+    const { key, summary } = await createKey(gw, { permissions: ["jobs:run"], rate_limit: { requests: 1, window_seconds: 60 } });
+    const path = runPath(`rl-${randomBytes(3).toString("hex")}`);
+    const trigger = (idem, body = {}) =>
+      call(gw, "POST", path, { key, body, headers: { "idempotency-key": idem, "x-request-id": `rl-${idem}-${summary.id}` } });
+    assert.equal((await trigger("one")).status, 201);
+    expectError(assert, await trigger("two"), 429, "rate_limited");
+    const big = "z".repeat(MAX_BODY_BYTES - 100);
+    const r = await trigger("three", big);
+    expectError(assert, r, 429, "rate_limited");
+    assert.ok(Number(r.headers.get("retry-after")) >= 1);
+    const lineOf = async (idem) => {
+      const log = await waitForLog(gw, new RegExp(`"request_id":"rl-${idem}-${summary.id}"`));
+      return JSON.parse(log.split("\n").find((l) => l.includes(`"request_id":"rl-${idem}-${summary.id}"`)).replace(/^[^{]*/, ""));
+    };
+    assert.equal((await lineOf("two")).lease, undefined, "the first refusal came from the key's object");
+    const three = await lineOf("three");
+    assert.equal(three.status, 429);
+    assert.equal(three.lease, "local", "refused in the isolate, before reading the body");
+    assert.equal(runsOf(path), 1);
+  });
+});
+
 describe("section 7: bodies without Content-Length are limited while they stream", () => {
-  it("a forwarded chunked POST under the limit arrives whole, and chunked", async () => {
+  it("a forwarded chunked POST under the limit arrives whole, read first and sent with its length", async () => {
     const { key } = await createKey(gw);
     const path = `/developers/workspaces/ws1/variables/v-${randomBytes(3).toString("hex")}`;
     const r = await chunked("POST", path, { authorization: `Api-Key ${key}` }, MAX_BODY_BYTES - 1000);
@@ -115,7 +148,44 @@ describe("section 7: bodies without Content-Length are limited while they stream
     const got = gw.origin.requests.filter((q) => q.url === path);
     assert.equal(got.length, 1);
     assert.equal(got[0].body.length, MAX_BODY_BYTES - 1000);
-    assert.equal(got[0].headers["content-length"], undefined, "streamed: no length known ahead");
+    assert.equal(got[0].headers["content-length"], String(MAX_BODY_BYTES - 1000), "read whole, then sent with its length");
+  });
+
+  it("a streamed over-limit body, then a valid request on the same connection and on a new one: 413, then the right answers", async () => {
+    // Finding 1 of the security review: the 413 used to leave uncaught exceptions behind and
+    // the next request found the worker restarted (503). The harness also fails the file on
+    // any uncaught exception in the log.
+    const { key } = await createKey(gw);
+    const auth = { authorization: `Api-Key ${key}` };
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      for (const kind of ["variables/v-", "variables/early-"]) {
+        // `early-`: an origin that answers before reading any body.
+        const path = `/developers/workspaces/ws1/${kind}${randomBytes(3).toString("hex")}`;
+        const small = () => chunked("POST", path, auth, 2_000, "s", agent);
+        const first = await small();
+        assert.equal(first.status, kind.includes("early-") ? 202 : 200, first.text);
+        const over = await chunked("POST", path, auth, MAX_BODY_BYTES + 30_000, "o", agent);
+        expectError(assert, over, 413, "payload_too_large");
+        // The same connection when the gateway kept it, else a new one: the right answer.
+        const again = await small();
+        assert.equal(again.status, first.status, again.text);
+        const fresh = await chunked("POST", path, auth, 2_000, "n");
+        assert.equal(fresh.status, first.status, fresh.text);
+        const got = gw.origin.requests.filter((q) => q.url === path);
+        assert.equal(got.length, 3, "the over-limit body never reached the origin");
+        if (!kind.includes("early-")) assert.ok(got.every((q) => q.body.length === 2_000));
+      }
+      // A declared length under the limit to an origin that answers before reading it:
+      // streamed, relayed, and the next request is served.
+      const early = `/developers/workspaces/ws1/variables/early-${randomBytes(3).toString("hex")}`;
+      const declared = await call(gw, "POST", early, { key, body: "d".repeat(MAX_BODY_BYTES - 10) });
+      assert.equal(declared.status, 202, declared.text);
+      const next = await call(gw, "GET", "/developers/workspaces/ws1/jobs/", { key });
+      assert.equal(next.status, 200, next.text);
+    } finally {
+      agent.destroy();
+    }
   });
 
   it("a forwarded chunked POST over MAX_BODY_BYTES: 413, and the origin never gets the whole body", async () => {

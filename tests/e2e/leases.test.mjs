@@ -151,6 +151,19 @@ describe("revocation, roll and expiry reach the other location within LEASE_MS p
     assert.ok(first.at - graceEnd <= LEASE_MS + SLACK_MS + 1000, `refused ${first.at - graceEnd} ms after the grace`);
   });
 
+  it("a key revoked at A mints nothing at B, even while B's lease of it still serves its reads", async () => {
+    // Finding 10 of the security review: managing keys asks the key's object, not the lease.
+    const user = `lease-mint-${Date.now()}`;
+    const { key, summary } = await createKey(a, { user_id: user, workspaces: ["ws1"], permissions: ["api_keys:write", "jobs:read"] });
+    await hammer(b, key, 60, 4, "/developers/workspaces/ws1/jobs/");
+    const done = await call(a, "DELETE", `/v1/api-keys/${summary.id}`, { admin: true });
+    assert.equal(done.status, 200, done.text);
+    const body = { user_id: user, name: "child", workspaces: ["ws1"], permissions: ["jobs:read"] };
+    expectError(assert, await call(b, "POST", "/v1/api-keys", { key, body }), 401, "revoked_api_key");
+    const list = await call(a, "GET", `/v1/api-keys?user_id=${user}`, { admin: true });
+    assert.equal(list.json.results.length, 1, "no child was minted");
+  });
+
   it("the revoking location refuses at once: it drops its own lease", async () => {
     const { key, summary } = await createKey(a, { workspaces: ["ws1"], permissions: ["jobs:read"] });
     await hammer(a, key, 60, 4, "/developers/workspaces/ws1/jobs/");

@@ -358,6 +358,27 @@ describe("PATCH /v1/api-keys/{id}", () => {
     assert.equal(actions.filter((a) => a === "key.enabled").length, 2);
   });
 
+  it("suspended by a key, then by the admin: the admin's suspension is recorded and no key lifts it, by PATCH or roll", async () => {
+    // Finding 2 of the security review: the admin's PATCH used to answer 200 and change
+    // nothing, and a sibling key could then lift the suspension.
+    const k = await createKey(gw, { user_id: user, email: "p@example.com", permissions: ["jobs:read"] });
+    const before = (await auditEntries(gw, user, k.summary.id)).filter((a) => a.action === "key.disabled").length;
+    assert.equal((await asKey({ disabled: true }, k.summary.id)).status, 200);
+    const admin = await patch(k.summary.id, { disabled: true }, { admin: true });
+    assert.equal(admin.status, 200, admin.text);
+    assert.equal(admin.json.disabled, true);
+    const disabled = (await auditEntries(gw, user, k.summary.id)).filter((a) => a.action === "key.disabled");
+    assert.equal(disabled.length, before + 2, "the admin's suspension is its own entry");
+    assert.equal(disabled[0].actor.type, "admin", JSON.stringify(disabled[0]));
+    expectError(assert, await asKey({ disabled: false }, k.summary.id), 403, "permission_denied");
+    const roll = await call(gw, "POST", `/v1/api-keys/${k.summary.id}/roll`, { key: manager.key, body: { disabled: false } });
+    expectError(assert, roll, 403, "permission_denied");
+    expectError(assert, await call(gw, "GET", JOBS, { key: k.key }), 401, "disabled_api_key");
+    const lifted = await patch(k.summary.id, { disabled: false }, { admin: true });
+    assert.equal(lifted.status, 200, lifted.text);
+    assert.equal((await call(gw, "GET", JOBS, { key: k.key })).status, 200);
+  });
+
   it("expires_at: shortened only; extending, removing or a past time is 400; the shorter expiry holds", async () => {
     const iso = (ms) => new Date(ms).toISOString().replace(/\.\d+Z$/, "Z");
     const k = await createKey(gw, { expires_at: iso(Date.now() + 3600_000), permissions: ["jobs:read"] });
@@ -428,6 +449,59 @@ describe("keys minting keys stay within the creator's policies", () => {
     assert.equal(rolled.status, 201, rolled.text);
     assert.deepEqual(rolled.json.allowed_ips, ["192.0.2.0/24"]);
     assert.deepEqual(rolled.json.quota, { runs: 7, period: "day" });
+  });
+
+  it("a quota bounds the key and every key it mints or rolls into: one count for the family", async () => {
+    // Finding 4 of the security review: children used to start with a fresh count, and a
+    // roll at 0, so a 1-run/day key got 5 runs to the origin in one day.
+    await awayFromEdge(86_400_000, 30_000); // every trigger in one UTC day
+    const user = `family-${randomBytes(3).toString("hex")}`;
+    const parent = await createKey(gw, {
+      user_id: user,
+      email: "f@example.com",
+      permissions: ["api_keys:write", "jobs:run"],
+      quota: { runs: 2, period: "day" },
+    });
+    const mint = async () => {
+      const r = await call(gw, "POST", "/v1/api-keys", {
+        key: parent.key,
+        body: { user_id: user, name: "child", workspaces: ["ws1"], permissions: ["jobs:run"] },
+      });
+      assert.equal(r.status, 201, r.text);
+      assert.equal(r.json.quota_used, 0);
+      return r.json;
+    };
+    const [a, b] = [await mint(), await mint()];
+    const job = `fam-${randomBytes(3).toString("hex")}`;
+    const path = `/developers/workspaces/ws1/jobs/${job}/run/`;
+    const run = (key, idem) =>
+      call(gw, "POST", path, { key, body: {}, headers: idem ? { "idempotency-key": idem } : {} });
+    assert.equal((await run(a.key)).status, 201);
+    assert.equal((await run(parent.key, "p-1")).status, 201);
+    // The family's two runs are spent: every member is refused, with or without a key.
+    expectError(assert, await run(b.key), 429, "quota_exceeded");
+    expectError(assert, await run(b.key, "b-1"), 429, "quota_exceeded");
+    expectError(assert, await run(a.key), 429, "quota_exceeded");
+    expectError(assert, await run(parent.key), 429, "quota_exceeded");
+    // A child's child counts there too, and so does a roll (never from 0).
+    const grandchild = await call(gw, "POST", "/v1/api-keys", {
+      key: a.key,
+      body: { user_id: user, name: "grandchild", workspaces: ["ws1"], permissions: ["jobs:run"] },
+    });
+    assert.equal(grandchild.status, 403, "a child without api_keys:write mints nothing");
+    const rolledChild = await call(gw, "POST", `/v1/api-keys/${b.id}/roll`, { key: parent.key, body: {} });
+    assert.equal(rolledChild.status, 201, rolledChild.text);
+    expectError(assert, await run(rolledChild.json.key), 429, "quota_exceeded");
+    const rolled = await call(gw, "POST", `/v1/api-keys/${parent.summary.id}/roll`, { admin: true, body: {} });
+    assert.equal(rolled.status, 201, rolled.text);
+    assert.equal(rolled.json.quota_used, 2, "the roll goes on counting");
+    expectError(assert, await run(rolled.json.key), 429, "quota_exceeded");
+    assert.equal(runsAtOrigin(gw, job), 2, "two runs reached the origin, as the quota says");
+    assert.equal((await get(b.id)).quota_used, 2, "each member shows the family's count");
+    // A refused idempotent attempt opens no record: the same Idempotency-Key is refused
+    // again, not answered 409 as in flight.
+    expectError(assert, await run(a.key, "a-1"), 429, "quota_exceeded");
+    expectError(assert, await run(a.key, "a-1"), 429, "quota_exceeded");
   });
 });
 

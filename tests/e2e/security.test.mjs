@@ -80,15 +80,33 @@ describe("contract section 5: every spelling of a run needs jobs:run", () => {
 });
 
 describe("contract section 7: a method override in the query is refused", () => {
-  it("_method in the query (any case, encoded or not): 400 on _method, nothing forwarded", async () => {
+  it("_method in the query (any case, encoded or not, or as PHP normalises names): 400 on _method, nothing forwarded", async () => {
     const { key } = await createKey(gw, { workspaces: ["ws1"], permissions: ["jobs:run", "jobs:write"] });
     const before = originCount();
-    for (const q of ["_method=DELETE", "a=1&_METHOD=put", "%5Fmethod=PATCH"]) {
+    // The last six are `_method` to PHP (Laravel, Symfony): `.` and space read as `_`, leading
+    // spaces dropped, the name cut at NUL and at `[` (finding 3 of the security review).
+    for (const q of [
+      "_method=DELETE",
+      "a=1&_METHOD=put",
+      "%5Fmethod=PATCH",
+      ".method=DELETE",
+      "%2Emethod=DELETE",
+      "_method%00=DELETE",
+      "+_method=PUT",
+      "_method[]=DELETE",
+      "a=1;_method=DELETE",
+    ]) {
       const r = await call(gw, "POST", `/developers/workspaces/ws1/jobs/daily_etl/run/?${q}`, { key, body: {} });
       const body = expectError(assert, r, 400, "validation_error");
       assert.ok(body.fields._method, q);
     }
     assert.equal(originCount(), before);
+    // Names that only look alike are forwarded untouched.
+    const q = "x.method=DELETE&_methods=1&a%5B_method%5D=2";
+    const ok = await call(gw, "GET", `/developers/workspaces/ws1/jobs/?${q}`, { key: (await createKey(gw, { permissions: ["jobs:read"] })).key });
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(originCount(), before + 1);
+    assert.ok(gw.origin.requests.at(-1).url.endsWith(`?${q}`));
   });
 });
 

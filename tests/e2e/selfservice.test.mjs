@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
-import { call, createKey, expectError, ROOT, startGateway } from "./harness.mjs";
+import { awayFromEdge, call, createKey, expectError, ROOT, startGateway } from "./harness.mjs";
 
 const MAX_KEYS = 3;
 const persist = mkdtempSync(join(tmpdir(), "keygate-selfservice-"));
@@ -115,6 +115,20 @@ describe("MAX_KEYS_PER_USER", () => {
     gw.issuedKeys.push(again.json.key);
   });
 
+  it("30 concurrent creates for one user: exactly the cap is created, the rest 409", async () => {
+    // Finding 14 of the security review: the KV listing let one more through under load; the
+    // user's object now counts every create, one at a time.
+    const erin = user("erin");
+    const body = { user_id: erin, name: "race", workspaces: ["ws1"], permissions: ["jobs:read"] };
+    const results = await Promise.all(
+      Array.from({ length: 30 }, () => call(gw, "POST", "/v1/api-keys", { admin: true, body })),
+    );
+    const made = results.filter((r) => r.status === 201);
+    for (const r of results.filter((r) => r.status !== 201)) expectError(assert, r, 409, "key_limit_reached");
+    assert.equal(made.length, MAX_KEYS, results.map((r) => r.status).join(","));
+    assert.equal((await listUser(erin)).length, MAX_KEYS);
+  });
+
   it("a key minting for its own user is held to the same cap", async () => {
     const carol = user("carol");
     const parent = await createKey(gw, { user_id: carol, permissions: ["api_keys:write", "jobs:read"] });
@@ -141,6 +155,43 @@ describe("rolls and the cap", () => {
     }
     assert.deepEqual(statuses, [201, 201, 201, 409]);
     assert.equal((await listUser(frank)).filter((k) => k.revoked_at === null).length, MAX_KEYS + 1);
+  });
+});
+
+describe("changes per user and day", () => {
+  /** MAX_CHANGES_PER_USER_PER_DAY in src/core/auditlog.rs. */
+  const MAX_CHANGES = 1000;
+
+  it(`a user's keys make at most ${MAX_CHANGES} changes a UTC day: then 429 too_many_changes, nothing changed; the admin is not held`, async () => {
+    // Finding 12 of the security review: every change is kept in the user's trail, which had
+    // no bound a key could not pass.
+    await awayFromEdge(86_400_000, 120_000); // every change in one UTC day
+    const gail = user("gail");
+    const manager = await createKey(gw, { user_id: gail, permissions: ["api_keys:write", "jobs:read"], rate_limit: { requests: 100_000, window_seconds: 60 } });
+    const target = await createKey(gw, { user_id: gail, permissions: ["jobs:read"] });
+    const rename = (name) => call(gw, "PATCH", `/v1/api-keys/${target.summary.id}`, { key: manager.key, body: { name } });
+    let next = 0;
+    const statuses = [];
+    const worker = async () => {
+      while (next < MAX_CHANGES) {
+        next += 1;
+        statuses.push((await rename(`n${next}`)).status);
+      }
+    };
+    await Promise.all(Array.from({ length: 8 }, worker));
+    const counts = {};
+    for (const s of statuses) counts[s] = (counts[s] ?? 0) + 1;
+    assert.deepEqual(counts, { 200: MAX_CHANGES });
+    const over = await rename("one too many");
+    const body = expectError(assert, over, 429, "too_many_changes");
+    const tomorrow = Math.ceil((Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), new Date().getUTCDate() + 1) - Date.now()) / 1000);
+    assert.ok(Math.abs(Number(over.headers.get("retry-after")) - tomorrow) <= 3, over.headers.get("retry-after"));
+    assert.ok(body.detail.length > 0);
+    const now = await call(gw, "GET", `/v1/api-keys/${target.summary.id}`, { admin: true });
+    assert.notEqual(now.json.name, "one too many", "nothing changed");
+    // The admin still changes and revokes the user's keys.
+    const admin = await call(gw, "PATCH", `/v1/api-keys/${target.summary.id}`, { admin: true, body: { name: "by admin" } });
+    assert.equal(admin.status, 200, admin.text);
   });
 });
 
