@@ -64,6 +64,7 @@ pub mod request;
 pub mod route;
 pub mod session;
 pub mod settings;
+pub mod switch;
 pub mod throttle;
 pub mod time;
 pub mod usage;

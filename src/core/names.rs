@@ -45,6 +45,10 @@ pub const ORIGIN: &str = "origin";
 // The settings page (section 11).
 /// The settings session's cookie: `<object name>.<secret>`, `HttpOnly`, `Path=/settings`.
 pub const SETTINGS_COOKIE: &str = "kg_settings";
+/// The settings session's cookie again, sent only to `/settings/open` and also on a navigation
+/// from another site (`SameSite=Lax`): how opening a link learns that this browser already holds
+/// another user's session (docs/CONTRACT.md section 11, [`super::switch`]).
+pub const SWITCH_COOKIE: &str = "kg_settings_open";
 /// The CSRF token a state-changing settings call must carry.
 pub const HEADER_CSRF: &str = "x-csrf-token";
 /// The media type of every JSON body the gateway writes.

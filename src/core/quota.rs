@@ -90,9 +90,21 @@ pub struct RunVerdict {
 }
 
 impl RunCount {
-    /// Runs used under `quota` in the period holding `now` (0 once a new period began).
+    /// Runs used under `quota` in the period holding `now` (0 once a new period began). A count
+    /// kept under the other period (the quota's period was changed, or isolates whose cached
+    /// records disagree on it for a moment) still counts while its period overlaps the current
+    /// one: alternating the period cannot reset the count.
     pub fn used(&self, quota: &Quota, now: i64) -> u32 {
-        if self.period == Some(quota.period) && self.start == quota.period.start(now) {
+        let Some(kept) = self.period else {
+            return 0;
+        };
+        let start = quota.period.start(now);
+        let overlaps = if kept == quota.period {
+            self.start == start
+        } else {
+            self.start < quota.period.end(now) && kept.end(self.start) > start
+        };
+        if overlaps {
             self.used
         } else {
             0
@@ -175,12 +187,11 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_period_starts_afresh_and_a_lowered_quota_holds_at_once() {
+    fn a_changed_period_keeps_the_overlapping_count_and_a_lowered_quota_holds_at_once() {
         let day = Quota {
             runs: 5,
             period: Period::Day,
         };
-        // The first of the month: both periods start at the same second.
         let now = t("2026-06-01T08:00:00Z");
         let mut c = RunCount::default();
         c.take(&day, now);
@@ -189,7 +200,26 @@ mod tests {
             runs: 5,
             period: Period::Month,
         };
-        assert_eq!(c.used(&month, now), 0);
+        // Today's runs are this month's too (finding 9 of the security review: isolates that
+        // disagree on the period used to reset each other's count).
+        assert_eq!(c.used(&month, now), 2);
+        let mut flip = c;
+        for _ in 0..10 {
+            flip.take(&month, now);
+            flip.take(&day, now);
+        }
+        assert_eq!(
+            flip.used(&day, now),
+            5,
+            "alternating periods never passes the quota"
+        );
+        // A count of another period that does not overlap this one is gone.
+        let next_month = t("2026-07-02T08:00:00Z");
+        assert_eq!(c.used(&month, next_month), 0);
+        let mut monthly = RunCount::default();
+        monthly.take(&month, t("2026-05-20T08:00:00Z"));
+        assert_eq!(monthly.used(&day, now), 0, "May's runs are not June 1st's");
+        assert_eq!(monthly.used(&day, t("2026-05-31T08:00:00Z")), 1);
         let lower = Quota {
             runs: 2,
             period: Period::Day,

@@ -211,10 +211,15 @@ pub fn cookie_value(object_name: &str, secret: &str) -> String {
 /// `(object name, cookie secret)` from a `Cookie` header, if it holds a well-formed session
 /// cookie (the first one, when a browser sends several).
 pub fn read_cookie(header: Option<&str>) -> Option<(&str, &str)> {
+    read_named_cookie(header, SETTINGS_COOKIE)
+}
+
+/// [`read_cookie`] for the cookie called `cookie`.
+pub fn read_named_cookie<'a>(header: Option<&'a str>, cookie: &str) -> Option<(&'a str, &'a str)> {
     header?
         .split(';')
         .filter_map(|c| c.trim().split_once('='))
-        .filter(|(name, _)| *name == SETTINGS_COOKIE)
+        .filter(|(name, _)| *name == cookie)
         .find_map(|(_, value)| {
             let (name, secret) = value.split_once('.')?;
             (is_hash(name) && is_secret(secret)).then_some((name, secret))

@@ -45,6 +45,9 @@ pub enum Settings<'a> {
     Asset(Asset),
     /// `GET /settings/open?token=`.
     Open,
+    /// `POST /settings/open` (form `token=`): the link chosen on the page that asks whether to
+    /// leave another user's session ([`super::switch`]).
+    OpenChosen,
     /// `GET /settings/api/session`.
     Session,
     /// `POST /settings/api/session/end`: sign-out.
@@ -89,7 +92,8 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Settings<'a>, Error> {
         "/settings/app.css" => return only_read(Settings::Asset(Asset::Style)),
         // GET only: opening uses the link up, which a HEAD (a link checker's) must not do.
         PATH_OPEN if method == "GET" => return Ok(Settings::Open),
-        PATH_OPEN => return Err(Error::MethodNotAllowed("GET")),
+        PATH_OPEN if method == "POST" => return Ok(Settings::OpenChosen),
+        PATH_OPEN => return Err(Error::MethodNotAllowed("GET, POST")),
         _ => {}
     }
     let api = path.strip_prefix(API_PREFIX).ok_or(Error::NotFound)?;
@@ -142,10 +146,11 @@ mod tests {
             Ok(Settings::Asset(Asset::Style))
         );
         assert_eq!(resolve("GET", "/settings/open"), Ok(Settings::Open));
-        for method in ["POST", "HEAD"] {
+        assert_eq!(resolve("POST", "/settings/open"), Ok(Settings::OpenChosen));
+        for method in ["PUT", "HEAD"] {
             assert_eq!(
                 resolve(method, "/settings/open"),
-                Err(Error::MethodNotAllowed("GET"))
+                Err(Error::MethodNotAllowed("GET, POST"))
             );
         }
         assert_eq!(resolve("GET", "/settings/other.js"), Err(Error::NotFound));

@@ -348,7 +348,7 @@ async fn key_request(
             }
             // The job trigger counts the request and opens its idempotency record in one call.
             let (decision, result) =
-                proxy::trigger(ctx, incoming, need, &record, &idempotency_key).await;
+                proxy::trigger(ctx, wctx, incoming, need, &record, &idempotency_key).await;
             out.decision = decision;
             return out.with(result);
         }

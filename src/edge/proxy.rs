@@ -14,7 +14,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    AbortController, Date, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
+    AbortController, Context, Date, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
     ResponseBody, ResponseBuilder,
 };
 
@@ -98,6 +98,7 @@ async fn request_body(req: &Request, method: &str, max: u64) -> Result<Option<Js
 /// decision for the `RateLimit-*` headers with the result.
 pub async fn trigger(
     ctx: &Ctx,
+    wctx: &Context,
     incoming: Incoming<'_>,
     need: &Need<'_>,
     record: &KeyRecord,
@@ -114,7 +115,7 @@ pub async fn trigger(
         Ok::<_, Error>((call, body))
     };
     match early.await {
-        Ok((call, body)) => idempotent(ctx, req, need, &call, idempotency_key, body).await,
+        Ok((call, body)) => idempotent(ctx, wctx, req, need, &call, idempotency_key, body).await,
         Err(later) => refused_early(ctx, need, record, later).await,
     }
 }
@@ -291,6 +292,7 @@ async fn send(
 /// origin call, and the job never runs twice within 24 h whatever the answer's size or speed.
 async fn idempotent(
     ctx: &Ctx,
+    wctx: &Context,
     req: &Request,
     need: &Need<'_>,
     call: &Call<'_>,
@@ -314,7 +316,15 @@ async fn idempotent(
         Err(e) => Err(e),
         // Allowed, so the object has opened (or found) the record, or refused a new one.
         Ok(()) => match begun {
-            Some(begun) => run_once(ctx, req, call, &slot, &fp, begun, body).await,
+            Some(begun) => {
+                // A new attempt may start the job: its exchange must reach the record's finish
+                // even if the client hangs up, or the record stays in flight until its lease
+                // lapses and a retry runs the job again. Held until the exchange returns, this
+                // keeps the request's context alive (`waitUntil`).
+                let _alive =
+                    matches!(begun, Ok(Begin::Proceed { .. })).then(|| KeepAlive::new(wctx));
+                run_once(ctx, req, call, &slot, &fp, begun, body).await
+            }
             None => Err(ctx.unavailable("durable_object")),
         },
     };
@@ -470,6 +480,30 @@ async fn run_once(
         Some(Err(e)) => return Err(e),
     };
     Ok(Reply { response, note })
+}
+
+/// Keeps the request's context alive until dropped: a `waitUntil` on a promise that the drop
+/// resolves. Cloudflare cancels a request's outstanding work when its client disconnects,
+/// except what a `waitUntil` holds.
+struct KeepAlive(Option<worker::js_sys::Function>);
+
+impl KeepAlive {
+    fn new(wctx: &Context) -> Self {
+        let mut release = None;
+        let held = worker::js_sys::Promise::new(&mut |resolve, _reject| release = Some(resolve));
+        wctx.wait_until(async move {
+            let _ = worker::wasm_bindgen_futures::JsFuture::from(held).await;
+        });
+        KeepAlive(release)
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        if let Some(release) = self.0.take() {
+            let _ = release.call0(&JsValue::NULL);
+        }
+    }
 }
 
 /// The origin's body, read within `left_ms` and up to `cap` bytes.

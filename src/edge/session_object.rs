@@ -19,7 +19,8 @@ use worker::{
 use super::Ctx;
 use crate::core::names::SETTINGS_SESSIONS_BINDING;
 use crate::core::route::split_url;
-use crate::core::session::{self, Answer, StoredSession, KEEP_AFTER_EXPIRY_SECS};
+use crate::core::session::{self, Answer, Session, StoredSession, KEEP_AFTER_EXPIRY_SECS};
+use crate::core::switch;
 use crate::core::Error;
 
 const STATE_KEY: &str = "session";
@@ -27,6 +28,8 @@ const OP_CREATE: &str = "/create";
 const OP_OPEN: &str = "/open";
 const OP_CHECK: &str = "/check";
 const OP_END: &str = "/end";
+/// Which account an unused link would open (no state changes).
+const OP_PEEK: &str = "/peek";
 /// Base URL of calls to the object; only the path matters.
 const DO_URL: &str = "https://settings-session";
 const CAUSE: &str = "settings_session_object";
@@ -101,6 +104,7 @@ impl SettingsSessionObject {
                 }
                 Response::from_json(&answer)
             }
+            OP_PEEK => Response::from_json(&switch::unopened(self.load().await?, now_secs())),
             OP_CHECK => {
                 let q: CookieQuestion = serde_json::from_slice(&bytes).map_err(|_| fail("q"))?;
                 Response::from_json(&session::check(
@@ -189,6 +193,14 @@ pub async fn open(ctx: &Ctx, name: &str, cookie_hash: &str) -> Result<StoredSess
 /// The session behind a cookie, if its secret is right and it has not ended.
 pub async fn check(ctx: &Ctx, name: &str, cookie_hash: &str) -> Result<StoredSession, Error> {
     ask(ctx, name, OP_CHECK, cookie_hash).await
+}
+
+/// The account the unused link behind `name` would open, if it can still be opened.
+pub async fn peek(ctx: &Ctx, name: &str) -> Result<Option<Session>, Error> {
+    let text = call(ctx, name, OP_PEEK, String::new())
+        .await?
+        .ok_or_else(|| ctx.unavailable(CAUSE))?;
+    serde_json::from_str(&text).map_err(|_| ctx.unavailable(CAUSE))
 }
 
 /// Ends the session behind a cookie (sign-out): afterwards the same cookie is

@@ -21,12 +21,17 @@ use crate::core::session::{
     origin_of, read_cookie, session_body, set_cookie, Session, StoredSession, SECRET_BYTES,
 };
 use crate::core::settings::{Asset, Settings, PATH_OPEN, PATH_PAGE};
+use crate::core::switch;
 use crate::core::time::format_time;
 use crate::core::Error;
 
 const INDEX_HTML: &str = include_str!("../../web/settings/index.html");
 const APP_JS: &str = include_str!("../../web/settings/app.js");
 const APP_CSS: &str = include_str!("../../web/settings/app.css");
+/// The page that asks before another user's link replaces this browser's session.
+const SWITCH_HTML: &str = include_str!("../../web/settings/switch.html");
+/// Largest form of `POST /settings/open` (a token field: about 50 bytes).
+const MAX_FORM_BYTES: u64 = 4 * 1024;
 
 /// Largest body of `POST /v1/settings-sessions`; a real one is a few hundred bytes.
 const MAX_SESSION_BODY_BYTES: u64 = 64 * 1024;
@@ -99,7 +104,23 @@ pub async fn handle(
         Settings::Asset(asset) => asset_response(asset),
         Settings::Open => {
             throttle::require_binding(ctx)?;
-            open(ctx, req, query).await
+            let token = link_token(query).ok_or(Error::LinkExpired)?;
+            match ask_first(ctx, req, &token).await {
+                Some(page) => Ok(page),
+                None => open(ctx, req, &token).await,
+            }
+        }
+        Settings::OpenChosen => {
+            throttle::require_binding(ctx)?;
+            // Only the gateway's own choice page posts here (login CSRF, docs/CONTRACT.md
+            // section 11); a form post always carries Origin.
+            let origin = req.headers().get(ORIGIN).ok().flatten();
+            if !switch::same_origin(origin.as_deref(), origin_of(&req.inner().url())) {
+                return Err(Error::CsrfFailed);
+            }
+            let body = read_body(req, MAX_FORM_BYTES).await?;
+            let token = switch::form_token(&body).ok_or(Error::LinkExpired)?;
+            open(ctx, req, &token).await
         }
         route => {
             // Refused cookies are counted per client like failed keys: they must be countable.
@@ -153,18 +174,41 @@ async fn end_session(
     session_object::end(ctx, object, cookie_hash).await?;
     let secure = secure_cookie(req);
     let mut response = json(200, &serde_json::json!({ "ended": true }))?;
-    let _ = response
-        .headers_mut()
-        .set(SET_COOKIE, &clear_cookie(secure));
+    let headers = response.headers_mut();
+    let _ = headers.append(SET_COOKIE, &clear_cookie(secure));
+    let _ = headers.append(SET_COOKIE, &switch::clear_switch_cookie(secure));
     Ok(response.into())
 }
 
-/// `GET /settings/open?token=`: once and before expiry, a cookie and a redirect to the page (a
-/// URL without the token); otherwise 410 `link_expired`, nothing set. A malformed token costs
-/// no storage read.
-async fn open(ctx: &Ctx, req: &Request, query: Option<&str>) -> Result<Reply, Error> {
-    let token = link_token(query).ok_or(Error::LinkExpired)?;
-    let name = hash_secret(&token);
+/// The page that asks first, when this browser holds a live session of another user than the
+/// link's ([`switch`]); `None` (open as usual) when it holds none, the same user's, or anything
+/// cannot be read: asking is a courtesy to the person, never a reason to refuse the link.
+async fn ask_first(ctx: &Ctx, req: &Request, token: &str) -> Option<Reply> {
+    let header = req.headers().get(COOKIE).ok().flatten();
+    let (name, secret) = switch::read_switch_cookie(header.as_deref())?;
+    let current = session_object::check(ctx, name, &hash_secret(secret))
+        .await
+        .ok()?;
+    let link = session_object::peek(ctx, &hash_secret(token))
+        .await
+        .ok()??;
+    if !switch::must_ask(&current.session, &link) {
+        return None;
+    }
+    let page = switch::render(SWITCH_HTML, &current.session, &link, token);
+    let mut response = Response::from_bytes(page.into_bytes()).ok()?;
+    let _ = response
+        .headers_mut()
+        .set(CONTENT_TYPE, "text/html; charset=utf-8");
+    Some(response.into())
+}
+
+/// Opening the link `token` (`GET /settings/open?token=`, or the choice page's form): once and
+/// before expiry, the session cookie (and its copy for `/settings/open`, [`switch`]) and a
+/// redirect to the page (a URL without the token); otherwise 410 `link_expired`, nothing set.
+/// A malformed token costs no storage read.
+async fn open(ctx: &Ctx, req: &Request, token: &str) -> Result<Reply, Error> {
+    let name = hash_secret(token);
     let secret = base64url(&random::<SECRET_BYTES>()?);
     let stored = session_object::open(ctx, &name, &hash_secret(&secret)).await?;
     let s = &stored.session;
@@ -177,12 +221,14 @@ async fn open(ctx: &Ctx, req: &Request, query: Option<&str>) -> Result<Reply, Er
         .map(|_| "audit_after_open");
     let secure = secure_cookie(req);
     let mut response = redirect(303, PATH_PAGE)?.response;
-    let cookie = set_cookie(
-        &cookie_value(&name, &secret),
-        s.expires_at - ctx.now,
-        secure,
+    let value = cookie_value(&name, &secret);
+    let max_age = s.expires_at - ctx.now;
+    let headers = response.headers_mut();
+    let _ = headers.append(SET_COOKIE, &set_cookie(&value, max_age, secure));
+    let _ = headers.append(
+        SET_COOKIE,
+        &switch::set_switch_cookie(&value, max_age, secure),
     );
-    let _ = response.headers_mut().set(SET_COOKIE, &cookie);
     Ok(Reply { response, note })
 }
 

@@ -8,6 +8,9 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { gzipSync } from "node:zlib";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 
 import { call, createKey, expectError, startGateway } from "../e2e/harness.mjs";
 import {
@@ -110,7 +113,7 @@ test("the link opens the page once: a cookie, a redirect without the secret, a s
   assert.equal(await page.evaluate(() => document.cookie), "", "the session cookie is not readable by script");
 
   await page.waitForSelector("#app:not([hidden])");
-  assert.equal(await page.textContent("#who"), DEMO_SESSION.email);
+  assert.equal(await page.textContent("#who"), `${DEMO_SESSION.email} (${DEMO_SESSION.user_id})`);
   assert.equal(await page.getAttribute("#back", "href"), DEMO_SESSION.return_url);
   // The page shows itself, then lists the keys: wait for the list's answer, not the frame.
   await page.waitForSelector("#keys-empty", { state: "visible" });
@@ -467,6 +470,61 @@ test("axe-core finds no serious or critical problem, on the page and in the dial
   const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   assert.ok(overflow <= 0, `nothing wider than a 375 px phone (overflow ${overflow} px)`);
   await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+test("another user's link, followed from another site, asks first; by keyboard the person keeps their own or switches", async () => {
+  // docs/CONTRACT.md section 11 (login CSRF): a link of another user, opened by a navigation
+  // from another site (here `localhost`, another site than the gateway's 127.0.0.1), does not
+  // silently replace the person's session.
+  const own = await openSession(gw, { user_id: `victim-${Date.now()}`, email: "victim@example.com" });
+  const foreign = await openSession(gw, { user_id: `mallory-${Date.now()}`, email: "mallory@example.com" });
+  const ctx = await browser.newContext();
+  const p = await newPage(ctx);
+  await p.goto(own.url);
+  await p.waitForSelector("#app:not([hidden])");
+  assert.match(await p.textContent("#who"), /victim@example\.com \(victim-/);
+  const site = createServer((req, res) => {
+    res.writeHead(200, { "content-type": "text/html" });
+    res.end(`<!doctype html><title>prize</title><a id="go" href="${foreign.url}">Claim your prize</a>`);
+  });
+  await new Promise((r) => site.listen(0, "127.0.0.1", r));
+  const elsewhere = `http://localhost:${site.address().port}/`;
+  try {
+    const viaOtherSite = async () => {
+      await p.goto(elsewhere);
+      await Promise.all([p.waitForURL(/\/settings\/open/), p.click("#go")]);
+      await p.waitForSelector("#switch-h");
+    };
+    await viaOtherSite();
+    assert.match(await p.textContent("#current"), /victim@example\.com/);
+    assert.match(await p.textContent("#link"), /mallory@example\.com/);
+    await p.screenshot({ path: join(tmpdir(), "keygate-switch.png") });
+    await p.evaluate(axeSource());
+    const violations = await p.evaluate(async () =>
+      (await window.axe.run(document, { resultTypes: ["violations"] })).violations
+        .filter((v) => v.impact === "serious" || v.impact === "critical")
+        .map((v) => v.id),
+    );
+    assert.deepEqual(violations, [], "the choice page");
+    // Keyboard: the first stop keeps the person's own keys.
+    await p.keyboard.press("Tab");
+    assert.equal(await p.evaluate(() => document.activeElement.id), "stay");
+    await Promise.all([p.waitForURL(/\/settings\/$/), p.keyboard.press("Enter")]);
+    await p.waitForSelector("#app:not([hidden])");
+    assert.match(await p.textContent("#who"), /victim@example\.com/, "still the person's own keys");
+    // The link was not used: asked again, the second stop switches.
+    await viaOtherSite();
+    await p.keyboard.press("Tab");
+    await p.keyboard.press("Tab");
+    assert.equal(await p.evaluate(() => document.activeElement.id), "switch");
+    await Promise.all([p.waitForURL(/\/settings\/$/), p.keyboard.press("Enter")]);
+    await p.waitForSelector("#app:not([hidden])");
+    assert.match(await p.textContent("#who"), /mallory@example\.com \(mallory-/, "the page says whose keys these are");
+    assertCleanConsole(p);
+  } finally {
+    site.close();
+    await ctx.close();
+  }
 });
 
 test("page weight and time to first paint under wrangler dev", async (t) => {

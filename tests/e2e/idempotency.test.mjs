@@ -44,6 +44,12 @@ before(async () => {
         res.end(JSON.stringify({ execution_id: `exec_${randomBytes(8).toString("hex")}`, pad }));
         return true;
       }
+      if (req.url.includes("/jobs/slowok-")) {
+        // The job runs and answers after a second: well inside ORIGIN_TIMEOUT_MS.
+        await sleep(1_000);
+        if (!res.destroyed) send201(res);
+        return true;
+      }
       if (req.url.includes("/jobs/slowheaders-")) {
         // The job starts, but no headers come back before ORIGIN_TIMEOUT_MS.
         await sleep(ORIGIN_TIMEOUT_MS + 1_000);
@@ -272,6 +278,32 @@ describe("section 6: the job runs once whatever the answer's size or speed", () 
     assert.equal(retry.headers.get("idempotent-replayed"), "true");
     assert.equal(retry.headers.get("idempotent-body-omitted"), "true");
     assert.equal(retry.headers.get("x-job"), "slow-body");
+    assert.equal(runsOf(path), 1);
+  });
+});
+
+describe("section 6: a client that hangs up during the exchange", () => {
+  it("the exchange finishes and is remembered: the retry replays it, the job ran once", async () => {
+    // Finding 15 of the security review: the exchange ran inside the client's request, so a
+    // client that hung up left the record in flight until its lease lapsed, and the job could
+    // run twice.
+    const { key } = await createKey(gw, { permissions: ["jobs:run"] });
+    const path = runPath(`slowok-${randomBytes(4).toString("hex")}`);
+    const idem = `idem-${randomBytes(6).toString("hex")}`;
+    const controller = new AbortController();
+    const gone = fetch(gw.url + path, {
+      method: "POST",
+      headers: { authorization: `Api-Key ${key}`, "idempotency-key": idem, "content-type": "application/json", "cf-connecting-ip": randomClientIp() },
+      body: "{}",
+      signal: controller.signal,
+    }).catch(() => "aborted");
+    await sleep(300);
+    controller.abort();
+    assert.equal(await gone, "aborted");
+    await sleep(2_000);
+    const retry = await call(gw, "POST", path, { key, body: {}, headers: { "idempotency-key": idem } });
+    assert.equal(retry.status, 201, retry.text);
+    assert.equal(retry.headers.get("idempotent-replayed"), "true", "answered from the record, not run again");
     assert.equal(runsOf(path), 1);
   });
 });

@@ -71,13 +71,14 @@ async function openSession(fields = {}) {
   const s = await createSession(fields);
   const r = await openLink(s.url);
   assert.equal(r.status, 303);
-  const setCookie = r.headers.get("set-cookie");
+  const [setCookie, setSwitchCookie] = r.headers.getSetCookie();
   const cookie = setCookie.split(";")[0];
+  const switchCookie = setSwitchCookie.split(";")[0];
   secrets.push(cookie.slice(cookie.indexOf("=") + 1));
   const me = await api("GET", "/settings/api/session", { cookie });
   assert.equal(me.status, 200, me.text);
   secrets.push(me.json.csrf_token);
-  return { ...s, setCookie, cookie, csrf: me.json.csrf_token, session: me.json };
+  return { ...s, setCookie, setSwitchCookie, cookie, switchCookie, csrf: me.json.csrf_token, session: me.json };
 }
 
 /** A settings API call with the session's cookie and, when given, its CSRF token and an Origin. */
@@ -96,6 +97,18 @@ async function keysOf(s) {
   const r = await api("GET", "/settings/api/keys", { cookie: s.cookie });
   assert.equal(r.status, 200, r.text);
   return r.json.results;
+}
+
+/** A fetch response as `call` answers: `{ status, headers, text, json }`. */
+async function asResult(r) {
+  const text = await r.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: r.status, headers: r.headers, text, json };
 }
 
 function assertSecurityHeaders(r, what) {
@@ -213,6 +226,11 @@ describe("GET /settings/open: the link", () => {
     const maxAge = Number(attrs.find((a) => a.startsWith("Max-Age=")).slice(8));
     const remaining = (Date.parse(s.expires_at) - Date.now()) / 1000;
     assert.ok(maxAge <= 600 && Math.abs(maxAge - remaining) <= SLACK_S, `Max-Age ${maxAge}, remaining ${remaining}`);
+    // Its copy for /settings/open only (section 11: a link of another user asks first), sent
+    // on a navigation from another site too.
+    const copy = s.setSwitchCookie.split(";").map((a) => a.trim());
+    assert.equal(copy[0], s.cookie.replace(/^kg_settings=/, "kg_settings_open="));
+    for (const a of ["HttpOnly", "SameSite=Lax", "Path=/settings/open", `Max-Age=${maxAge}`]) assert.ok(copy.includes(a), s.setSwitchCookie);
     // The object's stored expiry, as the session says it, is the one the link was made with.
     assert.equal(s.session.expires_at, s.expires_at);
     // Neither the link's token nor the cookie's secret is the other.
@@ -349,7 +367,10 @@ describe("POST /settings/api/session/end (sign-out)", () => {
     const r = await write(s, "POST", "/settings/api/session/end");
     assert.equal(r.status, 200, r.text);
     assert.deepEqual(r.json, { ended: true });
-    assert.equal(r.headers.get("set-cookie"), "kg_settings=; HttpOnly; SameSite=Strict; Path=/settings; Max-Age=0");
+    assert.deepEqual(r.headers.getSetCookie(), [
+      "kg_settings=; HttpOnly; SameSite=Strict; Path=/settings; Max-Age=0",
+      "kg_settings_open=; HttpOnly; SameSite=Lax; Path=/settings/open; Max-Age=0",
+    ]);
     assertSecurityHeaders(r, "sign-out");
     for (const [method, path, opts] of [
       ["GET", "/settings/api/session", { cookie: s.cookie }],
@@ -637,6 +658,68 @@ describe("fail closed", () => {
       await broken?.stop();
       rmSync(config, { force: true });
     }
+  });
+});
+
+describe("section 11: another user's link opened where a session is live (login CSRF)", () => {
+  // Finding 11 of the security review: anyone's link opened in a browser (a cross-site
+  // navigation is enough) replaced that browser's session, so keys made next belonged to the
+  // link's user.
+  const navigate = (url, cookie) =>
+    fetch(url, { redirect: "manual", headers: { "cf-connecting-ip": randomClientIp(), ...(cookie ? { cookie } : {}) } });
+  const choose = (token, origin) =>
+    fetch(`${gw.url}/settings/open`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", "cf-connecting-ip": randomClientIp(), ...(origin ? { origin } : {}) },
+      body: `token=${token}`,
+    });
+
+  it("asks first: a page naming both accounts, the link unused and the session kept until the person chooses", async () => {
+    const mine = await openSession();
+    const theirs = await createSession({ user_id: user("mallory") });
+    // A navigation from another site carries only the Lax copy of the cookie.
+    const asked = await navigate(theirs.url, mine.switchCookie);
+    const page = await asked.text();
+    assert.equal(asked.status, 200, page);
+    assert.match(asked.headers.get("content-type"), /^text\/html/);
+    assert.equal(asked.headers.get("set-cookie"), null, "nothing replaced");
+    assertSecurityHeaders(asked, "the choice page");
+    for (const who of [mine.body.email, mine.body.user_id, theirs.body.email, theirs.body.user_id]) {
+      assert.ok(page.includes(who), `the page names ${who}`);
+    }
+    // The session is still the person's own, and the link still unused.
+    const me = await api("GET", "/settings/api/session", { cookie: mine.cookie });
+    assert.equal(me.json.user_id, mine.body.user_id);
+    // Only the gateway's own page may choose: another origin, or none, is refused.
+    expectError(assert, await asResult(await choose(theirs.token, "https://evil.example")), 403, "csrf_failed");
+    expectError(assert, await asResult(await choose(theirs.token)), 403, "csrf_failed");
+    // Choosing it opens it, once.
+    const chosen = await choose(theirs.token, gw.url);
+    assert.equal(chosen.status, 303);
+    assert.equal(chosen.headers.get("location"), "/settings/");
+    const [cookie] = chosen.headers.getSetCookie();
+    const now = await api("GET", "/settings/api/session", { cookie: cookie.split(";")[0] });
+    assert.equal(now.json.user_id, theirs.body.user_id);
+    secrets.push(cookie.split(";")[0].split("=")[1], now.json.csrf_token);
+    expectError(assert, await asResult(await navigate(theirs.url, mine.switchCookie)), 410, "link_expired");
+  });
+
+  it("opens at once: without a live session here, or with the same user's", async () => {
+    const first = await createSession();
+    assert.equal((await navigate(first.url)).status, 303, "no session yet: the contract's flow");
+    const mine = await openSession();
+    const again = await createSession({ user_id: mine.body.user_id });
+    const r = await navigate(again.url, mine.switchCookie);
+    assert.equal(r.status, 303, "the same user's link");
+    secrets.push(...r.headers.getSetCookie().map((c) => c.split(";")[0].split("=")[1]));
+    // A session that ended (signed out) asks nothing either.
+    const ended = await openSession();
+    assert.equal((await write(ended, "POST", "/settings/api/session/end")).status, 200);
+    const other = await createSession();
+    const opened = await navigate(other.url, ended.switchCookie);
+    assert.equal(opened.status, 303);
+    secrets.push(...opened.headers.getSetCookie().map((c) => c.split(";")[0].split("=")[1]));
   });
 });
 

@@ -200,7 +200,9 @@
     const serverDate = Date.parse(res.date || "");
     if (!Number.isNaN(serverDate)) skewMs = serverDate - Date.now();
 
-    $("who").textContent = session.email || session.user_id;
+    // Whose keys these are, always in view: e-mail and user id (a link opened by mistake, or
+    // someone else's, shows at once in whose settings it landed).
+    $("who").textContent = session.email ? `${session.email} (${session.user_id})` : session.user_id;
     const back = safeReturnUrl(session.return_url);
     if (back) {
       $("back").href = back;
