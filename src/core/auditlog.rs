@@ -69,12 +69,43 @@ impl ChangeBudget {
     }
 }
 
-/// How many of the counted keys (their expiries) are live at `now`.
-pub fn live_keys(expiries: impl IntoIterator<Item = Option<i64>>, now: i64) -> u64 {
-    expiries
-        .into_iter()
-        .filter(|e| e.is_none_or(|t| now < t))
-        .count() as u64
+/// How long a counted key may be missing from the user's KV index before the count drops it:
+/// longer than KV takes to show a new key everywhere (about 60 s), so a key just made is never
+/// dropped, while an entry for a key that never reached KV (its create broke off after it was
+/// counted) stops counting after this.
+pub const UNLISTED_GRACE_SECS: i64 = 300;
+
+/// One key as the user's object counts it under the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counted {
+    /// Its expiry (unix seconds), if any: it stops counting then.
+    pub e: Option<i64>,
+    /// When it was counted (unix seconds).
+    pub t: i64,
+}
+
+/// The object's count of live keys at `now`, and the entries to drop: expired ones, and ones
+/// counted over [`UNLISTED_GRACE_SECS`] ago that a complete KV listing (`listed`: the ids of the
+/// user's live keys) does not show (revoked, or never stored). Without a complete listing only
+/// expired entries go.
+pub fn reconcile(
+    counted: &[(String, Counted)],
+    listed: Option<&[String]>,
+    now: i64,
+) -> (u64, Vec<String>) {
+    let mut live = 0;
+    let mut gone = Vec::new();
+    for (id, c) in counted {
+        let expired = c.e.is_some_and(|t| now >= t);
+        let unlisted = now - c.t > UNLISTED_GRACE_SECS
+            && listed.is_some_and(|ids| !ids.iter().any(|l| l == id));
+        if expired || unlisted {
+            gone.push(id.clone());
+        } else {
+            live += 1;
+        }
+    }
+    (live, gone)
 }
 
 /// Whether one more key may be admitted under `max`: the user's live keys are the larger of
@@ -90,7 +121,10 @@ pub fn admits(own: u64, listed: u64, max: u64) -> bool {
 pub struct Admit {
     pub key_id: String,
     pub expires_at: Option<i64>,
+    /// The user's live keys as the KV index lists them.
     pub listed: u64,
+    /// Their ids, when the listing was read to its end ([`reconcile`]).
+    pub listed_ids: Option<Vec<String>>,
     pub max: u64,
     pub now: i64,
 }
@@ -179,6 +213,19 @@ pub struct Append {
     pub event: Option<String>,
 }
 
+/// Worker → object: append several changes of the user in one call (the Cron Trigger's notices
+/// of one page), each exactly as [`Append`].
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AppendMany {
+    pub changes: Vec<Append>,
+}
+
+/// Object → Worker: how many of an [`AppendMany`]'s changes were new.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AppendedMany {
+    pub stored: u32,
+}
+
 /// Object → Worker: whether the change was new (false: already recorded, nothing done).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Appended {
@@ -221,11 +268,26 @@ mod tests {
     #[test]
     fn the_cap_counts_live_keys_exactly_and_never_fewer_than_kv_lists() {
         // Finding 14 of the security review.
-        let now = 1_000;
+        let now = 10_000;
+        let c = |id: &str, e: Option<i64>, t: i64| (id.to_owned(), Counted { e, t });
+        let counted = [
+            c("open", None, now - 10_000),
+            c("later", Some(now + 1), now - 10),
+            c("expired", Some(now), now - 10),
+            c("fresh_unlisted", None, now - 10),
+            c("stale_unlisted", None, now - UNLISTED_GRACE_SECS - 1),
+        ];
+        let listed = ["open".to_owned(), "later".to_owned()];
+        let (live, gone) = reconcile(&counted, Some(&listed), now);
         assert_eq!(
-            live_keys([None, Some(now + 1), Some(now), Some(now - 5)], now),
-            2
+            live, 3,
+            "open, later, and the one just made that KV does not show yet"
         );
+        assert_eq!(gone, ["expired", "stale_unlisted"]);
+        // Without a complete listing, only what expired goes (a broken-off create counts on,
+        // erring on the safe side).
+        let (live, gone) = reconcile(&counted, None, now);
+        assert_eq!((live, gone.len()), (4, 1));
         assert!(admits(2, 0, 3));
         assert!(!admits(3, 0, 3), "the object's own count is exact");
         assert!(

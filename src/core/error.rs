@@ -219,7 +219,8 @@ impl Error {
                  requests without one are not affected."
             }
             Error::TooManyChanges { .. } => {
-                "This user's keys and settings sessions have made as many key changes today as                  a user may; retry tomorrow (see Retry-After), or ask the platform's admin."
+                "This user's keys and settings sessions have made as many key changes today as a \
+                 user may; retry tomorrow (see Retry-After), or ask the platform's admin."
             }
             Error::OriginUnavailable(_) => "The upstream service could not be reached.",
             Error::OriginTimeout => "The upstream service did not answer in time.",

@@ -171,6 +171,15 @@ impl Change {
         self
     }
 
+    /// For a suspension or resumption: the key object's flip number `seq` names it, so the
+    /// same flip recorded twice (a retried `PATCH`, or one that read a lagging record) is one
+    /// entry, whoever records it first.
+    pub fn once_per_flip(mut self, seq: u64) -> Self {
+        let key = self.key_id.as_deref().unwrap_or("");
+        self.dedup = Some(format!("suspension:{key}:{seq}"));
+        self
+    }
+
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
         self
@@ -342,6 +351,20 @@ mod tests {
         let leaked =
             Change::new(ChangeKind::Leaked, Actor::System, "u1", Some("key_1")).once_per_key();
         assert_eq!(a.id(), leaked.id());
+    }
+
+    #[test]
+    fn one_flip_of_a_suspension_is_one_entry() {
+        // Finding 7, and the review's: a PATCH reading a lagging record must not record the
+        // same suspension again under another actor.
+        let by = |actor: Actor, seq| {
+            Change::new(ChangeKind::Disabled, actor, "u1", Some("key_1")).once_per_flip(seq)
+        };
+        assert_eq!(
+            by(Actor::Admin, 3).id(),
+            by(Actor::Key("key_2".into()), 3).id()
+        );
+        assert_ne!(by(Actor::Admin, 3).id(), by(Actor::Admin, 4).id());
     }
 
     #[test]

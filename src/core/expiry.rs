@@ -1,6 +1,6 @@
 //! The Cron Trigger's expiry notices (docs/CONTRACT.md section 14): which keys are about to
-//! expire (7 days, 1 day) or expired lately, and the dedup that makes every run after the
-//! first publish nothing new. Pure; the scan is `edge::cron`.
+//! expire (7 days, 1 day) or expired lately, the dedup that makes every run after the first
+//! publish nothing new, and a run's bounds (one call per user and page). Pure; the scan is `edge::cron`.
 
 use super::events::ChangeKind;
 
@@ -17,17 +17,15 @@ pub const SCAN_PAGE: u64 = 250;
 /// Pages per run: 10,000 keys an hour. A larger index is read on across runs from a stored
 /// cursor, so every key is still seen, once per `keys / 10,000` hours.
 pub const SCAN_PAGES_PER_RUN: usize = 40;
-/// A run sends at most this many notices (each is one call to a user's object and one KV
-/// write that marks the index entry as sent), so with its page reads it stays inside a Worker
-/// invocation's 1,000 subrequests: `2 * 400 + MAX_FAILURES_PER_RUN + SCAN_PAGES_PER_RUN + 2`.
-/// A notice already sent (marked in the index) costs nothing and does not count.
-pub const MAX_NOTICES_PER_RUN: usize = 400;
-/// At most this many notices of one user in one run: one user's many short-lived keys cannot
-/// spend the run's budget before other users' keys are reached. The rest wait for the scan's
-/// next pass (the next run when the index fits in one run).
-pub const MAX_NOTICES_PER_USER_PER_RUN: usize = 20;
+/// A run stops after the page that brings its calls to users' objects to this many. A call
+/// carries all of one user's notices due on a page, so a user with many keys costs one call a
+/// page, never one per key: one user's many short-lived keys cannot spend a run before other
+/// users' keys are reached. At most one call per entry of a page, so a run makes fewer than
+/// `MAX_CALLS_PER_RUN + SCAN_PAGE` object calls, plus its page reads and its cursor's read and
+/// write: inside a Worker invocation's 1,000 subrequests.
+pub const MAX_CALLS_PER_RUN: usize = 500;
 
-/// A run stops after the page on which this many notices have failed (a user's object
+/// A run stops after the page on which this many calls have failed (a user's object
 /// unavailable): one failing trail is skipped, not a reason to give up on everyone else's, but
 /// many failures mean the trails are down, and going on would only spend subrequests.
 pub const MAX_FAILURES_PER_RUN: usize = 10;
@@ -36,44 +34,27 @@ pub const MAX_FAILURES_PER_RUN: usize = 10;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunTally {
     pub pages: usize,
-    /// Notices sent to a user's object (each one call; new or, rarely, a repeat it dropped).
+    /// Calls made to users' objects (one per user per page with notices due).
+    pub calls: usize,
+    /// Notices those calls carried.
     pub notices: usize,
-    /// Notices whose recording failed (each was skipped; its dedup lets a later pass send it).
-    pub failures: usize,
-    /// Of `notices`, those the user's object stored as new.
+    /// Of `notices`, those the user's object stored as new (the rest were sent before).
     pub new_notices: usize,
-    /// Notices left for a later pass because their user's share of this run was spent.
-    pub deferred: usize,
+    /// Calls that failed (each skipped; the dedup lets a later pass send their notices).
+    pub failures: usize,
 }
 
-impl RunTally {
-    /// Whether the run's call budget is spent: it stops before sending another notice, at
-    /// the start of the current page (notices sent there are marked, and skipped next time).
-    pub fn spent(&self) -> bool {
-        self.notices + self.failures >= MAX_NOTICES_PER_RUN
+/// Groups `(user, item)` pairs by user, users in the order they first appear and each user's
+/// items in theirs: one call per user carries all of that user's notices of a page.
+pub fn by_user<T>(items: Vec<(String, T)>) -> Vec<(String, Vec<T>)> {
+    let mut groups: Vec<(String, Vec<T>)> = Vec::new();
+    for (user, item) in items {
+        match groups.iter_mut().find(|(u, _)| *u == user) {
+            Some((_, list)) => list.push(item),
+            None => groups.push((user, vec![item])),
+        }
     }
-}
-
-/// What the run does with one due notice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
-    /// Already sent (the index entry is marked with its dedup): no call.
-    Skip,
-    /// Its user's share of this run is spent: left for a later pass.
-    Defer,
-    Send,
-}
-
-/// The step for a due notice `dedup`, given the index entry's mark (the dedup of the last
-/// notice sent for it) and how many of its user's notices this run has sent.
-pub fn step(marked: Option<&str>, dedup: &str, sent_for_user: usize) -> Step {
-    if marked == Some(dedup) {
-        Step::Skip
-    } else if sent_for_user >= MAX_NOTICES_PER_USER_PER_RUN {
-        Step::Defer
-    } else {
-        Step::Send
-    }
+    groups
 }
 
 /// What a run does after a page.
@@ -97,7 +78,7 @@ pub enum AfterPage {
 /// - otherwise go on to `next`.
 ///
 /// Failures count towards the call budget too, so a run's object calls stay below
-/// `MAX_NOTICES_PER_RUN + SCAN_PAGE`.
+/// `MAX_CALLS_PER_RUN + SCAN_PAGE`.
 pub fn after_page(page_cursor: Option<&str>, next: Option<String>, tally: RunTally) -> AfterPage {
     if tally.failures >= MAX_FAILURES_PER_RUN {
         return AfterPage::Stop {
@@ -111,7 +92,7 @@ pub fn after_page(page_cursor: Option<&str>, next: Option<String>, tally: RunTal
             complete: true,
         };
     };
-    if tally.pages >= SCAN_PAGES_PER_RUN || tally.notices + tally.failures >= MAX_NOTICES_PER_RUN {
+    if tally.pages >= SCAN_PAGES_PER_RUN || tally.calls + tally.failures >= MAX_CALLS_PER_RUN {
         return AfterPage::Stop {
             cursor: Some(next),
             complete: false,
@@ -176,39 +157,37 @@ mod tests {
         assert_eq!(notice(NOW, NOW - 30 * DAY_SECS - 1), None);
     }
 
-    fn tally(pages: usize, notices: usize, failures: usize) -> RunTally {
+    fn tally(pages: usize, calls: usize, failures: usize) -> RunTally {
         RunTally {
             pages,
-            notices,
-            failures,
+            calls,
+            notices: calls,
             new_notices: 0,
-            deferred: 0,
+            failures,
         }
     }
 
     #[test]
-    fn a_sent_notice_is_skipped_and_one_user_gets_a_bounded_share() {
-        // Finding 5 of the security review: old notices cost no call, and one user's many
-        // keys cannot spend the run.
-        let d = dedup("key_1", ChangeKind::Expired, 5);
-        assert_eq!(step(Some(&d), &d, 0), Step::Skip);
-        assert_eq!(step(Some(&d), &d, MAX_NOTICES_PER_USER_PER_RUN), Step::Skip);
-        assert_eq!(step(None, &d, 0), Step::Send);
-        // A mark of an earlier notice (the 7-day warning) does not skip the next one.
-        let seven = dedup("key_1", ChangeKind::Expiring { days: 7 }, 5);
-        assert_eq!(step(Some(&seven), &d, 0), Step::Send);
-        assert_eq!(step(None, &d, MAX_NOTICES_PER_USER_PER_RUN - 1), Step::Send);
-        assert_eq!(step(None, &d, MAX_NOTICES_PER_USER_PER_RUN), Step::Defer);
+    fn one_call_per_user_per_page_whatever_their_number_of_keys() {
+        // Finding 5 of the security review: one user's 800 old notices used to cost 800 calls
+        // of a run's budget before another user's key was reached.
+        let mut page: Vec<(String, u32)> = (0..800).map(|i| ("heavy".to_owned(), i)).collect();
+        page.insert(3, ("other".to_owned(), 9_999));
+        page.push(("third".to_owned(), 1));
+        let groups = by_user(page);
+        assert_eq!(
+            groups.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(),
+            ["heavy", "other", "third"]
+        );
+        assert_eq!(groups[0].1.len(), 800);
+        assert_eq!(groups[0].1[..4], [0, 1, 2, 3], "each user's in their order");
+        assert_eq!(groups[1].1, [9_999]);
     }
 
     #[test]
-    fn the_budget_is_spent_by_calls_and_fits_the_subrequest_limit() {
-        assert!(!tally(1, MAX_NOTICES_PER_RUN - 1, 0).spent());
-        assert!(tally(1, MAX_NOTICES_PER_RUN, 0).spent());
-        assert!(tally(1, MAX_NOTICES_PER_RUN - 3, 3).spent());
-        // Each notice: one object call and one KV write; plus page reads, failures and the
-        // cursor's read and write.
-        let worst = 2 * MAX_NOTICES_PER_RUN + MAX_FAILURES_PER_RUN + SCAN_PAGES_PER_RUN + 2;
+    fn the_call_budget_fits_the_subrequest_limit() {
+        // Calls, one page's worth past the budget, page reads, the cursor's read and write.
+        let worst = MAX_CALLS_PER_RUN + SCAN_PAGE as usize + SCAN_PAGES_PER_RUN + 2;
         assert!(worst <= 1000, "{worst} subrequests");
     }
 
@@ -258,12 +237,12 @@ mod tests {
             stop(Some("c9"), false)
         );
         assert_eq!(
-            after_page(Some("c8"), next(), tally(1, MAX_NOTICES_PER_RUN, 0)),
+            after_page(Some("c8"), next(), tally(1, MAX_CALLS_PER_RUN, 0)),
             stop(Some("c9"), false)
         );
         // Failed calls are calls: they count towards the budget.
         assert_eq!(
-            after_page(Some("c8"), next(), tally(1, MAX_NOTICES_PER_RUN - 5, 5)),
+            after_page(Some("c8"), next(), tally(1, MAX_CALLS_PER_RUN - 5, 5)),
             stop(Some("c9"), false)
         );
     }

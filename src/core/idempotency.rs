@@ -69,12 +69,23 @@ pub fn idempotency_slot(idempotency_key: &str) -> String {
 
 /// What identifies "the same request": method, path and query, and body.
 pub fn fingerprint(method: &str, path_and_query: &str, body: &[u8]) -> String {
+    fingerprint_chunks(method, path_and_query, [body])
+}
+
+/// [`fingerprint`] of a body held as its chunks (the same value as of their concatenation).
+pub fn fingerprint_chunks<'a>(
+    method: &str,
+    path_and_query: &str,
+    body: impl IntoIterator<Item = &'a [u8]>,
+) -> String {
     let mut h = Sha256::new();
     h.update(method.as_bytes());
     h.update([0]);
     h.update(path_and_query.as_bytes());
     h.update([0]);
-    h.update(body);
+    for chunk in body {
+        h.update(chunk);
+    }
     hex::encode(h.finalize())
 }
 
@@ -314,6 +325,17 @@ pub fn unframe(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_in_chunks_has_the_fingerprint_of_the_whole() {
+        let whole = fingerprint("POST", "/p?q", b"hello world");
+        let parts: [&[u8]; 3] = [b"hel", b"lo wo", b"rld"];
+        assert_eq!(fingerprint_chunks("POST", "/p?q", parts), whole);
+        assert_ne!(
+            fingerprint_chunks("POST", "/p?q", [b"hello".as_slice()]),
+            whole
+        );
+    }
 
     const LEASE: u64 = 40_000;
 

@@ -162,7 +162,16 @@ operation!(Expire => Op::Expire, Ack);
 pub struct SetDisabled {
     pub disabled: bool,
 }
-operation!(SetDisabled => Op::Disable, Ack);
+operation!(SetDisabled => Op::Disable, Suspension);
+
+/// The object's suspension after a [`SetDisabled`]: whether the flag flipped, and its flip count
+/// (`KeyState::disabled_seq`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    pub changed: bool,
+    pub seq: u64,
+}
+impl Message for Suspension {}
 
 /// A job trigger of a key with a quota and no `Idempotency-Key`: counted by the object (rate
 /// limit, then quota), never from a lease, so the quota is exact.
@@ -213,6 +222,9 @@ pub struct Usage {
     /// Whether the object holds the key suspended (what requests obey).
     #[serde(default)]
     pub disabled: bool,
+    /// How many times the suspension flipped ([`Suspension::seq`]).
+    #[serde(default)]
+    pub disabled_seq: u64,
     /// The quota's count (read against the record's quota, [`RunCount::used`]).
     #[serde(default)]
     pub runs: RunCount,

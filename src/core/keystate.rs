@@ -35,6 +35,10 @@ pub struct KeyState {
     /// Suspended (docs/CONTRACT.md section 13): refused like a revoked key, but reversible.
     #[serde(default)]
     pub disabled: bool,
+    /// How many times `disabled` has flipped: names each suspension and resumption, so that
+    /// recording one twice (a retry, or a request that read a lagging record) is one entry.
+    #[serde(default)]
+    pub disabled_seq: u64,
     /// Job triggers counted against the key's quota in its current period.
     #[serde(default)]
     pub runs: RunCount,

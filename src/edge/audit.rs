@@ -9,11 +9,13 @@ use serde::Serialize;
 use serde_json::Value;
 use worker::{Method, Request, RequestInit, Stub};
 
-use super::user_log::{OP_ADMIT, OP_APPEND, OP_LIST, OP_RETIRE, OP_TAKE_CHANGE};
+use super::store::Listed;
+use super::user_log::{OP_ADMIT, OP_APPEND, OP_APPEND_MANY, OP_LIST, OP_RETIRE, OP_TAKE_CHANGE};
 use super::Ctx;
 use crate::core::access::{self, Caller};
 use crate::core::auditlog::{
-    parse_cursor, Admit, Admitted, Append, Appended, ListAsk, Page, Retire, TakeChange,
+    parse_cursor, Admit, Admitted, Append, AppendMany, Appended, AppendedMany, ListAsk, Page,
+    Retire, TakeChange,
 };
 use crate::core::events::{for_user, Actor, Change};
 use crate::core::names::{USER_LOG_BINDING, WEBHOOK_SECRET, WEBHOOK_URL_VAR};
@@ -75,52 +77,72 @@ async fn call<Q: Serialize, A: DeserializeOwned>(
 /// the caller answers its client. A change with the same id is stored once. Any failure is
 /// 503 `unavailable`: each caller decides what a change that took effect but is unrecorded
 /// means for its answer (docs/CONTRACT.md section 12).
-pub async fn record(ctx: &Ctx, change: Change) -> Result<(), Error> {
-    record_new(ctx, change).await.map(|_| ())
+pub async fn record(ctx: &Ctx, mut change: Change) -> Result<(), Error> {
+    stamp(ctx, &mut change);
+    append(ctx, &change).await.map(|_| ())
 }
 
-/// [`record`], answering whether the change was new (`false`: its dedup was already stored,
-/// so nothing was recorded or published again).
-pub async fn record_new(ctx: &Ctx, mut change: Change) -> Result<bool, Error> {
+/// A change gets this request's time, request id, nonce and client address.
+fn stamp(ctx: &Ctx, change: &mut Change) {
     change.at = ctx.now;
     change.request_id = ctx.request_id.clone();
     change.nonce = ctx.nonce.clone();
     change.client_ip = ctx.client_ip.clone();
-    append(ctx, &change).await
 }
 
-/// Records a change whose time, request id and IP are already set.
-async fn append(ctx: &Ctx, change: &Change) -> Result<bool, Error> {
+/// Records several changes of one user (`user_id`) in one call to the user's object, each as
+/// [`record`] would; answers how many were new. The Cron Trigger's notices of a page.
+pub async fn record_many(ctx: &Ctx, user_id: &str, changes: Vec<Change>) -> Result<u32, Error> {
+    let changes = changes
+        .into_iter()
+        .map(|mut change| {
+            stamp(ctx, &mut change);
+            appended(ctx, &change)
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    let answer: AppendedMany = call(ctx, user_id, OP_APPEND_MANY, &AppendMany { changes }).await?;
+    Ok(answer.stored)
+}
+
+/// The object's message for `change`: its entry and, when webhooks are configured, its event.
+fn appended(ctx: &Ctx, change: &Change) -> Result<Append, Error> {
     let event = if webhooks_configured(ctx) {
         Some(serde_json::to_string(&change.event()).map_err(|_| Error::Internal)?)
     } else {
         None
     };
-    let q = Append {
+    Ok(Append {
         id: change.id(),
         at: change.at,
         entry: change.audit_entry(),
         event,
-    };
-    let appended: Appended = call(ctx, &change.user_id, OP_APPEND, &q).await?;
-    Ok(appended.stored)
+    })
+}
+
+/// Records a change whose time, request id and IP are already set.
+async fn append(ctx: &Ctx, change: &Change) -> Result<bool, Error> {
+    let q = appended(ctx, change)?;
+    let answer: Appended = call(ctx, &change.user_id, OP_APPEND, &q).await?;
+    Ok(answer.stored)
 }
 
 /// Counts key `key_id` of `user_id` under the cap `max` (docs/CONTRACT.md section 4), in the
-/// user's object, which sees every create one at a time; `listed` is the KV listing's count of
-/// the user's live keys. 409 `key_limit_reached` when the user already holds `max`.
+/// user's object, which sees every create one at a time; `listed` is the KV listing of the
+/// user's live keys (the object reconciles its count with it). 409 `key_limit_reached` when the
+/// user already holds `max`.
 pub async fn admit_key(
     ctx: &Ctx,
     user_id: &str,
     key_id: &str,
     expires_at: Option<i64>,
-    listed: u64,
+    listed: &Listed,
     max: u64,
 ) -> Result<(), Error> {
     let q = Admit {
         key_id: key_id.to_owned(),
         expires_at,
-        listed,
+        listed: listed.count,
+        listed_ids: listed.complete.then(|| listed.ids.clone()),
         max,
         now: ctx.now,
     };

@@ -6,13 +6,13 @@
 //! notice that fails is skipped (see [`crate::core::expiry::after_page`]); a run that stops
 //! early leaves a cursor in KV for the next.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use worker::{console_log, event, Date, Env, ScheduleContext, ScheduledEvent};
 
 use super::{audit, load_config, store, Ctx};
 use crate::core::events::{Actor, Change};
-use crate::core::expiry::{after_page, dedup, notice, step, AfterPage, RunTally, Step, SCAN_PAGE};
+use crate::core::expiry::{after_page, by_user, dedup, notice, AfterPage, RunTally, SCAN_PAGE};
 use crate::core::time::format_time;
 use crate::core::Error;
 
@@ -41,9 +41,9 @@ pub async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         serde_json::json!({
             "cron": event.cron(),
             "request_id": ctx.request_id,
+            "calls": tally.calls,
             "notices": tally.notices,
             "new_notices": tally.new_notices,
-            "deferred": tally.deferred,
             "failures": tally.failures,
             "pages": tally.pages,
             "scan_complete": done,
@@ -58,56 +58,38 @@ async fn run(ctx: &Ctx) -> Result<(RunTally, bool), Error> {
     let mut cursor = store::scan_cursor(ctx).await?;
     let mut tally = RunTally::default();
     // Users whose trail failed in this run: their other notices wait for a later pass too, so
-    // one failing trail costs one failure, not one per key.
+    // one failing trail costs one failure, not one per page.
     let mut failed_users: HashSet<String> = HashSet::new();
-    // Notices sent per user in this run (each user's share is bounded).
-    let mut sent: HashMap<String, usize> = HashMap::new();
     loop {
         tally.pages += 1;
         // A KV failure still ends the run with an error and the stored cursor unchanged.
         let (entries, next) = store::scan_index(ctx, cursor.clone(), SCAN_PAGE).await?;
-        for entry in entries.iter().filter(|e| !e.revoked) {
-            let Some(expires_at) = entry.expires_at else {
-                continue;
-            };
-            let Some(kind) = notice(ctx.now, expires_at) else {
-                continue;
-            };
-            if failed_users.contains(&entry.user_id) {
-                continue;
-            }
-            let id = dedup(&entry.key_id, kind, expires_at);
-            let for_user = sent.get(&entry.user_id).copied().unwrap_or(0);
-            match step(entry.marked.as_deref(), &id, for_user) {
-                Step::Skip => continue,
-                Step::Defer => {
-                    tally.deferred += 1;
-                    continue;
-                }
-                Step::Send => {}
-            }
-            if tally.spent() {
-                // This page again next run: what was sent on it is marked, so skipped then.
-                store::set_scan_cursor(ctx, cursor.as_deref()).await?;
-                return Ok((tally, false));
-            }
-            let details = serde_json::json!({ "expires_at": format_time(expires_at) });
-            let mut change = Change::new(kind, Actor::System, &entry.user_id, Some(&entry.key_id))
-                .with_details(details);
-            change.dedup = Some(id.clone());
-            // Skipped on failure: the dedup makes a later pass send it exactly once.
-            match audit::record_new(ctx, change).await {
+        let due = entries
+            .iter()
+            .filter(|e| !e.revoked && !failed_users.contains(&e.user_id))
+            .filter_map(|e| {
+                let expires_at = e.expires_at?;
+                let kind = notice(ctx.now, expires_at)?;
+                let details = serde_json::json!({ "expires_at": format_time(expires_at) });
+                let mut change = Change::new(kind, Actor::System, &e.user_id, Some(&e.key_id))
+                    .with_details(details);
+                change.dedup = Some(dedup(&e.key_id, kind, expires_at));
+                Some((e.user_id.clone(), change))
+            })
+            .collect();
+        // One call per user: a user's many keys cost one call a page, not one each.
+        for (user_id, changes) in by_user(due) {
+            let sent = changes.len();
+            tally.calls += 1;
+            // Skipped on failure: the dedup makes a later pass send each exactly once.
+            match audit::record_many(ctx, &user_id, changes).await {
                 Ok(new) => {
-                    tally.notices += 1;
-                    tally.new_notices += usize::from(new);
-                    *sent.entry(entry.user_id.clone()).or_default() += 1;
-                    // Unmarked (a failed write), the next pass asks again; the object drops
-                    // the repeat.
-                    let _ = store::mark_notified(ctx, entry, &id).await;
+                    tally.notices += sent;
+                    tally.new_notices += new as usize;
                 }
                 Err(_) => {
                     tally.failures += 1;
-                    failed_users.insert(entry.user_id.clone());
+                    failed_users.insert(user_id);
                 }
             }
         }

@@ -1,12 +1,15 @@
 //! Building responses, and the platform's randomness.
 
+use std::cell::Cell;
+
 use futures_util::StreamExt;
 use serde::Serialize;
+use worker::js_sys::Uint8Array;
 use worker::{ByteStream, Headers, Request, Response};
 
 use crate::core::error::WWW_AUTHENTICATE;
 use crate::core::forward::{
-    body_fits, body_too_large, new_request_id as format_request_id, REQUEST_ID_BYTES,
+    body_fits, body_too_large, may_hold, new_request_id as format_request_id, REQUEST_ID_BYTES,
 };
 use crate::core::names::{
     self, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, JSON_TYPE, RATELIMIT_LIMIT, RATELIMIT_REMAINING,
@@ -54,6 +57,91 @@ pub async fn read_body(req: &Request, max: u64) -> Result<Vec<u8>, Error> {
             return Err(Error::PayloadTooLarge);
         }
         body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+thread_local! {
+    /// Bytes of request bodies this isolate holds now ([`HeldBody`]).
+    static HELD: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A request body read whole, counted against the isolate's [`crate::core::forward::HELD_BODIES_BUDGET`] until
+/// dropped. Kept as its chunks: no buffer that grows by doubling.
+pub struct HeldBody {
+    chunks: Vec<Vec<u8>>,
+    len: u64,
+}
+
+impl HeldBody {
+    /// The body's chunks, in order.
+    pub fn chunks(&self) -> impl Iterator<Item = &[u8]> {
+        self.chunks.iter().map(Vec::as_slice)
+    }
+
+    /// One `Uint8Array` of exactly the body's length.
+    pub fn to_js(&self) -> Uint8Array {
+        let all = Uint8Array::new_with_length(self.len as u32);
+        let mut at = 0u32;
+        for c in &self.chunks {
+            all.set(&Uint8Array::from(c.as_slice()), at);
+            at += c.len() as u32;
+        }
+        all
+    }
+
+    /// Counts `n` more bytes, if the isolate's budget allows.
+    fn grow(&mut self, n: u64) -> bool {
+        HELD.with(|held| {
+            if may_hold(held.get(), n) {
+                held.set(held.get() + n);
+                self.len += n;
+                true
+            } else {
+                false
+            }
+        })
+    }
+}
+
+impl Drop for HeldBody {
+    fn drop(&mut self) {
+        HELD.with(|held| held.set(held.get().saturating_sub(self.len)));
+    }
+}
+
+/// The whole request body, as [`read_body`] reads it (413 past `max`), for a body the gateway
+/// must hold before it calls the origin. Past the isolate's [`crate::core::forward::HELD_BODIES_BUDGET`] it is 503
+/// `unavailable` (the rest drained), never an isolate out of memory.
+pub async fn read_body_held(req: &Request, max: u64) -> Result<HeldBody, Error> {
+    let declared = req.headers().get(CONTENT_LENGTH).ok().flatten();
+    if body_too_large(declared.as_deref(), max) {
+        return Err(Error::PayloadTooLarge);
+    }
+    let mut body = HeldBody {
+        chunks: Vec::new(),
+        len: 0,
+    };
+    let Some(stream) = req.inner().body() else {
+        return Ok(body);
+    };
+    let mut chunks = ByteStream::from(stream);
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| Error::field("body", "could not be read"))?;
+        let n = chunk.len() as u64;
+        let refusal = if !body_fits(body.len, n, max) {
+            Some(Error::PayloadTooLarge)
+        } else if !body.grow(n) {
+            Some(Error::Unavailable("body_budget"))
+        } else {
+            None
+        };
+        if let Some(e) = refusal {
+            drop(body);
+            drain(&mut chunks, max).await;
+            return Err(e);
+        }
+        body.chunks.push(chunk);
     }
     Ok(body)
 }

@@ -9,7 +9,7 @@ use super::Ctx;
 use crate::core::idempotency::{Begin, StoredResponse};
 use crate::core::keyop::{
     decode, encode, hit_query, Complete, Expire, HitBegin, Op, Operation, Revoke, Run, SeriesQuery,
-    SetDisabled, TakeRun, UsageQuery, HIT_ANSWER_HEADER,
+    SetDisabled, Suspension, TakeRun, UsageQuery, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::Hit;
 use crate::core::names::KEY_STATE_BINDING;
@@ -93,9 +93,8 @@ pub async fn expire(ctx: &Ctx, key_id: &str, expires_at: i64) -> Result<(), Erro
 }
 
 /// Suspends or resumes the key in its object, which every request of the key obeys.
-pub async fn set_disabled(ctx: &Ctx, key_id: &str, disabled: bool) -> Result<(), Error> {
-    call(ctx, key_id, SetDisabled { disabled }).await?;
-    Ok(())
+pub async fn set_disabled(ctx: &Ctx, key_id: &str, disabled: bool) -> Result<Suspension, Error> {
+    call(ctx, key_id, SetDisabled { disabled }).await
 }
 
 /// Counts a job trigger of a key with `quota` (no `Idempotency-Key`): the verdict, and the

@@ -23,7 +23,7 @@ use crate::core::idempotency::{
 };
 use crate::core::keyop::{
     decode, encode, parse_hit_query, Ack, Complete, Expire, HitBegin, HitBegun, Message, Op, Ran,
-    Revoke, Run, SetDisabled, TakeRun, Usage, HIT_ANSWER_HEADER,
+    Revoke, Run, SetDisabled, Suspension, TakeRun, Usage, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::{Hit, KeyState};
 use crate::core::ratelimit::RateLimit;
@@ -274,17 +274,23 @@ impl KeyStateObject {
                     expires_at: s.expires_at,
                     revoked: s.revoked_at.is_some(),
                     disabled: s.disabled,
+                    disabled_seq: s.disabled_seq,
                     runs: s.runs,
                 })
             }
             Op::Disable => {
                 let q: SetDisabled = question(&bytes)?;
                 let mut s = self.load().await?;
-                if s.disabled != q.disabled {
+                let changed = s.disabled != q.disabled;
+                if changed {
                     s.disabled = q.disabled;
+                    s.disabled_seq += 1;
+                }
+                let seq = s.disabled_seq;
+                if changed {
                     self.save(s).await?;
                 }
-                answer(Ack {})
+                answer(Suspension { changed, seq })
             }
             Op::Run => answer(self.run(question(&bytes)?).await?),
             Op::TakeRun => {

@@ -66,15 +66,6 @@ pub async fn manage(
     caller: &Caller<'_>,
     caller_expiry: Option<i64>,
 ) -> Result<Reply, Error> {
-    let changes = matches!(
-        route,
-        Route::CreateKey | Route::RevokeKey(_) | Route::RollKey(_) | Route::UpdateKey(_)
-    );
-    if let (true, Some(user)) = (changes, caller.own_user()) {
-        // A user's keys and sessions make a bounded number of changes a day (each is kept in
-        // the user's trail); the admin is not counted.
-        audit::take_change(ctx, user).await?;
-    }
     match route {
         Route::CreateKey => create(ctx, req, caller, caller_expiry).await,
         Route::ListKeys => list(ctx, query, caller).await,
@@ -97,7 +88,7 @@ pub async fn manage(
 async fn mint(
     ctx: &Ctx,
     new: NewKey,
-    listed: u64,
+    listed: &store::Listed,
     max: u64,
 ) -> Result<(String, String, KeyRecord), Error> {
     let prefix = &ctx.config.key_prefix;
@@ -105,6 +96,9 @@ async fn mint(
     let id = format_key_id(&random::<KEY_ID_BYTES>()?);
     let user_id = new.user_id.clone();
     audit::admit_key(ctx, &user_id, &id, new.expires_at, listed, max).await?;
+    // Counted now. A create that breaks off before its record is stored (or taken back) leaves
+    // an entry that a later admission drops once KV has not listed the key for a while
+    // (`auditlog::UNLISTED_GRACE_SECS`).
     let stored = async {
         if new.policy.disabled {
             key_client::set_disabled(ctx, &id, true).await?;
@@ -161,9 +155,12 @@ async fn create(
         new.policy.disabled_by = Some(access::disabled_by(caller));
     }
     let max = ctx.config.max_keys_per_user;
+    // A user's keys and sessions make a bounded number of changes a day (each is kept in the
+    // user's trail); counted once the request is valid and allowed; the admin is not counted.
+    take_change(ctx, caller).await?;
     let live = store::count_live(ctx, &new.user_id, max).await?;
-    access::may_add_key(live, max)?;
-    let (key, hash, record) = mint(ctx, new, live, max).await?;
+    access::may_add_key(live.count, max)?;
+    let (key, hash, record) = mint(ctx, new, &live, max).await?;
     let change = Change::new(
         ChangeKind::Created,
         audit::actor(caller),
@@ -289,8 +286,13 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     let asked = patch.disabled;
     let expiry_before = target.expires_at.clone();
     let mut applied = apply_by(caller, &target, usage.expires_at, patch)?;
+    // The dedup of the suspension entry: the object's flip it records. A retry of a PATCH whose
+    // flip reached the object but whose record write failed records that flip now (finding 7);
+    // so does a PATCH that read a lagging record, and the two are one entry, whoever comes first.
+    let mut flip = None;
     if applied.disabled.is_none() {
         applied.disabled = unrecorded_suspension(record_shows, usage.disabled, asked);
+        flip = applied.disabled.map(|_| usage.disabled_seq);
     }
     let record = applied.record;
     if record.expires_at != expiry_before {
@@ -299,8 +301,10 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
             audit::retire_key(ctx, &record.user_id, &record.id, Some(t)).await;
         }
     }
-    if let Some(disabled) = applied.disabled {
-        key_client::set_disabled(ctx, &record.id, disabled).await?;
+    if let (Some(disabled), None) = (applied.disabled, flip) {
+        let set = key_client::set_disabled(ctx, &record.id, disabled).await?;
+        // The admin taking over a suspension flips nothing: its own entry, no dedup.
+        flip = set.changed.then_some(set.seq);
     }
     store::put(ctx, &hash, &record).await?;
     // This isolate's lease of the key ends now; other isolates' within LEASE_MS.
@@ -322,7 +326,10 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     }
     if let Some(disabled) = applied.disabled {
         let kind = ChangeKind::suspension(disabled);
-        let change = Change::new(kind, actor, &record.user_id, Some(&record.id));
+        let mut change = Change::new(kind, actor, &record.user_id, Some(&record.id));
+        if let Some(seq) = flip {
+            change = change.once_per_flip(seq);
+        }
         recorded = recorded.and(audit::record(ctx, change).await);
     }
     Ok(Reply {
@@ -359,10 +366,11 @@ async fn roll(
     // than itself that way.
     restrict(ctx, caller, caller_expiry, &mut new)?;
     let max = ctx.config.max_keys_per_user;
+    take_change(ctx, caller).await?;
     let live = store::count_live(ctx, &new.user_id, max + 1).await?;
-    access::may_roll_key(live, max)?;
+    access::may_roll_key(live.count, max)?;
     // For a moment the user holds both keys: one over the cap, as `may_roll_key` allows.
-    let (key, new_hash, new_record) = mint(ctx, new, live, max + 1).await?;
+    let (key, new_hash, new_record) = mint(ctx, new, &live, max + 1).await?;
     let mut rolled = old;
     apply_roll_to_old(&mut rolled, roll.grace_seconds, ctx.now);
     let committed = match (&rolled.revoked_at, rolled.expires_at_secs()) {
@@ -424,6 +432,16 @@ async fn roll(
         response: issued(ctx, &key, &new_record).await?,
         note,
     })
+}
+
+/// One of the day's changes of `caller`'s user (429 `too_many_changes` past the budget); the
+/// admin is not counted. A revocation is not counted either: it is one entry per key, and a
+/// leaked key must never be able to keep its user from revoking it.
+async fn take_change(ctx: &Ctx, caller: &Caller<'_>) -> Result<(), Error> {
+    match caller.own_user() {
+        Some(user) => audit::take_change(ctx, user).await,
+        None => Ok(()),
+    }
 }
 
 /// [`apply_update`] for `caller`: the admin may widen; a key or a settings session only narrows,

@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use futures_util::future::{select, Either};
 use futures_util::{Stream, StreamExt, TryStreamExt};
-use worker::js_sys::Uint8Array;
 use worker::wasm_bindgen::JsValue;
 use worker::{
     AbortController, Context, Date, Delay, Fetch, Headers, Method, Request, RequestInit, Response,
     ResponseBody, ResponseBuilder,
 };
 
-use super::http::read_body;
+use super::http::{read_body_held, HeldBody};
 use super::{audit, key_client, lease, Ctx, Incoming, Reply};
 use crate::core::access::{self, Need};
 use crate::core::events::{Actor, Change, ChangeKind};
@@ -28,8 +27,8 @@ use crate::core::forward::{
     HEADER_USER_EMAIL, HEADER_USER_ID, HEADER_WORKSPACES, HEADER_WORKSPACE_ID,
 };
 use crate::core::idempotency::{
-    check_idempotency_key, fingerprint, idempotency_slot, in_flight_lease_ms, remember, Begin,
-    StoredResponse, MAX_STORED_BODY_BYTES,
+    check_idempotency_key, fingerprint_chunks, idempotency_slot, in_flight_lease_ms, remember,
+    Begin, StoredResponse, MAX_STORED_BODY_BYTES,
 };
 use crate::core::names::{
     CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, IDEMPOTENCY_KEY, IDEMPOTENT_BODY_OMITTED,
@@ -87,8 +86,8 @@ async fn request_body(req: &Request, method: &str, max: u64) -> Result<Option<Js
     if req.headers().has(CONTENT_LENGTH).unwrap_or(false) {
         return Ok(Some(stream.into()));
     }
-    let body = read_body(req, max).await?;
-    Ok(Some(Uint8Array::from(body.as_slice()).into()))
+    let body = read_body_held(req, max).await?;
+    Ok(Some(body.to_js().into()))
 }
 
 /// The job trigger with an `Idempotency-Key`: one object call both counts the request and opens
@@ -111,7 +110,7 @@ pub async fn trigger(
         check_idempotency_key(idempotency_key)?;
         // Buffered here (trigger bodies are small): the body is part of what "the same
         // request" is.
-        let body = read_body(req, ctx.config.max_body_bytes).await?;
+        let body = read_body_held(req, ctx.config.max_body_bytes).await?;
         Ok::<_, Error>((call, body))
     };
     match early.await {
@@ -297,9 +296,9 @@ async fn idempotent(
     need: &Need<'_>,
     call: &Call<'_>,
     idempotency_key: &str,
-    body: Vec<u8>,
+    body: HeldBody,
 ) -> (Option<Decision>, Result<Reply, Error>) {
-    let fp = fingerprint(call.method, &call.path_and_query, &body);
+    let fp = fingerprint_chunks(call.method, &call.path_and_query, body.chunks());
     let slot = idempotency_slot(idempotency_key);
     let lease = in_flight_lease_ms(ctx.config.origin_timeout_ms);
     let sent_ms = Date::now().as_millis();
@@ -411,7 +410,7 @@ async fn run_once(
     slot: &str,
     fp: &str,
     begun: Result<Begin, Error>,
-    body: Vec<u8>,
+    body: HeldBody,
 ) -> Result<Reply, Error> {
     let key_id = &call.record.id;
     let attempt = match begun? {
@@ -425,7 +424,9 @@ async fn run_once(
     // The whole exchange, headers and body, is bounded by ORIGIN_TIMEOUT_MS; the in-flight
     // lease is that plus a margin, so the record is finished before any retry may take over.
     let started = Date::now().as_millis();
-    let js_body: JsValue = Uint8Array::from(body.as_slice()).into();
+    let js_body: JsValue = body.to_js().into();
+    // Handed to the runtime: no longer held here.
+    drop(body);
     let upstream = match send(ctx, req, call, Some(js_body), new_abort()).await {
         Ok(r) => r,
         // Sent, but no answer in time: the job may be running. Remembered as the 504 this

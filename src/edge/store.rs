@@ -15,7 +15,7 @@ use worker::kv::KvStore;
 use super::Ctx;
 use crate::core::cache::RecordCache;
 use crate::core::names::KV_BINDING;
-use crate::core::record::{kv_expiration_after, KeyMeta, KeyRecord};
+use crate::core::record::{KeyMeta, KeyRecord};
 use crate::core::Error;
 
 fn record_key(hash: &str) -> String {
@@ -45,11 +45,6 @@ struct IndexMeta {
     /// `expires_at`, unix seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     e: Option<i64>,
-    /// The dedup of the last expiry notice sent for the key (docs/CONTRACT.md section 14), so
-    /// the Cron Trigger skips it without a call to the user's object. Dropped when the record
-    /// is written again (a changed expiry is a new notice anyway).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    n: Option<String>,
 }
 
 fn kv(ctx: &Ctx) -> Result<KvStore, Error> {
@@ -130,24 +125,7 @@ pub async fn put(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Error>
         h: hash.to_owned(),
         r: record.revoked_at.is_some(),
         e: record.expires_at_secs(),
-        n: None,
     };
-    put_entry(ctx, &store, &index, "", Some(meta), expiration).await
-}
-
-/// Marks a live key's index entry with the dedup of the notice just sent for it, keeping the
-/// rest of the entry (and its expiration) as it was read. A failure only means that a later
-/// run asks the user's object again, which drops the repeat.
-pub async fn mark_notified(ctx: &Ctx, entry: &Indexed, dedup: &str) -> Result<(), Error> {
-    let store = kv(ctx)?;
-    let index = format!("{}{}", user_prefix(&entry.user_id), entry.key_id);
-    let meta = IndexMeta {
-        h: entry.hash.clone(),
-        r: entry.revoked,
-        e: entry.expires_at,
-        n: Some(dedup.to_owned()),
-    };
-    let expiration = entry.expires_at.and_then(kv_expiration_after);
     put_entry(ctx, &store, &index, "", Some(meta), expiration).await
 }
 
@@ -167,13 +145,15 @@ pub async fn delete(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Err
 
 /// How many live keys (neither revoked nor expired) `user_id` holds, counted from the user
 /// index's metadata (a page of 1,000 per call, no record reads), stopping as soon as `max`
-/// live keys are seen: enough to decide the cap.
-pub async fn count_live(ctx: &Ctx, user_id: &str, max: u64) -> Result<u64, Error> {
+/// live keys are seen: enough to decide the cap. With the ids of those keys when the listing
+/// was read to its end (the user's object reconciles its own count with them).
+pub async fn count_live(ctx: &Ctx, user_id: &str, max: u64) -> Result<Listed, Error> {
     let store = kv(ctx)?;
-    let mut live = 0;
+    let prefix = user_prefix(user_id);
+    let mut listed = Listed::default();
     let mut cursor: Option<String> = None;
     loop {
-        let mut list = store.list().prefix(user_prefix(user_id)).limit(1000);
+        let mut list = store.list().prefix(prefix.clone()).limit(1000);
         if let Some(c) = cursor.take() {
             list = list.cursor(c);
         }
@@ -181,21 +161,39 @@ pub async fn count_live(ctx: &Ctx, user_id: &str, max: u64) -> Result<u64, Error
             .execute()
             .await
             .map_err(|_| ctx.unavailable("kv_list"))?;
-        live += page
-            .keys
-            .iter()
-            .filter_map(|k| k.metadata.clone())
-            .filter_map(|m| serde_json::from_value::<IndexMeta>(m).ok())
-            .filter(|m| !m.r && m.e.is_none_or(|t| ctx.now < t))
-            .count() as u64;
-        if live >= max || page.list_complete {
-            return Ok(live);
+        for k in &page.keys {
+            let live = k
+                .metadata
+                .clone()
+                .and_then(|m| serde_json::from_value::<IndexMeta>(m).ok())
+                .is_some_and(|m| !m.r && m.e.is_none_or(|t| ctx.now < t));
+            if live {
+                listed.count += 1;
+                if let Some(id) = k.name.strip_prefix(&prefix) {
+                    listed.ids.push(id.to_owned());
+                }
+            }
         }
-        match page.cursor.filter(|c| !c.is_empty()) {
-            Some(c) => cursor = Some(c),
-            None => return Ok(live),
+        let next = page.cursor.filter(|c| !c.is_empty());
+        if page.list_complete || next.is_none() {
+            listed.complete = true;
+            return Ok(listed);
         }
+        if listed.count >= max {
+            return Ok(listed);
+        }
+        cursor = next;
     }
+}
+
+/// A user's live keys as the KV index lists them.
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub count: u64,
+    /// Their ids; all of them only when `complete`.
+    pub ids: Vec<String>,
+    /// Whether the listing was read to its end.
+    pub complete: bool,
 }
 
 /// One KV write with optional metadata, sharing the record's expiration.
@@ -222,10 +220,6 @@ async fn put_entry<M: Serialize>(
 pub struct Indexed {
     pub user_id: String,
     pub key_id: String,
-    /// The record's hash (kept when the entry is marked).
-    pub hash: String,
-    /// The dedup of the last notice sent for the key, if any.
-    pub marked: Option<String>,
     pub revoked: bool,
     /// `expires_at`, unix seconds.
     pub expires_at: Option<i64>,
@@ -265,8 +259,6 @@ pub async fn scan_index(
             Some(Indexed {
                 user_id: user_id.to_owned(),
                 key_id: key_id.to_owned(),
-                hash: meta.h,
-                marked: meta.n,
                 revoked: meta.r,
                 expires_at: meta.e,
             })

@@ -17,10 +17,10 @@ use worker::{
 };
 
 use crate::core::auditlog::{
-    admits, cursor_of, entry_key, is_past_retention, live_keys, next_alarm, outbox_key, Admit,
-    Admitted, Append, Appended, ChangeBudget, ListAsk, Page, Retire, Stored, TakeChange,
-    BUDGET_KEY, ENTRY_PREFIX, ID_PREFIX, LIVE_KEY_PREFIX, OUTBOX_PAGE, OUTBOX_PREFIX,
-    OUTBOX_RETRY_MS, SEQ_KEY, SWEEP_INTERVAL_MS, SWEEP_PAGE,
+    admits, cursor_of, entry_key, is_past_retention, next_alarm, outbox_key, reconcile, Admit,
+    Admitted, Append, AppendMany, Appended, AppendedMany, ChangeBudget, Counted, ListAsk, Page,
+    Retire, Stored, TakeChange, BUDGET_KEY, ENTRY_PREFIX, ID_PREFIX, LIVE_KEY_PREFIX, OUTBOX_PAGE,
+    OUTBOX_PREFIX, OUTBOX_RETRY_MS, SEQ_KEY, SWEEP_INTERVAL_MS, SWEEP_PAGE,
 };
 use crate::core::names::EVENTS_QUEUE_BINDING;
 use crate::core::route::split_url;
@@ -28,6 +28,8 @@ use crate::core::route::split_url;
 /// Paths of the object's operations.
 pub const OP_APPEND: &str = "/append";
 pub const OP_LIST: &str = "/list";
+/// Several changes in one call ([`AppendMany`]).
+pub const OP_APPEND_MANY: &str = "/append-many";
 /// Count a new key under the per-user cap ([`Admit`]).
 pub const OP_ADMIT: &str = "/admit";
 /// A counted key revoked or its expiry shortened ([`Retire`]).
@@ -227,27 +229,31 @@ impl UserLogObject {
     /// are seen.
     async fn admit(&self, q: Admit) -> worker::Result<Admitted> {
         let opts = ListOptions::new().prefix(LIVE_KEY_PREFIX);
-        let counted = pairs(&self.storage().list_with_options(opts).await?);
-        let expiry = |v: &Option<String>| {
-            v.as_deref()
-                .and_then(|v| serde_json::from_str::<Option<i64>>(v).ok())
-                .flatten()
-        };
-        let own = live_keys(counted.iter().map(|(_, v)| expiry(v)), q.now);
-        let lapsed: Vec<String> = counted
-            .iter()
-            .filter(|(_, v)| expiry(v).is_some_and(|t| q.now >= t))
-            .map(|(k, _)| k.clone())
+        let counted: Vec<(String, Counted)> = pairs(&self.storage().list_with_options(opts).await?)
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let id = k.strip_prefix(LIVE_KEY_PREFIX)?.to_owned();
+                Some((id, serde_json::from_str(&v?).ok()?))
+            })
             .collect();
-        if !lapsed.is_empty() {
-            self.storage().delete_multiple(lapsed).await?;
+        let (own, gone) = reconcile(&counted, q.listed_ids.as_deref(), q.now);
+        if !gone.is_empty() {
+            let keys = gone
+                .iter()
+                .map(|id| format!("{LIVE_KEY_PREFIX}{id}"))
+                .collect();
+            self.storage().delete_multiple(keys).await?;
         }
         if !admits(own, q.listed, q.max) {
             return Ok(Admitted::default());
         }
+        let entry = Counted {
+            e: q.expires_at,
+            t: q.now,
+        };
         let key = format!("{LIVE_KEY_PREFIX}{}", q.key_id);
         self.storage()
-            .put(&key, serde_json::to_string(&q.expires_at)?)
+            .put(&key, serde_json::to_string(&entry)?)
             .await?;
         Ok(Admitted {
             admitted: true,
@@ -303,6 +309,14 @@ impl UserLogObject {
             OP_APPEND => {
                 let q: Append = serde_json::from_slice(&bytes).map_err(|_| fail("append"))?;
                 Response::from_json(&self.append(q).await?)
+            }
+            OP_APPEND_MANY => {
+                let q: AppendMany = serde_json::from_slice(&bytes).map_err(|_| fail("append"))?;
+                let mut stored = 0;
+                for change in q.changes {
+                    stored += u32::from(self.append(change).await?.stored);
+                }
+                Response::from_json(&AppendedMany { stored })
             }
             OP_LIST => {
                 let q: ListAsk = serde_json::from_slice(&bytes).map_err(|_| fail("list"))?;

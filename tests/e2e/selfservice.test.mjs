@@ -189,9 +189,14 @@ describe("changes per user and day", () => {
     assert.ok(body.detail.length > 0);
     const now = await call(gw, "GET", `/v1/api-keys/${target.summary.id}`, { admin: true });
     assert.notEqual(now.json.name, "one too many", "nothing changed");
-    // The admin still changes and revokes the user's keys.
+    // Refused requests do not count, so they cannot have spent it: a bad body is still a 400.
+    expectError(assert, await call(gw, "PATCH", `/v1/api-keys/${target.summary.id}`, { key: manager.key, body: { name: "" } }), 400, "validation_error");
+    // The admin still changes the user's keys, and the user can still revoke them (a leaked
+    // key must never keep its user from revoking it).
     const admin = await call(gw, "PATCH", `/v1/api-keys/${target.summary.id}`, { admin: true, body: { name: "by admin" } });
     assert.equal(admin.status, 200, admin.text);
+    const revoked = await call(gw, "DELETE", `/v1/api-keys/${target.summary.id}`, { key: manager.key });
+    assert.equal(revoked.status, 200, revoked.text);
   });
 });
 
