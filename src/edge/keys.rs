@@ -286,6 +286,7 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     let asked = patch.disabled;
     let expiry_before = target.expires_at.clone();
     let mut applied = apply_by(caller, &target, usage.expires_at, patch)?;
+    take_change(ctx, caller).await?;
     // The dedup of the suspension entry: the object's flip it records. A retry of a PATCH whose
     // flip reached the object but whose record write failed records that flip now (finding 7);
     // so does a PATCH that read a lagging record, and the two are one entry, whoever comes first.
