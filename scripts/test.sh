@@ -2,50 +2,67 @@
 # Every test keygate has: the README layout and contract checks, formatting and lints, native
 # unit tests of the core, wasm-bindgen tests under Node, then end-to-end tests through
 # `wrangler dev` (workerd) against a real origin on 127.0.0.1, and the settings page in a real
-# browser through the same gateway. Installs what it needs first
-# (idempotent).
+# browser through the same gateway. Installs what it needs first (idempotent). Prints how long
+# each phase took, at the end (also when one fails).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # A test that hangs (a gateway killed under it, a fetch that never answers) fails after this
 # long instead of holding CI until its overall limit; the slowest test takes about a minute.
 TEST_TIMEOUT_MS=300000
+# End-to-end files run side by side, each with its own gateways on free ports and fresh state:
+# most of their time is spent waiting (lease periods, rate windows, a session's expiry), not
+# computing. KEYGATE_E2E_JOBS=1 runs them one by one.
+E2E_JOBS="${KEYGATE_E2E_JOBS:-3}"
 
-step() { printf '\n== %s\n' "$*"; }
+PHASES=()
+STARTED=$SECONDS
+# phase NAME COMMAND...: runs one phase and notes its duration.
+phase() {
+  local name=$1
+  shift
+  printf '\n== %s\n' "$name"
+  local t0=$SECONDS
+  "$@"
+  PHASES+=("$(printf '%5ds  %s' $((SECONDS - t0)) "$name")")
+}
+report() {
+  local status=$?
+  printf '\n== time per phase (s)\n'
+  printf '%s\n' "${PHASES[@]}"
+  printf '%5ds  in all (%s)\n' $((SECONDS - STARTED)) "$([ "$status" = 0 ] && echo passed || echo FAILED)"
+}
+trap report EXIT
 
-# First, being fast and needing only Node: the README layout and the contract document.
-step "README layout matches the repository (scripts/check-layout.mjs)"
-node scripts/check-layout.mjs
-step "docs/CONTRACT.md matches api/openapi.json (scripts/check-contract.mjs)"
-node scripts/check-contract.mjs
-
-bash scripts/setup.sh
+phase "setup (scripts/setup.sh; seconds when everything is there)" bash scripts/setup.sh
 . scripts/env.sh
+printf '\n== Node.js %s (%s), wrangler %s\n' "$(node --version)" "$(command -v node)" "$(wrangler --version)"
 
-step "cargo fmt --check"
-cargo fmt --check
+phase "README layout matches the repository (scripts/check-layout.mjs)" node scripts/check-layout.mjs
+phase "docs/CONTRACT.md matches api/openapi.json (scripts/check-contract.mjs)" node scripts/check-contract.mjs
+phase "cargo fmt --check" cargo fmt --check
+phase "cargo clippy (native core) -D warnings" cargo clippy -q --all-targets -- -D warnings
 
-step "cargo clippy (native core) -D warnings"
-cargo clippy -q --all-targets -- -D warnings
+wasm_clippy() { (wasm_env && cargo clippy -q --target wasm32-unknown-unknown --release --all-targets -- -D warnings); }
+phase "cargo clippy (wasm32: core and worker glue) -D warnings" wasm_clippy
 
-step "cargo clippy (wasm32: core and worker glue) -D warnings"
-(wasm_env && cargo clippy -q --target wasm32-unknown-unknown --release --all-targets -- -D warnings)
+phase "unit tests of the core and properties (native)" cargo test -q
 
-step "unit tests of the core (native)"
-cargo test -q
+wasm_tests() {
+  (wasm_env && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
+    cargo test --target wasm32-unknown-unknown --test wasm)
+}
+phase "wasm-bindgen-test (wasm32 under Node)" wasm_tests
 
-step "wasm-bindgen-test (wasm32 under Node)"
-(wasm_env && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner \
-  cargo test --target wasm32-unknown-unknown --test wasm)
+phase "build the Worker (worker-build --release)" bash scripts/build.sh
 
-step "build the Worker (worker-build --release)"
-bash scripts/build.sh
+phase "end-to-end through wrangler dev ($E2E_JOBS files at a time)" \
+  node --test --test-concurrency="$E2E_JOBS" --test-timeout="$TEST_TIMEOUT_MS" tests/e2e/*.test.mjs
 
-step "end-to-end through wrangler dev"
-node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT_MS" tests/e2e/
+lease0() {
+  KEYGATE_TEST_LEASE_MS=0 node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT_MS" tests/e2e/limits.test.mjs
+}
+phase "the exact limits again with LEASE_MS = 0 (one object call per request)" lease0
 
-step "the exact limits again with LEASE_MS = 0 (one object call per request)"
-KEYGATE_TEST_LEASE_MS=0 node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT_MS" tests/e2e/limits.test.mjs
-
-step "the settings page in a real browser (Chromium via playwright-core, through wrangler dev)"
-node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT_MS" tests/browser/
+phase "the settings page in a real browser (Chromium via playwright-core, through wrangler dev)" \
+  node --test --test-concurrency=1 --test-timeout="$TEST_TIMEOUT_MS" tests/browser/*.test.mjs
