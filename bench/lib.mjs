@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { Miniflare } from "miniflare";
+import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { unstable_getMiniflareWorkerOptions } from "wrangler";
 
 import { freePort, ROOT } from "../tests/e2e/harness.mjs";
@@ -84,20 +84,21 @@ export async function startKeygate(originUrl, adminToken, signingSecret, extra =
     counts.requests += (text.match(/"request_id":/g) ?? []).length;
     counts.objectCalls += (text.match(/"lease":"(asked|local_renewing|exact)"/g) ?? []).length;
   };
-  const mf = new Miniflare({
+  // Options in Miniflare 4's shape (what wrangler's `unstable_getMiniflareWorkerOptions` gives),
+  // converted for Miniflare 5 (wrangler 4.164 and later).
+  const mf = new Miniflare(convertV4MiniflareOptions({
     host: "127.0.0.1",
     port,
     ...workerOptions,
     name: "keygate",
-    modules: true,
+    // The modules listed (entry first): Miniflare 5 takes no `modulesRules` from v4 options,
+    // and build/index.js is an ES module that build/package.json does not declare as one.
     modulesRoot: ROOT,
-    // build/index.js is an ES module (build/package.json does not say so, and the bench's
-    // entry imports it by path).
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js", "**/*.mjs"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    modules: [
+      ...(objectDelayMs > 0 ? [{ type: "ESModule", path: join(ROOT, "bench", "delayed-object.mjs") }] : []),
+      { type: "ESModule", path: join(ROOT, "build", "index.js") },
+      { type: "CompiledWasm", path: join(ROOT, "build", "index_bg.wasm") },
     ],
-    scriptPath: objectDelayMs > 0 ? join(ROOT, "bench", "delayed-object.mjs") : join(ROOT, "build", "index.js"),
     bindings: {
       ...workerOptions.bindings,
       ...vars,
@@ -113,7 +114,7 @@ export async function startKeygate(originUrl, adminToken, signingSecret, extra =
       stderr.resume();
     },
     ...extra,
-  });
+  }));
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return {
     url,
@@ -123,17 +124,20 @@ export async function startKeygate(originUrl, adminToken, signingSecret, extra =
 }
 
 // `withObject`: the variant that also calls a Durable Object per request (bench/passthrough-do.mjs).
+const COMPATIBILITY_DATE = /^compatibility_date = "([^"]+)"$/m.exec(readFileSync(join(ROOT, "wrangler.toml"), "utf8"))[1];
+
 export async function startPassthrough(originUrl, { withObject = false } = {}) {
   const port = await freePort();
-  const mf = new Miniflare({
+  const mf = new Miniflare(convertV4MiniflareOptions({
     host: "127.0.0.1",
     port,
     modules: true,
     scriptPath: join(ROOT, "bench", withObject ? "passthrough-do.mjs" : "passthrough.mjs"),
-    compatibilityDate: "2026-04-01",
+    // keygate's own (wrangler.toml), so that both run with the same runtime behaviour.
+    compatibilityDate: COMPATIBILITY_DATE,
     bindings: { ORIGIN_URL: originUrl },
     ...(withObject ? { durableObjects: { COUNTER: { className: "Counter", useSQLite: true } } } : {}),
-  });
+  }));
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return { url, stop: () => mf.dispose() };
 }

@@ -48,6 +48,8 @@ phase "build the Worker (worker-build --release)" bash scripts/build.sh
 # The Rust checks that the end-to-end tests do not need run beside them, at the lowest CPU
 # priority: the end-to-end files mostly wait (lease periods, rate windows, a session's expiry),
 # and the compiler takes the idle time without slowing them. Their output is shown afterwards.
+# The wasm32 lints use the dev profile, like the wasm tests after them: the host build scripts
+# and macros both need are compiled once (the release build itself is checked by compiling).
 RUST_LOG_DIR=$(mktemp -d)
 : >"$RUST_LOG_DIR/times"
 rust_checks() {
@@ -67,7 +69,7 @@ rust_checks() {
   }
   run "cargo clippy (native core) -D warnings" cargo clippy -q --all-targets -- -D warnings &&
     run "cargo clippy (wasm32: core and worker glue) -D warnings" \
-      bash -c '. scripts/env.sh && wasm_env && cargo clippy -q --target wasm32-unknown-unknown --release --all-targets -- -D warnings' &&
+      bash -c '. scripts/env.sh && wasm_env && cargo clippy -q --target wasm32-unknown-unknown --all-targets -- -D warnings' &&
     run "unit tests of the core and properties (native)" cargo test -q &&
     run "wasm-bindgen-test (wasm32 under Node)" \
       bash -c '. scripts/env.sh && wasm_env && CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner cargo test --target wasm32-unknown-unknown --test wasm'

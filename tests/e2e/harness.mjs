@@ -130,7 +130,23 @@ function withoutCustomBuild(source) {
   return path;
 }
 
+/**
+ * Starts `wrangler dev` for `gw`, on fresh free ports. End-to-end files run side by side, so a
+ * port found free can be taken by another file's gateway before this one binds it: a start that
+ * fails that way is tried again on other ports.
+ */
 async function launch(gw) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launchOnce(gw);
+    } catch (e) {
+      const taken = /EADDRINUSE|address already in use/i.test(String(e.message));
+      if (!taken || attempt >= 3) throw e;
+    }
+  }
+}
+
+async function launchOnce(gw) {
   gw.port = await freePort();
   const inspector = await freePort();
   gw.url = `http://127.0.0.1:${gw.port}`;
