@@ -68,6 +68,14 @@ fn one() -> u32 {
     1
 }
 
+impl Hit {
+    /// Whether the request was counted and allowed by the rate limit (the key is live, not
+    /// suspended, and within its allowance): what a run, or an idempotency record, may follow.
+    pub fn allowed(&self) -> bool {
+        matches!(self, Hit::Counted { decision, .. } if decision.allowed)
+    }
+}
+
 impl KeyState {
     /// Checks the revocation and expiry this object knows, then counts the request.
     pub fn hit(&mut self, limit: RateLimit, now_ms: u64) -> Hit {

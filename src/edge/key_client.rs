@@ -113,11 +113,9 @@ pub async fn run(
         return Ok((ran.hit, ran.run));
     }
     let verdict = hit(ctx, record, 1, 0).await?;
-    let run = match &verdict {
-        Hit::Counted { decision, .. } if decision.allowed => {
-            Some(take_run(ctx, counter, quota).await?)
-        }
-        _ => None,
+    let run = match verdict.allowed() {
+        true => Some(take_run(ctx, counter, quota).await?),
+        false => None,
     };
     Ok((verdict, run))
 }
@@ -129,15 +127,20 @@ pub async fn take_run(ctx: &Ctx, counter: &str, quota: Quota) -> Result<RunVerdi
 }
 
 /// Runs of `record`'s quota used in the current period, from the object that counts them.
-pub async fn runs_used(ctx: &Ctx, record: &KeyRecord, own: &Usage) -> Result<Option<u32>, Error> {
+/// `own`: the key's own object's usage when the caller already has it (a new key's is empty);
+/// otherwise it is asked for only if the key counts its own runs.
+pub async fn runs_used(
+    ctx: &Ctx,
+    record: &KeyRecord,
+    own: Option<&Usage>,
+) -> Result<Option<u32>, Error> {
     let Some(quota) = record.policy.quota else {
         return Ok(None);
     };
     let counter = record.quota_counter();
-    let runs = if counter == record.id {
-        own.runs
-    } else {
-        usage(ctx, counter).await?.runs
+    let runs = match own {
+        Some(own) if counter == record.id => own.runs,
+        _ => usage(ctx, counter).await?.runs,
     };
     Ok(Some(runs.used(&quota, ctx.now)))
 }

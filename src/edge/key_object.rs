@@ -143,7 +143,7 @@ impl KeyStateObject {
             retry_after_secs: None,
             run: None,
         };
-        if !matches!(&answer.hit, Hit::Counted { decision, .. } if decision.allowed) {
+        if !answer.hit.allowed() {
             return Ok(answer);
         }
         let found = self.idem_get(&q.slot).await?;
@@ -191,12 +191,9 @@ impl KeyStateObject {
         let before = s.clone();
         let now = now_ms();
         let hit = s.grant_as(q.rate_limit, 1, now, Count::Triggers);
-        let run = match &hit {
-            Hit::Counted { decision, .. } if decision.allowed => {
-                Some(s.take_run(&q.quota, (now / 1000) as i64))
-            }
-            _ => None,
-        };
+        let run = hit
+            .allowed()
+            .then(|| s.take_run(&q.quota, (now / 1000) as i64));
         if s != before {
             self.save(s).await?;
         }

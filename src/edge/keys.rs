@@ -7,7 +7,7 @@ use serde::Serialize;
 use worker::{Request, Response};
 
 use super::http::{json, random, read_body};
-use super::{audit, key_client, lease, store, Ctx, Reply};
+use super::{audit, key_client, lease, roll, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::events::{Change, ChangeKind};
 use crate::core::key::{
@@ -15,11 +15,10 @@ use crate::core::key::{
 };
 use crate::core::names::CACHE_CONTROL;
 use crate::core::policy::{
-    apply_update, parse_patch, policy_changes, unrecorded_suspension, with_object_suspension,
-    Applied, Update,
+    apply_update, parse_patch, unrecorded_suspension, with_object_suspension, Applied, Update,
 };
-use crate::core::record::{apply_roll_to_old, KeyRecord, NewKey};
-use crate::core::request::{parse_create, parse_list_query, parse_roll};
+use crate::core::record::{KeyRecord, NewKey};
+use crate::core::request::{parse_create, parse_list_query};
 use crate::core::route::Route;
 use crate::core::session::fill_owner;
 use crate::core::time::format_time;
@@ -27,7 +26,7 @@ use crate::core::usage::COUNTED;
 use crate::core::Error;
 
 /// Largest JSON body accepted on management routes; real bodies are a few hundred bytes.
-const MAX_JSON_BODY_BYTES: u64 = 64 * 1024;
+pub(super) const MAX_JSON_BODY_BYTES: u64 = 64 * 1024;
 
 #[derive(Serialize)]
 struct WithKey<'a> {
@@ -43,10 +42,7 @@ pub async fn me(ctx: &Ctx, record: &KeyRecord) -> Result<Response, Error> {
     let now = format_time(ctx.now);
     let mut summary = record.summary(Some(&now));
     summary.disabled = false;
-    if record.policy.quota.is_some() {
-        let usage = key_client::usage(ctx, &record.id).await?;
-        summary.quota_used = key_client::runs_used(ctx, record, &usage).await?;
-    }
+    summary.quota_used = key_client::runs_used(ctx, record, None).await?;
     json(
         200,
         &serde_json::json!({
@@ -71,7 +67,7 @@ pub async fn manage(
         Route::ListKeys => list(ctx, query, caller).await,
         Route::GetKey(id) => get(ctx, id, caller).await,
         Route::RevokeKey(id) => revoke(ctx, id, caller).await,
-        Route::RollKey(id) => roll(ctx, req, id, caller, caller_expiry).await,
+        Route::RollKey(id) => roll::roll(ctx, req, id, caller, caller_expiry).await,
         Route::UpdateKey(id) => update(ctx, req, id, caller).await,
         Route::AuditEvents => Ok(json(200, &audit::events(ctx, query, caller).await?)?.into()),
         Route::KeyUsage(id) => usage(ctx, id, caller).await,
@@ -85,7 +81,7 @@ pub async fn manage(
 /// object (`max`; `listed`: the user's live keys as KV lists them), which sees every create one
 /// at a time, so concurrent creates cannot pass the cap. A key created disabled is disabled in
 /// its object before its record exists, so it is never usable in between.
-async fn mint(
+pub(super) async fn mint(
     ctx: &Ctx,
     new: NewKey,
     listed: &store::Listed,
@@ -118,7 +114,7 @@ async fn mint(
 }
 
 /// Takes back a minted key that is not handed out: its record, and its place under the cap.
-async fn unmint(ctx: &Ctx, hash: &str, record: &KeyRecord) {
+pub(super) async fn unmint(ctx: &Ctx, hash: &str, record: &KeyRecord) {
     // Best effort: a leftover record is a key nobody holds, refused like any unknown key.
     let _ = store::delete(ctx, hash, record).await;
     audit::retire_key(ctx, &record.user_id, &record.id, None).await;
@@ -127,9 +123,10 @@ async fn unmint(ctx: &Ctx, hash: &str, record: &KeyRecord) {
 /// 201 with the key shown once, never cached. A new key whose runs count in its family's
 /// object shows the family's count; if that cannot be read, the key is still handed out (it
 /// exists now) with the count of a new key.
-async fn issued(ctx: &Ctx, key: &str, record: &KeyRecord) -> Result<Response, Error> {
+pub(super) async fn issued(ctx: &Ctx, key: &str, record: &KeyRecord) -> Result<Response, Error> {
     let mut summary = record.summary(None);
-    if let Ok(Some(used)) = key_client::runs_used(ctx, record, &Default::default()).await {
+    let none_yet = Default::default();
+    if let Ok(Some(used)) = key_client::runs_used(ctx, record, Some(&none_yet)).await {
         summary.quota_used = Some(used);
     }
     let mut resp = json(201, &WithKey { summary, key })?;
@@ -190,7 +187,11 @@ async fn list(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Rep
 }
 
 /// A key by id for `caller`: a malformed id is as unknown as a missing key.
-async fn load(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<(String, KeyRecord), Error> {
+pub(super) async fn load(
+    ctx: &Ctx,
+    id: &str,
+    caller: &Caller<'_>,
+) -> Result<(String, KeyRecord), Error> {
     if !is_key_id(id) {
         return Err(Error::NotFound);
     }
@@ -339,106 +340,10 @@ async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Resu
     })
 }
 
-/// A roll changes nothing unless it completes: the new key is stored first (unusable, since
-/// nobody holds its plaintext yet), then the old key's object records its revocation or
-/// shortened expiry (the step that takes effect everywhere), and only then is the old record
-/// rewritten. A failure before the object step removes the new key and leaves the old one as
-/// it was, so a retry works; a failure of the last write still answers with the new key (the
-/// roll has taken effect in the object, which every request consults) and is logged.
-async fn roll(
-    ctx: &Ctx,
-    req: &Request,
-    id: &str,
-    caller: &Caller<'_>,
-    caller_expiry: Option<i64>,
-) -> Result<Reply, Error> {
-    let roll = parse_roll(&read_body(req, MAX_JSON_BODY_BYTES).await?, ctx.now)?;
-    let (hash, old) = load(ctx, id, caller).await?;
-    let usage = key_client::usage(ctx, &old.id).await?;
-    let old_expiry = usage.expires_at;
-    access::live_target(&old, usage.revoked, old_expiry, ctx.now, "rolled")?;
-    // The new key's policies: the old key's, changed by the body's by a PATCH's rules (only the
-    // admin widens), with the suspension the old key's object holds as the starting point.
-    let mut base = old.clone();
-    with_object_suspension(&mut base, usage.disabled);
-    let applied = apply_by(caller, &base, old_expiry, roll.policy)?;
-    let mut new = access::rolled(&applied.record, old_expiry);
-    // Rolling hands out a new plaintext: a key or a settings session may not obtain one wider
-    // than itself that way.
-    restrict(ctx, caller, caller_expiry, &mut new)?;
-    let max = ctx.config.max_keys_per_user;
-    take_change(ctx, caller).await?;
-    let live = store::count_live(ctx, &new.user_id, max + 1).await?;
-    access::may_roll_key(live.count, max)?;
-    // For a moment the user holds both keys: one over the cap, as `may_roll_key` allows.
-    let (key, new_hash, new_record) = mint(ctx, new, &live, max + 1).await?;
-    let mut rolled = old;
-    apply_roll_to_old(&mut rolled, roll.grace_seconds, ctx.now);
-    let committed = match (&rolled.revoked_at, rolled.expires_at_secs()) {
-        (Some(at), _) => key_client::revoke(ctx, &rolled.id, at).await,
-        (None, Some(t)) => key_client::expire(ctx, &rolled.id, t).await,
-        (None, None) => Ok(()),
-    };
-    lease::forget(&rolled.id);
-    if let Err(e) = committed {
-        unmint(ctx, &new_hash, &new_record).await;
-        return Err(e);
-    }
-    // The old key stops counting under the cap when revoked, or at its shortened expiry.
-    match (&rolled.revoked_at, rolled.expires_at_secs()) {
-        (Some(_), _) => audit::retire_key(ctx, &rolled.user_id, &rolled.id, None).await,
-        (None, Some(t)) => audit::retire_key(ctx, &rolled.user_id, &rolled.id, Some(t)).await,
-        (None, None) => {}
-    }
-    let note = store::put(ctx, &hash, &rolled)
-        .await
-        .err()
-        .map(|_| "kv_write_after_roll");
-    let change = Change::new(
-        ChangeKind::Rolled,
-        audit::actor(caller),
-        &rolled.user_id,
-        Some(&rolled.id),
-    )
-    .with_details(serde_json::json!({
-        "new_key_id": new_record.id,
-        "old_expires_at": rolled.expires_at,
-        "old_revoked_at": rolled.revoked_at,
-        // The policies the new key got other than the old key's (empty when copied as they
-        // were), after the body and the no-escalation rules.
-        "changed": policy_changes(&base.policy, &new_record.policy),
-    }));
-    // A roll that suspends or resumes is also that change of the new key, published as the
-    // `key.updated` a PATCH would have made (docs/CONTRACT.md section 14).
-    let suspension = (new_record.policy.disabled != base.policy.disabled).then(|| {
-        let kind = ChangeKind::suspension(new_record.policy.disabled);
-        Change::new(
-            kind,
-            audit::actor(caller),
-            &new_record.user_id,
-            Some(&new_record.id),
-        )
-    });
-    // The roll has taken effect: a failure to record it is noted, not turned into an error
-    // that would make the caller roll again.
-    let mut recorded = audit::record(ctx, change).await;
-    if let Some(change) = suspension {
-        recorded = recorded.and(audit::record(ctx, change).await);
-    }
-    let note = match recorded {
-        Ok(()) => note,
-        Err(_) => note.or(Some("audit_after_roll")),
-    };
-    Ok(Reply {
-        response: issued(ctx, &key, &new_record).await?,
-        note,
-    })
-}
-
 /// One of the day's changes of `caller`'s user (429 `too_many_changes` past the budget); the
 /// admin is not counted. A revocation is not counted either: it is one entry per key, and a
 /// leaked key must never be able to keep its user from revoking it.
-async fn take_change(ctx: &Ctx, caller: &Caller<'_>) -> Result<(), Error> {
+pub(super) async fn take_change(ctx: &Ctx, caller: &Caller<'_>) -> Result<(), Error> {
     match caller.own_user() {
         Some(user) => audit::take_change(ctx, user).await,
         None => Ok(()),
@@ -447,7 +352,7 @@ async fn take_change(ctx: &Ctx, caller: &Caller<'_>) -> Result<(), Error> {
 
 /// [`apply_update`] for `caller`: the admin may widen; a key or a settings session only narrows,
 /// and a suspension it makes is recorded as its own ([`access::disabled_by`]).
-fn apply_by(
+pub(super) fn apply_by(
     caller: &Caller<'_>,
     target: &KeyRecord,
     object_expiry: Option<i64>,
@@ -465,7 +370,7 @@ fn apply_by(
 
 /// The no-escalation rule of a key caller, or the ceiling of a settings session (the admin
 /// has none).
-fn restrict(
+pub(super) fn restrict(
     ctx: &Ctx,
     caller: &Caller<'_>,
     caller_expiry: Option<i64>,
@@ -501,6 +406,6 @@ async fn summary(ctx: &Ctx, record: &KeyRecord) -> Result<serde_json::Value, Err
     let used = usage.last_used_ms.map(|ms| format_time((ms / 1000) as i64));
     let mut summary = record.summary(used.as_deref());
     summary.disabled = usage.disabled;
-    summary.quota_used = key_client::runs_used(ctx, record, &usage).await?;
+    summary.quota_used = key_client::runs_used(ctx, record, Some(&usage)).await?;
     serde_json::to_value(summary).map_err(|_| Error::Internal)
 }

@@ -6,9 +6,10 @@
 //!   [`key_client`]: the Worker's typed calls to it.
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`lease`]: the isolate's leases of keys' allowances (no round trip on the hot path).
-//! - [`keys`]: `/v1/me` and `/v1/api-keys...`.
+//! - [`keys`]: `/v1/me` and `/v1/api-keys...`; [`roll`]: the roll of a key.
 //! - [`leaks`]: `POST /v1/leaks`, GitHub secret scanning's signed leak reports.
-//! - [`proxy`]: `/developers/...` forwarding to the origin.
+//! - [`proxy`]: `/developers/...` forwarding to the origin; [`trigger`]: the job triggers the
+//!   key's object counts (idempotent, and with a quota).
 //! - [`settings`]: the settings page, its sessions and JSON API; [`session_object`]: the
 //!   session's Durable Object and its client.
 //! - [`audit`]: the one place a change is recorded (audit trail and webhook events);
@@ -26,10 +27,12 @@ mod keys;
 mod leaks;
 mod lease;
 mod proxy;
+mod roll;
 mod session_object;
 mod settings;
 mod store;
 mod throttle;
+mod trigger;
 mod user_log;
 mod webhooks;
 
@@ -339,8 +342,8 @@ async fn key_request(
         return out.with(Err(e));
     }
     if let Route::Forward(fwd) = route {
-        if let Some(idempotency_key) = proxy::idempotency_key(incoming.req, fwd) {
-            if let Some((decision, refusal)) = proxy::refused_here(ctx, need, &record) {
+        if let Some(idempotency_key) = trigger::idempotency_key(incoming.req, fwd) {
+            if let Some((decision, refusal)) = trigger::refused_here(ctx, need, &record) {
                 // Decided here, before the body is read (the log line says `local`).
                 out.lease = Some(lease::Path::Local);
                 out.decision = decision;
@@ -348,22 +351,19 @@ async fn key_request(
             }
             // The job trigger counts the request and opens its idempotency record in one call.
             let (decision, result) =
-                proxy::trigger(ctx, wctx, incoming, need, &record, &idempotency_key).await;
+                trigger::trigger(ctx, wctx, incoming, need, &record, &idempotency_key).await;
             out.decision = decision;
             return out.with(result);
         }
         if let (true, Some(quota)) = (fwd.job_run, record.policy.quota) {
             // A quota is exact: each trigger is counted by the key's object, not a lease.
             let (decision, result) =
-                proxy::quota_trigger(ctx, incoming, need, &record, quota).await;
+                trigger::quota_trigger(ctx, incoming, need, &record, quota).await;
             out.decision = decision;
             return out.with(result);
         }
     }
-    // Managing keys (create, roll, revoke, change) asks the key's object, never a lease: a key
-    // revoked, suspended or expired elsewhere must not mint or roll keys in the lease's window
-    // (finding 10 of the security review). Forwarded calls and `/v1/me` use the lease.
-    let decided = if matches!(route, Route::Me | Route::Forward(_)) {
+    let decided = if access::from_lease(route) {
         lease::decide(ctx, wctx, &record).await
     } else {
         key_client::hit(ctx, &record, 1, 0)
