@@ -109,10 +109,8 @@ export async function startKeygate(originUrl, adminToken, signingSecret, extra =
     },
     // The Worker still writes its log line per request; this Node process (which also runs
     // wrk's bookkeeping) counts and drops them instead of printing tens of thousands of lines.
-    handleRuntimeStdio: (stdout, stderr) => {
-      stdout.on("data", count);
-      stderr.resume();
-    },
+    // Miniflare 5 parses workerd's output into structured lines and hands each to this.
+    handleStructuredLogs: ({ message }) => count(message),
     ...extra,
   }));
   const url = (await mf.ready).toString().replace(/\/$/, "");

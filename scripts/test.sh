@@ -43,10 +43,8 @@ printf '\n== Node.js %s (%s), wrangler %s\n' "$(node --version)" "$(command -v n
 phase "README layout matches the repository (scripts/check-layout.mjs)" node scripts/check-layout.mjs
 phase "docs/CONTRACT.md matches api/openapi.json (scripts/check-contract.mjs)" node scripts/check-contract.mjs
 phase "cargo fmt --check" cargo fmt --check
-phase "build the Worker (worker-build --release)" bash scripts/build.sh
-
-# The Rust checks that the end-to-end tests do not need run beside them, at the lowest CPU
-# priority: the end-to-end files mostly wait (lease periods, rate windows, a session's expiry),
+# The Rust checks that the end-to-end tests do not need run beside them (and beside the release
+# build), at the lowest CPU priority: the end-to-end files mostly wait (lease periods, rate windows, a session's expiry),
 # and the compiler takes the idle time without slowing them. Their output is shown afterwards.
 # The wasm32 lints use the dev profile, like the wasm tests after them: the host build scripts
 # and macros both need are compiled once (the release build itself is checked by compiling).
@@ -76,6 +74,10 @@ rust_checks() {
 }
 nice -n 19 bash -c "$(declare -f rust_checks); RUST_LOG_DIR=$RUST_LOG_DIR; rust_checks" &
 RUST_PID=$!
+
+# The release build runs at normal priority: the end-to-end files need it, and the Rust checks
+# above take only the CPU it leaves idle (its serial steps: linking, wasm-bindgen, wasm-opt).
+phase "build the Worker (worker-build --release)" bash scripts/build.sh
 
 # Every end-to-end file (limits.test.mjs twice: limits-exact.test.mjs is it with LEASE_MS = 0)
 # and the settings page in a real browser (Chromium via playwright-core), each through its own
