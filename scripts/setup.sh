@@ -131,6 +131,14 @@ if ! .venv/bin/schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSI
   python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+# 5b. Django, Django REST framework and djangorestframework-api-key (PyPI), pinned in
+#     tests/django/requirements.txt, into the same virtualenv: the platform's side of the
+#     migration test makes its keys with the real package.
+if ! cmp -s tests/django/requirements.txt .venv/.django-requirements 2>/dev/null; then
+  log "installing tests/django/requirements.txt into ./.venv (from PyPI)"
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/django/requirements.txt
+  cp tests/django/requirements.txt .venv/.django-requirements
+fi
 
 # 6. Debian tools: curl for the quickstart (nginx and wrk come with make bench, scripts/bench.sh).
 if ! command -v curl >/dev/null; then

@@ -89,6 +89,6 @@ phase "end to end through wrangler dev, and the settings page in Chromium ($E2E_
 rust_status=0
 wait "$RUST_PID" || rust_status=$?
 cat "$RUST_LOG_DIR"/[0-9]*.log
-while read -r line; do PHASES+=("$line (beside the end-to-end tests)"); done <"$RUST_LOG_DIR/times"
+while IFS= read -r line; do PHASES+=("$line (beside the end-to-end tests)"); done <"$RUST_LOG_DIR/times"
 rm -rf "$RUST_LOG_DIR"
 [ "$rust_status" = 0 ]

@@ -103,7 +103,7 @@ pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
             permission: None,
             workspace: None,
         },
-        Route::CreateSettingsSession => Need {
+        Route::CreateSettingsSession | Route::ImportKeys => Need {
             admin: true,
             key: false,
             permission: None,

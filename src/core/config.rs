@@ -3,6 +3,7 @@
 
 use super::key::is_valid_prefix;
 use super::lease::{DEFAULT_LEASE_MS, MAX_LEASE_MS};
+use super::legacy::DRF_API_KEY;
 use super::ratelimit::RateLimit;
 
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 30_000;
@@ -37,6 +38,9 @@ pub struct Config {
     pub max_keys_per_user: u64,
     /// How long a leased token may be used (section 8); 0: one object call per request.
     pub lease_ms: u64,
+    /// `LEGACY_KEYS = "drf-api-key"`: keys of djangorestframework-api-key's shape are looked up
+    /// among imported keys (section 15); off by default (such a key is then malformed).
+    pub legacy_keys: bool,
 }
 
 /// A configuration problem, named for the operator's log (never shown to clients).
@@ -84,6 +88,15 @@ impl Config {
         if lease_ms > MAX_LEASE_MS {
             return Err(ConfigError(format!("LEASE_MS must be 0-{MAX_LEASE_MS}")));
         }
+        let legacy_keys = match get("LEGACY_KEYS").as_deref().map(str::trim) {
+            None | Some("") => false,
+            Some(DRF_API_KEY) => true,
+            Some(_) => {
+                return Err(ConfigError(format!(
+                    "LEGACY_KEYS must be empty or \"{DRF_API_KEY}\""
+                )))
+            }
+        };
         Ok(Config {
             origin_url,
             origin_timeout_ms,
@@ -93,6 +106,7 @@ impl Config {
             max_body_bytes,
             max_keys_per_user,
             lease_ms,
+            legacy_keys,
         })
     }
 }
@@ -188,6 +202,14 @@ mod tests {
         assert_eq!(c.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(c.max_keys_per_user, 100);
         assert_eq!(c.lease_ms, 1000);
+        assert!(!c.legacy_keys);
+        let on = cfg(&[("ORIGIN_URL", "http://x"), ("LEGACY_KEYS", "drf-api-key")]).unwrap();
+        assert!(on.legacy_keys);
+        assert!(
+            !cfg(&[("ORIGIN_URL", "http://x"), ("LEGACY_KEYS", "")])
+                .unwrap()
+                .legacy_keys
+        );
     }
 
     #[test]
@@ -231,6 +253,10 @@ mod tests {
             (
                 vec![("ORIGIN_URL", "http://x"), ("KV_CACHE_TTL", "5")],
                 "KV_CACHE_TTL",
+            ),
+            (
+                vec![("ORIGIN_URL", "http://x"), ("LEGACY_KEYS", "sha512")],
+                "LEGACY_KEYS",
             ),
         ] {
             let e = cfg(&pairs).unwrap_err();

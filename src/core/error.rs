@@ -60,6 +60,10 @@ pub enum Error {
     /// settings sessions made as many key changes today as a user may (each one is kept in
     /// the user's audit trail, whose size this bounds).
     TooManyChanges { retry_after: u64 },
+    /// 429 `key_check_in_progress`, with `Retry-After`: an imported key's slow (PBKDF2) check is
+    /// running for this prefix already (docs/CONTRACT.md section 15). Not a 401, so that
+    /// nobody who knows a prefix (prefixes are not secret) can make its owner's key look dead.
+    KeyCheckInProgress { retry_after: u64 },
     /// 502 `origin_unavailable`; the cause names what failed, for the log only.
     OriginUnavailable(&'static str),
     /// 504 `origin_timeout`.
@@ -109,7 +113,8 @@ impl Error {
             | Error::RateLimited { .. }
             | Error::QuotaExceeded { .. }
             | Error::TooManyIdempotencyKeys { .. }
-            | Error::TooManyChanges { .. } => 429,
+            | Error::TooManyChanges { .. }
+            | Error::KeyCheckInProgress { .. } => 429,
             Error::MissingApiKey
             | Error::MalformedApiKey
             | Error::InvalidApiKey
@@ -164,6 +169,7 @@ impl Error {
             Error::KeyLimitReached => "key_limit_reached",
             Error::TooManyIdempotencyKeys { .. } => "too_many_idempotency_keys",
             Error::TooManyChanges { .. } => "too_many_changes",
+            Error::KeyCheckInProgress { .. } => "key_check_in_progress",
             Error::OriginUnavailable(_) => "origin_unavailable",
             Error::OriginTimeout => "origin_timeout",
             Error::Unavailable(_) => "unavailable",
@@ -218,6 +224,10 @@ impl Error {
                  accepted once older ones expire (see Retry-After). Known Idempotency-Keys and \
                  requests without one are not affected."
             }
+            Error::KeyCheckInProgress { .. } => {
+                "This key's first check is running (an imported key with a slow hash is checked \
+                 once); retry after Retry-After seconds."
+            }
             Error::TooManyChanges { .. } => {
                 "This user's keys and settings sessions have made as many key changes today as a \
                  user may; retry tomorrow (see Retry-After), or ask the platform's admin."
@@ -266,7 +276,8 @@ impl Error {
             | Error::RateLimited { retry_after }
             | Error::QuotaExceeded { retry_after }
             | Error::TooManyIdempotencyKeys { retry_after }
-            | Error::TooManyChanges { retry_after } => Some((*retry_after).max(1)),
+            | Error::TooManyChanges { retry_after }
+            | Error::KeyCheckInProgress { retry_after } => Some((*retry_after).max(1)),
             Error::IdempotencyInProgress => Some(1),
             _ => None,
         }

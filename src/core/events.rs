@@ -14,6 +14,9 @@ use super::time::format_time;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeKind {
     Created,
+    /// A key of the platform's, imported (section 15): published as `key.created` with
+    /// `data.imported: true`, so a receiver of new keys sees it as one.
+    Imported,
     Rolled,
     Revoked,
     Updated,
@@ -38,6 +41,7 @@ impl ChangeKind {
     pub fn name(self) -> &'static str {
         match self {
             ChangeKind::Created => "key.created",
+            ChangeKind::Imported => "key.imported",
             ChangeKind::Rolled => "key.rolled",
             ChangeKind::Revoked => "key.revoked",
             ChangeKind::Updated => "key.updated",
@@ -68,6 +72,7 @@ impl ChangeKind {
     pub fn event_type(self) -> &'static str {
         match self {
             ChangeKind::Disabled | ChangeKind::Enabled => ChangeKind::Updated.name(),
+            ChangeKind::Imported => ChangeKind::Created.name(),
             kind => kind.name(),
         }
     }
@@ -233,6 +238,9 @@ impl Change {
                 let disabled = self.kind == ChangeKind::Disabled;
                 data.insert("disabled".into(), Value::from(disabled));
             }
+            ChangeKind::Imported => {
+                data.insert("imported".into(), Value::Bool(true));
+            }
             _ => {}
         }
         if let Value::Object(d) = &self.details {
@@ -317,6 +325,19 @@ mod tests {
         // Every other kind is published under its audit name.
         let created = Change::new(ChangeKind::Created, Actor::Admin, "u1", Some("key_1"));
         assert_eq!(created.event().kind, "key.created");
+    }
+
+    #[test]
+    fn an_import_is_audited_as_such_and_published_as_a_new_key() {
+        let c = Change::new(ChangeKind::Imported, Actor::Admin, "u1", Some("key_1"));
+        assert_eq!(c.audit_entry()["action"], "key.imported");
+        let e = c.event();
+        assert_eq!(e.kind, "key.created");
+        assert_eq!(e.data["imported"], true);
+        assert_eq!(e.data["key_id"], "key_1");
+        // A key created by keygate carries no such mark.
+        let created = Change::new(ChangeKind::Created, Actor::Admin, "u1", Some("key_1"));
+        assert_eq!(created.event().data.get("imported"), None);
     }
 
     #[test]

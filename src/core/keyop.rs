@@ -39,10 +39,12 @@ pub enum Op {
     /// Count one run against a quota in the object that counts a family of keys' runs (a key
     /// minted by, or rolled from, a key with a quota: docs/CONTRACT.md section 13).
     TakeRun,
+    /// Take or free the slot of an imported key's PBKDF2 check (docs/CONTRACT.md section 15).
+    CheckSlot,
 }
 
 impl Op {
-    pub const ALL: [Op; 10] = [
+    pub const ALL: [Op; 11] = [
         Op::Hit,
         Op::HitBegin,
         Op::Complete,
@@ -53,6 +55,7 @@ impl Op {
         Op::Run,
         Op::Series,
         Op::TakeRun,
+        Op::CheckSlot,
     ];
 
     /// The path of the operation in calls to the object (the only table of them).
@@ -68,6 +71,7 @@ impl Op {
             Op::Run => "/run",
             Op::Series => "/series",
             Op::TakeRun => "/take-run",
+            Op::CheckSlot => "/check-slot",
         }
     }
 
@@ -191,6 +195,21 @@ pub struct TakeRun {
 }
 operation!(TakeRun => Op::TakeRun, RunVerdict);
 impl Message for RunVerdict {}
+
+/// Takes (`take`) or frees the key's PBKDF2 check slot ([`super::legacy::CheckSlot`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSlot {
+    pub take: bool,
+}
+operation!(CheckSlot => Op::CheckSlot, SlotAnswer);
+
+/// Whether the slot was taken; if not, in how many seconds to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotAnswer {
+    pub granted: bool,
+    pub retry_after: u64,
+}
+impl Message for SlotAnswer {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ran {

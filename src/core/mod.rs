@@ -14,10 +14,12 @@
 //! - [`forward`]: headers to and from the origin, the identity signature, request ids.
 //! - [`hotpath`]: one proxied request's decisions without I/O, for the CPU benchmarks.
 //! - [`idempotency`]: the job trigger's idempotency records: decisions, bounds, clean-up.
+//! - [`imports`]: `POST /v1/api-keys/import`: its rows, and what becomes of each.
 //! - [`key`]: key format, CRC-32 checksum, SHA-256 hash, hint and id.
 //! - [`keyop`]: the operations of the key's Durable Object, typed, shared by object and client.
 //! - [`keystate`]: the per-key Durable Object's state: allowance, revocation, expiry, last use.
 //! - [`leak`]: GitHub secret scanning's leak reports: public keys, signature, body, answer.
+//! - [`legacy`]: keys issued before keygate (djangorestframework-api-key): shape, hashes, checks.
 //! - [`lease`]: leased allowances: an isolate's batches of a key's tokens.
 //! - [`log`]: the per-request log line.
 //! - [`names`]: header, binding and secret names.
@@ -48,11 +50,13 @@ pub mod fields;
 pub mod forward;
 pub mod hotpath;
 pub mod idempotency;
+pub mod imports;
 pub mod key;
 pub mod keyop;
 pub mod keystate;
 pub mod leak;
 pub mod lease;
+pub mod legacy;
 pub mod log;
 pub mod names;
 pub mod permission;

@@ -37,6 +37,24 @@ pub struct KeyRecord {
     /// the whole record on every read (slower on the hot path, and larger wasm).
     #[serde(default, skip_serializing_if = "Policy::is_none")]
     pub policy: Policy,
+    /// Set on a key imported from the platform (docs/CONTRACT.md section 15): the hash it was
+    /// stored with there. Such a record lives under `key:drf.<prefix>`, not under a SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Imported>,
+}
+
+/// What an imported key's record keeps of the platform's row (docs/CONTRACT.md section 15).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// `hashed_key` as the platform stored it (`sha512$$...`, `pbkdf2_sha256$...`).
+    pub hashed_key: String,
+    /// The key's SHA-256 (hex), stored after its first successful PBKDF2 check: from then on it
+    /// alone decides, and PBKDF2 never runs again for this key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// The platform's own id of the key, shown in summaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
 }
 
 /// A key's policies (docs/CONTRACT.md section 13). Every field defaults, so records stored
@@ -101,6 +119,11 @@ pub struct Summary<'a> {
     pub quota_used: Option<u32>,
     pub disabled: bool,
     pub metadata: Option<&'a Map<String, Value>>,
+    /// Imported from the platform (section 15); absent for keys keygate issued.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<&'a str>,
 }
 
 /// The KV expiration (unix seconds) of entries for a key whose use ends at `end` (its expiry
@@ -131,6 +154,11 @@ impl KeyRecord {
             quota_used: self.policy.quota.map(|_| 0),
             disabled: self.policy.disabled,
             metadata: self.policy.metadata.as_ref(),
+            imported: self.imported.is_some(),
+            external_id: self
+                .imported
+                .as_ref()
+                .and_then(|i| i.external_id.as_deref()),
         }
     }
 
@@ -215,6 +243,7 @@ impl NewKey {
             expires_at: self.expires_at.map(format_time),
             revoked_at: None,
             policy: self.policy,
+            imported: None,
         }
     }
 }

@@ -15,6 +15,8 @@ pub const PATH_KEYS: &str = "/v1/api-keys";
 pub const PATH_OPENAPI: &str = "/v1/openapi.json";
 pub const PATH_AUDIT_EVENTS: &str = "/v1/audit-events";
 pub const PATH_LEAKS: &str = "/v1/leaks";
+/// `POST`, admin only: the platform's existing keys (docs/CONTRACT.md section 15).
+pub const PATH_IMPORT: &str = "/v1/api-keys/import";
 /// `POST` by the admin: opens a session and answers its link.
 pub const PATH_SESSIONS: &str = "/v1/settings-sessions";
 /// Longest workspace id (`[A-Za-z0-9_-]{1,64}`).
@@ -156,6 +158,8 @@ pub enum Route<'a> {
     KeyUsage(&'a str),
     /// `POST /v1/settings-sessions` (admin only): opens a settings session (section 11).
     CreateSettingsSession,
+    /// `POST /v1/api-keys/import` (admin only): the platform's existing keys (section 15).
+    ImportKeys,
     /// A `/developers/...` call for the origin.
     Forward(Forward<'a>),
 }
@@ -202,6 +206,8 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
         PATH_SESSIONS => only(&["POST"], "POST", Route::CreateSettingsSession),
         PATH_AUDIT_EVENTS => only(&["GET", "HEAD"], ALLOW_READ, Route::AuditEvents),
         PATH_LEAKS => only(&["POST"], "POST", Route::Leaks),
+        // Before the `{id}` routes: `import` is not a key id.
+        PATH_IMPORT => only(&["POST"], "POST", Route::ImportKeys),
         PATH_KEYS => match method {
             "POST" => Ok(Route::CreateKey),
             "GET" | "HEAD" => Ok(Route::ListKeys),
@@ -519,6 +525,18 @@ mod tests {
         assert_eq!(
             resolve("POST", "/v1/settings-sessions"),
             Ok(Route::CreateSettingsSession)
+        );
+        assert_eq!(
+            resolve("POST", "/v1/api-keys/import"),
+            Ok(Route::ImportKeys)
+        );
+        assert_eq!(
+            resolve("POST", "/v1/api-keys/import/"),
+            Ok(Route::ImportKeys)
+        );
+        assert_eq!(
+            resolve("GET", "/v1/api-keys/import"),
+            Err(Error::MethodNotAllowed("POST"))
         );
         assert_eq!(
             resolve("GET", "/v1/settings-sessions"),

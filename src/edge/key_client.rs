@@ -8,8 +8,8 @@ use worker::{Method, Request, RequestInit, Stub};
 use super::Ctx;
 use crate::core::idempotency::{Begin, StoredResponse};
 use crate::core::keyop::{
-    decode, encode, hit_query, Complete, Expire, HitBegin, Op, Operation, Revoke, Run, SeriesQuery,
-    SetDisabled, Suspension, TakeRun, UsageQuery, HIT_ANSWER_HEADER,
+    decode, encode, hit_query, CheckSlot, Complete, Expire, HitBegin, Op, Operation, Revoke, Run,
+    SeriesQuery, SetDisabled, Suspension, TakeRun, UsageQuery, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::Hit;
 use crate::core::names::KEY_STATE_BINDING;
@@ -118,6 +118,24 @@ pub async fn run(
         false => None,
     };
     Ok((verdict, run))
+}
+
+/// Takes the key's PBKDF2 check slot (docs/CONTRACT.md section 15); 429
+/// `key_check_in_progress` while another check of the key runs.
+pub async fn take_check_slot(ctx: &Ctx, key_id: &str) -> Result<(), Error> {
+    let answer = call(ctx, key_id, CheckSlot { take: true }).await?;
+    if answer.granted {
+        Ok(())
+    } else {
+        Err(Error::KeyCheckInProgress {
+            retry_after: answer.retry_after,
+        })
+    }
+}
+
+/// Frees it (best effort: the slot frees itself after `legacy::CHECK_HOLD_MS`).
+pub async fn free_check_slot(ctx: &Ctx, key_id: &str) {
+    let _ = call(ctx, key_id, CheckSlot { take: false }).await;
 }
 
 /// Counts one run of a key whose quota is counted in its family's object (`counter`, see

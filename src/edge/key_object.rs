@@ -22,10 +22,11 @@ use crate::core::idempotency::{
     IdemRecord, SLOT_PREFIX, SWEEP_INTERVAL_MS, SWEEP_PAGE_SIZE,
 };
 use crate::core::keyop::{
-    decode, encode, parse_hit_query, Ack, Complete, Expire, HitBegin, HitBegun, Message, Op, Ran,
-    Revoke, Run, SetDisabled, Suspension, TakeRun, Usage, HIT_ANSWER_HEADER,
+    decode, encode, parse_hit_query, Ack, CheckSlot, Complete, Expire, HitBegin, HitBegun, Message,
+    Op, Ran, Revoke, Run, SetDisabled, SlotAnswer, Suspension, TakeRun, Usage, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::{Hit, KeyState};
+use crate::core::legacy;
 use crate::core::ratelimit::RateLimit;
 use crate::core::route::split_url;
 use crate::core::usage::Count;
@@ -46,6 +47,9 @@ fn fail(what: &str) -> worker::Error {
 pub struct KeyStateObject {
     state: State,
     cached: RefCell<Option<KeyState>>,
+    /// An imported key's PBKDF2 check in progress: in memory only (an object that restarts
+    /// forgets it, which at worst lets one more check run).
+    check: RefCell<legacy::CheckSlot>,
 }
 
 impl KeyStateObject {
@@ -290,6 +294,27 @@ impl KeyStateObject {
                 answer(Suspension { changed, seq })
             }
             Op::Run => answer(self.run(question(&bytes)?).await?),
+            Op::CheckSlot => {
+                let q: CheckSlot = question(&bytes)?;
+                let mut slot = self.check.borrow_mut();
+                if !q.take {
+                    slot.release();
+                    return answer(SlotAnswer {
+                        granted: true,
+                        retry_after: 0,
+                    });
+                }
+                answer(match slot.take(now_ms()) {
+                    Ok(()) => SlotAnswer {
+                        granted: true,
+                        retry_after: 0,
+                    },
+                    Err(retry_after) => SlotAnswer {
+                        granted: false,
+                        retry_after,
+                    },
+                })
+            }
             Op::TakeRun => {
                 let q: TakeRun = question(&bytes)?;
                 let mut s = self.load().await?;
@@ -374,6 +399,7 @@ impl DurableObject for KeyStateObject {
         Self {
             state,
             cached: RefCell::new(None),
+            check: RefCell::new(legacy::CheckSlot::default()),
         }
     }
 

@@ -7,6 +7,7 @@
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`lease`]: the isolate's leases of keys' allowances (no round trip on the hot path).
 //! - [`keys`]: `/v1/me` and `/v1/api-keys...`; [`roll`]: the roll of a key.
+//! - [`imports`]: `POST /v1/api-keys/import`; [`legacy`]: imported keys checked when presented.
 //! - [`leaks`]: `POST /v1/leaks`, GitHub secret scanning's signed leak reports.
 //! - [`proxy`]: `/developers/...` forwarding to the origin; [`trigger`]: the job triggers the
 //!   key's object counts (idempotent, and with a quota).
@@ -21,11 +22,13 @@
 mod audit;
 mod cron;
 mod http;
+mod imports;
 mod key_client;
 mod key_object;
 mod keys;
 mod leaks;
 mod lease;
+mod legacy;
 mod proxy;
 mod roll;
 mod session_object;
@@ -46,6 +49,7 @@ use crate::core::cidr;
 use crate::core::config::Config;
 use crate::core::forward::{accept_request_id, HEADER_REQUEST_ID};
 use crate::core::key::{check_key, hash_key};
+use crate::core::legacy::split_key;
 use crate::core::log::LogLine;
 use crate::core::names::{ADMIN_TOKEN_SECRET, AUTHORIZATION, AUTH_FAILURES_BINDING, CLIENT_IP};
 use crate::core::ratelimit::Decision;
@@ -314,6 +318,7 @@ async fn handle(incoming: Incoming<'_>, env: Env, wctx: &Context, request_id: &s
                 Ok(()) if route == Route::CreateSettingsSession => {
                     settings::create(&ctx, req).await
                 }
+                Ok(()) if route == Route::ImportKeys => imports::import(&ctx, req).await,
                 Ok(()) => keys::manage(&ctx, req, query, &route, &Caller::Admin, None).await,
                 Err(e) => Err(e),
             })
@@ -405,8 +410,15 @@ pub(crate) fn load_config(env: &Env) -> Result<Config, Error> {
     })
 }
 
-/// Shape and checksum (no storage read for a malformed key), then the record by hash.
+/// Shape and checksum (no storage read for a malformed key), then the record by hash. With
+/// `LEGACY_KEYS` on, a key of djangorestframework-api-key's shape is an imported key's
+/// (section 15); otherwise it is as malformed as any other.
 async fn lookup(ctx: &Ctx, key: &str) -> Result<KeyRecord, Error> {
-    check_key(&ctx.config.key_prefix, key)?;
+    if let Err(malformed) = check_key(&ctx.config.key_prefix, key) {
+        return match split_key(key) {
+            Some((prefix, _)) if ctx.config.legacy_keys => legacy::lookup(ctx, key, prefix).await,
+            _ => Err(malformed),
+        };
+    }
     access::known(store::record_by_hash(ctx, &hash_key(key), true).await?)
 }

@@ -1,0 +1,137 @@
+//! A presented key of djangorestframework-api-key's shape, checked against the imported key
+//! under its prefix (docs/CONTRACT.md section 15; every rule is [`crate::core::legacy`]'s).
+//! A PBKDF2 hash is checked once: its SHA-256 is then stored with the record, and decides alone.
+
+use worker::js_sys::{self, Array, Object, Promise, Reflect, Uint8Array};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::{console_log, Date};
+
+use super::{key_client, store, Ctx};
+use crate::core::legacy::{
+    check, handle, pbkdf2_engine, pbkdf2_matches, pbkdf2_sha256, upgrade_hash, Check, Engine,
+    StoredHash,
+};
+use crate::core::record::KeyRecord;
+use crate::core::Error;
+
+/// The record of the imported key `key` (prefix `prefix`), if the secret is its own.
+pub async fn lookup(ctx: &Ctx, key: &str, prefix: &str) -> Result<KeyRecord, Error> {
+    let handle = handle(prefix);
+    let record = store::record_by_hash(ctx, &handle, true)
+        .await?
+        .ok_or(Error::InvalidApiKey)?;
+    match verdict(&record, key, prefix)? {
+        Check::Match => Ok(record),
+        Check::Mismatch => Err(Error::InvalidApiKey),
+        Check::Pbkdf2 { .. } => slow_check(ctx, &handle, key, prefix).await,
+    }
+}
+
+fn verdict(record: &KeyRecord, key: &str, prefix: &str) -> Result<Check, Error> {
+    // A record under a prefix handle is always an import; anything else is nobody's key.
+    let imported = record.imported.as_ref().ok_or(Error::InvalidApiKey)?;
+    let stored = StoredHash::parse(&imported.hashed_key).map_err(|_| Error::InvalidApiKey)?;
+    Ok(check(&stored, imported.sha256.as_deref(), key, prefix))
+}
+
+/// A PBKDF2 hash not yet upgraded: take the key's slot in its object (one check at a time),
+/// read the record again past every cache (a check that held the slot before may have upgraded
+/// it), derive, compare, and on success store the key's SHA-256 with the record; only then free
+/// the slot, so a try that waited for it finds the upgrade instead of running PBKDF2 again.
+async fn slow_check(ctx: &Ctx, handle: &str, key: &str, prefix: &str) -> Result<KeyRecord, Error> {
+    let cached = store::record_by_hash(ctx, handle, true)
+        .await?
+        .ok_or(Error::InvalidApiKey)?;
+    key_client::take_check_slot(ctx, &cached.id).await?;
+    let result = checked(ctx, handle, key, prefix).await;
+    key_client::free_check_slot(ctx, &cached.id).await;
+    result
+}
+
+async fn checked(ctx: &Ctx, handle: &str, key: &str, prefix: &str) -> Result<KeyRecord, Error> {
+    let record = store::record_by_hash(ctx, handle, false)
+        .await?
+        .ok_or(Error::InvalidApiKey)?;
+    let (iterations, salt) = match verdict(&record, key, prefix)? {
+        Check::Match => return Ok(record),
+        Check::Mismatch => return Err(Error::InvalidApiKey),
+        Check::Pbkdf2 { iterations, salt } => (iterations, salt),
+    };
+    let started = Date::now().as_millis();
+    let engine = pbkdf2_engine(iterations);
+    let derived = match engine {
+        Engine::WebCrypto => webcrypto_pbkdf2(key, &salt, iterations).await?,
+        Engine::Wasm => pbkdf2_sha256(key, &salt, iterations).to_vec(),
+    };
+    // One line per check (never the key or its hash): how often PBKDF2 runs, and its cost.
+    console_log!(
+        "{{\"level\":\"info\",\"key_check\":\"{}\",\"prefix\":\"{prefix}\",\"iterations\":{iterations},\"ms\":{},\"request_id\":{}}}",
+        engine.log_name(),
+        Date::now().as_millis().saturating_sub(started),
+        serde_json::Value::from(ctx.request_id.as_str()),
+    );
+    let hashed_key = record.imported.as_ref().map(|i| i.hashed_key.clone());
+    let stored = StoredHash::parse(hashed_key.as_deref().unwrap_or_default())
+        .map_err(|_| Error::InvalidApiKey)?;
+    if !pbkdf2_matches(&stored, &derived) {
+        return Err(Error::InvalidApiKey);
+    }
+    // The upgrade, onto the record as stored now (a change made meanwhile is kept). Best
+    // effort: unstored, the next call runs the check again.
+    if let Ok(Some(mut latest)) = store::record_by_hash(ctx, handle, false).await {
+        if let Some(imp) = latest.imported.as_mut() {
+            if Some(&imp.hashed_key) == hashed_key.as_ref() {
+                imp.sha256 = Some(upgrade_hash(key));
+                let _ = store::put(ctx, handle, &latest).await;
+            }
+        }
+    }
+    Ok(record)
+}
+
+/// PBKDF2-HMAC-SHA256 through the runtime's WebCrypto (`crypto.subtle`), 32 bytes. Only for
+/// counts Cloudflare accepts in production ([`pbkdf2_engine`] decides).
+async fn webcrypto_pbkdf2(key: &str, salt: &str, iterations: u32) -> Result<Vec<u8>, Error> {
+    let fail = |_: JsValue| Error::Unavailable("webcrypto");
+    let subtle = Reflect::get(&js_sys::global(), &"crypto".into())
+        .and_then(|c| Reflect::get(&c, &"subtle".into()))
+        .map_err(fail)?;
+    let call = |name: &str, args: Array| -> Result<Promise, Error> {
+        let f: js_sys::Function = Reflect::get(&subtle, &name.into())
+            .map_err(fail)?
+            .dyn_into()
+            .map_err(fail)?;
+        Reflect::apply(&f, &subtle, &args)
+            .map_err(fail)?
+            .dyn_into()
+            .map_err(fail)
+    };
+    let raw: JsValue = Uint8Array::from(key.as_bytes()).into();
+    let usages: JsValue = Array::of1(&"deriveBits".into()).into();
+    let import = Array::of5(
+        &"raw".into(),
+        &raw,
+        &"PBKDF2".into(),
+        &JsValue::FALSE,
+        &usages,
+    );
+    let crypto_key = JsFuture::from(call("importKey", import)?)
+        .await
+        .map_err(fail)?;
+    let params = Object::new();
+    let salt: JsValue = Uint8Array::from(salt.as_bytes()).into();
+    for (name, value) in [
+        ("name", JsValue::from("PBKDF2")),
+        ("hash", JsValue::from("SHA-256")),
+        ("salt", salt),
+        ("iterations", JsValue::from(iterations)),
+    ] {
+        Reflect::set(&params, &name.into(), &value).map_err(fail)?;
+    }
+    let derive = Array::of3(&params.into(), &crypto_key, &JsValue::from(256u32));
+    let bits = JsFuture::from(call("deriveBits", derive)?)
+        .await
+        .map_err(fail)?;
+    Ok(Uint8Array::new(&bits).to_vec())
+}
