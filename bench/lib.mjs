@@ -2,6 +2,7 @@
 // workerd through Miniflare's own socket, wrk runs, and key creation.
 
 import { spawn } from "node:child_process";
+import { createHash, pbkdf2Sync, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -138,6 +139,37 @@ export async function startPassthrough(originUrl, { withObject = false } = {}) {
   }));
   const url = (await mf.ready).toString().replace(/\/$/, "");
   return { url, stop: () => mf.dispose() };
+}
+
+/**
+ * Imports a key of djangorestframework-api-key's shape (docs/CONTRACT.md section 15), made here,
+ * stored as `scheme` says: `sha512` (the package's 3.x) or `pbkdf2` (Django's default hasher at
+ * 1,000,000 iterations). Returns the plaintext key.
+ */
+export async function importKey(gwUrl, adminToken, scheme) {
+  const chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  const alnum = (n) => [...randomBytes(n)].map((b) => chars[b % chars.length]).join("");
+  const key = `${alnum(8)}.${alnum(32)}`;
+  const salt = alnum(22);
+  const hashed_key =
+    scheme === "sha512"
+      ? `sha512$$${createHash("sha512").update(key).digest("hex")}`
+      : `pbkdf2_sha256$1000000$${salt}$${pbkdf2Sync(key, salt, 1_000_000, 32, "sha256").toString("base64")}`;
+  const r = await fetch(`${gwUrl}/v1/api-keys/import`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({
+      format: "drf-api-key",
+      keys: [{
+        prefix: key.split(".")[0], hashed_key, user_id: "bench", name: `bench ${scheme}`,
+        workspaces: ["ws1"], permissions: ["jobs:read", "jobs:run"],
+        rate_limit: { requests: 1000000, window_seconds: 60 },
+      }],
+    }),
+  });
+  const j = await r.json();
+  if (r.status !== 200 || j.results?.[0]?.status !== "imported") throw new Error(`import key: ${r.status} ${JSON.stringify(j)}`);
+  return key;
 }
 
 export async function createKey(gwUrl, adminToken) {

@@ -7,6 +7,9 @@
 //   (c0) the same with LEASE_MS = 0 (one object call per request, exact)
 //   (d) keygate, job-trigger route, distinct Idempotency-Keys
 //   (e) keygate, invalid keys (bad checksum) from one client address (the attack path)
+//   (m), (m512), (mpb) keygate with LEGACY_KEYS = drf-api-key (contract section 15): a native
+//        key, an imported SHA-512 key, an imported PBKDF2 key (1,000,000 iterations) after its
+//        first call; (ml) keys of the imported shape with unknown prefixes from one address
 //   (b1), (c1), (c01) b, c and c0 again with one connection: the latency each call gets
 //   (c1_dN), (c01_dN) c1 and c01 with a simulated distance of N ms to the keys' objects
 //        (bench/delayed-object.mjs delays every object answer; N = 50, 150)
@@ -25,7 +28,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 
 import { ROOT } from "../tests/e2e/harness.mjs";
-import { createKey, startKeygate, startNginx, startPassthrough, wrk as wrkWith } from "./lib.mjs";
+import { createKey, importKey, startKeygate, startNginx, startPassthrough, wrk as wrkWith } from "./lib.mjs";
 
 const wrk = (url, script, env = {}, seconds = SECONDS) =>
   wrkWith(url, script, env, { seconds, connections: CONNECTIONS, threads: THREADS });
@@ -83,6 +86,10 @@ const passDo = await startPassthrough(origin.url, { withObject: true });
 const kg = await startKeygate(origin.url, adminToken, signingSecret);
 const exact = { vars: { LEASE_MS: "0" } };
 const kg0 = await startKeygate(origin.url, adminToken, signingSecret, {}, exact);
+const MIGRATION = ["m", "m512", "mpb", "ml"];
+const kgl = !ONLY || ONLY.some((id) => MIGRATION.includes(id))
+  ? await startKeygate(origin.url, adminToken, signingSecret, {}, { vars: { LEGACY_KEYS: "drf-api-key" } })
+  : null;
 const DISTANCES = [50, 150];
 const far = {};
 for (const d of DISTANCES) {
@@ -95,6 +102,7 @@ for (const d of DISTANCES) {
 const stopAll = async () => {
   await kg.stop();
   await kg0.stop();
+  await kgl?.stop();
   for (const f of Object.values(far)) {
     await f.lease.stop();
     await f.exact.stop();
@@ -105,6 +113,8 @@ const stopAll = async () => {
 };
 
 const results = {};
+/** The imported keys of the (m) cases, and the first PBKDF2 call's latency. */
+const legacy = {};
 try {
   const key = await createKey(kg.url, adminToken);
   const key0 = await createKey(kg0.url, adminToken);
@@ -113,6 +123,17 @@ try {
     farKeys[d] = { lease: await createKey(f.lease.url, adminToken), exact: await createKey(f.exact.url, adminToken) };
   }
   const jobs = "/developers/workspaces/ws1/jobs/";
+  if (kgl) {
+    legacy.native = await createKey(kgl.url, adminToken);
+    legacy.sha512 = await importKey(kgl.url, adminToken, "sha512");
+    legacy.pbkdf2 = await importKey(kgl.url, adminToken, "pbkdf2");
+    // The first call of a PBKDF2 key runs the check (then the key is upgraded): its latency.
+    const t0 = performance.now();
+    const first = await fetch(kgl.url + jobs, { headers: { authorization: `Api-Key ${legacy.pbkdf2}` } });
+    legacy.firstMs = performance.now() - t0;
+    if (first.status !== 200) throw new Error(`first PBKDF2 call: ${first.status}`);
+    console.log(`first call of an imported PBKDF2 key (1,000,000 iterations): ${legacy.firstMs.toFixed(0)} ms`);
+  }
   const run = "/developers/workspaces/ws1/jobs/daily_etl/run/";
   const cases = [
     ["a", "origin directly (nginx)", (t) => wrk(origin.url + jobs, null, {}, t)],
@@ -124,6 +145,14 @@ try {
     // (contract section 6), and a run makes more triggers than that.
     ["d", "keygate, job trigger, distinct Idempotency-Keys", async (t) => wrk(kg.url + run, "run.lua", { KEYS: (await Promise.all(Array.from({ length: TRIGGER_KEYS }, () => createKey(kg.url, adminToken)))).join(","), RUN_ID: randomBytes(6).toString("hex") }, t)],
     ["e", "keygate, invalid keys, one client address", (t) => wrk(kg.url + jobs, "invalid.lua", {}, t)],
+    ...(kgl
+      ? [
+          ["m", "keygate, LEGACY_KEYS on, native key", (t) => wrk(kgl.url + jobs, "key.lua", { KEY: legacy.native }, t), kgl],
+          ["m512", "keygate, imported SHA-512 key", (t) => wrk(kgl.url + jobs, "key.lua", { KEY: legacy.sha512 }, t), kgl],
+          ["mpb", "keygate, imported PBKDF2 key, after its first call", (t) => wrk(kgl.url + jobs, "key.lua", { KEY: legacy.pbkdf2 }, t), kgl],
+          ["ml", "keygate, imported-shape unknown keys, one address", (t) => wrk(kgl.url + jobs, "legacy-unknown.lua", {}, t)],
+        ]
+      : []),
     ["b1", "pass-through Worker, one connection", (t) => wrk1(pass.url + jobs, null, {}, t)],
     ["c1", "keygate, valid key, proxied GET, one connection (leases)", (t) => wrk1(kg.url + jobs, "key.lua", { KEY: key }, t), kg],
     ["c01", "keygate, LEASE_MS=0, one connection", (t) => wrk1(kg0.url + jobs, "key.lua", { KEY: key0 }, t), kg0],
@@ -194,6 +223,9 @@ if (by.c1 && by.b1) lines.push(`- added per call, one connection (c1 − b1): p5
 if (by.b2) lines.push(`- b2/b throughput: **${ratio("b2", "b")}** (what one object call per request costs any exact design); c/b2: **${ratio("c", "b2")}**`);
 lines.push(`- d/b throughput: **${ratio("d", "b")}**`);
 lines.push(`- e/b throughput: **${ratio("e", "b")}** (target ≥ 1.0; no KV read for a bad checksum)`);
+if (by.m) {
+  lines.push(`- imported keys (section 15), against a native key on the same gateway: m512/m **${ratio("m512", "m")}**, mpb/m **${ratio("mpb", "m")}** (target ≥ 0.95); first call of a PBKDF2 key (1,000,000 iterations) **${legacy.firstMs.toFixed(0)} ms**; ml/b (unknown imported-shape keys from one address, throttled like (e)): **${ratio("ml", "b")}**`);
+}
 lines.push(`- release .wasm ${size.raw} B, gzip -9 ${size.gz} B; wrangler upload ${size.upload} (target ≤ 150 KiB gzip)`);
 const block = lines.join("\n");
 console.log(`\n${block}`);

@@ -123,6 +123,10 @@ mod tests {
         assert!(!counts_as_failure(&Error::SessionExpired));
         assert!(!counts_as_failure(&Error::PermissionDenied("x")));
         assert!(!counts_as_failure(&Error::NotFound));
+        // An imported key's check running elsewhere: the right key may be waiting (section 15).
+        assert!(!counts_as_failure(&Error::KeyCheckInProgress {
+            retry_after: 1
+        }));
     }
 
     #[test]

@@ -9,8 +9,8 @@ use worker::{console_log, Date};
 
 use super::{key_client, store, Ctx};
 use crate::core::legacy::{
-    check, handle, pbkdf2_engine, pbkdf2_matches, pbkdf2_sha256, upgrade_hash, Check, Engine,
-    StoredHash,
+    check_stored, handle, pbkdf2_engine, pbkdf2_matches, pbkdf2_sha256, upgrade_hash, Check,
+    Engine, StoredHash,
 };
 use crate::core::record::KeyRecord;
 use crate::core::Error;
@@ -31,8 +31,13 @@ pub async fn lookup(ctx: &Ctx, key: &str, prefix: &str) -> Result<KeyRecord, Err
 fn verdict(record: &KeyRecord, key: &str, prefix: &str) -> Result<Check, Error> {
     // A record under a prefix handle is always an import; anything else is nobody's key.
     let imported = record.imported.as_ref().ok_or(Error::InvalidApiKey)?;
-    let stored = StoredHash::parse(&imported.hashed_key).map_err(|_| Error::InvalidApiKey)?;
-    Ok(check(&stored, imported.sha256.as_deref(), key, prefix))
+    check_stored(
+        &imported.hashed_key,
+        imported.sha256.as_deref(),
+        key,
+        prefix,
+    )
+    .map_err(|_| Error::InvalidApiKey)
 }
 
 /// A PBKDF2 hash not yet upgraded: take the key's slot in its object (one check at a time),
