@@ -9,11 +9,15 @@
 //   or a model derived from it (AbstractAPIKey): its `prefix`, `hashed_key`, `name`, `created`,
 //   `expiry_date` and `revoked` fields, and whatever fields of the platform's own it has.
 // --map: what keygate needs that the base model does not have, per keygate field: a constant
-//   (`{"value": ...}`) or one of the row's fields (`{"field": "user"}`, the primary key as
-//   `{"field": "pk"}`), optionally formatted (`{"field": "user", "format": "user-{}"}`). Fields:
-//   `user_id`, `workspaces` and `permissions` (required), `email`, `external_id`, `rate_limit`.
+//   (`{"value": ...}`) or one of the row's fields (`{"field": "user"}`), optionally formatted
+//   (`{"field": "user", "format": "user-{}"}`; a number is written as its digits either way).
+//   Fields: `user_id`, `workspaces` and `permissions` (required), `email`, `external_id`,
+//   `rate_limit`. (The package's own primary key is `<prefix>.<hashed_key>`: never map it to
+//   `external_id`, which is shown in summaries.)
 //   For example: {"user_id": {"field": "user", "format": "u{}"}, "workspaces": {"value": ["*"]},
 //                 "permissions": {"value": ["jobs:read", "jobs:write"]}}
+// Dates: Django writes `2026-12-03T15:00:00.123Z` with USE_TZ = True; without a zone (USE_TZ =
+//   False) they are read as UTC. Seconds are kept, fractions dropped.
 // --dry-run: reads and maps every row, checks what can be checked here (the prefix, the hash
 //   scheme, the mapped fields), prints the summary, and sends nothing.
 // The admin token comes from the environment only (never an argument: process lists show those).
@@ -39,7 +43,9 @@ function mapped(spec, row) {
   if ("value" in spec) return spec.value;
   const v = spec.field === "pk" ? row.pk : row.fields[spec.field];
   if (v === undefined || v === null) return undefined;
-  return spec.format ? spec.format.replace("{}", String(v)) : v;
+  if (spec.format) return spec.format.replace("{}", String(v));
+  // A foreign key (the platform's user id) comes as a number: keygate's ids are strings.
+  return typeof v === "number" ? String(v) : v;
 }
 
 /** Django's JSON datetime (`2026-12-03T15:00:00.123Z`, or naive: read as UTC) in RFC 3339 seconds. */
@@ -70,7 +76,7 @@ export function toRows(dump, mapping) {
     };
     for (const extra of ["email", "external_id", "rate_limit"]) {
       const v = mapped(mapping[extra], entry);
-      if (v !== undefined) row[extra] = typeof v === "number" && extra === "external_id" ? String(v) : v;
+      if (v !== undefined) row[extra] = v;
     }
     let problem = null;
     if (typeof row.prefix !== "string" || !PREFIX.test(row.prefix)) problem = "invalid_row";

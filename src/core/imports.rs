@@ -200,13 +200,20 @@ fn parse_row(
     })
 }
 
-/// What becomes of a valid row, given the record stored under its prefix (if any).
+/// What becomes of a valid row, given the record stored under its prefix (if any). The
+/// platform's prefixes are unique, so a stored import with the row's prefix is the same key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fate {
     /// Imported before with the same hash: the same key (whatever became of it since: a key
     /// revoked or rolled since is never revived).
     Exists(String),
-    /// The prefix belongs to another hash.
+    /// Imported before and live here, revoked on the platform since: revoked here too
+    /// (answered `skipped`, with its id).
+    Revoke(String),
+    /// Imported before with another hash: the platform re-hashed it (its package rewrites a
+    /// PBKDF2 hash to SHA-512 when a key is used). The stored hash is kept; the key works.
+    HashChanged(String),
+    /// The prefix holds something that is not an import (never written by keygate).
     PrefixTaken,
     /// A revoked row with nothing stored: nothing is stored.
     Skipped,
@@ -214,13 +221,22 @@ pub enum Fate {
 }
 
 pub fn fate(row: &Row, existing: Option<&KeyRecord>) -> Fate {
-    match existing {
-        Some(r) => match &r.imported {
-            Some(i) if i.hashed_key == row.hashed_key => Fate::Exists(r.id.clone()),
-            _ => Fate::PrefixTaken,
-        },
-        None if row.revoked => Fate::Skipped,
-        None => Fate::Import,
+    let Some(r) = existing else {
+        return if row.revoked {
+            Fate::Skipped
+        } else {
+            Fate::Import
+        };
+    };
+    let Some(imported) = &r.imported else {
+        return Fate::PrefixTaken;
+    };
+    if row.revoked && r.revoked_at.is_none() {
+        Fate::Revoke(r.id.clone())
+    } else if imported.hashed_key == row.hashed_key || row.revoked {
+        Fate::Exists(r.id.clone())
+    } else {
+        Fate::HashChanged(r.id.clone())
     }
 }
 
@@ -239,7 +255,6 @@ impl Row {
         record.created_at = format_time(created);
         record.imported = Some(Imported {
             hashed_key: self.hashed_key,
-            sha256: None,
             external_id: self.external_id,
         });
         record
@@ -264,11 +279,22 @@ impl<'a> RowResult<'a> {
     pub fn exists(prefix: &'a str, id: String) -> Self {
         Self::with(prefix, "exists", Some(id), None)
     }
-    pub fn skipped(prefix: &'a str) -> Self {
-        Self::with(prefix, "skipped", None, None)
+    pub fn skipped(prefix: &'a str, id: Option<String>) -> Self {
+        Self::with(prefix, "skipped", id, None)
     }
     pub fn invalid(prefix: &'a str, error: RowError) -> Self {
         Self::with(prefix, "invalid", None, Some(error))
+    }
+    pub fn hash_changed(prefix: &'a str, id: String) -> Self {
+        Self::with(
+            prefix,
+            "invalid",
+            Some(id),
+            Some(RowError::new(
+                "hash_changed",
+                "this key was imported with another hash, which is kept (the key works)",
+            )),
+        )
     }
     pub fn prefix_taken(prefix: &'a str) -> Self {
         Self::invalid(
@@ -363,7 +389,6 @@ mod tests {
         assert_eq!(record.created_at, "2024-01-02T03:04:05Z");
         let imported = record.imported.unwrap();
         assert_eq!(imported.hashed_key, sha512_of("Ab12Cd34.x"));
-        assert_eq!(imported.sha256, None);
         assert_eq!(imported.external_id.as_deref(), Some("42"));
     }
 
@@ -406,21 +431,25 @@ mod tests {
         let mut revoked = row.clone();
         revoked.revoked = true;
         assert_eq!(fate(&revoked, None), Fate::Skipped);
-        let stored = row.clone().into_record("key_0000000000000002".into(), NOW);
-        assert_eq!(
-            fate(&row, Some(&stored)),
-            Fate::Exists("key_0000000000000002".into())
-        );
-        // Stored and then revoked: still the same key; a revoked row does not revive or skip it.
+        let id = || "key_0000000000000002".to_owned();
+        let stored = row.clone().into_record(id(), NOW);
+        assert_eq!(fate(&row, Some(&stored)), Fate::Exists(id()));
+        // Revoked on the platform since the first import: revoked here too.
+        assert_eq!(fate(&revoked, Some(&stored)), Fate::Revoke(id()));
+        // Stored and then revoked: still the same key; no row revives it.
         let mut dead = stored.clone();
         dead.revoked_at = Some(format_time(NOW));
-        assert_eq!(
-            fate(&revoked, Some(&dead)),
-            Fate::Exists("key_0000000000000002".into())
-        );
+        assert_eq!(fate(&revoked, Some(&dead)), Fate::Exists(id()));
+        assert_eq!(fate(&row, Some(&dead)), Fate::Exists(id()));
         let mut other = row.clone();
         other.hashed_key = sha512_of("Ab12Cd34.y");
-        assert_eq!(fate(&other, Some(&stored)), Fate::PrefixTaken);
+        assert_eq!(fate(&other, Some(&stored)), Fate::HashChanged(id()));
+        other.revoked = true;
+        assert_eq!(fate(&other, Some(&stored)), Fate::Revoke(id()));
+        // An imported record never leaves KV by itself (its end is no KV expiration).
+        let mut expired = stored.clone();
+        expired.expires_at = Some(format_time(NOW - 400 * 86_400));
+        assert_eq!(expired.kv_expiration(), None);
         // A native key's record never sits under a prefix handle, but if one did it is not ours.
         assert_eq!(
             fate(&row, Some(&record(&["*"], &["*"], None))),

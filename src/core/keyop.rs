@@ -196,10 +196,13 @@ pub struct TakeRun {
 operation!(TakeRun => Op::TakeRun, RunVerdict);
 impl Message for RunVerdict {}
 
-/// Takes (`take`) or frees the key's PBKDF2 check slot ([`super::legacy::CheckSlot`]).
+/// Takes (`take`) or frees the key's PBKDF2 check slot ([`super::legacy::CheckSlot`]), after a
+/// check that `failed` or not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckSlot {
     pub take: bool,
+    #[serde(default)]
+    pub failed: bool,
 }
 operation!(CheckSlot => Op::CheckSlot, SlotAnswer);
 

@@ -192,6 +192,11 @@ pub fn check(stored: &StoredHash, upgraded: Option<&str>, key: &str, prefix: &st
     }
 }
 
+/// Whether a stored hash is PBKDF2 (the only scheme that is ever upgraded).
+pub fn is_pbkdf2(hashed_key: &str) -> bool {
+    hashed_key.starts_with("pbkdf2_sha256$")
+}
+
 /// [`check`] from the stored text: an upgraded key is decided by its SHA-256 alone, before (and
 /// without) parsing the stored hash, so it costs what a native key costs.
 pub fn check_stored(
@@ -262,9 +267,12 @@ pub fn pbkdf2_sha256(key: &str, salt: &str, iterations: u32) -> [u8; PBKDF2_LEN]
 }
 
 /// How long one PBKDF2 check may hold its key's slot (docs/CONTRACT.md section 15): far above
-/// the check itself (about a second at 1,000,000 iterations in wasm), and the bound on how long
-/// a check whose isolate died keeps others waiting.
+/// the check itself (about 0.6 s at 1,000,000 iterations in wasm), and the bound on how long a
+/// check whose isolate died keeps others waiting.
 pub const CHECK_HOLD_MS: u64 = 10_000;
+/// After a check that failed (a wrong secret), the slot stays taken this long: wrong guesses
+/// at a key not yet upgraded cost at most one check per this period, wherever they come from.
+pub const FAILED_CHECK_PAUSE_MS: u64 = 2_000;
 
 /// At most one PBKDF2 check of a key at a time, held by the key's object: concurrent tries are
 /// told to come back (429) rather than each costing a second of CPU.
@@ -283,9 +291,14 @@ impl CheckSlot {
         Ok(())
     }
 
-    /// Frees the slot (the check is over, whatever its result).
-    pub fn release(&mut self) {
-        self.busy_until_ms = 0;
+    /// Frees the slot: at once after a check that succeeded, after [`FAILED_CHECK_PAUSE_MS`]
+    /// after one that failed.
+    pub fn release(&mut self, failed: bool, now_ms: u64) {
+        self.busy_until_ms = if failed {
+            now_ms + FAILED_CHECK_PAUSE_MS
+        } else {
+            0
+        };
     }
 }
 
@@ -479,10 +492,16 @@ mod tests {
         assert_eq!(slot.take(1_000), Ok(()));
         assert_eq!(slot.take(1_001), Err(10));
         assert_eq!(slot.take(1_000 + CHECK_HOLD_MS - 1), Err(1));
-        slot.release();
+        slot.release(false, 1_500);
         assert_eq!(slot.take(2_000), Ok(()));
+        // A failed check keeps the slot a while: the next guess waits.
+        slot.release(true, 2_100);
+        assert_eq!(slot.take(2_100 + FAILED_CHECK_PAUSE_MS - 1), Err(1));
+        assert_eq!(slot.take(2_100 + FAILED_CHECK_PAUSE_MS), Ok(()));
+        slot.release(false, 5_000);
+        assert_eq!(slot.take(5_000), Ok(()));
         // Never released (its isolate died): free once the hold is over.
-        assert_eq!(slot.take(2_000 + CHECK_HOLD_MS), Ok(()));
+        assert_eq!(slot.take(5_000 + CHECK_HOLD_MS), Ok(()));
     }
 
     #[test]

@@ -48,10 +48,6 @@ pub struct KeyRecord {
 pub struct Imported {
     /// `hashed_key` as the platform stored it (`sha512$$...`, `pbkdf2_sha256$...`).
     pub hashed_key: String,
-    /// The key's SHA-256 (hex), stored after its first successful PBKDF2 check: from then on it
-    /// alone decides, and PBKDF2 never runs again for this key.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sha256: Option<String>,
     /// The platform's own id of the key, shown in summaries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
@@ -175,6 +171,11 @@ impl KeyRecord {
     /// The end is the earlier of `expires_at` and `revoked_at`: a revoked key's tombstone
     /// leaves storage too (the key's object keeps refusing it; after that it is unknown).
     pub fn kv_expiration(&self) -> Option<u64> {
+        // An imported key's record stays after its end (section 15): importing the same dump
+        // again must find it (and answer `exists`), never revive it under a new id.
+        if self.imported.is_some() {
+            return None;
+        }
         let revoked = self.revoked_at.as_deref().and_then(parse_time);
         let end = match (self.expires_at_secs(), revoked) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -51,6 +51,8 @@ pub fn counts_as_failure(e: &Error) -> bool {
             | Error::RevokedApiKey
             | Error::ExpiredApiKey
             | Error::InvalidAdminToken
+            // A try at an imported key while its one-time PBKDF2 check runs (section 15).
+            | Error::KeyCheckInProgress { .. }
             // Settings: every refused link token (a missing or malformed one too, refused
             // before any object call: like a malformed key, it is still a guess) and a
             // well-formed cookie that the session's object refused (a guess that costs an
@@ -123,8 +125,9 @@ mod tests {
         assert!(!counts_as_failure(&Error::SessionExpired));
         assert!(!counts_as_failure(&Error::PermissionDenied("x")));
         assert!(!counts_as_failure(&Error::NotFound));
-        // An imported key's check running elsewhere: the right key may be waiting (section 15).
-        assert!(!counts_as_failure(&Error::KeyCheckInProgress {
+        // A try at an imported key whose check is running: counted, so that such tries (each an
+        // object call) are throttled like guesses; an owner retrying after Retry-After makes few.
+        assert!(counts_as_failure(&Error::KeyCheckInProgress {
             retry_after: 1
         }));
     }

@@ -6,7 +6,7 @@ use serde_json::json;
 use worker::Request;
 
 use super::http::{json, random, read_body};
-use super::{audit, key_client, store, Ctx, Reply};
+use super::{audit, key_client, keys, store, Ctx, Reply};
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::imports::{fate, parse_import, Fate, Row, RowResult, MAX_IMPORT_BODY_BYTES};
 use crate::core::key::{format_key_id, KEY_ID_BYTES};
@@ -33,8 +33,23 @@ async fn one<'a>(ctx: &Ctx, prefix: &'a str, row: Row) -> Result<RowResult<'a>, 
     let existing = store::record_by_hash(ctx, &handle, false).await?;
     match fate(&row, existing.as_ref()) {
         Fate::Exists(id) => Ok(RowResult::exists(prefix, id)),
+        Fate::HashChanged(id) => Ok(RowResult::hash_changed(prefix, id)),
         Fate::PrefixTaken => Ok(RowResult::prefix_taken(prefix)),
-        Fate::Skipped => Ok(RowResult::skipped(prefix)),
+        Fate::Skipped => Ok(RowResult::skipped(prefix, None)),
+        Fate::Revoke(id) => {
+            // Revoked on the platform since it was imported: revoked here the way DELETE does.
+            let Some(mut record) = existing else {
+                return Err(Error::Internal);
+            };
+            let change = Change::new(
+                ChangeKind::Revoked,
+                Actor::Admin,
+                &record.user_id,
+                Some(&id),
+            );
+            keys::revoke_record(ctx, &handle, &mut record, change).await?;
+            Ok(RowResult::skipped(prefix, Some(id)))
+        }
         Fate::Import => {
             let id = format_key_id(&random::<KEY_ID_BYTES>()?);
             let mut record = row.into_record(id.clone(), ctx.now);

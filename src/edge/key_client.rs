@@ -123,7 +123,15 @@ pub async fn run(
 /// Takes the key's PBKDF2 check slot (docs/CONTRACT.md section 15); 429
 /// `key_check_in_progress` while another check of the key runs.
 pub async fn take_check_slot(ctx: &Ctx, key_id: &str) -> Result<(), Error> {
-    let answer = call(ctx, key_id, CheckSlot { take: true }).await?;
+    let answer = call(
+        ctx,
+        key_id,
+        CheckSlot {
+            take: true,
+            failed: false,
+        },
+    )
+    .await?;
     if answer.granted {
         Ok(())
     } else {
@@ -133,9 +141,11 @@ pub async fn take_check_slot(ctx: &Ctx, key_id: &str) -> Result<(), Error> {
     }
 }
 
-/// Frees it (best effort: the slot frees itself after `legacy::CHECK_HOLD_MS`).
-pub async fn free_check_slot(ctx: &Ctx, key_id: &str) {
-    let _ = call(ctx, key_id, CheckSlot { take: false }).await;
+/// Frees it, at once or (after a check that `failed`) after `legacy::FAILED_CHECK_PAUSE_MS`.
+/// Best effort: the slot frees itself after `legacy::CHECK_HOLD_MS`.
+pub async fn free_check_slot(ctx: &Ctx, key_id: &str, failed: bool) {
+    let take = false;
+    let _ = call(ctx, key_id, CheckSlot { take, failed }).await;
 }
 
 /// Counts one run of a key whose quota is counted in its family's object (`counter`, see

@@ -298,7 +298,7 @@ impl KeyStateObject {
                 let q: CheckSlot = question(&bytes)?;
                 let mut slot = self.check.borrow_mut();
                 if !q.take {
-                    slot.release();
+                    slot.release(q.failed, now_ms());
                     return answer(SlotAnswer {
                         granted: true,
                         retry_after: 0,

@@ -1,6 +1,7 @@
 //! A presented key of djangorestframework-api-key's shape, checked against the imported key
 //! under its prefix (docs/CONTRACT.md section 15; every rule is [`crate::core::legacy`]'s).
-//! A PBKDF2 hash is checked once: its SHA-256 is then stored with the record, and decides alone.
+//! A PBKDF2 hash is checked once: the key's SHA-256 is then stored (`up:<handle>`, apart from
+//! the record) and decides alone.
 
 use worker::js_sys::{self, Array, Object, Promise, Reflect, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
@@ -9,8 +10,8 @@ use worker::{console_log, Date};
 
 use super::{key_client, store, Ctx};
 use crate::core::legacy::{
-    check_stored, handle, pbkdf2_engine, pbkdf2_matches, pbkdf2_sha256, upgrade_hash, Check,
-    Engine, StoredHash,
+    check_stored, handle, is_pbkdf2, pbkdf2_engine, pbkdf2_matches, pbkdf2_sha256, upgrade_hash,
+    Check, Engine, StoredHash,
 };
 use crate::core::record::KeyRecord;
 use crate::core::Error;
@@ -21,45 +22,63 @@ pub async fn lookup(ctx: &Ctx, key: &str, prefix: &str) -> Result<KeyRecord, Err
     let record = store::record_by_hash(ctx, &handle, true)
         .await?
         .ok_or(Error::InvalidApiKey)?;
-    match verdict(&record, key, prefix)? {
+    match verdict(ctx, &handle, &record, key, prefix).await? {
         Check::Match => Ok(record),
         Check::Mismatch => Err(Error::InvalidApiKey),
-        Check::Pbkdf2 { .. } => slow_check(ctx, &handle, key, prefix).await,
+        // A key that could not be used anyway is not worth a PBKDF2 check: refused as unknown
+        // (its owner learns it is revoked or expired once it has been checked, never before).
+        Check::Pbkdf2 { .. } if record.check_usable(ctx.now).is_err() => Err(Error::InvalidApiKey),
+        Check::Pbkdf2 { .. } => slow_check(ctx, &handle, &record, key, prefix).await,
     }
 }
 
-fn verdict(record: &KeyRecord, key: &str, prefix: &str) -> Result<Check, Error> {
+/// The check of `key` against the record's hash, or against its upgrade once there is one.
+async fn verdict(
+    ctx: &Ctx,
+    handle: &str,
+    record: &KeyRecord,
+    key: &str,
+    prefix: &str,
+) -> Result<Check, Error> {
     // A record under a prefix handle is always an import; anything else is nobody's key.
     let imported = record.imported.as_ref().ok_or(Error::InvalidApiKey)?;
-    check_stored(
-        &imported.hashed_key,
-        imported.sha256.as_deref(),
-        key,
-        prefix,
-    )
-    .map_err(|_| Error::InvalidApiKey)
+    let upgraded = if is_pbkdf2(&imported.hashed_key) {
+        store::upgrade(ctx, handle).await?
+    } else {
+        None
+    };
+    check_stored(&imported.hashed_key, upgraded.as_deref(), key, prefix)
+        .map_err(|_| Error::InvalidApiKey)
 }
 
 /// A PBKDF2 hash not yet upgraded: take the key's slot in its object (one check at a time),
-/// read the record again past every cache (a check that held the slot before may have upgraded
-/// it), derive, compare, and on success store the key's SHA-256 with the record; only then free
-/// the slot, so a try that waited for it finds the upgrade instead of running PBKDF2 again.
-async fn slow_check(ctx: &Ctx, handle: &str, key: &str, prefix: &str) -> Result<KeyRecord, Error> {
-    let cached = store::record_by_hash(ctx, handle, true)
-        .await?
-        .ok_or(Error::InvalidApiKey)?;
-    key_client::take_check_slot(ctx, &cached.id).await?;
-    let result = checked(ctx, handle, key, prefix).await;
-    key_client::free_check_slot(ctx, &cached.id).await;
-    result
+/// look for the upgrade again (a check that held the slot before may have stored it), derive,
+/// compare, and on success store the upgrade; only then free the slot, so a try that waited
+/// for it finds the upgrade instead of running PBKDF2 again. A failed check keeps the slot a
+/// little longer (`FAILED_CHECK_PAUSE_MS`).
+async fn slow_check(
+    ctx: &Ctx,
+    handle: &str,
+    record: &KeyRecord,
+    key: &str,
+    prefix: &str,
+) -> Result<KeyRecord, Error> {
+    key_client::take_check_slot(ctx, &record.id).await?;
+    let result = checked(ctx, handle, record, key, prefix).await;
+    let failed = matches!(result, Err(Error::InvalidApiKey));
+    key_client::free_check_slot(ctx, &record.id, failed).await;
+    result.map(|()| record.clone())
 }
 
-async fn checked(ctx: &Ctx, handle: &str, key: &str, prefix: &str) -> Result<KeyRecord, Error> {
-    let record = store::record_by_hash(ctx, handle, false)
-        .await?
-        .ok_or(Error::InvalidApiKey)?;
-    let (iterations, salt) = match verdict(&record, key, prefix)? {
-        Check::Match => return Ok(record),
+async fn checked(
+    ctx: &Ctx,
+    handle: &str,
+    record: &KeyRecord,
+    key: &str,
+    prefix: &str,
+) -> Result<(), Error> {
+    let (iterations, salt) = match verdict(ctx, handle, record, key, prefix).await? {
+        Check::Match => return Ok(()),
         Check::Mismatch => return Err(Error::InvalidApiKey),
         Check::Pbkdf2 { iterations, salt } => (iterations, salt),
     };
@@ -69,30 +88,24 @@ async fn checked(ctx: &Ctx, handle: &str, key: &str, prefix: &str) -> Result<Key
         Engine::WebCrypto => webcrypto_pbkdf2(key, &salt, iterations).await?,
         Engine::Wasm => pbkdf2_sha256(key, &salt, iterations).to_vec(),
     };
-    // One line per check (never the key or its hash): how often PBKDF2 runs, and its cost.
+    // One line per check (never the key or its hash): how often PBKDF2 runs, and its cost
+    // (wall time; in production the clock does not move during synchronous work, so `ms` of a
+    // wasm check reads 0 there).
     console_log!(
         "{{\"level\":\"info\",\"key_check\":\"{}\",\"prefix\":\"{prefix}\",\"iterations\":{iterations},\"ms\":{},\"request_id\":{}}}",
         engine.log_name(),
         Date::now().as_millis().saturating_sub(started),
         serde_json::Value::from(ctx.request_id.as_str()),
     );
-    let hashed_key = record.imported.as_ref().map(|i| i.hashed_key.clone());
-    let stored = StoredHash::parse(hashed_key.as_deref().unwrap_or_default())
-        .map_err(|_| Error::InvalidApiKey)?;
+    let hashed_key = record.imported.as_ref().map(|i| i.hashed_key.as_str());
+    let stored =
+        StoredHash::parse(hashed_key.unwrap_or_default()).map_err(|_| Error::InvalidApiKey)?;
     if !pbkdf2_matches(&stored, &derived) {
         return Err(Error::InvalidApiKey);
     }
-    // The upgrade, onto the record as stored now (a change made meanwhile is kept). Best
-    // effort: unstored, the next call runs the check again.
-    if let Ok(Some(mut latest)) = store::record_by_hash(ctx, handle, false).await {
-        if let Some(imp) = latest.imported.as_mut() {
-            if Some(&imp.hashed_key) == hashed_key.as_ref() {
-                imp.sha256 = Some(upgrade_hash(key));
-                let _ = store::put(ctx, handle, &latest).await;
-            }
-        }
-    }
-    Ok(record)
+    // Best effort: unstored, the next call runs the check again.
+    let _ = store::put_upgrade(ctx, handle, &upgrade_hash(key)).await;
+    Ok(())
 }
 
 /// PBKDF2-HMAC-SHA256 through the runtime's WebCrypto (`crypto.subtle`), 32 bytes. Only for

@@ -47,9 +47,10 @@ pub(super) async fn roll(
     let max = ctx.config.max_keys_per_user;
     take_change(ctx, caller).await?;
     let live = store::count_live(ctx, &new.user_id, max + 1).await?;
-    access::may_roll_key(live.count, max)?;
-    // For a moment the user holds both keys: one over the cap, as `may_roll_key` allows.
-    let (key, new_hash, new_record) = mint(ctx, new, &live, max + 1).await?;
+    // For a moment the user holds both keys: one over the cap, as `roll_cap` allows (an
+    // imported key's roll is never refused by it).
+    let cap = access::roll_cap(old.imported.is_some(), live.count, max)?;
+    let (key, new_hash, new_record) = mint(ctx, new, &live, cap).await?;
     let mut rolled = old;
     apply_roll_to_old(&mut rolled, roll.grace_seconds, ctx.now);
     let committed = match (&rolled.revoked_at, rolled.expires_at_secs()) {

@@ -4,7 +4,12 @@
 //! - `u/<user id>/<key id>`: empty, metadata `{"h": hash}`, to list a user's keys. User ids can't
 //!   contain `/`, so one user's prefix never matches another's.
 //!
-//! All three expire 30 days after `expires_at`. Any KV failure becomes 503 (fail closed).
+//! - `up:<handle>`: an imported key's SHA-256 (hex) after its one-time PBKDF2 check
+//!   (docs/CONTRACT.md section 15): apart from the record, so that writing it can never undo a
+//!   change made to the record meanwhile. Never expires.
+//!
+//! All three expire 30 days after `expires_at`, except an imported key's (kept, so that an import
+//! of the same dump finds it). Any KV failure becomes 503 (fail closed).
 
 use std::cell::RefCell;
 
@@ -214,6 +219,54 @@ async fn put_entry<M: Serialize>(
         put = put.expiration(t);
     }
     put.execute().await.map_err(fail)
+}
+
+fn upgrade_key(handle: &str) -> String {
+    format!("up:{handle}")
+}
+
+thread_local! {
+    /// Upgrades this isolate read recently: `(sha256, until ms)` by handle, at most
+    /// [`UPGRADES_CACHED`] (cleared when full). An upgrade never changes once written, so a
+    /// cached one is never wrong; only its absence may be stale, and that is not cached.
+    static UPGRADES: RefCell<std::collections::HashMap<String, (String, u64)>> =
+        RefCell::new(std::collections::HashMap::new());
+}
+const UPGRADES_CACHED: usize = 1000;
+
+/// The SHA-256 an imported key was upgraded to, if it was (edge-cached like a record).
+pub async fn upgrade(ctx: &Ctx, handle: &str) -> Result<Option<String>, Error> {
+    let now_ms = worker::Date::now().as_millis();
+    if let Some((sha, _)) = UPGRADES.with(|c| {
+        c.borrow()
+            .get(handle)
+            .filter(|(_, until)| *until > now_ms)
+            .cloned()
+    }) {
+        return Ok(Some(sha));
+    }
+    let ttl = ctx.config.kv_cache_ttl;
+    let mut get = kv(ctx)?.get(&upgrade_key(handle));
+    if ttl > 0 {
+        get = get.cache_ttl(ttl);
+    }
+    let sha = get.text().await.map_err(|_| ctx.unavailable("kv_read"))?;
+    if let Some(s) = &sha {
+        UPGRADES.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= UPGRADES_CACHED {
+                c.clear();
+            }
+            c.insert(handle.to_owned(), (s.clone(), now_ms + ttl * 1000));
+        });
+    }
+    Ok(sha)
+}
+
+/// Stores an imported key's upgrade (its SHA-256, after a successful PBKDF2 check).
+pub async fn put_upgrade(ctx: &Ctx, handle: &str, sha256: &str) -> Result<(), Error> {
+    let store = kv(ctx)?;
+    put_entry::<()>(ctx, &store, &upgrade_key(handle), sha256, None, None).await
 }
 
 /// A user-index entry as the Cron Trigger reads it: no record read needed.

@@ -25,6 +25,7 @@
   const STATE_ORDER = { active: 0, disabled: 1, expired: 2, revoked: 3 };
   const ACTIONS = {
     "key.created": "Key created",
+    "key.imported": "Key imported",
     "key.rolled": "Key rolled",
     "key.revoked": "Key revoked",
     "key.updated": "Key updated",
