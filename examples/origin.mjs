@@ -1,14 +1,16 @@
 // An example origin: a small jobs API that stands behind keygate.
 //
 // It lists workspaces and jobs, runs a job (answering an `execution_id`), verifies the
-// gateway's `X-Keygate-Signature`, and echoes the identity headers it received, so a newcomer
+// gateway's `X-Keygate-Signature` and its `Keygate-Assertion` (an ES256 JWT checked against the
+// gateway's /.well-known/jwks.json), and echoes the identity headers it received, so a newcomer
 // sees exactly what the origin learns about the caller. It shows a caller only the workspaces
 // its key covers (`X-Keygate-Workspaces`), in the listing and for workspace-scoped calls. The end-to-end tests start this same
 // server (with extra behaviours through `options.handle`).
 //
-//   node examples/origin.mjs [--port 8788]      (reads ORIGIN_SIGNING_SECRET from env or .dev.vars)
+//   node examples/origin.mjs [--port 8788] [--jwks http://127.0.0.1:8787/.well-known/jwks.json]
+//   (reads ORIGIN_SIGNING_SECRET from env or .dev.vars)
 
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHmac, createPublicKey, randomBytes, timingSafeEqual, verify } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 
@@ -39,6 +41,62 @@ export function verifySignature(secret, header, { method, pathAndQuery, keyId, u
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
+/** Seconds of clock difference allowed on the assertion's `iat` and `exp`. */
+export const ASSERTION_LEEWAY_SECONDS = 5;
+
+/**
+ * The claims of a `Keygate-Assertion` (docs/CONTRACT.md section 16) if it verifies: ES256 by a
+ * key of `jwks` (the gateway's published set), `typ` keygate-assertion+jwt, `aud` this origin,
+ * `htm` and `htu` the request being handled, within `exp`. `null` otherwise.
+ */
+export function verifyAssertion(token, jwks, { audience, method, url, now = Date.now() / 1000 }) {
+  if (!token || !jwks) return null;
+  const parts = token.split(".");
+  if (parts.length !== 3) return null;
+  let header;
+  let claims;
+  try {
+    header = JSON.parse(Buffer.from(parts[0], "base64url"));
+    claims = JSON.parse(Buffer.from(parts[1], "base64url"));
+  } catch {
+    return null;
+  }
+  if (header.alg !== "ES256" || header.typ !== "keygate-assertion+jwt") return null;
+  const jwk = (jwks.keys ?? []).find((k) => k.kid === header.kid);
+  if (!jwk) return null;
+  const key = createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, format: "jwk" });
+  const signed = Buffer.from(`${parts[0]}.${parts[1]}`);
+  if (!verify("sha256", signed, { key, dsaEncoding: "ieee-p1363" }, Buffer.from(parts[2], "base64url"))) return null;
+  if (claims.aud !== audience || claims.htm !== method || claims.htu !== url) return null;
+  const leeway = ASSERTION_LEEWAY_SECONDS;
+  if (typeof claims.exp !== "number" || claims.exp + leeway < now || claims.iat - leeway > now) return null;
+  return claims;
+}
+
+/** The gateway's key set from `url`, fetched at most every 300 s (its Cache-Control). */
+function jwksSource() {
+  let url = null;
+  let cached = null;
+  let fetchedAt = 0;
+  return {
+    setUrl: (u) => {
+      url = u;
+      cached = null;
+    },
+    get: async () => {
+      if (!url) return null;
+      if (cached && Date.now() - fetchedAt < 300_000) return cached;
+      try {
+        const r = await fetch(url);
+        if (r.status === 200) [cached, fetchedAt] = [await r.json(), Date.now()];
+      } catch {
+        /* unreachable: keep what we had */
+      }
+      return cached;
+    },
+  };
+}
+
 /**
  * The workspaces the calling key covers, from `X-Keygate-Workspaces` (`*`, or ids separated by
  * commas), as a predicate. The gateway always sends it and strips any copy a client sends (any
@@ -51,7 +109,7 @@ export function workspaceFilter(header) {
   return (ws) => allowed.has(ws);
 }
 
-function identityOf(req, secret) {
+async function identityOf(req, secret, jwks, selfUrl) {
   const h = req.headers;
   const identity = {
     key_id: h["x-keygate-key-id"] ?? null,
@@ -68,6 +126,11 @@ function identityOf(req, secret) {
     userId: identity.user_id,
     workspaceId: identity.workspace_id,
   });
+  const token = h["keygate-assertion"];
+  identity.assertion = token
+    ? verifyAssertion(token, await jwks.get(), { audience: selfUrl, method: req.method, url: selfUrl + req.url })
+    : null;
+  identity.assertion_valid = identity.assertion !== null;
   return identity;
 }
 
@@ -78,18 +141,22 @@ function send(res, status, body, headers = {}) {
 }
 
 /**
- * Starts the origin. Options: `port` (0 picks a free one), `signingSecret`, `handle(ctx)` (a
- * hook that may answer first: return true when it did). Resolves to
- * `{ url, port, requests, close }`; `requests` records every request received.
+ * Starts the origin. Options: `port` (0 picks a free one), `signingSecret`, `jwksUrl` (the
+ * gateway's key set, for `Keygate-Assertion`), `handle(ctx)` (a hook that may answer first:
+ * return true when it did). Resolves to `{ url, port, requests, setJwksUrl, close }`;
+ * `requests` records every request received.
  */
-export function startOrigin({ port = 0, host = "127.0.0.1", signingSecret, handle } = {}) {
+export function startOrigin({ port = 0, host = "127.0.0.1", signingSecret, jwksUrl, handle } = {}) {
   const requests = [];
+  const jwks = jwksSource();
+  if (jwksUrl) jwks.setUrl(jwksUrl);
+  let selfUrl = "";
   const server = createServer((req, res) => {
     const chunks = [];
     req.on("data", (c) => chunks.push(c));
     req.on("end", async () => {
       const body = Buffer.concat(chunks);
-      const identity = identityOf(req, signingSecret);
+      const identity = await identityOf(req, signingSecret, jwks, selfUrl);
       const record = { method: req.method, url: req.url, headers: req.headers, body: body.toString("utf8"), identity };
       requests.push(record);
       try {
@@ -105,11 +172,13 @@ export function startOrigin({ port = 0, host = "127.0.0.1", signingSecret, handl
     server.once("error", reject);
     server.listen(port, host, () => {
       const actual = server.address().port;
+      selfUrl = `http://${host}:${actual}`;
       resolve({
-        url: `http://${host}:${actual}`,
+        url: selfUrl,
         port: actual,
         requests,
         server,
+        setJwksUrl: jwks.setUrl,
         close: () => new Promise((r) => { server.closeAllConnections?.(); server.close(() => r()); }),
       });
     });
@@ -119,9 +188,10 @@ export function startOrigin({ port = 0, host = "127.0.0.1", signingSecret, handl
 function route(req, res, body, identity) {
   const path = req.url.split("?")[0];
   const parts = path.split("/").filter(Boolean); // developers, workspaces, ws, resource, ...
-  if (!identity.signature_valid) {
-    // A real origin refuses what did not come through the gateway.
-    return send(res, 401, { error: "missing or invalid X-Keygate-Signature", identity });
+  if (!identity.signature_valid && !identity.assertion_valid) {
+    // A real origin refuses what did not come through the gateway: a valid signature or a valid
+    // assertion (whichever the gateway is configured to send; an origin picks the one it trusts).
+    return send(res, 401, { error: "missing or invalid X-Keygate-Signature and Keygate-Assertion", identity });
   }
   if (parts[0] !== "developers" || parts[1] !== "workspaces") {
     return send(res, 404, { error: "not found", identity });
@@ -163,11 +233,13 @@ function secretFromDevVars() {
 if (import.meta.url === `file://${process.argv[1]}`) {
   const i = process.argv.indexOf("--port");
   const port = i > 0 ? Number(process.argv[i + 1]) : 8788;
+  const j = process.argv.indexOf("--jwks");
+  const jwksUrl = j > 0 ? process.argv[j + 1] : undefined;
   const signingSecret = process.env.ORIGIN_SIGNING_SECRET ?? secretFromDevVars();
-  if (!signingSecret) {
-    console.error("origin: set ORIGIN_SIGNING_SECRET or create .dev.vars (make dev does)");
+  if (!signingSecret && !jwksUrl) {
+    console.error("origin: set ORIGIN_SIGNING_SECRET or create .dev.vars (make dev does), or pass --jwks");
     process.exit(1);
   }
-  const o = await startOrigin({ port, signingSecret });
+  const o = await startOrigin({ port, signingSecret, jwksUrl });
   console.log(`example origin listening on ${o.url}`);
 }

@@ -11,8 +11,17 @@ if [ ! -f .dev.vars ]; then
     console.log(`ADMIN_TOKEN=dev-${r()}\nORIGIN_SIGNING_SECRET=dev-${r()}`)' >.dev.vars
   echo "[dev] wrote development secrets to .dev.vars"
 fi
+# The assertion's development signing key (docs/CONTRACT.md section 16): a P-256 JWK made here,
+# added to a .dev.vars made before it existed too.
+if ! grep -q '^ASSERTION_SIGNING_KEY=' .dev.vars; then
+  node -e 'const c=require("crypto");const {privateKey}=c.generateKeyPairSync("ec",{namedCurve:"P-256"});
+    const jwk={...privateKey.export({format:"jwk"}),kid:`dev-${c.randomBytes(4).toString("hex")}`,alg:"ES256"};
+    console.log(`ASSERTION_SIGNING_KEY=${JSON.stringify(jwk)}`)' >>.dev.vars
+  echo "[dev] wrote a development assertion signing key to .dev.vars"
+fi
 
-node examples/origin.mjs --port "${ORIGIN_PORT:-8788}" &
+node examples/origin.mjs --port "${ORIGIN_PORT:-8788}" \
+  --jwks "http://127.0.0.1:${PORT:-8787}/.well-known/jwks.json" &
 origin_pid=$!
 trap 'kill $origin_pid 2>/dev/null || true' EXIT INT TERM
 

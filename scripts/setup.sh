@@ -139,6 +139,14 @@ if ! cmp -s tests/django/requirements.txt .venv/.django-requirements 2>/dev/null
   .venv/bin/pip install -q --disable-pip-version-check -r tests/django/requirements.txt
   cp tests/django/requirements.txt .venv/.django-requirements
 fi
+# 5c. The Django package keygate ships (clients/django), installed the way a platform installs it
+#     (pip install ./clients/django), again whenever its files change.
+django_pkg=$(cat clients/django/pyproject.toml clients/django/keygate_drf/*.py | sha256sum | cut -c1-16)
+if [ "$(cat .venv/.keygate-drf 2>/dev/null)" != "$django_pkg" ]; then
+  log "pip install ./clients/django (keygate_drf) into ./.venv"
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps ./clients/django
+  echo "$django_pkg" >.venv/.keygate-drf
+fi
 
 # 6. Debian tools: curl for the quickstart (nginx and wrk come with make bench, scripts/bench.sh).
 if ! command -v curl >/dev/null; then

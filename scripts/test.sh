@@ -43,6 +43,8 @@ printf '\n== Node.js %s (%s), wrangler %s\n' "$(node --version)" "$(command -v n
 phase "README layout matches the repository (scripts/check-layout.mjs)" node scripts/check-layout.mjs
 phase "docs/CONTRACT.md matches api/openapi.json (scripts/check-contract.mjs)" node scripts/check-contract.mjs
 phase "cargo fmt --check" cargo fmt --check
+phase "keygate_drf, the Django package (pytest, clients/django/tests)" \
+  bash -c 'cd clients/django && ../../.venv/bin/python -m pytest -q -p no:cacheprovider tests' 
 # The Rust checks that the end-to-end tests do not need run beside them (and beside the release
 # build), at the lowest CPU priority: the end-to-end files mostly wait (lease periods, rate windows, a session's expiry),
 # and the compiler takes the idle time without slowing them. Their output is shown afterwards.

@@ -96,7 +96,7 @@ pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
     };
     Some(match route {
         // The leak report authenticates itself by its signature (`core::leak`).
-        Route::Health | Route::OpenApi | Route::Leaks => return None,
+        Route::Health | Route::OpenApi | Route::Jwks | Route::Leaks => return None,
         Route::Me => Need {
             admin: false,
             key: true,
@@ -541,6 +541,7 @@ mod tests {
     fn only_health_and_openapi_take_no_credential() {
         assert_eq!(need(&Route::Health), None);
         assert_eq!(need(&Route::OpenApi), None);
+        assert_eq!(need(&Route::Jwks), None);
         for (m, p) in [
             ("GET", "/v1/me"),
             ("POST", "/v1/api-keys"),

@@ -41,6 +41,12 @@ pub struct Config {
     /// `LEGACY_KEYS = "drf-api-key"`: keys of djangorestframework-api-key's shape are looked up
     /// among imported keys (section 15); off by default (such a key is then malformed).
     pub legacy_keys: bool,
+    /// `PUBLIC_URL`: the gateway's public origin, the assertion's `iss` (section 16); `None`:
+    /// the origin each request was addressed to.
+    pub public_url: Option<String>,
+    /// `ENVIRONMENT = "production"`: a signing key then needs `PUBLIC_URL` (so that `iss` does
+    /// not change between a workers.dev name and a custom domain).
+    pub production: bool,
 }
 
 /// A configuration problem, named for the operator's log (never shown to clients).
@@ -97,6 +103,13 @@ impl Config {
                 )))
             }
         };
+        let public_url = match get("PUBLIC_URL").as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(u) => Some(parse_origin(u).map_err(|_| {
+                ConfigError("PUBLIC_URL must be an http(s) origin without a path, or empty".into())
+            })?),
+        };
+        let production = get("ENVIRONMENT").as_deref().map(str::trim) == Some("production");
         Ok(Config {
             origin_url,
             origin_timeout_ms,
@@ -107,6 +120,8 @@ impl Config {
             max_keys_per_user,
             lease_ms,
             legacy_keys,
+            public_url,
+            production,
         })
     }
 }
@@ -203,6 +218,16 @@ mod tests {
         assert_eq!(c.max_keys_per_user, 100);
         assert_eq!(c.lease_ms, 1000);
         assert!(!c.legacy_keys);
+        assert_eq!(c.public_url, None);
+        assert!(!c.production);
+        let p = cfg(&[
+            ("ORIGIN_URL", "http://x"),
+            ("PUBLIC_URL", "https://keygate.example.com/"),
+            ("ENVIRONMENT", "production"),
+        ])
+        .unwrap();
+        assert_eq!(p.public_url.as_deref(), Some("https://keygate.example.com"));
+        assert!(p.production);
         let on = cfg(&[("ORIGIN_URL", "http://x"), ("LEGACY_KEYS", "drf-api-key")]).unwrap();
         assert!(on.legacy_keys);
         assert!(
@@ -257,6 +282,13 @@ mod tests {
             (
                 vec![("ORIGIN_URL", "http://x"), ("LEGACY_KEYS", "sha512")],
                 "LEGACY_KEYS",
+            ),
+            (
+                vec![
+                    ("ORIGIN_URL", "http://x"),
+                    ("PUBLIC_URL", "https://k.example.com/x"),
+                ],
+                "PUBLIC_URL",
             ),
         ] {
             let e = cfg(&pairs).unwrap_err();

@@ -5,6 +5,7 @@ use super::error::Error;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
+use super::assertion::ASSERTION_HEADER;
 use super::names::{AUTHORIZATION, HOST};
 pub use super::names::{
     HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL, HEADER_USER_ID,
@@ -125,6 +126,8 @@ pub fn drop_request_header(name: &str, connection_tokens: Option<&str>) -> bool 
         || name == HOST
         || name == HEADER_REQUEST_ID
         || name.starts_with(KEYGATE_HEADER_PREFIX)
+        // The gateway's own assertion (section 16): a client's is never forwarded.
+        || name == ASSERTION_HEADER
         || REROUTING.contains(&name.as_str())
         || name.starts_with(FORWARDED_PREFIX)
         || is_hop_by_hop(&name, connection_tokens)

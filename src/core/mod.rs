@@ -2,6 +2,7 @@
 //! Section numbers in comments refer to the contract, `docs/CONTRACT.md`.
 //!
 //! - [`access`]: who may do what, in the contract's order; the key-management rules.
+//! - [`assertion`]: the signed `Keygate-Assertion` (ES256 JWT): keys, key set, claims.
 //! - [`auditlog`]: the per-user audit log's keys, cursors, retention and messages.
 //! - [`auth`]: the `Authorization` header and the admin token comparison.
 //! - [`cidr`]: IP allowlists: CIDR blocks parsed, canonicalised, matched.
@@ -38,6 +39,7 @@
 //! - [`webhook`]: Standard Webhooks signatures and redelivery delays.
 
 pub mod access;
+pub mod assertion;
 pub mod auditlog;
 pub mod auth;
 pub mod cache;

@@ -85,3 +85,7 @@ pub const ADMIN_TOKEN_SECRET: &str = "ADMIN_TOKEN";
 pub const SIGNING_SECRET: &str = "ORIGIN_SIGNING_SECRET";
 /// The Standard Webhooks signing secret, `whsec_<base64>`.
 pub const WEBHOOK_SECRET: &str = "WEBHOOK_SECRET";
+/// The assertion's private signing key, a JWK (docs/CONTRACT.md section 16).
+pub const ASSERTION_SIGNING_KEY_SECRET: &str = "ASSERTION_SIGNING_KEY";
+/// The var with the next or previous assertion keys (a public JWK set), published beside it.
+pub const ASSERTION_PUBLIC_KEYS_VAR: &str = "ASSERTION_PUBLIC_KEYS";

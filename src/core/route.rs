@@ -13,6 +13,8 @@ pub const PATH_HEALTH: &str = "/healthz";
 pub const PATH_ME: &str = "/v1/me";
 pub const PATH_KEYS: &str = "/v1/api-keys";
 pub const PATH_OPENAPI: &str = "/v1/openapi.json";
+/// The assertion's public keys (docs/CONTRACT.md section 16), public.
+pub const PATH_JWKS: &str = "/.well-known/jwks.json";
 pub const PATH_AUDIT_EVENTS: &str = "/v1/audit-events";
 pub const PATH_LEAKS: &str = "/v1/leaks";
 /// `POST`, admin only: the platform's existing keys (docs/CONTRACT.md section 15).
@@ -142,6 +144,8 @@ pub enum Route<'a> {
     Health,
     /// The OpenAPI 3.1 description (`api/openapi.json`), public.
     OpenApi,
+    /// `GET /.well-known/jwks.json`: the assertion's public keys (section 16), public.
+    Jwks,
     Me,
     CreateKey,
     ListKeys,
@@ -203,6 +207,7 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
         PATH_HEALTH => only(&["GET", "HEAD"], ALLOW_READ, Route::Health),
         PATH_ME => only(&["GET", "HEAD"], ALLOW_READ, Route::Me),
         PATH_OPENAPI => only(&["GET", "HEAD"], ALLOW_READ, Route::OpenApi),
+        PATH_JWKS => only(&["GET", "HEAD"], ALLOW_READ, Route::Jwks),
         PATH_SESSIONS => only(&["POST"], "POST", Route::CreateSettingsSession),
         PATH_AUDIT_EVENTS => only(&["GET", "HEAD"], ALLOW_READ, Route::AuditEvents),
         PATH_LEAKS => only(&["POST"], "POST", Route::Leaks),
@@ -520,6 +525,11 @@ mod tests {
         );
         assert_eq!(resolve("GET", "/v1/me"), Ok(Route::Me));
         assert_eq!(resolve("GET", "/v1/openapi.json"), Ok(Route::OpenApi));
+        assert_eq!(resolve("GET", "/.well-known/jwks.json"), Ok(Route::Jwks));
+        assert_eq!(
+            resolve("POST", "/.well-known/jwks.json"),
+            Err(Error::MethodNotAllowed(ALLOW_READ))
+        );
         assert_eq!(resolve("POST", "/v1/api-keys"), Ok(Route::CreateKey));
         assert_eq!(resolve("GET", "/v1/api-keys"), Ok(Route::ListKeys));
         assert_eq!(

@@ -3,12 +3,11 @@
 //! A PBKDF2 hash is checked once: the key's SHA-256 is then stored (`up:<handle>`, apart from
 //! the record) and decides alone.
 
-use worker::js_sys::{self, Array, Object, Promise, Reflect, Uint8Array};
-use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::wasm_bindgen_futures::JsFuture;
+use worker::js_sys::{Array, Uint8Array};
+use worker::wasm_bindgen::JsValue;
 use worker::{console_log, Date};
 
-use super::{key_client, store, Ctx};
+use super::{key_client, store, subtle, Ctx};
 use crate::core::legacy::{
     check_stored, handle, is_pbkdf2, pbkdf2_engine, pbkdf2_matches, pbkdf2_sha256, upgrade_hash,
     Check, Engine, StoredHash,
@@ -111,20 +110,6 @@ async fn checked(
 /// PBKDF2-HMAC-SHA256 through the runtime's WebCrypto (`crypto.subtle`), 32 bytes. Only for
 /// counts Cloudflare accepts in production ([`pbkdf2_engine`] decides).
 async fn webcrypto_pbkdf2(key: &str, salt: &str, iterations: u32) -> Result<Vec<u8>, Error> {
-    let fail = |_: JsValue| Error::Unavailable("webcrypto");
-    let subtle = Reflect::get(&js_sys::global(), &"crypto".into())
-        .and_then(|c| Reflect::get(&c, &"subtle".into()))
-        .map_err(fail)?;
-    let call = |name: &str, args: Array| -> Result<Promise, Error> {
-        let f: js_sys::Function = Reflect::get(&subtle, &name.into())
-            .map_err(fail)?
-            .dyn_into()
-            .map_err(fail)?;
-        Reflect::apply(&f, &subtle, &args)
-            .map_err(fail)?
-            .dyn_into()
-            .map_err(fail)
-    };
     let raw: JsValue = Uint8Array::from(key.as_bytes()).into();
     let usages: JsValue = Array::of1(&"deriveBits".into()).into();
     let import = Array::of5(
@@ -134,22 +119,14 @@ async fn webcrypto_pbkdf2(key: &str, salt: &str, iterations: u32) -> Result<Vec<
         &JsValue::FALSE,
         &usages,
     );
-    let crypto_key = JsFuture::from(call("importKey", import)?)
-        .await
-        .map_err(fail)?;
-    let params = Object::new();
-    let salt: JsValue = Uint8Array::from(salt.as_bytes()).into();
-    for (name, value) in [
+    let crypto_key = subtle::call("importKey", import).await?;
+    let params = subtle::object(&[
         ("name", JsValue::from("PBKDF2")),
         ("hash", JsValue::from("SHA-256")),
-        ("salt", salt),
+        ("salt", Uint8Array::from(salt.as_bytes()).into()),
         ("iterations", JsValue::from(iterations)),
-    ] {
-        Reflect::set(&params, &name.into(), &value).map_err(fail)?;
-    }
-    let derive = Array::of3(&params.into(), &crypto_key, &JsValue::from(256u32));
-    let bits = JsFuture::from(call("deriveBits", derive)?)
-        .await
-        .map_err(fail)?;
+    ])?;
+    let derive = Array::of3(&params, &crypto_key, &JsValue::from(256u32));
+    let bits = subtle::call("deriveBits", derive).await?;
     Ok(Uint8Array::new(&bits).to_vec())
 }

@@ -17,8 +17,11 @@
 //!   [`user_log`]: the per-user Durable Object that stores it; [`webhooks`]: the queue
 //!   consumer that delivers its events.
 //! - [`cron`]: the Cron Trigger's expiry notices.
+//! - [`assertion`]: the signed `Keygate-Assertion` and `/.well-known/jwks.json`; [`subtle`]:
+//!   WebCrypto calls.
 //! - [`http`]: responses, randomness, the clock.
 
+mod assertion;
 mod audit;
 mod cron;
 mod http;
@@ -34,6 +37,7 @@ mod roll;
 mod session_object;
 mod settings;
 mod store;
+mod subtle;
 mod throttle;
 mod trigger;
 mod user_log;
@@ -293,6 +297,7 @@ async fn handle(incoming: Incoming<'_>, env: Env, wctx: &Context, request_id: &s
     let Some(need) = access::need(&route) else {
         return Outcome::of(match route {
             Route::OpenApi => http::raw_json(200, OPENAPI).map(Reply::from),
+            Route::Jwks => assertion::jwks_response(&ctx).await.map(Reply::from),
             Route::Leaks => leaks::report(&ctx, req).await,
             _ => http::json(200, &serde_json::json!({"status": "ok"})).map(Reply::from),
         });
@@ -399,15 +404,20 @@ async fn key_request(
 }
 
 pub(crate) fn load_config(env: &Env) -> Result<Config, Error> {
-    Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string())).map_err(|e| {
-        if !CONFIG_ERROR_LOGGED.swap(true, Ordering::Relaxed) {
-            console_log!(
-                "{}",
-                serde_json::json!({"level": "error", "config_error": e.0})
-            );
-        }
-        Error::Unavailable("config")
-    })
+    Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))
+        .map_err(|e| config_error(e.0))
+}
+
+/// A configuration problem (a var, or a secret such as the assertion's signing key): logged
+/// once per isolate, with what is wrong (never a secret's value); 503 for the client.
+pub(crate) fn config_error(problem: String) -> Error {
+    if !CONFIG_ERROR_LOGGED.swap(true, Ordering::Relaxed) {
+        console_log!(
+            "{}",
+            serde_json::json!({"level": "error", "config_error": problem})
+        );
+    }
+    Error::Unavailable("config")
 }
 
 /// Shape and checksum (no storage read for a malformed key), then the record by hash. With

@@ -16,7 +16,8 @@ use worker::{
 };
 
 use super::http::read_body_held;
-use super::{Ctx, Incoming, Reply};
+use super::{assertion, Ctx, Incoming, Reply};
+use crate::core::assertion::{origin_of, ASSERTION_HEADER};
 use crate::core::forward::{
     body_too_large, check_query, drop_request_header, drop_response_header, signature_header,
     workspaces_header, HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL,
@@ -46,7 +47,7 @@ pub(super) async fn forward_call(
     call: &Call<'_>,
 ) -> Result<Reply, Error> {
     let body = request_body(req, call.method, ctx.config.max_body_bytes).await?;
-    Ok(relay(send(ctx, req, call, body, new_abort()).await?).into())
+    Ok(relay(send(ctx, req, call, body, None, new_abort()).await?).into())
 }
 
 /// The request body for the origin (docs/CONTRACT.md section 7). With a declared
@@ -83,13 +84,18 @@ pub(super) fn prepare<'a>(
     if body_too_large(declared.as_deref(), ctx.config.max_body_bytes) {
         return Err(Error::PayloadTooLarge);
     }
+    // Each of the two statements of identity that is configured is sent (sections 7, 16);
+    // with neither, nothing is forwarded (fail closed).
     let secret = ctx
         .env
         .secret(SIGNING_SECRET)
         .ok()
         .map(|s| s.to_string())
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ctx.unavailable("signing_secret_missing"))?;
+        .filter(|s| !s.is_empty());
+    let assertion_key = assertion::configured(ctx);
+    if secret.is_none() && assertion_key.is_none() {
+        return Err(ctx.unavailable("signing_secret_missing"));
+    }
     Ok(Call {
         method: incoming.method,
         path_and_query: match incoming.query {
@@ -99,6 +105,8 @@ pub(super) fn prepare<'a>(
         workspace,
         record,
         secret,
+        assertion_key,
+        addressed_origin: origin_of(&incoming.req.inner().url()).to_owned(),
     })
 }
 
@@ -108,7 +116,12 @@ pub(super) struct Call<'a> {
     pub(super) path_and_query: String,
     pub(super) workspace: Option<&'a str>,
     pub(super) record: &'a KeyRecord,
-    pub(super) secret: String,
+    /// `ORIGIN_SIGNING_SECRET`, when set: `X-Keygate-Signature`.
+    pub(super) secret: Option<String>,
+    /// `ASSERTION_SIGNING_KEY`, when set: `Keygate-Assertion`.
+    pub(super) assertion_key: Option<String>,
+    /// The gateway's origin as the client addressed it (the assertion's default `iss`).
+    pub(super) addressed_origin: String,
 }
 
 /// The origin call's abort switch, shared by the timeout and the body limit; whoever fires it
@@ -125,12 +138,14 @@ fn fire(abort: &Abort) {
     }
 }
 
-/// Sends the call with stripped and added headers, within `ORIGIN_TIMEOUT_MS`.
+/// Sends the call with stripped and added headers, within `ORIGIN_TIMEOUT_MS`. `body_sha256`:
+/// the assertion's claim, where the gateway holds the whole body (the idempotent trigger).
 pub(super) async fn send(
     ctx: &Ctx,
     req: &Request,
     call: &Call<'_>,
     body: Option<JsValue>,
+    body_sha256: Option<String>,
     abort: Abort,
 ) -> Result<Response, Error> {
     let incoming = req.headers();
@@ -153,18 +168,35 @@ pub(super) async fn send(
     }
     set(HEADER_WORKSPACES, &workspaces_header(&record.workspaces))?;
     set(HEADER_REQUEST_ID, &ctx.request_id)?;
-    set(
-        HEADER_SIGNATURE,
-        &signature_header(
-            call.secret.as_bytes(),
-            ctx.now,
-            call.method,
-            &call.path_and_query,
-            &record.id,
-            &record.user_id,
-            call.workspace,
-        ),
-    )?;
+    if let Some(secret) = &call.secret {
+        set(
+            HEADER_SIGNATURE,
+            &signature_header(
+                secret.as_bytes(),
+                ctx.now,
+                call.method,
+                &call.path_and_query,
+                &record.id,
+                &record.user_id,
+                call.workspace,
+            ),
+        )?;
+    }
+    let target = format!("{}{}", ctx.config.origin_url, call.path_and_query);
+    if let Some(key) = &call.assertion_key {
+        let signer = assertion::signer(ctx, key).await?;
+        let request = assertion::Request {
+            addressed_origin: &call.addressed_origin,
+            method: call.method,
+            url: &target,
+            workspace: call.workspace,
+            body_sha256,
+        };
+        set(
+            ASSERTION_HEADER,
+            &assertion::sign(ctx, &signer, record, request).await?,
+        )?;
+    }
 
     let mut init = RequestInit::new();
     init.with_method(Method::from(call.method.to_owned()))
@@ -174,7 +206,6 @@ pub(super) async fn send(
     if !matches!(call.method, "GET" | "HEAD") {
         init.with_body(body);
     }
-    let target = format!("{}{}", ctx.config.origin_url, call.path_and_query);
     let outbound =
         Request::new_with_init(&target, &init).map_err(|_| ctx.unavailable("origin_request"))?;
 

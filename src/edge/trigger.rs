@@ -14,6 +14,7 @@ use super::http::{read_body_held, HeldBody};
 use super::proxy::{forward_call, new_abort, prepare, relay, relayed_headers, send, Call};
 use super::{audit, key_client, lease, Ctx, Incoming, Reply};
 use crate::core::access::{self, Need};
+use crate::core::assertion::body_sha256;
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::forward::body_fits;
 use crate::core::idempotency::{
@@ -247,10 +248,11 @@ async fn run_once(
     // The whole exchange, headers and body, is bounded by ORIGIN_TIMEOUT_MS; the in-flight
     // lease is that plus a margin, so the record is finished before any retry may take over.
     let started = Date::now().as_millis();
+    let sha = Some(body_sha256(body.chunks()));
     let js_body: JsValue = body.to_js().into();
     // Handed to the runtime: no longer held here.
     drop(body);
-    let upstream = match send(ctx, req, call, Some(js_body), new_abort()).await {
+    let upstream = match send(ctx, req, call, Some(js_body), sha, new_abort()).await {
         Ok(r) => r,
         // Sent, but no answer in time: the job may be running. Remembered as the 504 this
         // client gets, so a retry replays it instead of triggering the job a second time.

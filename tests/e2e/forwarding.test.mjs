@@ -194,7 +194,8 @@ describe("section 7: forwarding to the origin", () => {
       // Through the gateway to the wrong origin: forwarded, signed, and refused by that origin.
       const refused = await call(other, "GET", path, { key });
       assert.equal(refused.status, 401, refused.text);
-      assert.equal(refused.json.error, "missing or invalid X-Keygate-Signature");
+      assert.equal(refused.json.error, "missing or invalid X-Keygate-Signature and Keygate-Assertion");
+      assert.equal(refused.json.identity.assertion_valid, false, "no assertion key configured: none sent");
       assert.equal(refused.json.identity.signature_valid, false);
       assert.equal(refused.json.identity.key_id, summary.id, "the refused call did come from the gateway");
       assert.equal(wrong.requests.length, 1);

@@ -84,10 +84,15 @@ export async function startGateway({ vars = {}, secrets = {}, originUrl, handle,
     issuedKeys: [],
     proc: null,
   };
-  await launch(gw);
+  // The origin checks a Keygate-Assertion against this gateway's published keys (section 16).
+  const relaunch = async () => {
+    await launch(gw);
+    origin.setJwksUrl(`${gw.url}/.well-known/jwks.json`);
+  };
+  await relaunch();
   gw.restart = async () => {
     await stopProc(gw);
-    await launch(gw);
+    await relaunch();
   };
   gw.stop = async () => {
     await stopProc(gw);

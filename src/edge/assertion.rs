@@ -1,0 +1,146 @@
+//! The signed assertion (docs/CONTRACT.md section 16): the signing key imported into WebCrypto
+//! once per isolate, each forwarded request's `Keygate-Assertion` signed with it, and
+//! `GET /.well-known/jwks.json`. What is signed and published is [`crate::core::assertion`]'s.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use worker::js_sys::{Array, Uint8Array};
+use worker::wasm_bindgen::JsValue;
+use worker::Response;
+
+use super::http::{new_request_id, raw_json};
+use super::{config_error, subtle, Ctx};
+use crate::core::assertion::{
+    compact, jwks, parse_public_keys, parse_signing_key, signing_input, Claims, SigningJwk,
+    ASSERTION_TTL_SECS, JWKS_CACHE_CONTROL,
+};
+use crate::core::names::{ASSERTION_PUBLIC_KEYS_VAR, ASSERTION_SIGNING_KEY_SECRET, CACHE_CONTROL};
+use crate::core::Error;
+
+/// The configured signing key, parsed and imported.
+pub struct Signer {
+    jwk: SigningJwk,
+    key: JsValue,
+}
+
+thread_local! {
+    /// The signer of this isolate, with the secret's text it was made from (a new deployment of
+    /// the secret starts new isolates, but the text is compared anyway).
+    static SIGNER: RefCell<Option<(String, Rc<Signer>)>> = const { RefCell::new(None) };
+}
+
+/// The secret's text, when set and not empty.
+pub fn configured(ctx: &Ctx) -> Option<String> {
+    ctx.env
+        .secret(ASSERTION_SIGNING_KEY_SECRET)
+        .ok()
+        .map(|s| s.to_string())
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// The signer, imported on first use. A key that does not parse or import, or a production
+/// deployment without `PUBLIC_URL`, is a configuration error: 503, logged once.
+pub async fn signer(ctx: &Ctx, text: &str) -> Result<Rc<Signer>, Error> {
+    let cached = SIGNER.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(t, _)| t == text)
+            .map(|(_, s)| s.clone())
+    });
+    if let Some(s) = cached {
+        return Ok(s);
+    }
+    if ctx.config.production && ctx.config.public_url.is_none() {
+        return Err(config_error(
+            "PUBLIC_URL must be set in production when ASSERTION_SIGNING_KEY is".into(),
+        ));
+    }
+    let jwk = parse_signing_key(text).map_err(config_error)?;
+    let key = import(&jwk.private_json)
+        .await
+        .map_err(|_| config_error("ASSERTION_SIGNING_KEY could not be imported".into()))?;
+    let signer = Rc::new(Signer { jwk, key });
+    SIGNER.with(|c| *c.borrow_mut() = Some((text.to_owned(), signer.clone())));
+    Ok(signer)
+}
+
+async fn import(private_json: &str) -> Result<JsValue, Error> {
+    let jwk = worker::js_sys::JSON::parse(private_json).map_err(|_| Error::Internal)?;
+    let algorithm = subtle::object(&[
+        ("name", JsValue::from("ECDSA")),
+        ("namedCurve", JsValue::from("P-256")),
+    ])?;
+    let usages: JsValue = Array::of1(&"sign".into()).into();
+    let args = Array::of5(&"jwk".into(), &jwk, &algorithm, &JsValue::FALSE, &usages);
+    subtle::call("importKey", args).await
+}
+
+/// What a forwarded request's assertion says besides the key's facts.
+pub struct Request<'a> {
+    /// The gateway's own origin as the client addressed it (when `PUBLIC_URL` is empty).
+    pub addressed_origin: &'a str,
+    pub method: &'a str,
+    /// `ORIGIN_URL` + path + query: the URL the origin receives.
+    pub url: &'a str,
+    pub workspace: Option<&'a str>,
+    pub body_sha256: Option<String>,
+}
+
+/// The `Keygate-Assertion` of one forwarded request of `record`.
+pub async fn sign(
+    ctx: &Ctx,
+    signer: &Signer,
+    record: &crate::core::record::KeyRecord,
+    request: Request<'_>,
+) -> Result<String, Error> {
+    let jti = new_request_id();
+    let claims = Claims {
+        iss: ctx
+            .config
+            .public_url
+            .as_deref()
+            .unwrap_or(request.addressed_origin),
+        aud: &ctx.config.origin_url,
+        sub: &record.user_id,
+        email: record.email.as_deref(),
+        key: &record.id,
+        ws: request.workspace,
+        workspaces: &record.workspaces,
+        permissions: &record.permissions,
+        htm: request.method,
+        htu: request.url,
+        jti: &jti,
+        request_id: &ctx.request_id,
+        iat: ctx.now,
+        exp: ctx.now + ASSERTION_TTL_SECS,
+        body_sha256: request.body_sha256,
+    };
+    let input = signing_input(&signer.jwk.public.kid, &claims);
+    let algorithm = subtle::object(&[
+        ("name", JsValue::from("ECDSA")),
+        ("hash", JsValue::from("SHA-256")),
+    ])?;
+    let data: JsValue = Uint8Array::from(input.as_bytes()).into();
+    let signature = subtle::call("sign", Array::of3(&algorithm, &signer.key, &data)).await?;
+    Ok(compact(&input, &Uint8Array::new(&signature).to_vec()))
+}
+
+/// `GET /.well-known/jwks.json`: the signing key's public half and `ASSERTION_PUBLIC_KEYS`.
+pub async fn jwks_response(ctx: &Ctx) -> Result<Response, Error> {
+    let others = ctx
+        .env
+        .var(ASSERTION_PUBLIC_KEYS_VAR)
+        .ok()
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let others = parse_public_keys(&others).map_err(config_error)?;
+    let signing = match configured(ctx) {
+        Some(text) => Some(signer(ctx, &text).await?),
+        None => None,
+    };
+    let body = jwks(signing.as_ref().map(|s| &s.jwk.public), &others);
+    let mut resp = raw_json(200, &body)?;
+    let _ = resp.headers_mut().set(CACHE_CONTROL, JWKS_CACHE_CONTROL);
+    Ok(resp)
+}

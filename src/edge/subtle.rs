@@ -1,0 +1,38 @@
+//! The runtime's WebCrypto (`crypto.subtle`), called by name: PBKDF2 of imported keys
+//! ([`super::legacy`]) and the ES256 signature of the assertion ([`super::assertion`]). Through
+//! `Reflect`, so no `web-sys` features are added to the build for two calls.
+
+use worker::js_sys::{self, Array, Object, Promise, Reflect};
+use worker::wasm_bindgen::{JsCast, JsValue};
+use worker::wasm_bindgen_futures::JsFuture;
+
+use crate::core::Error;
+
+fn fail(_: JsValue) -> Error {
+    Error::Unavailable("webcrypto")
+}
+
+/// `await crypto.subtle[name](...args)`.
+pub async fn call(name: &str, args: Array) -> Result<JsValue, Error> {
+    let subtle = Reflect::get(&js_sys::global(), &"crypto".into())
+        .and_then(|c| Reflect::get(&c, &"subtle".into()))
+        .map_err(fail)?;
+    let f: js_sys::Function = Reflect::get(&subtle, &name.into())
+        .map_err(fail)?
+        .dyn_into()
+        .map_err(fail)?;
+    let promise: Promise = Reflect::apply(&f, &subtle, &args)
+        .map_err(fail)?
+        .dyn_into()
+        .map_err(fail)?;
+    JsFuture::from(promise).await.map_err(fail)
+}
+
+/// A plain object of string-keyed members (WebCrypto's algorithm parameters).
+pub fn object(members: &[(&str, JsValue)]) -> Result<JsValue, Error> {
+    let o = Object::new();
+    for (name, value) in members {
+        Reflect::set(&o, &(*name).into(), value).map_err(fail)?;
+    }
+    Ok(o.into())
+}
