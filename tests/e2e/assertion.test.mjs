@@ -5,6 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes, verify } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
 import { ROOT, call, createKey, expectError, startGateway, waitForLog } from "./harness.mjs";
@@ -135,4 +136,58 @@ test("a signing key that is not one: 503 unavailable, logged once as config_erro
   await waitForLog(bad, /config_error/);
   assert.equal((bad.log().match(/ASSERTION_SIGNING_KEY: d does not belong/g) ?? []).length, 1);
   assert.equal(bad.origin.requests.length, 0, "nothing reached the origin");
+});
+
+test("rotation without downtime: before, across and after the switch, old and new assertions verify", async () => {
+  const oldKey = newJwk("2026-11");
+  const newKey = newJwk("2026-12");
+  const rot = await startGateway({
+    secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(oldKey) },
+    // Step 1: the next key published beside the signing one.
+    vars: { ASSERTION_PUBLIC_KEYS: JSON.stringify({ keys: [publicOf(newKey)] }) },
+  });
+  try {
+    const { key } = await createKey(rot);
+    const verifies = (token, jwks) => {
+      const [h, c, s] = token.split(".");
+      const jwk = jwks.keys.find((k) => k.kid === decode(h).kid);
+      if (!jwk) return false;
+      const pub = createPublicKey({ key: jwk, format: "jwk" });
+      return verify("sha256", Buffer.from(`${h}.${c}`), { key: pub, dsaEncoding: "ieee-p1363" }, Buffer.from(s, "base64url"));
+    };
+    const jwksBefore = (await call(rot, "GET", "/.well-known/jwks.json")).json;
+    assert.deepEqual(jwksBefore.keys.map((k) => k.kid), ["2026-11", "2026-12"]);
+    await call(rot, "GET", JOBS, { key });
+    const signedOld = lastAssertion(rot);
+    assert.equal(decode(signedOld.split(".")[0]).kid, "2026-11");
+
+    // Step 2: both public halves in ASSERTION_PUBLIC_KEYS, then the new private key as the secret.
+    rot.vars.ASSERTION_PUBLIC_KEYS = JSON.stringify({ keys: [publicOf(newKey), publicOf(oldKey)] });
+    const env = readFileSync(rot.envFile, "utf8").replace(/^ASSERTION_SIGNING_KEY=.*$/m, `ASSERTION_SIGNING_KEY=${JSON.stringify(newKey)}`);
+    writeFileSync(rot.envFile, env);
+    rot.extraSecrets.push(JSON.stringify(newKey));
+    await rot.restart();
+    await call(rot, "GET", JOBS, { key });
+    const signedNew = lastAssertion(rot);
+    assert.equal(decode(signedNew.split(".")[0]).kid, "2026-12");
+    const jwksAfter = (await call(rot, "GET", "/.well-known/jwks.json")).json;
+    assert.deepEqual(jwksAfter.keys.map((k) => k.kid), ["2026-12", "2026-11"]);
+    // An origin with the key set cached before the switch, and one that fetched it after: both
+    // accept both assertions.
+    for (const jwks of [jwksBefore, jwksAfter]) {
+      assert.ok(verifies(signedOld, jwks));
+      assert.ok(verifies(signedNew, jwks));
+    }
+    assert.equal(rot.origin.requests.at(-1).identity.assertion_valid, true);
+
+    // Step 3: the old key retired; its assertions no longer verify, the new ones still do.
+    rot.vars.ASSERTION_PUBLIC_KEYS = "";
+    await rot.restart();
+    const jwksLast = (await call(rot, "GET", "/.well-known/jwks.json")).json;
+    assert.deepEqual(jwksLast.keys.map((k) => k.kid), ["2026-12"]);
+    assert.equal(verifies(signedOld, jwksLast), false);
+    assert.ok(verifies(signedNew, jwksLast));
+  } finally {
+    await rot.stop();
+  }
 });

@@ -4,7 +4,7 @@
 // replay them to Django tampered with, to another path, or minted expired with the same key.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { createPrivateKey, generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { createServer, request as httpRequest } from "node:http";
 import { join } from "node:path";
@@ -110,4 +110,20 @@ test("Django refuses an assertion tampered with, replayed to another path, expir
   const sig = sign("sha256", Buffer.from(input), { key: createPrivateKey({ key: jwk, format: "jwk" }), dsaEncoding: "ieee-p1363" });
   assert.equal((await direct("GET", path, `${input}.${sig.toString("base64url")}`)).status, 401, "expired");
   assert.equal((await direct("GET", path, null)).status, 401, "no assertion at all");
+});
+
+test("keygate_drf.views opens a settings session at the gateway for the platform's signed-in user", async () => {
+  const script = [
+    "import os, sys",
+    `sys.path.insert(0, ${JSON.stringify(join(ROOT, "clients", "django"))})`,
+    "from keygate_drf.views import open_settings_session",
+    "print(open_settings_session(gateway_url=os.environ['GATEWAY'], admin_token=os.environ['ADMIN_TOKEN'],",
+    "      user_id='platform-user', email='pu@example.com', workspaces=['ws1'], permissions=['jobs:read'], ttl_seconds=600))",
+  ].join("\n");
+  const url = execFileSync(PYTHON, ["-c", script], { env: { ...process.env, GATEWAY: gw.url, ADMIN_TOKEN: gw.adminToken }, encoding: "utf8" }).trim();
+  assert.ok(url.startsWith(`${gw.url}/settings/open?`), "a single-use link at the gateway");
+  // The link works once: it opens the page (303 to /settings/ with the session cookie).
+  const r = await fetch(url, { redirect: "manual" });
+  assert.equal(r.status, 303);
+  assert.match(r.headers.get("set-cookie") ?? "", /kg_settings=/);
 });
