@@ -7,6 +7,7 @@
 //   (c0) the same with LEASE_MS = 0 (one object call per request, exact)
 //   (d) keygate, job-trigger route, distinct Idempotency-Keys
 //   (e) keygate, invalid keys (bad checksum) from one client address (the attack path)
+//   (ca) (c) with the signed assertion on (ASSERTION_SIGNING_KEY: ES256 per request, section 16)
 //   (m), (m512), (mpb) keygate with LEGACY_KEYS = drf-api-key (contract section 15): a native
 //        key, an imported SHA-512 key, an imported PBKDF2 key (1,000,000 iterations) after its
 //        first call; (ml) keys of the imported shape with unknown prefixes from one address
@@ -21,7 +22,7 @@
 // (--only measures a subset while iterating on one change; it never writes BENCHMARKS.md)
 
 import { execFileSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, writeFileSync, statSync } from "node:fs";
 import { tmpdir, cpus } from "node:os";
 import { join } from "node:path";
@@ -86,6 +87,10 @@ const passDo = await startPassthrough(origin.url, { withObject: true });
 const kg = await startKeygate(origin.url, adminToken, signingSecret);
 const exact = { vars: { LEASE_MS: "0" } };
 const kg0 = await startKeygate(origin.url, adminToken, signingSecret, {}, exact);
+const assertionKey = JSON.stringify({ ...generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "jwk" }), kid: "bench" });
+const kga = !ONLY || ONLY.includes("ca")
+  ? await startKeygate(origin.url, adminToken, signingSecret, {}, { vars: { ASSERTION_SIGNING_KEY: assertionKey } })
+  : null;
 const MIGRATION = ["m", "m512", "mpb", "ml"];
 const kgl = !ONLY || ONLY.some((id) => MIGRATION.includes(id))
   ? await startKeygate(origin.url, adminToken, signingSecret, {}, { vars: { LEGACY_KEYS: "drf-api-key" } })
@@ -103,6 +108,7 @@ const stopAll = async () => {
   await kg.stop();
   await kg0.stop();
   await kgl?.stop();
+  await kga?.stop();
   for (const f of Object.values(far)) {
     await f.lease.stop();
     await f.exact.stop();
@@ -145,6 +151,7 @@ try {
     // (contract section 6), and a run makes more triggers than that.
     ["d", "keygate, job trigger, distinct Idempotency-Keys", async (t) => wrk(kg.url + run, "run.lua", { KEYS: (await Promise.all(Array.from({ length: TRIGGER_KEYS }, () => createKey(kg.url, adminToken)))).join(","), RUN_ID: randomBytes(6).toString("hex") }, t)],
     ["e", "keygate, invalid keys, one client address", (t) => wrk(kg.url + jobs, "invalid.lua", {}, t)],
+    ...(kga ? [["ca", "keygate, valid key, proxied GET, signed assertion on", async (t) => wrk(kga.url + jobs, "key.lua", { KEY: (legacy.assertionKey ??= await createKey(kga.url, adminToken)) }, t), kga]] : []),
     ...(kgl
       ? [
           ["m", "keygate, LEGACY_KEYS on, native key", (t) => wrk(kgl.url + jobs, "key.lua", { KEY: legacy.native }, t), kgl],
@@ -223,6 +230,7 @@ if (by.c1 && by.b1) lines.push(`- added per call, one connection (c1 − b1): p5
 if (by.b2) lines.push(`- b2/b throughput: **${ratio("b2", "b")}** (what one object call per request costs any exact design); c/b2: **${ratio("c", "b2")}**`);
 lines.push(`- d/b throughput: **${ratio("d", "b")}**`);
 lines.push(`- e/b throughput: **${ratio("e", "b")}** (target ≥ 1.0; no KV read for a bad checksum)`);
+if (by.ca && by.c) lines.push(`- the signed assertion (section 16): ca/c **${ratio("ca", "c")}** (target ≥ 0.9); p50 added **${(by.ca.p50 - by.c.p50).toFixed(2)} ms**`);
 if (by.m) {
   lines.push(`- imported keys (section 15), against a native key on the same gateway: m512/m **${ratio("m512", "m")}**, mpb/m **${ratio("mpb", "m")}** (target ≥ 0.95); first call of a PBKDF2 key (1,000,000 iterations) **${legacy.firstMs.toFixed(0)} ms**; ml/b (unknown imported-shape keys from one address, throttled like (e)): **${ratio("ml", "b")}**`);
 }
