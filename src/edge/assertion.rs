@@ -18,10 +18,12 @@ use crate::core::assertion::{
 use crate::core::names::{ASSERTION_PUBLIC_KEYS_VAR, ASSERTION_SIGNING_KEY_SECRET, CACHE_CONTROL};
 use crate::core::Error;
 
-/// The configured signing key, parsed and imported.
+/// The configured signing key, parsed and imported, with what each signature needs made once.
 pub struct Signer {
     jwk: SigningJwk,
     key: JsValue,
+    sign: subtle::Method,
+    algorithm: JsValue,
 }
 
 thread_local! {
@@ -60,7 +62,17 @@ pub async fn signer(ctx: &Ctx, text: &str) -> Result<Rc<Signer>, Error> {
     let key = import(&jwk.private_json)
         .await
         .map_err(|_| config_error("ASSERTION_SIGNING_KEY could not be imported".into()))?;
-    let signer = Rc::new(Signer { jwk, key });
+    let algorithm = subtle::object(&[
+        ("name", JsValue::from("ECDSA")),
+        ("hash", JsValue::from("SHA-256")),
+    ])?;
+    let sign = subtle::Method::new("sign")?;
+    let signer = Rc::new(Signer {
+        jwk,
+        key,
+        sign,
+        algorithm,
+    });
     SIGNER.with(|c| *c.borrow_mut() = Some((text.to_owned(), signer.clone())));
     Ok(signer)
 }
@@ -117,12 +129,9 @@ pub async fn sign(
         body_sha256: request.body_sha256,
     };
     let input = signing_input(&signer.jwk.public.kid, &claims);
-    let algorithm = subtle::object(&[
-        ("name", JsValue::from("ECDSA")),
-        ("hash", JsValue::from("SHA-256")),
-    ])?;
     let data: JsValue = Uint8Array::from(input.as_bytes()).into();
-    let signature = subtle::call("sign", Array::of3(&algorithm, &signer.key, &data)).await?;
+    let args = Array::of3(&signer.algorithm, &signer.key, &data);
+    let signature = signer.sign.call(&args).await?;
     Ok(compact(&input, &Uint8Array::new(&signature).to_vec()))
 }
 

@@ -12,20 +12,38 @@ fn fail(_: JsValue) -> Error {
     Error::Unavailable("webcrypto")
 }
 
-/// `await crypto.subtle[name](...args)`.
+/// One method of `crypto.subtle`, looked up once (a signer keeps its `sign` for every request).
+#[derive(Clone)]
+pub struct Method {
+    subtle: JsValue,
+    f: js_sys::Function,
+}
+
+impl Method {
+    pub fn new(name: &str) -> Result<Method, Error> {
+        let subtle = Reflect::get(&js_sys::global(), &"crypto".into())
+            .and_then(|c| Reflect::get(&c, &"subtle".into()))
+            .map_err(fail)?;
+        let f = Reflect::get(&subtle, &name.into())
+            .map_err(fail)?
+            .dyn_into()
+            .map_err(fail)?;
+        Ok(Method { subtle, f })
+    }
+
+    /// `await crypto.subtle[name](...args)`.
+    pub async fn call(&self, args: &Array) -> Result<JsValue, Error> {
+        let promise: Promise = Reflect::apply(&self.f, &self.subtle, args)
+            .map_err(fail)?
+            .dyn_into()
+            .map_err(fail)?;
+        JsFuture::from(promise).await.map_err(fail)
+    }
+}
+
+/// `await crypto.subtle[name](...args)`, looked up for this call.
 pub async fn call(name: &str, args: Array) -> Result<JsValue, Error> {
-    let subtle = Reflect::get(&js_sys::global(), &"crypto".into())
-        .and_then(|c| Reflect::get(&c, &"subtle".into()))
-        .map_err(fail)?;
-    let f: js_sys::Function = Reflect::get(&subtle, &name.into())
-        .map_err(fail)?
-        .dyn_into()
-        .map_err(fail)?;
-    let promise: Promise = Reflect::apply(&f, &subtle, &args)
-        .map_err(fail)?
-        .dyn_into()
-        .map_err(fail)?;
-    JsFuture::from(promise).await.map_err(fail)
+    Method::new(name)?.call(&args).await
 }
 
 /// A plain object of string-keyed members (WebCrypto's algorithm parameters).
