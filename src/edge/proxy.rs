@@ -96,6 +96,12 @@ pub(super) fn prepare<'a>(
     if secret.is_none() && assertion_key.is_none() {
         return Err(ctx.unavailable("signing_secret_missing"));
     }
+    // Read from the runtime only when it is the `iss` (no `PUBLIC_URL`) and there is an
+    // assertion to sign.
+    let addressed_origin = match (&assertion_key, &ctx.config.public_url) {
+        (Some(_), None) => origin_of(&incoming.req.inner().url()).to_owned(),
+        _ => String::new(),
+    };
     Ok(Call {
         method: incoming.method,
         path_and_query: match incoming.query {
@@ -106,7 +112,7 @@ pub(super) fn prepare<'a>(
         record,
         secret,
         assertion_key,
-        addressed_origin: origin_of(&incoming.req.inner().url()).to_owned(),
+        addressed_origin,
     })
 }
 
