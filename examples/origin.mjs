@@ -46,34 +46,40 @@ export const ASSERTION_LEEWAY_SECONDS = 5;
 
 /**
  * The claims of a `Keygate-Assertion` (docs/CONTRACT.md section 16) if it verifies: ES256 by a
- * key of `jwks` (the gateway's published set), `typ` keygate-assertion+jwt, `aud` this origin,
- * `htm` and `htu` the request being handled, within `exp`. `null` otherwise.
+ * key of `jwks` (the gateway's published set), `typ` keygate-assertion+jwt, `iss` the gateway,
+ * `aud` this origin, `htm` and `htu` the request being handled, within `iat` and `exp`. `null`
+ * otherwise, for anything malformed too (never a throw).
  */
-export function verifyAssertion(token, jwks, { audience, method, url, now = Date.now() / 1000 }) {
-  if (!token || !jwks) return null;
-  const parts = token.split(".");
-  if (parts.length !== 3) return null;
-  let header;
-  let claims;
+export function verifyAssertion(token, jwks, { issuer, audience, method, url, now = Date.now() / 1000 }) {
   try {
-    header = JSON.parse(Buffer.from(parts[0], "base64url"));
-    claims = JSON.parse(Buffer.from(parts[1], "base64url"));
+    return check(token, jwks, { issuer, audience, method, url, now });
   } catch {
     return null;
   }
+}
+
+function check(token, jwks, { issuer, audience, method, url, now }) {
+  if (typeof token !== "string" || !jwks) return null;
+  const parts = token.split(".");
+  if (parts.length !== 3) return null;
+  const header = JSON.parse(Buffer.from(parts[0], "base64url"));
+  const claims = JSON.parse(Buffer.from(parts[1], "base64url"));
+  if (!header || typeof header !== "object" || !claims || typeof claims !== "object") return null;
   if (header.alg !== "ES256" || header.typ !== "keygate-assertion+jwt") return null;
   const jwk = (jwks.keys ?? []).find((k) => k.kid === header.kid);
   if (!jwk) return null;
   const key = createPublicKey({ key: { kty: jwk.kty, crv: jwk.crv, x: jwk.x, y: jwk.y }, format: "jwk" });
   const signed = Buffer.from(`${parts[0]}.${parts[1]}`);
   if (!verify("sha256", signed, { key, dsaEncoding: "ieee-p1363" }, Buffer.from(parts[2], "base64url"))) return null;
-  if (claims.aud !== audience || claims.htm !== method || claims.htu !== url) return null;
+  if (claims.iss !== issuer || claims.aud !== audience || claims.htm !== method || claims.htu !== url) return null;
   const leeway = ASSERTION_LEEWAY_SECONDS;
-  if (typeof claims.exp !== "number" || claims.exp + leeway < now || claims.iat - leeway > now) return null;
+  if (typeof claims.exp !== "number" || typeof claims.iat !== "number") return null;
+  if (claims.exp + leeway < now || claims.iat - leeway > now) return null;
   return claims;
 }
 
-/** The gateway's key set from `url`, fetched at most every 300 s (its Cache-Control). */
+/** The gateway's key set from `url`, fetched at most every 300 s (its Cache-Control); the
+ * gateway's own origin (the assertion's `iss`, when its PUBLIC_URL is not set) is the URL's. */
 function jwksSource() {
   let url = null;
   let cached = null;
@@ -83,6 +89,7 @@ function jwksSource() {
       url = u;
       cached = null;
     },
+    issuer: () => (url ? new URL(url).origin : null),
     get: async () => {
       if (!url) return null;
       if (cached && Date.now() - fetchedAt < 300_000) return cached;
@@ -128,7 +135,7 @@ async function identityOf(req, secret, jwks, selfUrl) {
   });
   const token = h["keygate-assertion"];
   identity.assertion = token
-    ? verifyAssertion(token, await jwks.get(), { audience: selfUrl, method: req.method, url: selfUrl + req.url })
+    ? verifyAssertion(token, await jwks.get(), { issuer: jwks.issuer(), audience: selfUrl, method: req.method, url: selfUrl + req.url })
     : null;
   identity.assertion_valid = identity.assertion !== null;
   return identity;
@@ -156,7 +163,12 @@ export function startOrigin({ port = 0, host = "127.0.0.1", signingSecret, jwksU
     req.on("data", (c) => chunks.push(c));
     req.on("end", async () => {
       const body = Buffer.concat(chunks);
-      const identity = await identityOf(req, signingSecret, jwks, selfUrl);
+      let identity;
+      try {
+        identity = await identityOf(req, signingSecret, jwks, selfUrl);
+      } catch {
+        return send(res, 400, { error: "unreadable identity headers" });
+      }
       const record = { method: req.method, url: req.url, headers: req.headers, body: body.toString("utf8"), identity };
       requests.push(record);
       try {

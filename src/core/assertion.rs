@@ -157,18 +157,24 @@ pub fn parse_public_keys(s: &str) -> Result<Vec<PublicJwk>, String> {
         .collect()
 }
 
-/// The published key set: the signing key's public half first, then the others (a `kid` never
-/// twice).
-pub fn jwks(signing: Option<&PublicJwk>, others: &[PublicJwk]) -> String {
+/// The published key set: the signing key's public half first, then the others (a `kid` once).
+/// Two different keys under one `kid` are a configuration error: a verifier would pick either.
+pub fn jwks(signing: Option<&PublicJwk>, others: &[PublicJwk]) -> Result<String, String> {
     let mut keys: Vec<Value> = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: Vec<&PublicJwk> = Vec::new();
     for k in signing.into_iter().chain(others) {
-        if !seen.contains(&k.kid.as_str()) {
-            seen.push(&k.kid);
-            keys.push(k.to_json());
+        match seen.iter().find(|s| s.kid == k.kid) {
+            Some(s) if *s != k => {
+                return Err(format!("two different keys share the kid \"{}\"", k.kid));
+            }
+            Some(_) => {}
+            None => {
+                seen.push(k);
+                keys.push(k.to_json());
+            }
         }
     }
-    serde_json::json!({ "keys": keys }).to_string()
+    Ok(serde_json::json!({ "keys": keys }).to_string())
 }
 
 /// What the assertion says (docs/CONTRACT.md section 16), in that order.
@@ -297,7 +303,7 @@ mod tests {
         let (_, jwk) = key(7, "k1");
         let parsed = parse_signing_key(&jwk).unwrap();
         assert_eq!(parsed.public.kid, "k1");
-        let published = jwks(Some(&parsed.public), &[]);
+        let published = jwks(Some(&parsed.public), &[]).unwrap();
         assert!(!published.contains("\"d\""), "{published}");
         assert!(published.contains("\"kid\":\"k1\""));
         // WebCrypto gets the key members only.
@@ -340,7 +346,7 @@ mod tests {
         assert!(parse_public_keys("[]").is_err());
         let (_, current) = key(8, "current");
         let current = parse_signing_key(&current).unwrap().public;
-        let set: Value = serde_json::from_str(&jwks(Some(&current), &keys)).unwrap();
+        let set: Value = serde_json::from_str(&jwks(Some(&current), &keys).unwrap()).unwrap();
         let kids: Vec<_> = set["keys"]
             .as_array()
             .unwrap()
@@ -348,9 +354,12 @@ mod tests {
             .map(|k| k["kid"].clone())
             .collect();
         assert_eq!(kids, vec!["current", "next"]);
-        // The same kid twice is published once.
-        let twice = jwks(Some(&current), std::slice::from_ref(&current));
+        // The same key twice is published once; two keys under one kid are refused.
+        let twice = jwks(Some(&current), std::slice::from_ref(&current)).unwrap();
         assert_eq!(twice.matches("\"kid\"").count(), 1);
+        let mut clash = keys[0].clone();
+        clash.kid = "current".into();
+        assert!(jwks(Some(&current), &[clash]).unwrap_err().contains("kid"));
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub async fn jwks_response(ctx: &Ctx) -> Result<Response, Error> {
         Some(text) => Some(signer(ctx, &text).await?),
         None => None,
     };
-    let body = jwks(signing.as_ref().map(|s| &s.jwk.public), &others);
+    let body = jwks(signing.as_ref().map(|s| &s.jwk.public), &others).map_err(config_error)?;
     let mut resp = raw_json(200, &body)?;
     let _ = resp.headers_mut().set(CACHE_CONTROL, JWKS_CACHE_CONTROL);
     Ok(resp)

@@ -43,8 +43,6 @@ mod trigger;
 mod user_log;
 mod webhooks;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use worker::{console_log, event, Context, Date, Env, Request, Response};
 
 use crate::core::access::{self, Caller, Need};
@@ -65,8 +63,12 @@ use crate::core::Error;
 /// The contract, served at `/v1/openapi.json` (and checked by schemathesis in `make test`).
 const OPENAPI: &str = include_str!("../../api/openapi.json");
 
-/// Reported once per isolate, so a bad deploy is loud in the log without flooding it.
-static CONFIG_ERROR_LOGGED: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    /// Each configuration problem is reported once per isolate, so a bad deploy is loud in the
+    /// log without flooding it (a few distinct problems at most).
+    static CONFIG_ERRORS_LOGGED: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+const MAX_CONFIG_ERRORS_LOGGED: usize = 8;
 
 /// What one request's glue needs: bindings, configuration, its id and the time.
 pub(crate) struct Ctx {
@@ -408,10 +410,18 @@ pub(crate) fn load_config(env: &Env) -> Result<Config, Error> {
         .map_err(|e| config_error(e.0))
 }
 
-/// A configuration problem (a var, or a secret such as the assertion's signing key): logged
-/// once per isolate, with what is wrong (never a secret's value); 503 for the client.
+/// A configuration problem (a var, or a secret such as the assertion's signing key): each one
+/// logged once per isolate, with what is wrong (never a secret's value); 503 for the client.
 pub(crate) fn config_error(problem: String) -> Error {
-    if !CONFIG_ERROR_LOGGED.swap(true, Ordering::Relaxed) {
+    let first = CONFIG_ERRORS_LOGGED.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let new = !seen.contains(&problem) && seen.len() < MAX_CONFIG_ERRORS_LOGGED;
+        if new {
+            seen.push(problem.clone());
+        }
+        new
+    });
+    if first {
         console_log!(
             "{}",
             serde_json::json!({"level": "error", "config_error": problem})

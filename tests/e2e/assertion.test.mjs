@@ -24,6 +24,7 @@ const decode = (part) => JSON.parse(Buffer.from(part, "base64url"));
 let gw; // signing key "current", next key published
 let only; // the assertion only: no ORIGIN_SIGNING_SECRET
 let bad; // a signing key that is not one
+let prod; // ENVIRONMENT = production without PUBLIC_URL
 const current = newJwk("current");
 const next = newJwk("next");
 
@@ -35,11 +36,12 @@ before(async () => {
     }),
     startGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(current), ORIGIN_SIGNING_SECRET: null } }),
     startGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify({ ...current, d: publicOf(next).x }) } }),
-  ]);
+    startGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(current) }, vars: { ENVIRONMENT: "production" } }),
+  ]).then(([a, b, c, d]) => ((prod = d), [a, b, c]));
 });
 
 after(async () => {
-  await Promise.all([gw?.stop(), only?.stop(), bad?.stop()]);
+  await Promise.all([gw?.stop(), only?.stop(), bad?.stop(), prod?.stop()]);
 });
 
 /** The assertion the origin received last. */
@@ -136,6 +138,14 @@ test("a signing key that is not one: 503 unavailable, logged once as config_erro
   await waitForLog(bad, /config_error/);
   assert.equal((bad.log().match(/ASSERTION_SIGNING_KEY: d does not belong/g) ?? []).length, 1);
   assert.equal(bad.origin.requests.length, 0, "nothing reached the origin");
+});
+
+test("production without PUBLIC_URL and a signing key: 503, logged once, even with the HMAC secret set", async () => {
+  const { key } = await createKey(prod);
+  expectError(assert, await call(prod, "GET", JOBS, { key }), 503, "unavailable");
+  await waitForLog(prod, /config_error/);
+  assert.equal((prod.log().match(/PUBLIC_URL must be set in production/g) ?? []).length, 1);
+  assert.equal(prod.origin.requests.length, 0);
 });
 
 test("rotation without downtime: before, across and after the switch, old and new assertions verify", async () => {

@@ -153,6 +153,9 @@ describe("section 7: forwarding to the origin", () => {
         "x-keygate-key-id": "key_ffffffffffffffff",
         "x-keygate-signature": "t=1,v1=00",
         "x-keygate-whatever": "spoof",
+        // A client's own assertion (section 16), in both spellings, on a gateway that signs none.
+        "keygate-assertion": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0.",
+        "Keygate_Assertion": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJtYWxsb3J5In0.",
         "x-custom": "kept",
       },
     });
@@ -165,6 +168,8 @@ describe("section 7: forwarding to the origin", () => {
     assert.equal(seen.headers["x-keygate-user-email"], "ops@example.com");
     assert.equal(seen.headers["x-keygate-workspace-id"], "ws1");
     assert.equal(seen.headers["x-keygate-whatever"], undefined);
+    assert.equal(seen.headers["keygate-assertion"], undefined);
+    assert.equal(seen.headers["keygate_assertion"], undefined);
     assert.equal(seen.headers["x-custom"], "kept");
     assert.ok(!JSON.stringify(seen.headers).includes(key));
 

@@ -1,8 +1,15 @@
 """``KeygateAssertionAuthentication``: the caller is who keygate's signed assertion says."""
 
+import hashlib
+import json
 import threading
+import time
+import urllib.request
+from base64 import urlsafe_b64encode
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import jwt
+from django.core.cache import caches
 from rest_framework import authentication, exceptions
 
 from .conf import keygate_settings
@@ -11,29 +18,76 @@ HEADER = "HTTP_KEYGATE_ASSERTION"
 TYP = "keygate-assertion+jwt"
 REQUIRED = ["iss", "aud", "sub", "key", "workspaces", "permissions", "htm", "htu", "jti", "iat", "exp"]
 
-_clients = {}
+# How long a fetched key set is used (the gateway's Cache-Control), how soon an unknown kid may
+# refetch it (a flood of forged kids costs one fetch per this long), and the fetch's timeout.
+JWKS_LIFESPAN = 300
+JWKS_REFETCH_AFTER = 30
+JWKS_TIMEOUT = 5
+
+_sets = {}
 _lock = threading.Lock()
 
 
-def _jwks_client(url):
+class _KeySet:
+    """The gateway's key set at a URL: fetched, used for JWKS_LIFESPAN seconds, refetched early
+    (at most every JWKS_REFETCH_AFTER) for an unknown kid, and kept when a refetch fails. A key
+    removed from the set (rotation's last step) stops verifying with the next fetch."""
+
+    def __init__(self, url):
+        self.url = url
+        self.keys = None
+        self.fetched = 0.0
+
+    def _fetch(self):
+        with urllib.request.urlopen(self.url, timeout=JWKS_TIMEOUT) as resp:
+            data = json.load(resp)
+        self.keys = {k.key_id: k.key for k in jwt.PyJWKSet.from_dict(data).keys}
+        self.fetched = time.monotonic()
+
+    def key(self, kid):
+        with _lock:
+            age = time.monotonic() - self.fetched
+            stale = self.keys is None or age >= JWKS_LIFESPAN
+            unknown = self.keys is not None and kid not in self.keys and age >= JWKS_REFETCH_AFTER
+            if stale or unknown:
+                try:
+                    self._fetch()
+                except (OSError, ValueError, jwt.PyJWTError):
+                    if self.keys is None:
+                        raise jwt.InvalidTokenError("the gateway's key set could not be fetched")
+            key = self.keys.get(kid)
+        if key is None:
+            raise jwt.InvalidTokenError("unknown kid")
+        return key
+
+
+def _key_set(url):
     with _lock:
-        client = _clients.get(url)
-        if client is None:
-            # The gateway's key set is cacheable for 300 s; an unknown kid refetches it (a
-            # rotation publishes the next key at least that long before it signs).
-            client = jwt.PyJWKClient(url, cache_keys=True, lifespan=300)
-            _clients[url] = client
-        return client
+        return _sets.setdefault(url, _KeySet(url))
 
 
 def _signing_key(token, conf):
+    kid = jwt.get_unverified_header(token).get("kid")
     if conf.jwks is not None:
-        kid = jwt.get_unverified_header(token).get("kid")
         for key in jwt.PyJWKSet.from_dict(conf.jwks).keys:
             if key.key_id == kid:
                 return key.key
         raise jwt.InvalidTokenError("unknown kid")
-    return _jwks_client(conf.jwks_url).get_signing_key_from_jwt(token).key
+    return _key_set(conf.jwks_url).key(kid)
+
+
+def _canonical(url):
+    """A URL as compared for htu: scheme and host lowercased, default port dropped, the path
+    percent-decoded, the query as its decoded pairs in order. The gateway signs the URL as the
+    runtime wrote it and Django rebuilds it with its own escaping; both name the same request."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = parts.port
+    scheme = parts.scheme.lower()
+    if (scheme, port) in (("http", 80), ("https", 443)):
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return (scheme, netloc, unquote(parts.path), parse_qsl(parts.query, keep_blank_values=True))
 
 
 def expected_url(request, conf=None):
@@ -59,9 +113,29 @@ def verify(token, method, url, conf=None):
         leeway=conf.leeway,
         options={"require": REQUIRED},
     )
-    if claims["htm"] != method or claims["htu"] != url:
+    if claims["htm"] != method or _canonical(claims["htu"]) != _canonical(url):
         raise jwt.InvalidTokenError("the assertion is for another request")
     return claims
+
+
+def check_body(claims, body):
+    """The assertion's body_sha256 (the idempotent job trigger's), when it has one, against the
+    body received."""
+    expected = claims.get("body_sha256")
+    if expected is None:
+        return
+    digest = urlsafe_b64encode(hashlib.sha256(body).digest()).rstrip(b"=").decode()
+    if digest != expected:
+        raise jwt.InvalidTokenError("the body is not the one the assertion covers")
+
+
+def check_replay(claims, conf):
+    """With KEYGATE["REPLAY_CACHE"] (a Django cache alias), each jti is accepted once."""
+    if not conf.replay_cache:
+        return
+    ttl = max(1, int(claims["exp"] - time.time()) + conf.leeway)
+    if not caches[conf.replay_cache].add(f"keygate-jti:{claims['jti']}", 1, timeout=ttl):
+        raise jwt.InvalidTokenError("the assertion was used already")
 
 
 class KeygateUser:
@@ -69,6 +143,9 @@ class KeygateUser:
 
     is_authenticated = True
     is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
 
     def __init__(self, claims):
         self.claims = claims
@@ -81,6 +158,19 @@ class KeygateUser:
     def __str__(self):
         return self.email or self.id
 
+    def get_username(self):
+        return self.id
+
+    def has_perm(self, perm, obj=None):
+        """Django's model permissions: none (keygate's are checked by HasKeygatePermission)."""
+        return False
+
+    def has_perms(self, perms, obj=None):
+        return False
+
+    def has_module_perms(self, app_label):
+        return False
+
 
 class KeygateAssertionAuthentication(authentication.BaseAuthentication):
     """Authenticates a request by its ``Keygate-Assertion``: ``request.user`` is a
@@ -92,7 +182,10 @@ class KeygateAssertionAuthentication(authentication.BaseAuthentication):
         if not token:
             return None
         try:
-            claims = verify(token, request.method, expected_url(request))
+            conf = keygate_settings()
+            claims = verify(token, request.method, expected_url(request, conf), conf)
+            check_body(claims, request.body)
+            check_replay(claims, conf)
         except jwt.PyJWTError as e:
             raise exceptions.AuthenticationFailed(f"invalid Keygate-Assertion: {e}") from None
         return KeygateUser(claims), claims

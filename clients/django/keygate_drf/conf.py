@@ -15,6 +15,9 @@ KEYGATE = {
     "ORIGIN_URL": None,
     # Seconds of clock difference allowed on iat and exp.
     "LEEWAY": 5,
+    # A Django cache alias: each assertion (its jti) is then accepted once. Without it, a captured
+    # assertion can be replayed to the very same method and URL within its minute.
+    "REPLAY_CACHE": None,
 }
 """
 
@@ -35,6 +38,7 @@ class KeygateSettings:
     audience: str
     origin_url: Optional[str]
     leeway: int
+    replay_cache: Optional[str]
 
 
 def keygate_settings() -> KeygateSettings:
@@ -54,4 +58,5 @@ def keygate_settings() -> KeygateSettings:
         audience=conf["AUDIENCE"],
         origin_url=origin.rstrip("/") if origin else None,
         leeway=int(conf.get("LEEWAY", DEFAULT_LEEWAY)),
+        replay_cache=conf.get("REPLAY_CACHE"),
     )

@@ -4,13 +4,26 @@ the browser to it."""
 
 import json
 import urllib.request
+from urllib.parse import urlsplit
 
 from django.http import HttpResponseRedirect
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # A redirect would re-send the admin token to wherever it points.
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
 
 
 def open_settings_session(*, gateway_url, admin_token, user_id, email, workspaces, permissions,
                           return_url=None, max_expiry_days=None, ttl_seconds=None, timeout=10):
     """POST /v1/settings-sessions; returns the single-use link (never log it)."""
+    target = urlsplit(gateway_url)
+    if target.scheme != "https" and target.hostname not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("gateway_url must be https (the admin token travels with the call)")
     body = {"user_id": user_id, "email": email, "workspaces": list(workspaces),
             "permissions": list(permissions)}
     for name, value in (("return_url", return_url), ("max_expiry_days", max_expiry_days),
@@ -23,7 +36,9 @@ def open_settings_session(*, gateway_url, admin_token, user_id, email, workspace
         headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"},
         method="POST",
     )
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
+    with _opener.open(req, timeout=timeout) as resp:
+        if resp.status != 201:
+            raise ValueError(f"the gateway answered {resp.status}")
         return json.load(resp)["url"]
 
 
