@@ -125,6 +125,25 @@ export async function startKeygate(originUrl, adminToken, signingSecret, extra =
 // `withObject`: the variant that also calls a Durable Object per request (bench/passthrough-do.mjs).
 const COMPATIBILITY_DATE = /^compatibility_date = "([^"]+)"$/m.exec(readFileSync(join(ROOT, "wrangler.toml"), "utf8"))[1];
 
+/** The Rust floor: bench/passthrough-rs built by scripts/bench.sh (worker-build --release). */
+export async function startPassthroughRust(originUrl) {
+  const port = await freePort();
+  const dir = join(ROOT, "bench", "passthrough-rs", "build");
+  const mf = new Miniflare(convertV4MiniflareOptions({
+    host: "127.0.0.1",
+    port,
+    compatibilityDate: COMPATIBILITY_DATE,
+    modulesRoot: dir,
+    modules: [
+      { type: "ESModule", path: join(dir, "index.js") },
+      { type: "CompiledWasm", path: join(dir, "index_bg.wasm") },
+    ],
+    bindings: { ORIGIN_URL: originUrl },
+  }));
+  const url = (await mf.ready).toString().replace(/\/$/, "");
+  return { url, stop: () => mf.dispose() };
+}
+
 export async function startPassthrough(originUrl, { withObject = false } = {}) {
   const port = await freePort();
   const mf = new Miniflare(convertV4MiniflareOptions({

@@ -1,6 +1,7 @@
 // Side-by-side throughput and latency, loopback only, bounded in time (about 7 minutes):
 //   (a) the origin directly (nginx)
 //   (b) a minimal pass-through Worker (the floor)
+//   (br) the Rust floor: the plainest pass-through with the `worker` crate (bench/passthrough-rs)
 //   (b2) the pass-through plus one Durable Object call with a durable write (the floor of any
 //        design that counts every request exactly, as docs/CONTRACT.md section 8 asks)
 //   (c) keygate, valid key, proxied GET, leases (LEASE_MS 1000, the default)
@@ -29,7 +30,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 
 import { ROOT } from "../tests/e2e/harness.mjs";
-import { createKey, importKey, startKeygate, startNginx, startPassthrough, wrk as wrkWith } from "./lib.mjs";
+import { createKey, importKey, startKeygate, startNginx, startPassthrough, startPassthroughRust, wrk as wrkWith } from "./lib.mjs";
 
 const wrk = (url, script, env = {}, seconds = SECONDS) =>
   wrkWith(url, script, env, { seconds, connections: CONNECTIONS, threads: THREADS });
@@ -84,6 +85,7 @@ const signingSecret = `bench-${randomBytes(16).toString("hex")}`;
 const origin = await startNginx();
 const pass = await startPassthrough(origin.url);
 const passDo = await startPassthrough(origin.url, { withObject: true });
+const passRs = !ONLY || ONLY.includes("br") ? await startPassthroughRust(origin.url) : null;
 const kg = await startKeygate(origin.url, adminToken, signingSecret);
 const exact = { vars: { LEASE_MS: "0" } };
 const kg0 = await startKeygate(origin.url, adminToken, signingSecret, {}, exact);
@@ -115,6 +117,7 @@ const stopAll = async () => {
   }
   await pass.stop();
   await passDo.stop();
+  await passRs?.stop();
   origin.stop();
 };
 
@@ -144,6 +147,7 @@ try {
   const cases = [
     ["a", "origin directly (nginx)", (t) => wrk(origin.url + jobs, null, {}, t)],
     ["b", "pass-through Worker (floor)", (t) => wrk(pass.url + jobs, null, {}, t)],
+    ...(passRs ? [["br", "plain Rust pass-through (worker crate): the Rust floor", (t) => wrk(passRs.url + jobs, null, {}, t)]] : []),
     ["b2", "pass-through + one Durable Object call (exact floor)", (t) => wrk(passDo.url + jobs, null, {}, t)],
     ["c", "keygate, valid key, proxied GET (leases)", (t) => wrk(kg.url + jobs, "key.lua", { KEY: key }, t), kg],
     ["c0", "keygate, valid key, proxied GET, LEASE_MS=0", (t) => wrk(kg0.url + jobs, "key.lua", { KEY: key0 }, t), kg0],
@@ -218,6 +222,7 @@ for (const s of summary) {
 lines.push("");
 const ratio = (x, y) => (by[x] && by[y] ? (by[x].rps / by[y].rps).toFixed(2) : "n/a");
 if (by.c && by.b) lines.push(`- c/b throughput (leases): **${(by.c.rps / by.b.rps).toFixed(2)}** (target ≥ 0.8); p99 added over b: **${(by.c.p99 - by.b.p99).toFixed(2)} ms**; object calls per 1,000 requests: **${by.c.calls}** (target ≤ 5)`);
+if (by.c && by.br) lines.push(`- against the Rust floor: c/br **${ratio("c", "br")}** (target ≥ 0.9)${by.ca ? `, with the signed assertion ca/br **${ratio("ca", "br")}**` : ""}; br/b **${ratio("br", "b")}** (the \`worker\` crate's own cost against the JavaScript pass-through); c/b **${ratio("c", "b")}**`);
 if (by.c0 && by.b) lines.push(`- c0/b throughput (LEASE_MS = 0): **${(by.c0.rps / by.b.rps).toFixed(2)}**; object calls per 1,000 requests: **${by.c0.calls}**`);
 for (const d of [0, ...DISTANCES]) {
   const l = d === 0 ? by.c1 : by[`c1_d${d}`];

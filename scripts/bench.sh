@@ -15,6 +15,8 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] || ! command -v wrk
 fi
 export PATH="$PATH:/usr/sbin"
 bash scripts/build.sh
+# The Rust floor (bench only, never deployed), built like keygate: bench/passthrough-rs.
+(cd bench/passthrough-rs && wasm_env && CARGO_TARGET_DIR="$PWD/../../target/bench-passthrough" worker-build --release >&2)
 if [ "${1:-}" = "--soak" ]; then
   shift
   node bench/soak.mjs "$@"
