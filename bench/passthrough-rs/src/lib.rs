@@ -13,6 +13,9 @@ pub async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
         None => format!("{origin}{}", url.path()),
     };
     let mut init = RequestInit::new();
-    init.with_method(req.method()).with_headers(req.headers().clone());
-    Fetch::Request(Request::new_with_init(&target, &init)?).send().await
+    init.with_method(req.method())
+        .with_headers(req.headers().clone());
+    Fetch::Request(Request::new_with_init(&target, &init)?)
+        .send()
+        .await
 }
