@@ -3,8 +3,8 @@
 //! and published. One row at a time, so a batch that repeats a prefix sees its own earlier row.
 
 use serde_json::json;
-use worker::Request;
 
+use super::http::Req;
 use super::http::{json, random, read_body};
 use super::{audit, key_client, keys, store, Ctx, Reply};
 use crate::core::events::{Actor, Change, ChangeKind};
@@ -15,7 +15,7 @@ use crate::core::Error;
 
 /// Answers 200 with one result per row, in order. A storage failure part way is a 503 for the
 /// call; the rows stored before it answer `exists` when the batch is sent again.
-pub async fn import(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
+pub async fn import(ctx: &Ctx, req: &Req) -> Result<Reply, Error> {
     let body = read_body(req, MAX_IMPORT_BODY_BYTES).await?;
     let rows = parse_import(&body, ctx.now, ctx.config.default_rate_limit)?;
     let mut results = Vec::with_capacity(rows.len());

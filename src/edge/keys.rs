@@ -4,8 +4,9 @@
 
 use futures_util::future::join_all;
 use serde::Serialize;
-use worker::{Request, Response};
+use worker::Response;
 
+use super::http::Req;
 use super::http::{json, random, read_body};
 use super::{audit, key_client, lease, roll, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
@@ -56,7 +57,7 @@ pub async fn me(ctx: &Ctx, record: &KeyRecord) -> Result<Response, Error> {
 /// object knows it.
 pub async fn manage(
     ctx: &Ctx,
-    req: &Request,
+    req: &Req,
     query: Option<&str>,
     route: &Route<'_>,
     caller: &Caller<'_>,
@@ -136,7 +137,7 @@ pub(super) async fn issued(ctx: &Ctx, key: &str, record: &KeyRecord) -> Result<R
 
 async fn create(
     ctx: &Ctx,
-    req: &Request,
+    req: &Req,
     caller: &Caller<'_>,
     caller_expiry: Option<i64>,
 ) -> Result<Reply, Error> {
@@ -276,7 +277,7 @@ pub async fn revoke_record(
 /// first (a shortened expiry, a suspension), so it holds everywhere within the lease bound
 /// even if the record's write then fails (a retry repairs it); then the record, whose
 /// `allowed_ips` other locations see once their cached copy lapses (`KV_CACHE_TTL`).
-async fn update(ctx: &Ctx, req: &Request, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
+async fn update(ctx: &Ctx, req: &Req, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
     let patch = parse_patch(&read_body(req, MAX_JSON_BODY_BYTES).await?, ctx.now)?;
     let (hash, mut target) = load(ctx, id, caller).await?;
     let usage = key_client::usage(ctx, &target.id).await?;

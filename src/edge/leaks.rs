@@ -5,8 +5,8 @@
 //! `key.leaked`. Tokens are never logged: the log line of this route names no token.
 
 use futures_util::future::join_all;
-use worker::Request;
 
+use super::http::Req;
 use super::http::{json, read_body};
 use super::{keys, store, Ctx, Reply};
 use crate::core::events::{Actor, Change, ChangeKind};
@@ -15,7 +15,7 @@ use crate::core::leak::{parse_keys, parse_report, verify, Label, Reported, MAX_R
 use crate::core::names::{GITHUB_KEY_IDENTIFIER, GITHUB_KEY_SIGNATURE, SECRET_SCANNING_KEYS_VAR};
 use crate::core::Error;
 
-pub async fn report(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
+pub async fn report(ctx: &Ctx, req: &Req) -> Result<Reply, Error> {
     let body = read_body(req, MAX_REPORT_BYTES).await?;
     let header = |name| req.headers().get(name).ok().flatten();
     let keys_json = ctx

@@ -43,7 +43,8 @@ mod trigger;
 mod user_log;
 mod webhooks;
 
-use worker::{console_log, event, Context, Date, Env, Request, Response};
+use http::Req;
+use worker::{console_log, event, web_sys, Context, Date, Env, Response};
 
 use crate::core::access::{self, Caller, Need};
 use crate::core::auth::{parse_authorization, Credential};
@@ -128,7 +129,7 @@ impl From<Response> for Reply {
 /// split once, so every stage reads the same spelling of them.
 #[derive(Clone, Copy)]
 pub(crate) struct Incoming<'a> {
-    pub req: &'a Request,
+    pub req: &'a Req,
     /// The raw method (the `worker` enum folds methods it does not know, e.g. QUERY, into GET).
     pub method: &'a str,
     pub path: &'a str,
@@ -173,7 +174,8 @@ impl Outcome {
 }
 
 #[event(fetch)]
-pub async fn fetch(req: Request, env: Env, wctx: Context) -> worker::Result<Response> {
+pub async fn fetch(req: web_sys::Request, env: Env, wctx: Context) -> worker::Result<Response> {
+    let req = Req(req);
     let started = Date::now().as_millis();
     let request_id = accept_request_id(
         req.headers()

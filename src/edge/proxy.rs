@@ -16,6 +16,7 @@ use worker::{
 };
 
 use super::http::read_body_held;
+use super::http::Req;
 use super::{assertion, Ctx, Incoming, Reply};
 use crate::core::assertion::{origin_of, ASSERTION_HEADER};
 use crate::core::forward::{
@@ -41,11 +42,7 @@ pub async fn forward(
 }
 
 /// Sends a prepared call with its body ([`request_body`]) and relays the answer.
-pub(super) async fn forward_call(
-    ctx: &Ctx,
-    req: &Request,
-    call: &Call<'_>,
-) -> Result<Reply, Error> {
+pub(super) async fn forward_call(ctx: &Ctx, req: &Req, call: &Call<'_>) -> Result<Reply, Error> {
     let body = request_body(req, call.method, ctx.config.max_body_bytes).await?;
     Ok(relay(send(ctx, req, call, body, None, new_abort()).await?).into())
 }
@@ -58,7 +55,7 @@ pub(super) async fn forward_call(
 /// while it streams to the origin is what workerd cannot do cleanly: the aborted upload throws
 /// past the handler, reads of the client's stream fail once the answer is sent, and the
 /// connection's next request finds the worker restarted.
-async fn request_body(req: &Request, method: &str, max: u64) -> Result<Option<JsValue>, Error> {
+async fn request_body(req: &Req, method: &str, max: u64) -> Result<Option<JsValue>, Error> {
     if matches!(method, "GET" | "HEAD") {
         return Ok(None);
     }
@@ -148,7 +145,7 @@ fn fire(abort: &Abort) {
 /// the assertion's claim, where the gateway holds the whole body (the idempotent trigger).
 pub(super) async fn send(
     ctx: &Ctx,
-    req: &Request,
+    req: &Req,
     call: &Call<'_>,
     body: Option<JsValue>,
     body_sha256: Option<String>,

@@ -3,9 +3,8 @@
 //! shared steps (loading the key, the caller's rules, minting, the cap, the daily budget) are
 //! [`super::keys`]'.
 
-use worker::Request;
-
 use super::http::read_body;
+use super::http::Req;
 use super::keys::{
     apply_by, issued, load, mint, restrict, take_change, unmint, MAX_JSON_BODY_BYTES,
 };
@@ -25,7 +24,7 @@ use crate::core::Error;
 /// roll has taken effect in the object, which every request consults) and is logged.
 pub(super) async fn roll(
     ctx: &Ctx,
-    req: &Request,
+    req: &Req,
     id: &str,
     caller: &Caller<'_>,
     caller_expiry: Option<i64>,

@@ -7,8 +7,9 @@
 //! security headers come from the one code path that serves every `/settings` answer
 //! (`edge/mod.rs`), which the end-to-end tests check.
 
-use worker::{Request, Response};
+use worker::Response;
 
+use super::http::Req;
 use super::http::{json, random, read_body};
 use super::{audit, keys, session_object, throttle, Ctx, Incoming, Reply};
 use crate::core::access::Caller;
@@ -40,7 +41,7 @@ const MAX_SESSION_BODY_BYTES: u64 = 64 * 1024;
 /// SHA-256 of a fresh link token, records the issue in the user's audit trail, and answers the
 /// link (the only place the token appears). If the record cannot be written the link is not
 /// handed out (503): a session nobody can open is harmless, an unrecorded one is not.
-pub async fn create(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
+pub async fn create(ctx: &Ctx, req: &Req) -> Result<Reply, Error> {
     let body = read_body(req, MAX_SESSION_BODY_BYTES).await?;
     let session = session::parse_create(&body, ctx.now)?;
     let token = base64url(&random::<SECRET_BYTES>()?);
@@ -70,7 +71,7 @@ pub async fn create(ctx: &Ctx, req: &Request) -> Result<Reply, Error> {
 
 /// Whether the session cookie gets `Secure`: everywhere but on a local host, where `make dev`
 /// serves plain HTTP.
-fn secure_cookie(req: &Request) -> bool {
+fn secure_cookie(req: &Req) -> bool {
     !is_local(origin_of(&req.inner().url()))
 }
 
@@ -153,7 +154,7 @@ pub async fn handle(
 /// `missing_session` (no storage read for a malformed one; a refused well-formed one counts as a
 /// failed attempt, see [`crate::core::throttle::counts_as_failure`]).
 /// Returns the session's object name and the cookie's hash with it (sign-out needs them).
-async fn authenticate(ctx: &Ctx, req: &Request) -> Result<(String, String, StoredSession), Error> {
+async fn authenticate(ctx: &Ctx, req: &Req) -> Result<(String, String, StoredSession), Error> {
     let header = req.headers().get(COOKIE).ok().flatten();
     let (name, secret) = read_cookie(header.as_deref()).ok_or(Error::MissingSession)?;
     let cookie_hash = hash_secret(secret);
@@ -167,7 +168,7 @@ async fn authenticate(ctx: &Ctx, req: &Request) -> Result<(String, String, Store
 /// changes and openings, and an ended session changes no key.
 async fn end_session(
     ctx: &Ctx,
-    req: &Request,
+    req: &Req,
     object: &str,
     cookie_hash: &str,
 ) -> Result<Reply, Error> {
@@ -183,7 +184,7 @@ async fn end_session(
 /// The page that asks first, when this browser holds a live session of another user than the
 /// link's ([`switch`]); `None` (open as usual) when it holds none, the same user's, or anything
 /// cannot be read: asking is a courtesy to the person, never a reason to refuse the link.
-async fn ask_first(ctx: &Ctx, req: &Request, token: &str) -> Option<Reply> {
+async fn ask_first(ctx: &Ctx, req: &Req, token: &str) -> Option<Reply> {
     let header = req.headers().get(COOKIE).ok().flatten();
     let (name, secret) = switch::read_switch_cookie(header.as_deref())?;
     let current = session_object::check(ctx, name, &hash_secret(secret))
@@ -207,7 +208,7 @@ async fn ask_first(ctx: &Ctx, req: &Request, token: &str) -> Option<Reply> {
 /// before expiry, the session cookie (and its copy for `/settings/open`, [`switch`]) and a
 /// redirect to the page (a URL without the token); otherwise 410 `link_expired`, nothing set.
 /// A malformed token costs no storage read.
-async fn open(ctx: &Ctx, req: &Request, token: &str) -> Result<Reply, Error> {
+async fn open(ctx: &Ctx, req: &Req, token: &str) -> Result<Reply, Error> {
     let name = hash_secret(token);
     let secret = base64url(&random::<SECRET_BYTES>()?);
     let stored = session_object::open(ctx, &name, &hash_secret(&secret)).await?;

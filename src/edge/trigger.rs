@@ -8,8 +8,9 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use worker::wasm_bindgen::JsValue;
-use worker::{Context, Date, Delay, Headers, Request, Response, ResponseBuilder};
+use worker::{Context, Date, Delay, Headers, Response, ResponseBuilder};
 
+use super::http::Req;
 use super::http::{read_body_held, HeldBody};
 use super::proxy::{forward_call, new_abort, prepare, relay, relayed_headers, send, Call};
 use super::{audit, key_client, lease, Ctx, Incoming, Reply};
@@ -33,7 +34,7 @@ use crate::core::time::format_time;
 use crate::core::Error;
 
 /// The `Idempotency-Key` of a job trigger, if it carries one (other routes ignore the header).
-pub fn idempotency_key(req: &Request, route: &Forward<'_>) -> Option<String> {
+pub fn idempotency_key(req: &Req, route: &Forward<'_>) -> Option<String> {
     if route.job_run {
         req.headers().get(IDEMPOTENCY_KEY).ok().flatten()
     } else {
@@ -116,7 +117,7 @@ async fn refused_early(
 async fn idempotent(
     ctx: &Ctx,
     wctx: &Context,
-    req: &Request,
+    req: &Req,
     need: &Need<'_>,
     call: &Call<'_>,
     idempotency_key: &str,
@@ -229,7 +230,7 @@ fn noted(result: Result<Reply, Error>, note: Option<&'static str>) -> Result<Rep
 /// Carries out what the object decided for an idempotent attempt.
 async fn run_once(
     ctx: &Ctx,
-    req: &Request,
+    req: &Req,
     call: &Call<'_>,
     slot: &str,
     fp: &str,
