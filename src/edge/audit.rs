@@ -86,7 +86,7 @@ pub async fn record(ctx: &Ctx, mut change: Change) -> Result<(), Error> {
 fn stamp(ctx: &Ctx, change: &mut Change) {
     change.at = ctx.now;
     change.request_id = ctx.request_id.clone();
-    change.nonce = ctx.nonce.clone();
+    change.nonce = ctx.nonce();
     change.client_ip = ctx.client_ip.clone();
 }
 

@@ -27,7 +27,7 @@ pub async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         config,
         request_id: format!("cron-{}", event.schedule() as u64),
         // Notices carry their own dedup; nothing else is recorded by a run.
-        nonce: format!("cron-{}", event.schedule() as u64),
+        nonce: std::cell::OnceCell::from(format!("cron-{}", event.schedule() as u64)),
         now: (now_ms / 1000) as i64,
         client_ip: None,
     };

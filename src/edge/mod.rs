@@ -77,8 +77,9 @@ pub(crate) struct Ctx {
     pub config: Config,
     pub request_id: String,
     /// Drawn by the gateway for this request, whatever `X-Request-Id` the client sent: seeds the
-    /// ids of the changes it records (see [`crate::core::events::Change::nonce`]).
-    pub nonce: String,
+    /// ids of the changes it records (see [`crate::core::events::Change::nonce`]). Drawn when
+    /// first asked for ([`Ctx::nonce`]): most requests record no change.
+    pub nonce: std::cell::OnceCell<String>,
     /// Unix seconds, read once per request.
     pub now: i64,
     /// `CF-Connecting-IP`, for the audit trail and IP allowlists.
@@ -96,6 +97,11 @@ impl Ctx {
             now: self.now,
             client_ip: self.client_ip.clone(),
         }
+    }
+
+    /// This request's nonce, drawn on first use.
+    pub fn nonce(&self) -> String {
+        self.nonce.get_or_init(http::new_request_id).clone()
     }
 
     /// The client's address, for `allowed_ips`; `None` when absent or unreadable.
@@ -287,7 +293,7 @@ async fn handle(incoming: Incoming<'_>, env: Env, wctx: &Context, request_id: &s
         env,
         config,
         request_id: request_id.to_owned(),
-        nonce: http::new_request_id(),
+        nonce: std::cell::OnceCell::new(),
         now: (Date::now().as_millis() / 1000) as i64,
         client_ip: req.headers().get(CLIENT_IP).ok().flatten(),
     };

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::future::{select, Either};
 use worker::wasm_bindgen::JsValue;
 use worker::{
-    AbortController, Delay, Fetch, Headers, Method, Request, RequestInit, Response, ResponseBody,
+    AbortController, Delay, Fetch, Method, Request, RequestInit, Response, ResponseBody,
     ResponseBuilder,
 };
 
@@ -151,12 +151,14 @@ pub(super) async fn send(
     body_sha256: Option<String>,
     abort: Abort,
 ) -> Result<Response, Error> {
+    // One copy made by the runtime, then the dropped names deleted from it: each header crosses
+    // into Rust once (its name), not name and value out and back in again.
     let incoming = req.headers();
-    let headers = Headers::new();
+    let headers = incoming.clone();
     let connection = incoming.get(CONNECTION).ok().flatten();
-    for (name, value) in incoming.entries() {
-        if !drop_request_header(&name, connection.as_deref()) {
-            let _ = headers.append(&name, &value);
+    for name in incoming.keys() {
+        if drop_request_header(&name, connection.as_deref()) {
+            let _ = headers.delete(&name);
         }
     }
     let record = call.record;
@@ -246,9 +248,13 @@ pub(super) fn relayed_headers(upstream: &Response) -> Vec<(String, String)> {
 /// the gateway may still add to (a fetched response's own headers are immutable).
 pub(super) fn relay(upstream: Response) -> Response {
     let status = upstream.status_code();
-    let headers = Headers::new();
-    for (name, value) in relayed_headers(&upstream) {
-        let _ = headers.append(&name, &value);
+    // A copy made by the runtime, the dropped names deleted (as for the request's headers).
+    let headers = upstream.headers().clone();
+    let connection = headers.get(CONNECTION).ok().flatten();
+    for name in upstream.headers().keys() {
+        if drop_response_header(&name, connection.as_deref()) {
+            let _ = headers.delete(&name);
+        }
     }
     let builder = ResponseBuilder::new()
         .with_status(status)
