@@ -42,15 +42,24 @@ fn headers_json() -> Headers {
 /// The incoming request as the runtime hands it over. The `worker` crate's own `Request` reads
 /// `request.cf` into Rust on every conversion (about 5% of the isolate's time in the profile);
 /// keygate reads only headers, the raw method and URL, and the body, all through this.
-pub struct Req(pub web_sys::Request);
+pub struct Req {
+    req: web_sys::Request,
+    /// Its headers object, fetched once (each `request.headers` is a crossing of its own).
+    headers: web_sys::Headers,
+}
 
 impl Req {
+    pub fn new(req: web_sys::Request) -> Req {
+        let headers = req.headers();
+        Req { req, headers }
+    }
+
     pub fn headers(&self) -> Headers {
-        Headers(self.0.headers())
+        Headers(self.headers.clone())
     }
 
     pub fn inner(&self) -> &web_sys::Request {
-        &self.0
+        &self.req
     }
 }
 

@@ -43,6 +43,9 @@ mod trigger;
 mod user_log;
 mod webhooks;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use http::Req;
 use worker::{console_log, event, web_sys, Context, Date, Env, Response};
 
@@ -74,7 +77,8 @@ const MAX_CONFIG_ERRORS_LOGGED: usize = 8;
 /// What one request's glue needs: bindings, configuration, its id and the time.
 pub(crate) struct Ctx {
     pub env: Env,
-    pub config: Config,
+    /// Parsed once per isolate ([`load_config`]).
+    pub config: Rc<Config>,
     pub request_id: String,
     /// Drawn by the gateway for this request, whatever `X-Request-Id` the client sent: seeds the
     /// ids of the changes it records (see [`crate::core::events::Change::nonce`]). Drawn when
@@ -181,7 +185,7 @@ impl Outcome {
 
 #[event(fetch)]
 pub async fn fetch(req: web_sys::Request, env: Env, wctx: Context) -> worker::Result<Response> {
-    let req = Req(req);
+    let req = Req::new(req);
     let started = Date::now().as_millis();
     let request_id = accept_request_id(
         req.headers()
@@ -202,16 +206,18 @@ pub async fn fetch(req: web_sys::Request, env: Env, wctx: Context) -> worker::Re
         // Refused before any storage read: guessing costs the guesser, not the gateway.
         Some(retry_after) => Outcome::of(Err(Error::TooManyFailedAttempts { retry_after })),
         None => {
-            let limiter = env.rate_limiter(AUTH_FAILURES_BINDING).ok();
             let incoming = Incoming {
                 req: &req,
                 method: &method,
                 path,
                 query,
             };
-            let mut outcome = handle(incoming, env, &wctx, &request_id).await;
+            // The binding is looked up only for a failure (a crossing saved on every success).
+            let limiter = || env.rate_limiter(AUTH_FAILURES_BINDING).ok();
+            let mut outcome = handle(incoming, env.clone(), &wctx, &request_id, &client_ip).await;
             if let Err(e) = &outcome.result {
                 if throttle::counts_as_failure(e) {
+                    let limiter = limiter();
                     outcome.result =
                         throttle::record_failure(limiter, client_ip.as_deref(), started, e.clone())
                             .await;
@@ -267,7 +273,13 @@ enum Routed<'a> {
 
 /// Path, route, configuration, then the caller, in the order of docs/CONTRACT.md section 2;
 /// every access decision is [`access`]'s, this only fetches the facts it needs.
-async fn handle(incoming: Incoming<'_>, env: Env, wctx: &Context, request_id: &str) -> Outcome {
+async fn handle(
+    incoming: Incoming<'_>,
+    env: Env,
+    wctx: &Context,
+    request_id: &str,
+    client_ip: &Option<String>,
+) -> Outcome {
     let Incoming {
         req,
         method,
@@ -295,7 +307,7 @@ async fn handle(incoming: Incoming<'_>, env: Env, wctx: &Context, request_id: &s
         request_id: request_id.to_owned(),
         nonce: std::cell::OnceCell::new(),
         now: (Date::now().as_millis() / 1000) as i64,
-        client_ip: req.headers().get(CLIENT_IP).ok().flatten(),
+        client_ip: client_ip.clone(),
     };
     let route = match routed {
         Routed::Api(route) => route,
@@ -413,9 +425,23 @@ async fn key_request(
     out.with(result)
 }
 
-pub(crate) fn load_config(env: &Env) -> Result<Config, Error> {
-    Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))
-        .map_err(|e| config_error(e.0))
+thread_local! {
+    /// The configuration, read and checked once per isolate: vars are fixed for a deployed
+    /// version (a new one starts new isolates), and reading a dozen of them across the JS
+    /// boundary on every request showed in the profile. A bad configuration is not kept: each
+    /// request reads it again (and is answered 503).
+    static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
+}
+
+pub(crate) fn load_config(env: &Env) -> Result<Rc<Config>, Error> {
+    if let Some(config) = CONFIG.with(|c| c.borrow().clone()) {
+        return Ok(config);
+    }
+    let config = Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))
+        .map(Rc::new)
+        .map_err(|e| config_error(e.0))?;
+    CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
+    Ok(config)
 }
 
 /// A configuration problem (a var, or a secret such as the assertion's signing key): each one
