@@ -7,6 +7,7 @@
 //! - [`auth`]: the `Authorization` header and the admin token comparison.
 //! - [`cidr`]: IP allowlists: CIDR blocks parsed, canonicalised, matched.
 //! - [`cache`]: the in-isolate cache of key records.
+//! - [`cap`]: the cap on live keys per user: a new key, a roll, an imported key's roll.
 //! - [`config`]: vars and their defaults.
 //! - [`error`]: the one error type and its JSON body.
 //! - [`events`]: one change to a key, rendered as an audit entry and a webhook event.
@@ -43,6 +44,7 @@ pub mod assertion;
 pub mod auditlog;
 pub mod auth;
 pub mod cache;
+pub mod cap;
 pub mod cidr;
 pub mod config;
 pub mod error;

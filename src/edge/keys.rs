@@ -1,6 +1,6 @@
 //! `/v1/me` and the key-management routes (docs/CONTRACT.md section 4). Every rule (who may
-//! list, ownership, no escalation, what a roll copies, the cap per user) is
-//! [`crate::core::access`]'s; this reads and writes storage around it.
+//! list, ownership, no escalation, what a roll copies) is [`crate::core::access`]'s, the cap
+//! per user [`crate::core::cap`]'s; this reads and writes storage around it.
 
 use futures_util::future::join_all;
 use serde::Serialize;
@@ -10,6 +10,7 @@ use super::http::Req;
 use super::http::{json, random, read_body};
 use super::{audit, key_client, lease, roll, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
+use crate::core::cap;
 use crate::core::events::{Change, ChangeKind};
 use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
@@ -157,7 +158,7 @@ async fn create(
     // user's trail); counted once the request is valid and allowed; the admin is not counted.
     take_change(ctx, caller).await?;
     let live = store::count_live(ctx, &new.user_id, max).await?;
-    access::may_add_key(live.count, max)?;
+    cap::may_add_key(live.count, max)?;
     let (key, hash, record) = mint(ctx, new, &live, max).await?;
     let change = Change::new(
         ChangeKind::Created,

@@ -10,6 +10,7 @@ use super::keys::{
 };
 use super::{audit, key_client, lease, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
+use crate::core::cap;
 use crate::core::events::{Change, ChangeKind};
 use crate::core::policy::{policy_changes, with_object_suspension};
 use crate::core::record::apply_roll_to_old;
@@ -48,7 +49,7 @@ pub(super) async fn roll(
     let live = store::count_live(ctx, &new.user_id, max + 1).await?;
     // For a moment the user holds both keys: one over the cap, as `roll_cap` allows (an
     // imported key's roll is never refused by it).
-    let cap = access::roll_cap(old.imported.is_some(), live.count, max)?;
+    let cap = cap::roll_cap(old.imported.is_some(), live.count, max)?;
     let (key, new_hash, new_record) = mint(ctx, new, &live, cap).await?;
     let mut rolled = old;
     apply_roll_to_old(&mut rolled, roll.grace_seconds, ctx.now);
