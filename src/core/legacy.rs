@@ -164,32 +164,45 @@ pub fn is_handle(handle: &str) -> bool {
 pub enum Check {
     Match,
     Mismatch,
-    /// A PBKDF2 hash: derive these bytes (the glue), then [`pbkdf2_matches`].
+    /// A PBKDF2 hash: derive with these (the glue), then [`pbkdf2_matches`] against `expected`.
     Pbkdf2 {
         iterations: u32,
         salt: String,
+        expected: [u8; PBKDF2_LEN],
     },
 }
 
-/// `key` against the record's stored hash. `upgraded`: the key's SHA-256 (hex), stored after its
-/// first successful PBKDF2 check; when present it decides, and PBKDF2 never runs again.
-pub fn check(stored: &StoredHash, upgraded: Option<&str>, key: &str, prefix: &str) -> Check {
-    let verdict = |ok: bool| if ok { Check::Match } else { Check::Mismatch };
-    if let Some(sha256) = upgraded {
-        let mine = hex::encode(Sha256::digest(key.as_bytes()));
-        return verdict(bool::from(mine.as_bytes().ct_eq(sha256.as_bytes())));
+fn verdict(ok: bool) -> Check {
+    if ok {
+        Check::Match
+    } else {
+        Check::Mismatch
     }
+}
+
+/// `key` against the record's stored hash.
+pub fn check(stored: &StoredHash, key: &str, prefix: &str) -> Check {
     match stored {
         StoredHash::Sha512(h) => verdict(bool::from(Sha512::digest(key).as_slice().ct_eq(h))),
         StoredHash::PlainSha512(h) => verdict(bool::from(salted::<Sha512>(key, prefix).ct_eq(h))),
         StoredHash::PlainSha256(h) => verdict(bool::from(salted::<Sha256>(key, prefix).ct_eq(h))),
         StoredHash::Pbkdf2 {
-            iterations, salt, ..
+            iterations,
+            salt,
+            derived,
         } => Check::Pbkdf2 {
             iterations: *iterations,
             salt: salt.clone(),
+            expected: *derived,
         },
     }
+}
+
+/// `key` against the SHA-256 (hex) stored after its first successful PBKDF2 check: once there,
+/// it alone decides and PBKDF2 never runs again.
+pub fn check_upgraded(sha256: &str, key: &str) -> Check {
+    let mine = hex::encode(Sha256::digest(key.as_bytes()));
+    verdict(bool::from(mine.as_bytes().ct_eq(sha256.as_bytes())))
 }
 
 /// Whether a stored hash is PBKDF2 (the only scheme that is ever upgraded).
@@ -205,10 +218,10 @@ pub fn check_stored(
     key: &str,
     prefix: &str,
 ) -> Result<Check, HashProblem> {
-    if upgraded.is_some() {
-        return Ok(check(&StoredHash::Sha512([0; 64]), upgraded, key, prefix));
+    match upgraded {
+        Some(sha256) => Ok(check_upgraded(sha256, key)),
+        None => Ok(check(&StoredHash::parse(hashed_key)?, key, prefix)),
     }
-    Ok(check(&StoredHash::parse(hashed_key)?, None, key, prefix))
 }
 
 /// The salted variants' digest: the key followed by its prefix.
@@ -221,11 +234,8 @@ fn salted<D: Digest>(key: &str, prefix: &str) -> Vec<u8> {
 }
 
 /// The derived bytes of a presented key against the stored ones, in constant time.
-pub fn pbkdf2_matches(stored: &StoredHash, derived: &[u8]) -> bool {
-    match stored {
-        StoredHash::Pbkdf2 { derived: d, .. } => bool::from(d.as_slice().ct_eq(derived)),
-        _ => false,
-    }
+pub fn pbkdf2_matches(expected: &[u8; PBKDF2_LEN], derived: &[u8]) -> bool {
+    bool::from(expected.as_slice().ct_eq(derived))
 }
 
 /// The SHA-256 (hex) stored with a key once its PBKDF2 check has succeeded.
@@ -405,13 +415,13 @@ mod tests {
             format!("plain_sha256$${}", hex::encode(salted256)),
         ] {
             let h = StoredHash::parse(&stored).unwrap();
-            assert_eq!(check(&h, None, KEY, PREFIX), Check::Match, "{stored}");
-            assert_eq!(check(&h, None, other, PREFIX), Check::Mismatch, "{stored}");
+            assert_eq!(check(&h, KEY, PREFIX), Check::Match, "{stored}");
+            assert_eq!(check(&h, other, PREFIX), Check::Mismatch, "{stored}");
         }
         // The salted variants hash key then prefix: the unsalted digest does not match them.
         let unsalted = format!("plain_sha512$${}", hex::encode(Sha512::digest(KEY)));
         let h = StoredHash::parse(&unsalted).unwrap();
-        assert_eq!(check(&h, None, KEY, PREFIX), Check::Mismatch);
+        assert_eq!(check(&h, KEY, PREFIX), Check::Mismatch);
     }
 
     #[test]
@@ -428,16 +438,17 @@ mod tests {
         );
         let h = StoredHash::parse(&stored).unwrap();
         assert_eq!(
-            check(&h, None, KEY, PREFIX),
+            check(&h, KEY, PREFIX),
             Check::Pbkdf2 {
                 iterations: 1000,
-                salt: "s4lt".into()
+                salt: "s4lt".into(),
+                expected: derived,
             }
         );
-        assert!(pbkdf2_matches(&h, &pbkdf2_sha256(KEY, "s4lt", 1000)));
-        assert!(!pbkdf2_matches(&h, &pbkdf2_sha256(KEY, "s4lt", 999)));
+        assert!(pbkdf2_matches(&derived, &pbkdf2_sha256(KEY, "s4lt", 1000)));
+        assert!(!pbkdf2_matches(&derived, &pbkdf2_sha256(KEY, "s4lt", 999)));
         assert!(!pbkdf2_matches(
-            &h,
+            &derived,
             &pbkdf2_sha256("Ab12Cd34.x", "s4lt", 1000)
         ));
     }
@@ -448,18 +459,21 @@ mod tests {
             "pbkdf2_sha256$1000000$s4lt${}",
             Base64::encode_string(&[1u8; 32])
         );
-        let h = StoredHash::parse(&stored).unwrap();
         let up = upgrade_hash(KEY);
-        assert_eq!(check(&h, Some(&up), KEY, PREFIX), Check::Match);
         assert_eq!(
-            check(
-                &h,
-                Some(&up),
-                "Ab12Cd34.q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHj",
-                PREFIX
-            ),
-            Check::Mismatch
+            check_stored(&stored, Some(&up), KEY, PREFIX),
+            Ok(Check::Match)
         );
+        let other = "Ab12Cd34.q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHj";
+        assert_eq!(
+            check_stored(&stored, Some(&up), other, PREFIX),
+            Ok(Check::Mismatch)
+        );
+        // Not yet upgraded, the same key would need its PBKDF2 check.
+        assert!(matches!(
+            check_stored(&stored, None, KEY, PREFIX),
+            Ok(Check::Pbkdf2 { .. })
+        ));
     }
 
     #[test]

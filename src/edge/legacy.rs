@@ -10,7 +10,7 @@ use worker::{console_log, Date};
 use super::{key_client, store, subtle, Ctx};
 use crate::core::legacy::{
     check_stored, handle, is_pbkdf2, pbkdf2_engine, pbkdf2_matches, pbkdf2_sha256, upgrade_hash,
-    Check, Engine, StoredHash,
+    Check, Engine,
 };
 use crate::core::record::KeyRecord;
 use crate::core::Error;
@@ -76,10 +76,14 @@ async fn checked(
     key: &str,
     prefix: &str,
 ) -> Result<(), Error> {
-    let (iterations, salt) = match verdict(ctx, handle, record, key, prefix).await? {
+    let (iterations, salt, expected) = match verdict(ctx, handle, record, key, prefix).await? {
         Check::Match => return Ok(()),
         Check::Mismatch => return Err(Error::InvalidApiKey),
-        Check::Pbkdf2 { iterations, salt } => (iterations, salt),
+        Check::Pbkdf2 {
+            iterations,
+            salt,
+            expected,
+        } => (iterations, salt, expected),
     };
     let started = Date::now().as_millis();
     let engine = pbkdf2_engine(iterations);
@@ -96,10 +100,7 @@ async fn checked(
         Date::now().as_millis().saturating_sub(started),
         serde_json::Value::from(ctx.request_id.as_str()),
     );
-    let hashed_key = record.imported.as_ref().map(|i| i.hashed_key.as_str());
-    let stored =
-        StoredHash::parse(hashed_key.unwrap_or_default()).map_err(|_| Error::InvalidApiKey)?;
-    if !pbkdf2_matches(&stored, &derived) {
+    if !pbkdf2_matches(&expected, &derived) {
         return Err(Error::InvalidApiKey);
     }
     // Best effort: unstored, the next call runs the check again.
