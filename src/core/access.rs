@@ -103,7 +103,11 @@ pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
             permission: None,
             workspace: None,
         },
-        Route::CreateSettingsSession | Route::ImportKeys => Need {
+        Route::CreateSettingsSession
+        | Route::ImportKeys
+        | Route::ListPools
+        | Route::Pool(..)
+        | Route::PoolUsage(..) => Need {
             admin: true,
             key: false,
             permission: None,

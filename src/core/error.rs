@@ -37,6 +37,11 @@ pub enum Error {
     RateLimited { retry_after: u64 },
     /// 429 `quota_exceeded`, with `Retry-After` to the end of the quota's period.
     QuotaExceeded { retry_after: u64 },
+    /// 429 `pool_rate_limited`, with `Retry-After`: a pool the request counts against (its
+    /// user's or its workspace's, docs/CONTRACT.md section 17) is over its rate limit.
+    PoolRateLimited { retry_after: u64 },
+    /// 429 `pool_quota_exceeded`, with `Retry-After` to the end of the pool quota's period.
+    PoolQuotaExceeded { retry_after: u64 },
     /// 404 `not_found`.
     NotFound,
     /// 405 `method_not_allowed`, with the `Allow` header value.
@@ -112,6 +117,8 @@ impl Error {
             Error::TooManyFailedAttempts { .. }
             | Error::RateLimited { .. }
             | Error::QuotaExceeded { .. }
+            | Error::PoolRateLimited { .. }
+            | Error::PoolQuotaExceeded { .. }
             | Error::TooManyIdempotencyKeys { .. }
             | Error::TooManyChanges { .. }
             | Error::KeyCheckInProgress { .. } => 429,
@@ -156,6 +163,8 @@ impl Error {
             Error::DisabledApiKey => "disabled_api_key",
             Error::IpNotAllowed => "ip_not_allowed",
             Error::QuotaExceeded { .. } => "quota_exceeded",
+            Error::PoolRateLimited { .. } => "pool_rate_limited",
+            Error::PoolQuotaExceeded { .. } => "pool_quota_exceeded",
             Error::WorkspaceForbidden => "workspace_forbidden",
             Error::PermissionDenied(_) => "permission_denied",
             Error::RateLimited { .. } => "rate_limited",
@@ -205,6 +214,13 @@ impl Error {
             Error::WorkspaceForbidden => "The API key does not grant access to this workspace.",
             Error::PermissionDenied(why) => why,
             Error::RateLimited { .. } => "The API key's rate limit is exceeded; retry later.",
+            Error::PoolRateLimited { .. } => {
+                "A shared limit (the user's or the workspace's pool) is exceeded; retry later."
+            }
+            Error::PoolQuotaExceeded { .. } => {
+                "A shared job-run quota (the user's or the workspace's pool) is used up for this \
+                 period; retry after the period ends."
+            }
             Error::NotFound => "No such resource.",
             Error::MethodNotAllowed(_) => "This method is not allowed on this path.",
             Error::InvalidPath => {
@@ -275,6 +291,8 @@ impl Error {
             Error::TooManyFailedAttempts { retry_after }
             | Error::RateLimited { retry_after }
             | Error::QuotaExceeded { retry_after }
+            | Error::PoolRateLimited { retry_after }
+            | Error::PoolQuotaExceeded { retry_after }
             | Error::TooManyIdempotencyKeys { retry_after }
             | Error::TooManyChanges { retry_after }
             | Error::KeyCheckInProgress { retry_after } => Some((*retry_after).max(1)),

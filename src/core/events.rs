@@ -33,6 +33,10 @@ pub enum ChangeKind {
     SessionCreated,
     /// A settings link was used: the session's cookie was set.
     SessionOpened,
+    /// A shared limit was created, replaced or deleted (section 17).
+    PoolCreated,
+    PoolUpdated,
+    PoolDeleted,
 }
 
 impl ChangeKind {
@@ -53,6 +57,9 @@ impl ChangeKind {
             ChangeKind::QuotaExhausted => "quota.exhausted",
             ChangeKind::SessionCreated => "settings_session.created",
             ChangeKind::SessionOpened => "settings_session.opened",
+            ChangeKind::PoolCreated => "pool.created",
+            ChangeKind::PoolUpdated => "pool.updated",
+            ChangeKind::PoolDeleted => "pool.deleted",
         }
     }
 
@@ -146,6 +153,9 @@ pub struct Change {
     /// What changed, for people (a key's summary fields, a roll's new key id, ...). Never a
     /// key, a hash or a session secret.
     pub details: Value,
+    /// A workspace pool's change (section 17): the workspace's trail, not a user's (`user_id`
+    /// is then empty and shown as `null`).
+    pub workspace_id: Option<String>,
     /// Set when the change must be published once however often it is noticed (an expiry
     /// warning seen by every Cron run); otherwise the id is drawn from the request's nonce.
     pub dedup: Option<String>,
@@ -164,6 +174,23 @@ impl Change {
             client_ip: None,
             details: Value::Object(Map::new()),
             dedup: None,
+            workspace_id: None,
+        }
+    }
+
+    /// A change in a workspace's trail (a workspace pool's, section 17).
+    pub fn for_workspace(kind: ChangeKind, actor: Actor, workspace_id: &str) -> Self {
+        Change {
+            workspace_id: Some(workspace_id.to_owned()),
+            ..Change::new(kind, actor, "", None)
+        }
+    }
+
+    /// `user_id` as shown: `null` for a workspace's change.
+    fn shown_user(&self) -> Value {
+        match self.workspace_id {
+            Some(_) => Value::Null,
+            None => Value::from(self.user_id.as_str()),
         }
     }
 
@@ -216,7 +243,10 @@ impl Change {
         m.insert("action".into(), Value::from(self.kind.name()));
         m.insert("at".into(), Value::from(format_time(self.at)));
         m.insert("actor".into(), self.actor.to_json());
-        m.insert("user_id".into(), Value::from(self.user_id.as_str()));
+        m.insert("user_id".into(), self.shown_user());
+        if self.workspace_id.is_some() {
+            m.insert("workspace_id".into(), opt(&self.workspace_id));
+        }
         m.insert("key_id".into(), opt(&self.key_id));
         m.insert("request_id".into(), Value::from(self.request_id.as_str()));
         m.insert("client_ip".into(), opt(&self.client_ip));
@@ -227,7 +257,10 @@ impl Change {
     /// The webhook event body (section 14): `{id, type, created_at, data}`.
     pub fn event(&self) -> Event {
         let mut data = Map::new();
-        data.insert("user_id".into(), Value::from(self.user_id.as_str()));
+        data.insert("user_id".into(), self.shown_user());
+        if self.workspace_id.is_some() {
+            data.insert("workspace_id".into(), opt(&self.workspace_id));
+        }
         data.insert("key_id".into(), opt(&self.key_id));
         data.insert("actor".into(), self.actor.to_json());
         match self.kind {

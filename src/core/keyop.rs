@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::error::Error;
 use super::idempotency::{frame, unframe, Begin, IdemRecord, StoredResponse};
 use super::keystate::Hit;
+use super::pool::{PoolFigures, PoolGrant, PoolLimits, PoolRun};
 use super::quota::{Quota, RunCount, RunVerdict};
 use super::ratelimit::RateLimit;
 use super::usage::Series;
@@ -41,10 +42,21 @@ pub enum Op {
     TakeRun,
     /// Take or free the slot of an imported key's PBKDF2 check (docs/CONTRACT.md section 15).
     CheckSlot,
+    /// Give back one run a trigger took but did not use (a pool refused it after, or the
+    /// key's quota did after its pools'): docs/CONTRACT.md section 17.
+    RefundRun,
+    /// A pool's object (section 17): set or clear the pool's limits.
+    PoolSet,
+    /// A pool's object: tokens of its rate limit (one request, or an isolate's lease).
+    PoolTake,
+    /// A pool's object: one run of its quota.
+    PoolRun,
+    /// A pool's object: its figures for `GET /v1/pools/...`.
+    PoolStatus,
 }
 
 impl Op {
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 16] = [
         Op::Hit,
         Op::HitBegin,
         Op::Complete,
@@ -56,6 +68,11 @@ impl Op {
         Op::Series,
         Op::TakeRun,
         Op::CheckSlot,
+        Op::RefundRun,
+        Op::PoolSet,
+        Op::PoolTake,
+        Op::PoolRun,
+        Op::PoolStatus,
     ];
 
     /// The path of the operation in calls to the object (the only table of them).
@@ -72,6 +89,11 @@ impl Op {
             Op::Series => "/series",
             Op::TakeRun => "/take-run",
             Op::CheckSlot => "/check-slot",
+            Op::RefundRun => "/refund-run",
+            Op::PoolSet => "/pool/set",
+            Op::PoolTake => "/pool/take",
+            Op::PoolRun => "/pool/run",
+            Op::PoolStatus => "/pool/status",
         }
     }
 
@@ -213,6 +235,40 @@ pub struct SlotAnswer {
     pub retry_after: u64,
 }
 impl Message for SlotAnswer {}
+
+/// Gives back one run of the current period (never below zero, never to a past period).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundRun {}
+operation!(RefundRun => Op::RefundRun, Ack);
+
+/// Sets a pool's limits in its object (`None`: the pool is deleted and stops applying).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolSet {
+    pub limits: Option<PoolLimits>,
+}
+operation!(PoolSet => Op::PoolSet, Ack);
+
+/// Up to `want` tokens of a pool's rate limit, at most one `lease_ms` of it; `refused`: the
+/// requests the asking isolate refused from its cache since its last call (usage series).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolTake {
+    pub want: u32,
+    pub lease_ms: u64,
+    #[serde(default)]
+    pub refused: u32,
+}
+operation!(PoolTake => Op::PoolTake, PoolGrant);
+impl Message for PoolGrant {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolRunAsk {}
+operation!(PoolRunAsk => Op::PoolRun, PoolRun);
+impl Message for PoolRun {}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStatusQuery {}
+operation!(PoolStatusQuery => Op::PoolStatus, PoolFigures);
+impl Message for PoolFigures {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ran {

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::pool::PoolLimits;
 use super::quota::{Quota, RunCount, RunVerdict};
 use super::ratelimit::{gcra_take, Decision, RateLimit};
 use super::usage::{Count, Usage};
@@ -42,6 +43,10 @@ pub struct KeyState {
     /// Job triggers counted against the key's quota in its current period.
     #[serde(default)]
     pub runs: RunCount,
+    /// A pool's object only: the pool's limits, authoritative over KV's copy (docs/CONTRACT.md
+    /// section 17; [`super::pool::PoolState`]). `None` in a key's object, or a deleted pool's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<PoolLimits>,
 }
 
 /// What the object answers for one authenticated request.

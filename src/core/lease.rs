@@ -335,6 +335,15 @@ impl LeaseTable {
         e.refused_until_ms = sent_ms.saturating_add(decision.retry_after_secs * 1000);
     }
 
+    /// Holds a cached over-limit refusal of `key` no later than `until_ms`. A pool's refusal is
+    /// held at most one lease period (docs/CONTRACT.md section 17): a pool deleted or raised
+    /// meanwhile is then asked again, where a key's refusal is held to its `Retry-After`.
+    pub fn hold_refusal_until(&mut self, key: &str, until_ms: u64) {
+        if let Some(e) = self.entries.get_mut(key) {
+            e.refused_until_ms = e.refused_until_ms.min(until_ms);
+        }
+    }
+
     /// The refusals to report with the next call to the key's object (and forgets them here:
     /// a call that fails loses them, as the contract says).
     pub fn refusals_to_report(&mut self, key: &str) -> u32 {
@@ -493,6 +502,32 @@ mod tests {
         let mut dead = LeaseTable::default();
         dead.granted("k", &Hit::Revoked, 1_000, LEASE, true);
         assert_eq!(dead.known_refusal("k", 9_999_999), Some(Hit::Revoked));
+    }
+
+    #[test]
+    fn a_pools_refusal_is_held_at_most_one_lease_period() {
+        let mut t = LeaseTable::default();
+        let refused = Hit::Counted {
+            decision: Decision {
+                allowed: false,
+                limit: 5,
+                remaining: 0,
+                reset_secs: 60,
+                retry_after_secs: 30,
+            },
+            expires_at: None,
+            granted: 0,
+        };
+        t.granted("pool:user:u", &refused, 1_000, LEASE, true);
+        t.hold_refusal_until("pool:user:u", 1_000 + LEASE);
+        assert!(t.known_refusal("pool:user:u", 1_999).is_some());
+        assert_eq!(
+            t.known_refusal("pool:user:u", 2_000),
+            None,
+            "asked again after one lease period, not after its 30 s Retry-After"
+        );
+        t.hold_refusal_until("unknown", 5);
+        assert!(t.is_empty() || t.len() == 1, "an unknown entry is not made");
     }
 
     #[test]

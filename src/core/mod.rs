@@ -27,6 +27,7 @@
 //! - [`names`]: header, binding and secret names.
 //! - [`permission`]: the permission vocabulary.
 //! - [`policy`]: key policies (section 13): their fields, `PATCH`, and never widening.
+//! - [`pool`]: shared limits per user and per workspace (section 17): names, body, directory.
 //! - [`quota`]: job-trigger quotas: UTC calendar periods and the exact count.
 //! - [`ratelimit`]: `rate_limit` values and GCRA arithmetic.
 //! - [`record`]: the stored key model and its summary.
@@ -65,6 +66,7 @@ pub mod log;
 pub mod names;
 pub mod permission;
 pub mod policy;
+pub mod pool;
 pub mod quota;
 pub mod ratelimit;
 pub mod record;

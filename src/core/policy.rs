@@ -73,7 +73,7 @@ fn parse_allowed_ips(v: &Value, errors: &mut FieldErrors) -> Option<Vec<String>>
     Some(out)
 }
 
-fn parse_quota(v: &Value, errors: &mut FieldErrors) -> Option<Quota> {
+pub(super) fn parse_quota(v: &Value, errors: &mut FieldErrors) -> Option<Quota> {
     let rule = format!(
         "must be {{\"runs\": 1-{MAX_QUOTA_RUNS}, \"period\": \"day\" or \"month\"}}, or null"
     );

@@ -111,6 +111,17 @@ impl RunCount {
         }
     }
 
+    /// Gives back one run counted in the period holding `now` (a trigger that took it was then
+    /// refused elsewhere, docs/CONTRACT.md section 17). A count of a past period is left: it no
+    /// longer counts anyway.
+    pub fn refund(&mut self, now: i64) {
+        if let Some(period) = self.period {
+            if self.start == period.start(now) {
+                self.used = self.used.saturating_sub(1);
+            }
+        }
+    }
+
     /// Counts one run under `quota` at `now`, or refuses it when the period's runs are spent.
     pub fn take(&mut self, quota: &Quota, now: i64) -> RunVerdict {
         let used = self.used(quota, now);
@@ -145,6 +156,30 @@ mod tests {
 
     fn t(s: &str) -> i64 {
         parse_time(s).unwrap()
+    }
+
+    #[test]
+    fn a_refund_gives_back_one_run_of_the_current_period_only() {
+        let q = Quota {
+            runs: 2,
+            period: Period::Day,
+        };
+        let now = t("2026-12-03T10:00:00Z");
+        let mut c = RunCount::default();
+        c.refund(now);
+        assert_eq!(c, RunCount::default(), "nothing to give back");
+        c.take(&q, now);
+        c.take(&q, now);
+        assert!(!c.take(&q, now).allowed);
+        c.refund(now);
+        assert_eq!(c.used(&q, now), 1);
+        assert!(c.take(&q, now).allowed, "the refunded run is usable again");
+        c.refund(now + 86_400);
+        assert_eq!(c.used, 2, "a past period's count is left alone");
+        c.refund(now);
+        c.refund(now);
+        c.refund(now);
+        assert_eq!(c.used, 0, "never below zero");
     }
 
     #[test]

@@ -137,28 +137,7 @@ pub fn parse_create(body: &[u8], now: i64, default_rate: RateLimit) -> Result<Ne
     };
     let rate_limit = match map.get("rate_limit") {
         None | Some(Value::Null) => Some(default_rate),
-        Some(v) => match serde_json::from_value::<RateLimitBody>(v.clone()) {
-            Ok(b) => {
-                let rl = RateLimit {
-                    requests: b.requests,
-                    window_seconds: b.window_seconds,
-                };
-                if rl.is_valid() {
-                    Some(rl)
-                } else {
-                    push(&mut errors, "rate_limit", &rate_limit_rule());
-                    None
-                }
-            }
-            Err(_) => {
-                push(
-                    &mut errors,
-                    "rate_limit",
-                    &format!("must be an object: {}", rate_limit_rule()),
-                );
-                None
-            }
-        },
+        Some(v) => parse_rate_limit(v, &mut errors),
     };
     match (user_id, name, workspaces, permissions, rate_limit) {
         (Some(user_id), Some(name), Some(workspaces), Some(permissions), Some(rate_limit))
@@ -176,6 +155,32 @@ pub fn parse_create(body: &[u8], now: i64, default_rate: RateLimit) -> Result<Ne
             })
         }
         _ => Err(Error::Validation(errors)),
+    }
+}
+
+/// A `rate_limit` field's value (a key's or a pool's), or its problem in `errors`.
+pub(super) fn parse_rate_limit(v: &Value, errors: &mut FieldErrors) -> Option<RateLimit> {
+    match serde_json::from_value::<RateLimitBody>(v.clone()) {
+        Ok(b) => {
+            let rl = RateLimit {
+                requests: b.requests,
+                window_seconds: b.window_seconds,
+            };
+            if rl.is_valid() {
+                Some(rl)
+            } else {
+                push(errors, "rate_limit", &rate_limit_rule());
+                None
+            }
+        }
+        Err(_) => {
+            push(
+                errors,
+                "rate_limit",
+                &format!("must be an object: {}", rate_limit_rule()),
+            );
+            None
+        }
     }
 }
 
@@ -331,6 +336,8 @@ const MAX_CURSOR_LEN: usize = 1024;
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ListQuery {
     pub user_id: Option<String>,
+    /// `GET /v1/audit-events` only: a workspace's trail (docs/CONTRACT.md section 17).
+    pub workspace_id: Option<String>,
     pub limit: u64,
     pub cursor: Option<String>,
 }
@@ -345,6 +352,12 @@ pub fn parse_list_query(query: Option<&str>) -> Result<ListQuery, Error> {
         match k.as_ref() {
             "user_id" if is_user_id(&v) => q.user_id = Some(v.into_owned()),
             "user_id" => push(&mut errors, "user_id", &user_id_rule()),
+            "workspace_id" if is_workspace_id(&v) => q.workspace_id = Some(v.into_owned()),
+            "workspace_id" => push(
+                &mut errors,
+                "workspace_id",
+                &format!("must be 1-{MAX_WORKSPACE_LEN} characters of A-Z a-z 0-9 _ -"),
+            ),
             "limit" => match v.parse::<u64>() {
                 Ok(n) if (1..=MAX_LIST_LIMIT).contains(&n) => q.limit = n,
                 _ => push(

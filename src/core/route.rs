@@ -7,6 +7,7 @@
 
 use super::error::Error;
 use super::permission::{PERM_JOBS_RUN, PERM_WORKSPACES_READ};
+use super::pool::PoolKind;
 
 pub const PREFIX_DEVELOPERS: &str = "/developers/workspaces";
 pub const PATH_HEALTH: &str = "/healthz";
@@ -19,6 +20,8 @@ pub const PATH_AUDIT_EVENTS: &str = "/v1/audit-events";
 pub const PATH_LEAKS: &str = "/v1/leaks";
 /// `POST`, admin only: the platform's existing keys (docs/CONTRACT.md section 15).
 pub const PATH_IMPORT: &str = "/v1/api-keys/import";
+/// Shared limits (docs/CONTRACT.md section 17): `/v1/pools` and `/v1/pools/{kind}/{id}`.
+pub const PATH_POOLS: &str = "/v1/pools";
 /// `POST` by the admin: opens a session and answers its link.
 pub const PATH_SESSIONS: &str = "/v1/settings-sessions";
 /// Longest workspace id (`[A-Za-z0-9_-]{1,64}`).
@@ -164,6 +167,13 @@ pub enum Route<'a> {
     CreateSettingsSession,
     /// `POST /v1/api-keys/import` (admin only): the platform's existing keys (section 15).
     ImportKeys,
+    /// `GET /v1/pools` (admin only): the pools, paged (section 17).
+    ListPools,
+    /// `GET`, `PUT` or `DELETE /v1/pools/{users|workspaces}/{id}` (admin only); the method is
+    /// the request's.
+    Pool(PoolKind, &'a str),
+    /// `GET /v1/pools/{users|workspaces}/{id}/usage` (admin only).
+    PoolUsage(PoolKind, &'a str),
     /// A `/developers/...` call for the origin.
     Forward(Forward<'a>),
 }
@@ -213,6 +223,8 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
         PATH_LEAKS => only(&["POST"], "POST", Route::Leaks),
         // Before the `{id}` routes: `import` is not a key id.
         PATH_IMPORT => only(&["POST"], "POST", Route::ImportKeys),
+        PATH_POOLS => only(&["GET", "HEAD"], ALLOW_READ, Route::ListPools),
+        _ if trimmed.starts_with(PATH_POOLS) => resolve_pool(method, &trimmed[PATH_POOLS.len()..]),
         PATH_KEYS => match method {
             "POST" => Ok(Route::CreateKey),
             "GET" | "HEAD" => Ok(Route::ListKeys),
@@ -235,6 +247,24 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Route<'a>, Error> {
                 Some(_) => Err(Error::NotFound),
             }
         }
+    }
+}
+
+/// `rest` is what follows `/v1/pools`: `/{users|workspaces}/{id}[/usage]`. The id's shape is
+/// checked by the handler (400, not 404: the path names a pool, with an unusable id).
+fn resolve_pool<'a>(method: &str, rest: &'a str) -> Result<Route<'a>, Error> {
+    let rest = rest.strip_prefix('/').ok_or(Error::NotFound)?;
+    let (kind, after) = rest.split_once('/').ok_or(Error::NotFound)?;
+    let kind = PoolKind::from_segment(kind).ok_or(Error::NotFound)?;
+    match after.split_once('/') {
+        None if after.is_empty() => Err(Error::NotFound),
+        None => match method {
+            "GET" | "HEAD" | "PUT" | "DELETE" => Ok(Route::Pool(kind, after)),
+            _ => Err(Error::MethodNotAllowed("GET, HEAD, PUT, DELETE")),
+        },
+        Some((id, "usage")) if is_read(method) => Ok(Route::PoolUsage(kind, id)),
+        Some((_, "usage")) => Err(Error::MethodNotAllowed(ALLOW_READ)),
+        Some(_) => Err(Error::NotFound),
     }
 }
 

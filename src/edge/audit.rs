@@ -41,12 +41,31 @@ pub fn webhooks_configured(ctx: &Ctx) -> bool {
     url.is_some_and(|u| !u.is_empty()) && ctx.env.secret(WEBHOOK_SECRET).is_ok()
 }
 
-fn stub(ctx: &Ctx, user_id: &str) -> Result<Stub, Error> {
+/// The object holding a user's trail.
+fn user_trail(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+/// The object holding a workspace's trail (its pool's changes, docs/CONTRACT.md section 17).
+/// User ids may hold `:`, so the prefixes differ in more than the name: `workspace/`.
+fn workspace_trail(workspace_id: &str) -> String {
+    format!("workspace/{workspace_id}")
+}
+
+/// The trail a change belongs to.
+fn trail_of(change: &Change) -> String {
+    match &change.workspace_id {
+        Some(ws) => workspace_trail(ws),
+        None => user_trail(&change.user_id),
+    }
+}
+
+fn stub(ctx: &Ctx, trail: &str) -> Result<Stub, Error> {
     let fail = |_| ctx.unavailable(CAUSE);
     ctx.env
         .durable_object(USER_LOG_BINDING)
         .map_err(fail)?
-        .id_from_name(&format!("user:{user_id}"))
+        .id_from_name(trail)
         .map_err(fail)?
         .get_stub()
         .map_err(fail)
@@ -54,7 +73,7 @@ fn stub(ctx: &Ctx, user_id: &str) -> Result<Stub, Error> {
 
 async fn call<Q: Serialize, A: DeserializeOwned>(
     ctx: &Ctx,
-    user_id: &str,
+    trail: &str,
     op: &str,
     question: &Q,
 ) -> Result<A, Error> {
@@ -63,7 +82,7 @@ async fn call<Q: Serialize, A: DeserializeOwned>(
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
     let req = Request::new_with_init(&format!("{DO_URL}{op}"), &init).map_err(fail)?;
-    let mut resp = stub(ctx, user_id)?
+    let mut resp = stub(ctx, trail)?
         .fetch_with_request(req)
         .await
         .map_err(fail)?;
@@ -100,7 +119,13 @@ pub async fn record_many(ctx: &Ctx, user_id: &str, changes: Vec<Change>) -> Resu
             appended(ctx, &change)
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let answer: AppendedMany = call(ctx, user_id, OP_APPEND_MANY, &AppendMany { changes }).await?;
+    let answer: AppendedMany = call(
+        ctx,
+        &user_trail(user_id),
+        OP_APPEND_MANY,
+        &AppendMany { changes },
+    )
+    .await?;
     Ok(answer.stored)
 }
 
@@ -122,7 +147,7 @@ fn appended(ctx: &Ctx, change: &Change) -> Result<Append, Error> {
 /// Records a change whose time, request id and IP are already set.
 async fn append(ctx: &Ctx, change: &Change) -> Result<bool, Error> {
     let q = appended(ctx, change)?;
-    let answer: Appended = call(ctx, &change.user_id, OP_APPEND, &q).await?;
+    let answer: Appended = call(ctx, &trail_of(change), OP_APPEND, &q).await?;
     Ok(answer.stored)
 }
 
@@ -146,7 +171,7 @@ pub async fn admit_key(
         max,
         now: ctx.now,
     };
-    let answer: Admitted = call(ctx, user_id, OP_ADMIT, &q).await?;
+    let answer: Admitted = call(ctx, &user_trail(user_id), OP_ADMIT, &q).await?;
     if answer.admitted {
         Ok(())
     } else {
@@ -161,23 +186,29 @@ pub async fn retire_key(ctx: &Ctx, user_id: &str, key_id: &str, expires_at: Opti
         key_id: key_id.to_owned(),
         expires_at,
     };
-    let _: Result<Admitted, Error> = call(ctx, user_id, OP_RETIRE, &q).await;
+    let _: Result<Admitted, Error> = call(ctx, &user_trail(user_id), OP_RETIRE, &q).await;
 }
 
 /// Takes one of the day's key changes of `user_id`'s keys and settings sessions; 429
 /// `too_many_changes` past [`crate::core::auditlog::MAX_CHANGES_PER_USER_PER_DAY`].
 pub async fn take_change(ctx: &Ctx, user_id: &str) -> Result<(), Error> {
-    let answer: Admitted = call(ctx, user_id, OP_TAKE_CHANGE, &TakeChange { now: ctx.now }).await?;
+    let answer: Admitted = call(
+        ctx,
+        &user_trail(user_id),
+        OP_TAKE_CHANGE,
+        &TakeChange { now: ctx.now },
+    )
+    .await?;
     match answer.retry_after {
         Some(retry_after) if !answer.admitted => Err(Error::TooManyChanges { retry_after }),
         _ => Ok(()),
     }
 }
 
-/// A user's audit trail, newest first: entries and the cursor of the next page.
-pub async fn list(
+/// One page of a trail, newest first.
+async fn list_trail(
     ctx: &Ctx,
-    user_id: &str,
+    trail: &str,
     cursor: Option<&str>,
     limit: u32,
 ) -> Result<(Vec<Value>, Option<String>), Error> {
@@ -192,15 +223,30 @@ pub async fn list(
         start,
         limit: limit as usize,
     };
-    let page: Page = call(ctx, user_id, OP_LIST, &q).await?;
+    let page: Page = call(ctx, trail, OP_LIST, &q).await?;
     Ok((page.results, page.next_cursor))
 }
 
 /// `GET /v1/audit-events`: the admin names a user, a key sees its own user's trail only.
 pub async fn events(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Value, Error> {
     let q = parse_list_query(query)?;
-    let user_id = access::list_user(caller, q.user_id)?;
-    let (mut results, next) = list(ctx, &user_id, q.cursor.as_deref(), q.limit as u32).await?;
+    let trail = match (q.workspace_id, caller) {
+        // A workspace's trail (its pool's changes, section 17): the admin's alone.
+        (Some(_), _) if q.user_id.is_some() => {
+            return Err(Error::field(
+                "workspace_id",
+                "name a user or a workspace, not both",
+            ))
+        }
+        (Some(ws), Caller::Admin) => workspace_trail(&ws),
+        (Some(_), _) => {
+            return Err(Error::PermissionDenied(
+                "Only the admin token may read a workspace's audit trail.",
+            ))
+        }
+        (None, _) => user_trail(&access::list_user(caller, q.user_id)?),
+    };
+    let (mut results, next) = list_trail(ctx, &trail, q.cursor.as_deref(), q.limit as u32).await?;
     if !matches!(caller, Caller::Admin) {
         results = results.into_iter().map(for_user).collect();
     }

@@ -8,8 +8,8 @@ use worker::{Method, Request, RequestInit, Stub};
 use super::Ctx;
 use crate::core::idempotency::{Begin, StoredResponse};
 use crate::core::keyop::{
-    decode, encode, hit_query, CheckSlot, Complete, Expire, HitBegin, Op, Operation, Revoke, Run,
-    SeriesQuery, SetDisabled, Suspension, TakeRun, UsageQuery, HIT_ANSWER_HEADER,
+    decode, encode, hit_query, CheckSlot, Complete, Expire, HitBegin, Op, Operation, RefundRun,
+    Revoke, Run, SeriesQuery, SetDisabled, Suspension, TakeRun, UsageQuery, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::Hit;
 use crate::core::names::KEY_STATE_BINDING;
@@ -37,7 +37,11 @@ fn stub(ctx: &Ctx, key_id: &str) -> Result<Stub, Error> {
 }
 
 /// Asks the key's object one question; its answer comes back typed.
-async fn call<O: Operation>(ctx: &Ctx, key_id: &str, question: O) -> Result<O::Answer, Error> {
+pub(super) async fn call<O: Operation>(
+    ctx: &Ctx,
+    key_id: &str,
+    question: O,
+) -> Result<O::Answer, Error> {
     let fail = |_| ctx.unavailable(CAUSE);
     let stub = stub(ctx, key_id)?;
     let bytes = encode(question)?;
@@ -152,6 +156,13 @@ pub async fn free_check_slot(ctx: &Ctx, key_id: &str, failed: bool) {
 /// [`KeyRecord::quota_counter`]), against the key's own `quota`.
 pub async fn take_run(ctx: &Ctx, counter: &str, quota: Quota) -> Result<RunVerdict, Error> {
     call(ctx, counter, TakeRun { quota }).await
+}
+
+/// Gives back one run of the key's quota (`counter`: [`KeyRecord::quota_counter`]) that a
+/// trigger took and a pool then refused. Best effort: a run not given back errs on the safe
+/// side.
+pub async fn refund_run(ctx: &Ctx, counter: &str) {
+    let _ = call(ctx, counter, RefundRun {}).await;
 }
 
 /// Runs of `record`'s quota used in the current period, from the object that counts them.

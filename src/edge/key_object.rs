@@ -23,10 +23,12 @@ use crate::core::idempotency::{
 };
 use crate::core::keyop::{
     decode, encode, parse_hit_query, Ack, CheckSlot, Complete, Expire, HitBegin, HitBegun, Message,
-    Op, Ran, Revoke, Run, SetDisabled, SlotAnswer, Suspension, TakeRun, Usage, HIT_ANSWER_HEADER,
+    Op, PoolSet, PoolTake, Ran, Revoke, Run, SetDisabled, SlotAnswer, Suspension, TakeRun, Usage,
+    HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::{Hit, KeyState};
 use crate::core::legacy;
+use crate::core::pool::PoolState;
 use crate::core::ratelimit::RateLimit;
 use crate::core::route::split_url;
 use crate::core::usage::Count;
@@ -315,6 +317,44 @@ impl KeyStateObject {
                     },
                 })
             }
+            Op::RefundRun => {
+                let mut s = self.load().await?;
+                let before = s.runs;
+                s.runs.refund((now_ms() / 1000) as i64);
+                if s.runs != before {
+                    self.save(s).await?;
+                }
+                answer(Ack {})
+            }
+            Op::PoolSet => {
+                let q: PoolSet = question(&bytes)?;
+                let mut s = self.load().await?;
+                s.set_pool(q.limits);
+                self.save(s).await?;
+                answer(Ack {})
+            }
+            Op::PoolTake => {
+                let q: PoolTake = question(&bytes)?;
+                let mut s = self.load().await?;
+                let before = s.clone();
+                let now = now_ms();
+                s.usage.add(Count::Refused, q.refused, now);
+                let grant = s.pool_grant(q.want, q.lease_ms, now);
+                if s != before {
+                    self.save(s).await?;
+                }
+                answer(grant)
+            }
+            Op::PoolRun => {
+                let mut s = self.load().await?;
+                let before = s.clone();
+                let run = s.pool_run((now_ms() / 1000) as i64);
+                if s != before {
+                    self.save(s).await?;
+                }
+                answer(run)
+            }
+            Op::PoolStatus => answer(self.load().await?.pool_figures(now_ms())),
             Op::TakeRun => {
                 let q: TakeRun = question(&bytes)?;
                 let mut s = self.load().await?;

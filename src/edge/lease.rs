@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use worker::{Context, Date, Delay};
 
-use super::{key_client, Ctx};
+use super::{key_client, pool_gate, Ctx};
 use crate::core::keystate::Hit;
 use crate::core::lease::{batch_cap, LeaseTable, Take};
+use crate::core::ratelimit::RateLimit;
 use crate::core::record::KeyRecord;
 use crate::core::Error;
 
@@ -47,41 +48,114 @@ impl Path {
     }
 }
 
+/// Whose allowance is leased: a key's (its object holds its allowance under the record's limit)
+/// or a pool's (its object holds the pool's limits, docs/CONTRACT.md section 17). Their ids
+/// never collide in the one table: a pool's is its storage name, `pool:...`.
+#[derive(Clone, Copy)]
+pub enum Subject<'a> {
+    Key(&'a KeyRecord),
+    Pool(&'a pool_gate::Leased),
+}
+
+/// A [`Subject`] kept for a background renewal, which outlives the request.
+enum Owned {
+    Key(KeyRecord),
+    Pool(pool_gate::Leased),
+}
+
+impl Owned {
+    fn subject(&self) -> Subject<'_> {
+        match self {
+            Owned::Key(record) => Subject::Key(record),
+            Owned::Pool(p) => Subject::Pool(p),
+        }
+    }
+}
+
+impl<'a> Subject<'a> {
+    fn owned(self) -> Owned {
+        match self {
+            Subject::Key(record) => Owned::Key(record.clone()),
+            Subject::Pool(p) => Owned::Pool(p.clone()),
+        }
+    }
+
+    fn id(self) -> &'a str {
+        match self {
+            Subject::Key(record) => &record.id,
+            Subject::Pool(p) => &p.name,
+        }
+    }
+
+    fn limit(self) -> RateLimit {
+        match self {
+            Subject::Key(record) => record.rate_limit,
+            Subject::Pool(p) => p.limit,
+        }
+    }
+
+    async fn ask(self, ctx: &Ctx, want: u32, refused: u32) -> Result<Hit, Error> {
+        match self {
+            Subject::Key(record) => key_client::hit(ctx, record, want, refused).await,
+            Subject::Pool(p) => pool_gate::ask(ctx, p, want, refused).await,
+        }
+    }
+
+    /// After an answer: a pool's refusal is held at most one lease period.
+    fn after_answer(self, table: &mut LeaseTable, sent_ms: u64, lease_ms: u64) {
+        if let Subject::Pool(p) = self {
+            table.hold_refusal_until(&p.name, sent_ms.saturating_add(lease_ms));
+        }
+    }
+}
+
 /// The key object's verdict on one request, from this isolate's lease when it holds one.
 pub async fn decide(ctx: &Ctx, wctx: &Context, record: &KeyRecord) -> Result<(Hit, Path), Error> {
+    decide_for(ctx, wctx, Subject::Key(record)).await
+}
+
+/// The verdict of `subject`'s object on one request, from this isolate's lease when it holds
+/// one.
+pub async fn decide_for(
+    ctx: &Ctx,
+    wctx: &Context,
+    subject: Subject<'_>,
+) -> Result<(Hit, Path), Error> {
     let lease_ms = ctx.config.lease_ms;
     if lease_ms == 0 {
-        return Ok((key_client::hit(ctx, record, 1, 0).await?, Path::Exact));
+        return Ok((subject.ask(ctx, 1, 0).await?, Path::Exact));
     }
-    let cap = batch_cap(record.rate_limit, lease_ms);
+    let cap = batch_cap(subject.limit(), lease_ms);
+    let id = subject.id();
     for _ in 0..MAX_WAITS {
         let now = Date::now().as_millis();
-        let take = LEASES.with(|t| t.borrow_mut().take(&record.id, now, lease_ms, cap));
+        let take = LEASES.with(|t| t.borrow_mut().take(id, now, lease_ms, cap));
         match take {
             Take::Decided { verdict, renew } => {
                 let Some(want) = renew else {
                     return Ok((verdict, Path::Local));
                 };
                 let detached = ctx.detached();
-                let record = record.clone();
+                let owned = subject.owned();
                 wctx.wait_until(async move {
-                    renew_now(&detached, &record, want, now).await;
+                    renew_now(&detached, owned.subject(), want, now).await;
                 });
                 return Ok((verdict, Path::LocalRenewing));
             }
             Take::Wait => pause().await,
             Take::Ask { want } => {
-                let refused = LEASES.with(|t| t.borrow_mut().refusals_to_report(&record.id));
-                let answer = key_client::hit(ctx, record, want, refused).await;
+                let refused = LEASES.with(|t| t.borrow_mut().refusals_to_report(id));
+                let answer = subject.ask(ctx, want, refused).await;
                 return LEASES.with(|t| {
                     let mut t = t.borrow_mut();
                     match answer {
-                        Ok(answer) => Ok((
-                            t.granted(&record.id, &answer, now, lease_ms, true),
-                            Path::Asked,
-                        )),
+                        Ok(answer) => {
+                            let verdict = t.granted(id, &answer, now, lease_ms, true);
+                            subject.after_answer(&mut t, now, lease_ms);
+                            Ok((verdict, Path::Asked))
+                        }
                         Err(e) => {
-                            t.failed(&record.id);
+                            t.failed(id);
                             Err(e)
                         }
                     }
@@ -94,16 +168,18 @@ pub async fn decide(ctx: &Ctx, wctx: &Context, record: &KeyRecord) -> Result<(Hi
 
 /// A background renewal: the object's answer joins the lease; a failure leaves the lease to
 /// serve until its deadline (then requests ask, and fail closed if the object is still down).
-async fn renew_now(ctx: &Ctx, record: &KeyRecord, want: u32, sent_ms: u64) {
-    let refused = LEASES.with(|t| t.borrow_mut().refusals_to_report(&record.id));
-    let answer = key_client::hit(ctx, record, want, refused).await;
+async fn renew_now(ctx: &Ctx, subject: Subject<'_>, want: u32, sent_ms: u64) {
+    let id = subject.id();
+    let refused = LEASES.with(|t| t.borrow_mut().refusals_to_report(id));
+    let answer = subject.ask(ctx, want, refused).await;
     LEASES.with(|t| {
         let mut t = t.borrow_mut();
         match answer {
             Ok(answer) => {
-                t.granted(&record.id, &answer, sent_ms, ctx.config.lease_ms, false);
+                t.granted(id, &answer, sent_ms, ctx.config.lease_ms, false);
+                subject.after_answer(&mut t, sent_ms, ctx.config.lease_ms);
             }
-            Err(_) => t.failed(&record.id),
+            Err(_) => t.failed(id),
         }
     });
 }

@@ -32,6 +32,8 @@ mod keys;
 mod leaks;
 mod lease;
 mod legacy;
+mod pool_gate;
+mod pools;
 mod proxy;
 mod roll;
 mod session_object;
@@ -346,6 +348,14 @@ async fn handle(
                     settings::create(&ctx, req).await
                 }
                 Ok(()) if route == Route::ImportKeys => imports::import(&ctx, req).await,
+                Ok(())
+                    if matches!(
+                        route,
+                        Route::ListPools | Route::Pool(..) | Route::PoolUsage(..)
+                    ) =>
+                {
+                    pools::manage(&ctx, req, method, query, &route).await
+                }
                 Ok(()) => keys::manage(&ctx, req, query, &route, &Caller::Admin, None).await,
                 Err(e) => Err(e),
             })
@@ -390,7 +400,7 @@ async fn key_request(
         if let (true, Some(quota)) = (fwd.job_run, record.policy.quota) {
             // A quota is exact: each trigger is counted by the key's object, not a lease.
             let (decision, result) =
-                trigger::quota_trigger(ctx, incoming, need, &record, quota).await;
+                trigger::quota_trigger(ctx, wctx, incoming, need, &record, quota).await;
             out.decision = decision;
             return out.with(result);
         }
@@ -415,7 +425,14 @@ async fn key_request(
     }
     let result = match route {
         Route::Me => keys::me(ctx, &record).await.map(Reply::from),
-        Route::Forward(fwd) => proxy::forward(ctx, incoming, fwd, &record).await,
+        Route::Forward(fwd) => {
+            let (decision, pooled) = pool_gate::admit(ctx, wctx, &record, fwd, out.decision).await;
+            out.decision = decision;
+            match pooled {
+                Ok(()) => proxy::forward(ctx, incoming, fwd, &record).await,
+                Err(e) => Err(e),
+            }
+        }
         _ => {
             let expiry = access::object_expiry(&verdict);
             let caller = Caller::Key(&record);

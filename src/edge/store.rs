@@ -8,6 +8,9 @@
 //!   (docs/CONTRACT.md section 15): apart from the record, so that writing it can never undo a
 //!   change made to the record meanwhile. Never expires.
 //!
+//! - `pool:<kind>:<id>`: a shared limit, [`Pool`] (JSON), docs/CONTRACT.md section 17. Never
+//!   expires; its object holds the limits that apply ([`crate::core::pool`]).
+//!
 //! All three expire 30 days after `expires_at`, except an imported key's (kept, so that an import
 //! of the same dump finds it). Any KV failure becomes 503 (fail closed).
 
@@ -20,6 +23,7 @@ use worker::kv::KvStore;
 use super::Ctx;
 use crate::core::cache::RecordCache;
 use crate::core::names::KV_BINDING;
+use crate::core::pool::{Pool, PoolRef, POOL_PREFIX};
 use crate::core::record::{KeyMeta, KeyRecord};
 use crate::core::Error;
 
@@ -375,4 +379,66 @@ pub async fn list_user(
         page.cursor.filter(|c| !c.is_empty())
     };
     Ok((records, next))
+}
+
+/// A pool's definition. `edge_cached` reads (the request path, once per `LEASE_MS` per isolate,
+/// see [`crate::core::pool::PoolDirectory`]) may come from the location's KV cache.
+pub async fn pool(ctx: &Ctx, pool: &PoolRef, edge_cached: bool) -> Result<Option<Pool>, Error> {
+    let mut get = kv(ctx)?.get(&pool.storage_name());
+    let ttl = ctx.config.kv_cache_ttl;
+    if edge_cached && ttl > 0 {
+        get = get.cache_ttl(ttl);
+    }
+    get.json::<Pool>()
+        .await
+        .map_err(|_| ctx.unavailable("kv_read"))
+}
+
+pub async fn put_pool(ctx: &Ctx, pool: &Pool) -> Result<(), Error> {
+    let value = serde_json::to_string(pool).map_err(|_| Error::Internal)?;
+    let store = kv(ctx)?;
+    put_entry::<()>(
+        ctx,
+        &store,
+        &pool.pool_ref().storage_name(),
+        &value,
+        None,
+        None,
+    )
+    .await
+}
+
+pub async fn delete_pool(ctx: &Ctx, pool: &PoolRef) -> Result<(), Error> {
+    kv(ctx)?
+        .delete(&pool.storage_name())
+        .await
+        .map_err(|_| ctx.unavailable("kv_write"))
+}
+
+/// One page of the pools, in name order, and the cursor of the next page.
+pub async fn list_pools(
+    ctx: &Ctx,
+    limit: u64,
+    cursor: Option<String>,
+) -> Result<(Vec<Pool>, Option<String>), Error> {
+    let page = list_page(ctx, POOL_PREFIX.to_owned(), limit, cursor).await?;
+    let names: Vec<PoolRef> = page
+        .keys
+        .iter()
+        .filter_map(|k| PoolRef::from_storage_name(&k.name))
+        .collect();
+    let reads = join_all(names.iter().map(|p| pool(ctx, p, false))).await;
+    let mut pools = Vec::with_capacity(reads.len());
+    for r in reads {
+        // Deleted between the listing and the read: not listed.
+        if let Some(p) = r? {
+            pools.push(p);
+        }
+    }
+    let next = if page.list_complete {
+        None
+    } else {
+        page.cursor.filter(|c| !c.is_empty())
+    };
+    Ok((pools, next))
 }

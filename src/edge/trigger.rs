@@ -13,7 +13,7 @@ use worker::{Context, Date, Delay, Headers, Response, ResponseBuilder};
 use super::http::Req;
 use super::http::{read_body_held, HeldBody};
 use super::proxy::{forward_call, new_abort, prepare, relay, relayed_headers, send, Call};
-use super::{audit, key_client, lease, Ctx, Incoming, Reply};
+use super::{audit, key_client, lease, pool_gate, Ctx, Incoming, Reply};
 use crate::core::access::{self, Need};
 use crate::core::assertion::body_sha256;
 use crate::core::events::{Actor, Change, ChangeKind};
@@ -136,7 +136,28 @@ async fn idempotent(
     let client = ctx.client_addr();
     let allowed = access::decide_key(call.record, ctx.now, &verdict, need, client)
         .and_then(|()| access::quota(run.as_ref()));
-    let result = match allowed {
+    let mut decision = access::counted(&verdict);
+    let pooled = match (&allowed, &begun) {
+        (Ok(()), Some(Ok(begin))) => {
+            let new_run = matches!(begin, Begin::Proceed { .. });
+            let (d, pooled) =
+                pool_gate::admit_trigger(ctx, wctx, call.record, need.workspace, decision, new_run)
+                    .await;
+            decision = d;
+            if let (Err(_), Begin::Proceed { attempt }) = (&pooled, begin) {
+                // Refused by a pool: the attempt sends nothing, so a retry starts afresh, and
+                // the key's run goes back (a request a pool refuses spends no key quota).
+                let key_id = &call.record.id;
+                let _ = key_client::idem_complete(ctx, key_id, &slot, &fp, *attempt, None).await;
+                if run.is_some_and(|r| r.allowed) {
+                    key_client::refund_run(ctx, call.record.quota_counter()).await;
+                }
+            }
+            pooled
+        }
+        _ => Ok(Vec::new()),
+    };
+    let result = match allowed.and(pooled.map(|_| ())) {
         Err(e) => Err(e),
         // Allowed, so the object has opened (or found) the record, or refused a new one.
         Ok(()) => match begun {
@@ -156,7 +177,7 @@ async fn idempotent(
         result,
         quota_exhausted(ctx, call.record, run.as_ref()).await,
     );
-    (access::counted(&verdict), result)
+    (decision, result)
 }
 
 /// The job trigger of a key with a `quota` and no `Idempotency-Key` (docs/CONTRACT.md section
@@ -166,6 +187,7 @@ async fn idempotent(
 /// refused without taking a run, and answered in the contract's order once counted.
 pub async fn quota_trigger(
     ctx: &Ctx,
+    wctx: &Context,
     incoming: Incoming<'_>,
     need: &Need<'_>,
     record: &KeyRecord,
@@ -182,14 +204,27 @@ pub async fn quota_trigger(
         Ok(answer) => answer,
         Err(e) => return (None, Err(e)),
     };
-    let result = match access::decide_key(record, ctx.now, &verdict, need, client)
-        .and_then(|()| access::quota(run.as_ref()))
-    {
-        Ok(()) => forward_call(ctx, incoming.req, &call).await,
+    let mut decision = access::counted(&verdict);
+    let allowed = access::decide_key(record, ctx.now, &verdict, need, client)
+        .and_then(|()| access::quota(run.as_ref()));
+    let result = match allowed {
+        Ok(()) => {
+            let (d, pooled) =
+                pool_gate::admit_trigger(ctx, wctx, record, need.workspace, decision, true).await;
+            decision = d;
+            match pooled {
+                Ok(_) => forward_call(ctx, incoming.req, &call).await,
+                Err(e) => {
+                    // A request a pool refuses spends no key quota: its run goes back.
+                    key_client::refund_run(ctx, record.quota_counter()).await;
+                    Err(e)
+                }
+            }
+        }
         Err(e) => Err(e),
     };
     let note = quota_exhausted(ctx, record, run.as_ref()).await;
-    (access::counted(&verdict), noted(result, note))
+    (decision, noted(result, note))
 }
 
 /// When `run` used the last of the key's quota, records [`ChangeKind::QuotaExhausted`], once

@@ -1,0 +1,216 @@
+//! Pools at the edge (docs/CONTRACT.md section 17): which pools a forwarded call counts against
+//! (the isolate's directory, a KV read at most once per `LEASE_MS`), their rate limits decided
+//! from leases exactly as a key's ([`super::lease`]), and their run quotas counted by their
+//! objects on every job trigger (exact). The rules are [`crate::core::pool`]'s.
+
+use std::cell::RefCell;
+
+use worker::{Context, Date};
+
+use super::lease::{self, Subject};
+use super::{key_client, store, Ctx};
+use crate::core::keyop::{PoolRunAsk, PoolTake, RefundRun};
+use crate::core::keystate::Hit;
+use crate::core::pool::{applicable, tightest, PoolDirectory, PoolLimits, PoolRef};
+use crate::core::quota::RunVerdict;
+use crate::core::ratelimit::{Decision, RateLimit};
+use crate::core::record::KeyRecord;
+use crate::core::route::Forward;
+use crate::core::Error;
+
+thread_local! {
+    static DIRECTORY: RefCell<PoolDirectory> = RefCell::new(PoolDirectory::default());
+}
+
+/// A pool's rate limit as leased: its object's name (the lease table's id) and the limit this
+/// isolate last knew (its object applies its own).
+#[derive(Clone)]
+pub struct Leased {
+    pub name: String,
+    pub pool: PoolRef,
+    pub limit: RateLimit,
+}
+
+/// One pool that applies to a request, with the limits this isolate knows for it.
+pub struct Applying {
+    pub pool: PoolRef,
+    pub limits: PoolLimits,
+}
+
+/// The pools a forwarded call of `user_id`'s key naming `workspace` counts against, user's
+/// first. A request no pool applies to reads nothing and builds nothing.
+pub async fn applying(
+    ctx: &Ctx,
+    user_id: &str,
+    workspace: Option<&str>,
+) -> Result<Vec<Applying>, Error> {
+    let mut out = Vec::new();
+    for (kind, id) in applicable(user_id, workspace) {
+        let now = Date::now().as_millis();
+        let known = DIRECTORY.with(|d| d.borrow().get(kind, id, now));
+        let limits = match known {
+            Some(limits) => limits,
+            None => {
+                let pool = PoolRef::parse(kind, id)?;
+                let read = store::pool(ctx, &pool, true).await?.map(|p| p.limits());
+                remember(&pool, read, now, ctx.config.lease_ms);
+                read
+            }
+        };
+        if let Some(limits) = limits {
+            out.push(Applying {
+                pool: PoolRef::parse(kind, id)?,
+                limits,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn remember(pool: &PoolRef, limits: Option<PoolLimits>, now_ms: u64, ttl_ms: u64) {
+    DIRECTORY.with(|d| d.borrow_mut().insert(pool, limits, now_ms, ttl_ms));
+}
+
+/// This isolate created, changed or deleted `pool`: its next request sees it at once.
+pub fn changed_here(ctx: &Ctx, pool: &PoolRef, limits: Option<PoolLimits>) {
+    remember(pool, limits, Date::now().as_millis(), ctx.config.lease_ms);
+    lease::forget(&pool.storage_name());
+}
+
+/// Asks a pool's object for tokens of its rate limit (the lease's call). Its answer carries the
+/// limits it holds, which this isolate's directory takes at once. A pool that no longer has a
+/// rate limit (deleted, or changed to a quota only) answers as a suspended key does: the lease
+/// holds no tokens and asks again after one lease period, and the request is not limited by it.
+pub async fn ask(ctx: &Ctx, leased: &Leased, want: u32, refused: u32) -> Result<Hit, Error> {
+    let question = PoolTake {
+        want,
+        lease_ms: ctx.config.lease_ms,
+        refused,
+    };
+    let grant = key_client::call(ctx, &leased.name, question).await?;
+    remember(
+        &leased.pool,
+        grant.limits,
+        Date::now().as_millis(),
+        ctx.config.lease_ms,
+    );
+    Ok(grant.hit.unwrap_or(Hit::Disabled))
+}
+
+/// The pools' rate limits for one request, after its key's (`key`: the key's decision, for the
+/// `RateLimit-*` headers): each pool's lease decides, the first refusal is 429
+/// `pool_rate_limited`. Returns the tightest allowance that applied, with the result.
+pub async fn rate(
+    ctx: &Ctx,
+    wctx: &Context,
+    pools: &[Applying],
+    key: Option<Decision>,
+) -> (Option<Decision>, Result<(), Error>) {
+    let mut decisions: Vec<Decision> = key.into_iter().collect();
+    for applying in pools {
+        let Some(limit) = applying.limits.rate_limit else {
+            continue;
+        };
+        let leased = Leased {
+            name: applying.pool.storage_name(),
+            pool: applying.pool.clone(),
+            limit,
+        };
+        match lease::decide_for(ctx, wctx, Subject::Pool(&leased)).await {
+            Err(e) => return (tightest(decisions), Err(e)),
+            Ok((Hit::Counted { decision, .. }, _)) if !decision.allowed => {
+                let retry_after = decision.retry_after_secs;
+                return (Some(decision), Err(Error::PoolRateLimited { retry_after }));
+            }
+            Ok((Hit::Counted { decision, .. }, _)) => decisions.push(decision),
+            // No rate limit in the pool's object any more: it does not limit this request.
+            Ok(_) => {}
+        }
+    }
+    (tightest(decisions), Ok(()))
+}
+
+/// One run of each pool with a quota, for a job trigger the key allowed. A refusal gives back
+/// the runs already taken from the other pools and is 429 `pool_quota_exceeded`. The runs
+/// taken come back with their verdicts (for the threshold notices), to be given back with
+/// [`refund`] if the key then refuses the trigger.
+pub async fn take_runs(ctx: &Ctx, pools: &[Applying]) -> Result<Vec<(PoolRef, RunVerdict)>, Error> {
+    let mut taken = Vec::new();
+    for applying in pools.iter().filter(|a| a.limits.quota.is_some()) {
+        let name = applying.pool.storage_name();
+        let answer = match key_client::call(ctx, &name, PoolRunAsk {}).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                refund(ctx, &taken).await;
+                return Err(e);
+            }
+        };
+        match answer.run {
+            Some(run) if !run.allowed => {
+                refund(ctx, &taken).await;
+                return Err(Error::PoolQuotaExceeded {
+                    retry_after: run.retry_after_secs,
+                });
+            }
+            Some(run) => taken.push((applying.pool.clone(), run)),
+            // No quota in the pool's object any more: the trigger takes no run of it.
+            None => {}
+        }
+    }
+    Ok(taken)
+}
+
+/// The pools of a forwarded call the key allowed from its lease (a call that is not a counted
+/// job trigger): their rate limits and, for a job trigger, their runs.
+pub async fn admit(
+    ctx: &Ctx,
+    wctx: &Context,
+    record: &KeyRecord,
+    route: &Forward<'_>,
+    key: Option<Decision>,
+) -> (Option<Decision>, Result<(), Error>) {
+    let pools = match applying(ctx, &record.user_id, route.workspace).await {
+        Ok(pools) if pools.is_empty() => return (key, Ok(())),
+        Ok(pools) => pools,
+        Err(e) => return (key, Err(e)),
+    };
+    let (decision, allowed) = rate(ctx, wctx, &pools, key).await;
+    if allowed.is_err() || !route.job_run {
+        return (decision, allowed);
+    }
+    (decision, take_runs(ctx, &pools).await.map(|_| ()))
+}
+
+/// The pools of a job trigger its key's object allowed (docs/CONTRACT.md section 17): their
+/// rate limits, then, for a new run (not an idempotent replay), one run of each pool with a
+/// quota. `key`: the key's decision, for the `RateLimit-*` headers.
+pub async fn admit_trigger(
+    ctx: &Ctx,
+    wctx: &Context,
+    record: &KeyRecord,
+    workspace: Option<&str>,
+    key: Option<Decision>,
+    new_run: bool,
+) -> (Option<Decision>, Result<Vec<(PoolRef, RunVerdict)>, Error>) {
+    let pools = match applying(ctx, &record.user_id, workspace).await {
+        Ok(pools) if pools.is_empty() => return (key, Ok(Vec::new())),
+        Ok(pools) => pools,
+        Err(e) => return (key, Err(e)),
+    };
+    let (decision, allowed) = rate(ctx, wctx, &pools, key).await;
+    if let Err(e) = allowed {
+        return (decision, Err(e));
+    }
+    if !new_run {
+        return (decision, Ok(Vec::new()));
+    }
+    (decision, take_runs(ctx, &pools).await)
+}
+
+/// Gives back runs taken for a trigger that was then refused. Best effort: a run not given back
+/// errs on the safe side (the quota is used up one run early).
+pub async fn refund(ctx: &Ctx, taken: &[(PoolRef, RunVerdict)]) {
+    for (pool, _) in taken {
+        let _ = key_client::call(ctx, &pool.storage_name(), RefundRun {}).await;
+    }
+}
