@@ -25,6 +25,7 @@
 //! - [`lease`]: leased allowances: an isolate's batches of a key's tokens.
 //! - [`log`]: the per-request log line.
 //! - [`names`]: header, binding and secret names.
+//! - [`notices`]: the system's notices of a key's use: quota threshold and exhaustion, rate limit.
 //! - [`permission`]: the permission vocabulary.
 //! - [`policy`]: key policies (section 13): their fields, `PATCH`, and never widening.
 //! - [`quota`]: job-trigger quotas: UTC calendar periods and the exact count.
@@ -63,6 +64,7 @@ pub mod lease;
 pub mod legacy;
 pub mod log;
 pub mod names;
+pub mod notices;
 pub mod permission;
 pub mod policy;
 pub mod quota;
