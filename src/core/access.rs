@@ -680,6 +680,7 @@ mod tests {
             used: 3,
             retry_after_secs: 42,
             exhausted: None,
+            threshold: None,
         };
         assert_eq!(quota(None), Ok(()));
         assert_eq!(quota(Some(&run(true))), Ok(()));

@@ -1,8 +1,9 @@
 //! What happened to a key, said once: every change (created, rolled, revoked, updated,
 //! disabled, enabled, reported leaked), every settings session opened and every lifecycle
-//! notice (expiring, expired, quota exhausted) is one [`Change`]. The audit trail
-//! (docs/CONTRACT.md section 12) and the webhook events (section 14) are both rendered from it,
-//! so they cannot disagree. A change never holds a key or a key hash.
+//! notice (expiring, expired, a quota's threshold and exhaustion, a rate limit exceeded) is one
+//! [`Change`]. The audit trail (docs/CONTRACT.md section 12) and the webhook events (section
+//! 14) are both rendered from it, so they cannot disagree. A change never holds a key or a key
+//! hash.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -28,7 +29,11 @@ pub enum ChangeKind {
         days: u32,
     },
     Expired,
+    /// A run used [`super::quota::THRESHOLD_PERCENT`] of a period's runs ([`super::notices`]).
+    QuotaThreshold,
     QuotaExhausted,
+    /// A request was refused by its rate limit: at most once per hour ([`super::notices`]).
+    RateLimitExceeded,
     /// The admin issued a settings link for a user (section 11).
     SessionCreated,
     /// A settings link was used: the session's cookie was set.
@@ -54,7 +59,9 @@ impl ChangeKind {
             ChangeKind::Leaked => "key.leaked",
             ChangeKind::Expiring { .. } => "key.expiring",
             ChangeKind::Expired => "key.expired",
+            ChangeKind::QuotaThreshold => "quota.threshold",
             ChangeKind::QuotaExhausted => "quota.exhausted",
+            ChangeKind::RateLimitExceeded => "rate_limit.exceeded",
             ChangeKind::SessionCreated => "settings_session.created",
             ChangeKind::SessionOpened => "settings_session.opened",
             ChangeKind::PoolCreated => "pool.created",

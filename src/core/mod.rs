@@ -25,6 +25,7 @@
 //! - [`lease`]: leased allowances: an isolate's batches of a key's tokens.
 //! - [`log`]: the per-request log line.
 //! - [`names`]: header, binding and secret names.
+//! - [`notices`]: the system's notices of a key's use: quota threshold and exhaustion, rate limit.
 //! - [`permission`]: the permission vocabulary.
 //! - [`policy`]: key policies (section 13): their fields, `PATCH`, and never widening.
 //! - [`pool`]: shared limits per user and per workspace (section 17): names, body, directory.
@@ -64,6 +65,7 @@ pub mod lease;
 pub mod legacy;
 pub mod log;
 pub mod names;
+pub mod notices;
 pub mod permission;
 pub mod policy;
 pub mod pool;

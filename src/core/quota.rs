@@ -8,6 +8,17 @@ use serde::{Deserialize, Serialize};
 /// Largest `runs` accepted (a trigger quota above this is no quota in practice).
 pub const MAX_QUOTA_RUNS: u32 = 100_000_000;
 
+/// The share of a period's runs whose use is reported ahead of exhaustion (`quota.threshold`,
+/// docs/CONTRACT.md section 14): early enough for a user to act before triggers are refused.
+pub const THRESHOLD_PERCENT: u32 = 80;
+
+/// The count whose run crosses [`THRESHOLD_PERCENT`] of `runs`: ceil(runs * 80 / 100), at
+/// least 1 (so with `runs = 1` the threshold and the exhaustion are the same run).
+pub fn threshold_runs(runs: u32) -> u32 {
+    let share = (u64::from(runs) * u64::from(THRESHOLD_PERCENT)).div_ceil(100);
+    u32::try_from(share).unwrap_or(runs).max(1)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Period {
@@ -87,6 +98,10 @@ pub struct RunVerdict {
     /// exhaustion is reported once per period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exhausted: Option<i64>,
+    /// Set on the one run whose count first reaches [`threshold_runs`]: the period's start, so
+    /// the threshold is reported once per period (the same run as `exhausted` when `runs` is 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<i64>,
 }
 
 impl RunCount {
@@ -132,6 +147,7 @@ impl RunCount {
                 used,
                 retry_after_secs,
                 exhausted: None,
+                threshold: None,
             };
         }
         let start = quota.period.start(now);
@@ -145,6 +161,8 @@ impl RunCount {
             used: used + 1,
             retry_after_secs,
             exhausted: (used + 1 == quota.runs).then_some(start),
+            // Counts rise one run at a time, so exactly one run of a period meets it.
+            threshold: (used + 1 == threshold_runs(quota.runs)).then_some(start),
         }
     }
 }
@@ -260,6 +278,74 @@ mod tests {
             period: Period::Day,
         };
         assert!(!c.take(&lower, now).allowed);
+    }
+
+    #[test]
+    fn the_threshold_is_80_percent_rounded_up() {
+        assert_eq!(threshold_runs(1), 1);
+        assert_eq!(threshold_runs(2), 2);
+        assert_eq!(threshold_runs(3), 3);
+        assert_eq!(threshold_runs(5), 4);
+        assert_eq!(threshold_runs(10), 8);
+        assert_eq!(threshold_runs(11), 9);
+        assert_eq!(threshold_runs(MAX_QUOTA_RUNS), 80_000_000);
+        assert_eq!(threshold_runs(0), 1, "never the 0th run");
+    }
+
+    /// The runs (1-based) of one period that carry `threshold` and `exhausted`, over `runs + 3`
+    /// triggers (so refusals are included); and each verdict's `threshold`.
+    fn marks(runs: u32, period: Period, now: i64) -> (Vec<usize>, Vec<usize>, Vec<Option<i64>>) {
+        let q = Quota { runs, period };
+        let mut c = RunCount::default();
+        let verdicts: Vec<RunVerdict> = (0..runs + 3).map(|_| c.take(&q, now)).collect();
+        let at = |f: fn(&RunVerdict) -> Option<i64>| {
+            verdicts
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| f(v).is_some())
+                .map(|(i, _)| i + 1)
+                .collect::<Vec<_>>()
+        };
+        let starts = verdicts.iter().map(|v| v.threshold).collect();
+        (at(|v| v.threshold), at(|v| v.exhausted), starts)
+    }
+
+    #[test]
+    fn one_run_per_period_crosses_the_threshold() {
+        let now = t("2026-05-20T13:00:00Z");
+        let day = t("2026-05-20T00:00:00Z");
+        let month = t("2026-05-01T00:00:00Z");
+        for (runs, threshold, exhausted) in [(1, 1, 1), (2, 2, 2), (5, 4, 5), (10, 8, 10)] {
+            for (period, start) in [(Period::Day, day), (Period::Month, month)] {
+                let (th, ex, starts) = marks(runs, period, now);
+                assert_eq!(th, vec![threshold], "runs={runs} {period:?}");
+                assert_eq!(ex, vec![exhausted], "runs={runs} {period:?}");
+                assert_eq!(starts[threshold - 1], Some(start), "the period's start");
+            }
+        }
+        // A refused run never carries it, and the next period crosses it again.
+        let q = Quota {
+            runs: 5,
+            period: Period::Day,
+        };
+        let mut c = RunCount::default();
+        let today: Vec<_> = (0..8).map(|_| c.take(&q, now)).collect();
+        assert!(today[5..]
+            .iter()
+            .all(|v| !v.allowed && v.threshold.is_none()));
+        let tomorrow = t("2026-05-21T00:00:01Z");
+        let next: Vec<_> = (0..4).map(|_| c.take(&q, tomorrow)).collect();
+        assert_eq!(next[3].threshold, Some(t("2026-05-21T00:00:00Z")));
+        assert!(next[..3].iter().all(|v| v.threshold.is_none()));
+    }
+
+    #[test]
+    fn an_old_object_answer_without_the_marks_still_reads() {
+        let v: RunVerdict =
+            serde_json::from_str(r#"{"allowed":true,"used":1,"retry_after_secs":5}"#).unwrap();
+        assert_eq!((v.exhausted, v.threshold), (None, None));
+        let json = serde_json::to_string(&v).unwrap();
+        assert!(!json.contains("threshold"), "{json}");
     }
 
     #[test]

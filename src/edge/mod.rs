@@ -16,7 +16,7 @@
 //! - [`audit`]: the one place a change is recorded (audit trail and webhook events);
 //!   [`user_log`]: the per-user Durable Object that stores it; [`webhooks`]: the queue
 //!   consumer that delivers its events.
-//! - [`cron`]: the Cron Trigger's expiry notices.
+//! - [`cron`]: the Cron Trigger's expiry notices; [`notices`]: a key's quota and rate-limit ones.
 //! - [`assertion`]: the signed `Keygate-Assertion` and `/.well-known/jwks.json`; [`subtle`]:
 //!   WebCrypto calls.
 //! - [`http`]: responses, randomness, the clock.
@@ -32,6 +32,7 @@ mod keys;
 mod leaks;
 mod lease;
 mod legacy;
+mod notices;
 mod pool_gate;
 mod pools;
 mod proxy;
@@ -365,7 +366,7 @@ async fn handle(
 }
 
 /// A request authenticated by an API key: the record (no storage read for a malformed key),
-/// then the key's object, then [`access::decide_key`], then the route.
+/// then [`key_route`].
 async fn key_request(
     ctx: &Ctx,
     wctx: &Context,
@@ -378,14 +379,32 @@ async fn key_request(
         Ok(record) => record,
         Err(e) => return Outcome::of(Err(e)),
     };
+    let out = key_route(ctx, wctx, incoming, route, need, &record).await;
+    // Every refusal by the key's own rate limit ends here, whichever path decided it (the
+    // lease, the object, a trigger): noticed once an hour per isolate, in the background.
+    if matches!(out.result, Err(Error::RateLimited { .. })) {
+        notices::rate_limited(ctx, wctx, &record);
+    }
+    out
+}
+
+/// The known key's request: its object's verdict, [`access::decide_key`], then the route.
+async fn key_route(
+    ctx: &Ctx,
+    wctx: &Context,
+    incoming: Incoming<'_>,
+    route: &Route<'_>,
+    need: &Need<'_>,
+    record: &KeyRecord,
+) -> Outcome {
     // Identified before the revoked/expired rows, so the log says which key was refused.
-    let mut out = Outcome::for_key(&record);
-    if let Err(e) = access::usable(&record, ctx.now) {
+    let mut out = Outcome::for_key(record);
+    if let Err(e) = access::usable(record, ctx.now) {
         return out.with(Err(e));
     }
     if let Route::Forward(fwd) = route {
         if let Some(idempotency_key) = trigger::idempotency_key(incoming.req, fwd) {
-            if let Some((decision, refusal)) = trigger::refused_here(ctx, need, &record) {
+            if let Some((decision, refusal)) = trigger::refused_here(ctx, need, record) {
                 // Decided here, before the body is read (the log line says `local`).
                 out.lease = Some(lease::Path::Local);
                 out.decision = decision;
@@ -393,22 +412,22 @@ async fn key_request(
             }
             // The job trigger counts the request and opens its idempotency record in one call.
             let (decision, result) =
-                trigger::trigger(ctx, wctx, incoming, need, &record, &idempotency_key).await;
+                trigger::trigger(ctx, wctx, incoming, need, record, &idempotency_key).await;
             out.decision = decision;
             return out.with(result);
         }
         if let (true, Some(quota)) = (fwd.job_run, record.policy.quota) {
             // A quota is exact: each trigger is counted by the key's object, not a lease.
             let (decision, result) =
-                trigger::quota_trigger(ctx, wctx, incoming, need, &record, quota).await;
+                trigger::quota_trigger(ctx, wctx, incoming, need, record, quota).await;
             out.decision = decision;
             return out.with(result);
         }
     }
     let decided = if access::from_lease(route) {
-        lease::decide(ctx, wctx, &record).await
+        lease::decide(ctx, wctx, record).await
     } else {
-        key_client::hit(ctx, &record, 1, 0)
+        key_client::hit(ctx, record, 1, 0)
             .await
             .map(|hit| (hit, lease::Path::Exact))
     };
@@ -420,22 +439,22 @@ async fn key_request(
         Err(e) => return out.with(Err(e)),
     };
     out.decision = access::counted(&verdict);
-    if let Err(e) = access::decide_key(&record, ctx.now, &verdict, need, ctx.client_addr()) {
+    if let Err(e) = access::decide_key(record, ctx.now, &verdict, need, ctx.client_addr()) {
         return out.with(Err(e));
     }
     let result = match route {
-        Route::Me => keys::me(ctx, &record).await.map(Reply::from),
+        Route::Me => keys::me(ctx, record).await.map(Reply::from),
         Route::Forward(fwd) => {
-            let (decision, pooled) = pool_gate::admit(ctx, wctx, &record, fwd, out.decision).await;
+            let (decision, pooled) = pool_gate::admit(ctx, wctx, record, fwd, out.decision).await;
             out.decision = decision;
             match pooled {
-                Ok(()) => proxy::forward(ctx, incoming, fwd, &record).await,
+                Ok(()) => proxy::forward(ctx, incoming, fwd, record).await,
                 Err(e) => Err(e),
             }
         }
         _ => {
             let expiry = access::object_expiry(&verdict);
-            let caller = Caller::Key(&record);
+            let caller = Caller::Key(record);
             keys::manage(ctx, incoming.req, incoming.query, route, &caller, expiry).await
         }
     };

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use worker::{Context, Date};
 
 use super::lease::{self, Subject};
-use super::{key_client, store, Ctx};
+use super::{key_client, notices, store, Ctx};
 use crate::core::keyop::{PoolRunAsk, PoolTake, RefundRun};
 use crate::core::keystate::Hit;
 use crate::core::pool::{applicable, tightest, PoolDirectory, PoolLimits, PoolRef};
@@ -119,6 +119,7 @@ pub async fn rate(
         match lease::decide_for(ctx, wctx, Subject::Pool(&leased)).await {
             Err(e) => return (tightest(decisions), Err(e)),
             Ok((Hit::Counted { decision, .. }, _)) if !decision.allowed => {
+                notices::pool_rate_limited(ctx, wctx, &applying.pool, limit);
                 let retry_after = decision.retry_after_secs;
                 return (Some(decision), Err(Error::PoolRateLimited { retry_after }));
             }
@@ -152,7 +153,20 @@ pub async fn take_runs(ctx: &Ctx, pools: &[Applying]) -> Result<Vec<(PoolRef, Ru
                     retry_after: run.retry_after_secs,
                 });
             }
-            Some(run) => taken.push((applying.pool.clone(), run)),
+            Some(run) => {
+                if let Some(quota) = applying.limits.quota {
+                    // The run is counted and goes ahead; a notice not recorded is only logged.
+                    if let Some(note) =
+                        notices::for_pool_run(ctx, &applying.pool, &quota, &run).await
+                    {
+                        worker::console_log!(
+                            "{}",
+                            serde_json::json!({"level": "error", "request_id": ctx.request_id, "cause": note})
+                        );
+                    }
+                }
+                taken.push((applying.pool.clone(), run));
+            }
             // No quota in the pool's object any more: the trigger takes no run of it.
             None => {}
         }

@@ -13,10 +13,9 @@ use worker::{Context, Date, Delay, Headers, Response, ResponseBuilder};
 use super::http::Req;
 use super::http::{read_body_held, HeldBody};
 use super::proxy::{forward_call, new_abort, prepare, relay, relayed_headers, send, Call};
-use super::{audit, key_client, lease, pool_gate, Ctx, Incoming, Reply};
+use super::{key_client, lease, notices, pool_gate, Ctx, Incoming, Reply};
 use crate::core::access::{self, Need};
 use crate::core::assertion::body_sha256;
-use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::forward::body_fits;
 use crate::core::idempotency::{
     check_idempotency_key, fingerprint_chunks, idempotency_slot, in_flight_lease_ms, remember,
@@ -26,11 +25,10 @@ use crate::core::names::{
     CONTENT_LENGTH, CONTENT_TYPE, IDEMPOTENCY_KEY, IDEMPOTENT_BODY_OMITTED, IDEMPOTENT_REPLAYED,
     JSON_TYPE,
 };
-use crate::core::quota::{Quota, RunVerdict};
+use crate::core::quota::Quota;
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::Forward;
-use crate::core::time::format_time;
 use crate::core::Error;
 
 /// The `Idempotency-Key` of a job trigger, if it carries one (other routes ignore the header).
@@ -175,7 +173,7 @@ async fn idempotent(
     };
     let result = noted(
         result,
-        quota_exhausted(ctx, call.record, run.as_ref()).await,
+        notices::for_run(ctx, call.record, run.as_ref()).await,
     );
     (decision, result)
 }
@@ -223,35 +221,8 @@ pub async fn quota_trigger(
         }
         Err(e) => Err(e),
     };
-    let note = quota_exhausted(ctx, record, run.as_ref()).await;
+    let note = notices::for_run(ctx, record, run.as_ref()).await;
     (decision, noted(result, note))
-}
-
-/// When `run` used the last of the key's quota, records [`ChangeKind::QuotaExhausted`], once
-/// per period (its dedup id is the key and the period's start). A failure to record it is only
-/// noted: the run itself has been counted and goes ahead.
-async fn quota_exhausted(
-    ctx: &Ctx,
-    record: &KeyRecord,
-    run: Option<&RunVerdict>,
-) -> Option<&'static str> {
-    let start = run?.exhausted?;
-    let quota = record.policy.quota?;
-    let mut change = Change::new(
-        ChangeKind::QuotaExhausted,
-        Actor::System,
-        &record.user_id,
-        Some(&record.id),
-    )
-    .with_details(serde_json::json!({
-        "quota": quota,
-        "period_start": format_time(start),
-    }));
-    change.dedup = Some(format!("quota:{}:{start}", record.id));
-    audit::record(ctx, change)
-        .await
-        .err()
-        .map(|_| "audit_quota_exhausted")
 }
 
 /// A successful reply carries `note` for the log line (an error's cause is its own).

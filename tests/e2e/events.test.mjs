@@ -407,6 +407,83 @@ describe("section 14: webhooks through the queue", () => {
     const ev = await deliveredOnce("quota.exhausted", summary.id, key);
     assert.equal(ev.data.user_id, summary.user_id);
     assert.deepEqual(ev.data.actor, { type: "system" });
+    assert.equal(ev.data.percent, 100);
+    // With runs = 1 the one run is also the threshold's: both, the threshold recorded first.
+    const th = await deliveredOnce("quota.threshold", summary.id, key);
+    assert.equal(th.data.percent, 80);
+    const notices = (await trail(gw, summary.user_id)).filter((e) => e.action.startsWith("quota."));
+    assert.deepEqual(notices.map((e) => e.action), ["quota.exhausted", "quota.threshold"], "newest first");
+  });
+
+  it("5 runs of a 5/day quota: one quota.threshold (80) after the 4th, one quota.exhausted (100) after the 5th, in the trail and delivered", async () => {
+    await awayFromEdge(86_400_000, 20_000); // every trigger in one UTC day
+    const { key, summary } = await createKey(gw, { quota: { runs: 5, period: "day" }, permissions: ["jobs:run"] });
+    const run = () => call(gw, "POST", "/developers/workspaces/ws1/jobs/j5/run/", { key, body: {} });
+    const notices = async () => (await trail(gw, summary.user_id)).filter((e) => e.action.startsWith("quota."));
+    const seen = [];
+    for (let i = 1; i <= 5; i++) {
+      assert.equal((await run()).status, 201, `run ${i}`);
+      // Recorded before the trigger is answered, so the trail already shows it.
+      seen.push((await notices()).map((e) => e.action));
+    }
+    assert.deepEqual(seen, [[], [], [], ["quota.threshold"], ["quota.exhausted", "quota.threshold"]]);
+    for (let i = 0; i < 3; i++) expectError(assert, await run(), 429, "quota_exceeded");
+    const [exhausted, threshold] = await notices();
+    assert.equal((await notices()).length, 2, "refusals add nothing");
+    const period_start = `${new Date().toISOString().slice(0, 10)}T00:00:00Z`;
+    for (const [entry, percent] of [[threshold, 80], [exhausted, 100]]) {
+      assert.deepEqual(entry.actor, { type: "system" });
+      assert.equal(entry.key_id, summary.id);
+      assert.deepEqual(entry.details, { quota: { runs: 5, period: "day" }, period_start, percent });
+    }
+    const th = await deliveredOnce("quota.threshold", summary.id, key);
+    assert.equal(th.id, threshold.id);
+    assert.equal(th.data.percent, 80);
+    assert.deepEqual(th.data.actor, { type: "system" });
+    const ex = await deliveredOnce("quota.exhausted", summary.id, key);
+    assert.equal(ex.id, exhausted.id);
+    assert.equal(ex.data.percent, 100);
+    assert.ok(Date.parse(th.created_at) <= Date.parse(ex.created_at));
+  });
+
+  it("a key hammered past its rate limit: one rate_limit.exceeded (actor system, limit, hour) however many refusals, on every path", async () => {
+    await awayFromEdge(3_600_000, 30_000); // every refusal in one UTC hour
+    const limit = { requests: 2, window_seconds: 3600 };
+    const { key, summary } = await createKey(gw, { rate_limit: limit, permissions: ["jobs:read", "jobs:run", "api_keys:read"] });
+    const statuses = [];
+    for (let i = 0; i < 30; i++) statuses.push((await call(gw, "GET", "/developers/workspaces/ws1/jobs/", { key })).status);
+    assert.deepEqual(statuses.slice(0, 2), [200, 200]);
+    assert.ok(statuses.slice(2).every((s) => s === 429), statuses.join(","));
+    // Refused on the other paths too: a job trigger with and without Idempotency-Key, /v1.
+    const trigger = (headers = {}) => call(gw, "POST", "/developers/workspaces/ws1/jobs/j1/run/", { key, body: {}, headers });
+    expectError(assert, await trigger(), 429, "rate_limited");
+    expectError(assert, await trigger({ "idempotency-key": "idem-1" }), 429, "rate_limited");
+    expectError(assert, await call(gw, "GET", "/v1/me", { key }), 429, "rate_limited");
+    const exceeded = async () => (await trail(gw, summary.user_id)).filter((e) => e.action === "rate_limit.exceeded");
+    // Recorded in the background, after the 429s were answered.
+    assert.ok(await until(async () => (await exceeded()).length), "rate_limit.exceeded recorded");
+    const ev = await deliveredOnce("rate_limit.exceeded", summary.id, key);
+    for (let i = 0; i < 20; i++) expectError(assert, await call(gw, "GET", "/v1/me", { key }), 429, "rate_limited");
+    await new Promise((r) => setTimeout(r, 1000));
+    const entries = await exceeded();
+    assert.equal(entries.length, 1, "one per key per hour");
+    const [entry] = entries;
+    const now = new Date();
+    const hour_start = `${now.toISOString().slice(0, 13)}:00:00Z`;
+    assert.deepEqual(entry.actor, { type: "system" });
+    assert.equal(entry.key_id, summary.id);
+    assert.deepEqual(entry.details, { limit, hour_start });
+    assert.equal(ev.id, entry.id);
+    assert.deepEqual(ev.data.limit, limit);
+    assert.equal(ev.data.hour_start, hour_start);
+    assert.equal(ev.data.percent, undefined);
+    assert.equal([...rx.accepted.values()].filter((e) => e.type === "rate_limit.exceeded" && e.data.key_id === summary.id).length, 1);
+    // Another key's refusals are its own notice.
+    const other = await createKey(gw, { rate_limit: { requests: 1, window_seconds: 3600 } });
+    assert.equal((await call(gw, "GET", "/v1/me", { key: other.key })).status, 200);
+    expectError(assert, await call(gw, "GET", "/v1/me", { key: other.key }), 429, "rate_limited");
+    const theirs = await deliveredOnce("rate_limit.exceeded", other.summary.id, other.key);
+    assert.notEqual(theirs.id, ev.id);
   });
 
   it("a signed leak report publishes key.leaked once, with the URL and source, and no key", async () => {
@@ -534,6 +611,44 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
       assert.ok(!session.text.includes("token="), "no link in the answer");
       const because = /"path":"\/v1\/settings-sessions".*"cause":"audit_log"/;
       assert.match(await waitForLog(gw, because), because);
+    } finally {
+      await gw?.stop();
+      rmSync(config, { force: true });
+      rmSync(persist, { recursive: true, force: true });
+    }
+  });
+
+  it("audit log unreachable: a hammered rate-limited key stays 429 and costs one notice attempt, not one per refusal; a quota run goes ahead with a note", async () => {
+    await awayFromEdge(3_600_000, 60_000); // every refusal in one UTC hour
+    const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
+    const config = configWithout(
+      "no-user-log-notices",
+      '[[durable_objects.bindings]]\nname = "USER_LOG"\nclass_name = "UserLogObject"\n',
+    );
+    let gw;
+    try {
+      gw = await startGateway({ persist });
+      const limited = await createKey(gw, { rate_limit: { requests: 1, window_seconds: 3600 } });
+      const quota = await createKey(gw, { quota: { runs: 1, period: "day" }, permissions: ["jobs:run"] });
+      await gw.stop();
+      gw = await startGateway({ persist, config });
+      assert.equal((await call(gw, "GET", "/v1/me", { key: limited.key })).status, 200);
+      for (let i = 0; i < 40; i++) {
+        const r = await call(gw, "GET", "/v1/me", { key: limited.key });
+        expectError(assert, r, 429, "rate_limited");
+      }
+      const failed = /"notice":"rate_limit.exceeded"/;
+      assert.match(await waitForLog(gw, failed), failed, "the failed notice is logged");
+      await new Promise((r) => setTimeout(r, 1500));
+      const lines = gw.output.match(new RegExp(failed.source, "g")) ?? [];
+      assert.equal(lines.length, 1, `one attempt for 40 refusals: ${lines.join("\n")}`);
+      const [line] = gw.output.split("\n").filter((l) => failed.test(l));
+      const logged = JSON.parse(line.slice(line.indexOf("{")));
+      assert.deepEqual([logged.level, logged.key_id, logged.cause], ["error", limited.summary.id, "audit_log"]);
+      const run = await call(gw, "POST", "/developers/workspaces/ws1/jobs/j1/run/", { key: quota.key, body: {} });
+      assert.equal(run.status, 201, run.text);
+      const noted = /"path":"\/developers\/workspaces\/ws1\/jobs\/j1\/run\/".*"cause":"audit_quota_notice"/;
+      assert.match(await waitForLog(gw, noted), noted);
     } finally {
       await gw?.stop();
       rmSync(config, { force: true });

@@ -120,9 +120,15 @@ describe("quota", () => {
     }
     assert.equal(runsAtOrigin(gw, job), 5, "nothing over the quota reached the origin");
     assert.equal((await get(summary.id)).quota_used, 5);
-    const exhausted = (await auditEntries(gw, summary.user_id, summary.id)).filter((a) => a.action === "quota.exhausted");
+    const entries = await auditEntries(gw, summary.user_id, summary.id);
+    const exhausted = entries.filter((a) => a.action === "quota.exhausted");
     assert.equal(exhausted.length, 1, "recorded once per period");
     assert.equal(exhausted[0].actor.type, "system");
+    assert.equal(exhausted[0].details.percent, 100);
+    // The 4th of 5 runs crossed 80 %, once, however the 12 triggers raced.
+    const threshold = entries.filter((a) => a.action === "quota.threshold");
+    assert.equal(threshold.length, 1, "the threshold recorded once per period");
+    assert.equal(threshold[0].details.percent, 80);
   });
 
   it("an idempotent replay is free: 2/month allows A, its replays, B; refuses C; still replays A", async () => {

@@ -164,6 +164,17 @@ describe("a user's pool: every key of the user counts together", () => {
     // Another user's key is not in the pool; nor are management routes.
     assert.equal((await call(a, "GET", path, { key: other })).status, 200);
     assert.equal((await call(b, "GET", "/v1/me", { key: keys[0] })).status, 200, "only forwarded calls count");
+    // One rate_limit.exceeded for the pool per location (one per hour everywhere on Cloudflare,
+    // where every location records into the user's one trail), however many refusals.
+    let exceeded = 0;
+    for (const gw of [a, b]) {
+      const t = await call(gw, "GET", `/v1/audit-events?user_id=${user}`, { admin: true });
+      const mine = t.json.results.filter((e) => e.action === "rate_limit.exceeded");
+      assert.ok(mine.length <= 1, JSON.stringify(mine));
+      for (const e of mine) assert.deepEqual(e.details.pool, { kind: "user", id: user });
+      exceeded += mine.length;
+    }
+    assert.ok(exceeded >= 1, "the pool's refusals were noticed");
     // Its usage series counts what it allowed and refused.
     const usage = await call(a, "GET", `/v1/pools/users/${user}/usage`, { admin: true });
     assert.equal(usage.status, 200, usage.text);
@@ -242,6 +253,20 @@ describe("a pool's run quota is exact", () => {
     const pool = await call(b, "GET", `/v1/pools/workspaces/${ws}`, { admin: true });
     assert.equal(pool.json.usage.quota.used, 3);
     assert.equal(pool.json.usage.quota.remaining, 0);
+    // The run that used the last (and reached 80 %: ceil(0.8 x 3) = 3) left both notices, in the
+    // workspace's trail of the location that ran it (trails are per location in this harness).
+    const notices = [];
+    for (const gw of [a, b]) {
+      const t = await call(gw, "GET", `/v1/audit-events?workspace_id=${ws}`, { admin: true });
+      notices.push(...t.json.results.filter((e) => e.action.startsWith("quota.")));
+    }
+    assert.deepEqual(notices.map((e) => e.action).sort(), ["quota.exhausted", "quota.threshold"]);
+    for (const e of notices) {
+      assert.deepEqual(e.details.pool, { kind: "workspace", id: ws });
+      assert.equal(e.details.percent, e.action === "quota.exhausted" ? 100 : 80);
+      assert.equal(e.actor.type, "system");
+      assert.equal(e.key_id, null);
+    }
   });
 
   it("an idempotent replay is free against the pool's quota; a refused attempt opens no record", async () => {

@@ -34,7 +34,9 @@
     "key.leaked": "Key reported leaked",
     "key.expiring": "Key expiring soon",
     "key.expired": "Key expired",
+    "quota.threshold": "Quota 80% used",
     "quota.exhausted": "Quota used up",
+    "rate_limit.exceeded": "Rate limit exceeded",
     "settings_session.created": "Settings link issued",
     "settings_session.opened": "Settings opened",
   };
