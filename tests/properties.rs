@@ -23,6 +23,7 @@ use keygate::core::idempotency::check_idempotency_key;
 use keygate::core::key::{check_key, format_key};
 use keygate::core::keystate::{Hit, KeyState};
 use keygate::core::lease::{batch_cap, LeaseTable, Take};
+use keygate::core::pool::{PoolLimits, PoolState};
 use keygate::core::ratelimit::RateLimit;
 use keygate::core::request::{parse_create, parse_list_query, parse_roll};
 use keygate::core::route::{check_path, is_workspace_id, resolve, split_url, Route};
@@ -277,9 +278,59 @@ fn event(isolates: usize) -> impl Strategy<Value = Event> {
 /// Serves the events; returns the times of the requests served.
 fn run(limit: RateLimit, lease_ms: u64, isolates: usize, events: &[Event]) -> Vec<u64> {
     let mut object = KeyState::default();
+    let cap = batch_cap(limit, lease_ms);
+    let grant = |want, now| object.grant(limit, want, now);
+    serve(grant, cap, lease_ms, false, isolates, events)
+}
+
+/// A pool's allowance (property 7): the pool's object grants under the limit it holds, while
+/// the isolates size their batches from the limit they cached (`cached`, possibly an older,
+/// larger one) and hold a refusal at most one lease period, as the pool gate does.
+fn run_pool(
+    limit: RateLimit,
+    cached: RateLimit,
+    lease_ms: u64,
+    isolates: usize,
+    events: &[Event],
+) -> Vec<u64> {
+    let mut object = KeyState::default();
+    object.set_pool(Some(PoolLimits {
+        rate_limit: Some(limit),
+        quota: None,
+    }));
+    let grant = |want, now| {
+        object
+            .pool_grant(want, lease_ms, now)
+            .hit
+            .expect("the pool has a rate limit")
+    };
+    serve(
+        grant,
+        batch_cap(cached, lease_ms),
+        lease_ms,
+        true,
+        isolates,
+        events,
+    )
+}
+
+/// The simulation: `grant(want, now)` is the object's answer, `cap` the isolates' batch cap;
+/// with `pool`, each answer's refusal is held at most one lease period.
+fn serve(
+    mut grant: impl FnMut(u32, u64) -> Hit,
+    cap: u32,
+    lease_ms: u64,
+    pool: bool,
+    isolates: usize,
+    events: &[Event],
+) -> Vec<u64> {
     let mut tables: Vec<LeaseTable> = (0..isolates).map(|_| LeaseTable::default()).collect();
     let mut pending: Vec<Vec<(u32, u64)>> = vec![vec![]; isolates];
-    let cap = batch_cap(limit, lease_ms);
+    let hold = |t: &mut LeaseTable, sent: u64| {
+        if pool {
+            t.hold_refusal_until("k", sent + lease_ms);
+        }
+    };
     let mut now = 1_000_000u64;
     let mut served = vec![];
     for e in events {
@@ -294,8 +345,10 @@ fn run(limit: RateLimit, lease_ms: u64, isolates: usize, events: &[Event]) -> Ve
                         verdict
                     }
                     Take::Ask { want } => {
-                        let answer = object.grant(limit, want, now);
-                        tables[i].granted("k", &answer, now, lease_ms, true)
+                        let answer = grant(want, now);
+                        let verdict = tables[i].granted("k", &answer, now, lease_ms, true);
+                        hold(&mut tables[i], now);
+                        verdict
                     }
                     // The in-flight call is a background renewal: this request fails closed
                     // rather than waiting in the simulation.
@@ -308,8 +361,9 @@ fn run(limit: RateLimit, lease_ms: u64, isolates: usize, events: &[Event]) -> Ve
             Event::Answer { i } => {
                 if !pending[i].is_empty() {
                     let (want, sent) = pending[i].remove(0);
-                    let answer = object.grant(limit, want, now);
+                    let answer = grant(want, now);
                     tables[i].granted("k", &answer, sent, lease_ms, false);
+                    hold(&mut tables[i], sent);
                 }
             }
             Event::Fail { i } => {
@@ -365,6 +419,34 @@ proptest! {
             .collect();
         let served = run(limit, lease_ms, isolates, &events);
         // A batch of one is used by the request that asked for it: nothing is held, no stretch.
+        let stretch = if batch_cap(limit, lease_ms) == 1 { 0 } else { lease_ms };
+        prop_assert!(within_bound(&served, limit, stretch).is_ok(), "{:?}", within_bound(&served, limit, stretch));
+    }
+
+    /// Property 7 (docs/CONTRACT.md section 17): a pool's allowance holds the same bound as a
+    /// key's, under its object's limit, even when the isolates' cached limit is larger (the pool
+    /// was lowered and they have not yet seen it) and though a pool's refusal is held only one
+    /// lease period: tokens leave the object's allowance when granted, and live one lease period.
+    #[test]
+    fn a_pool_never_exceeds_its_limit_plus_one_lease_period_even_with_a_stale_cached_limit(
+        requests in 1u32..200,
+        window_seconds in 1u32..4,
+        cached_factor in 1u32..20,
+        lease_ms in 1u64..2500,
+        isolates in 1usize..4,
+        events in prop::collection::vec(event(3), 1..400),
+    ) {
+        let limit = RateLimit { requests, window_seconds };
+        let cached = RateLimit { requests: requests.saturating_mul(cached_factor).min(1_000_000), window_seconds };
+        let events: Vec<Event> = events
+            .into_iter()
+            .map(|e| match e {
+                Event::Request { i, dt } => Event::Request { i: i % isolates, dt },
+                Event::Answer { i } => Event::Answer { i: i % isolates },
+                Event::Fail { i } => Event::Fail { i: i % isolates },
+            })
+            .collect();
+        let served = run_pool(limit, cached, lease_ms, isolates, &events);
         let stretch = if batch_cap(limit, lease_ms) == 1 { 0 } else { lease_ms };
         prop_assert!(within_bound(&served, limit, stretch).is_ok(), "{:?}", within_bound(&served, limit, stretch));
     }
