@@ -79,11 +79,13 @@ export async function startNginx() {
 export async function startKeygate(originUrl, adminToken, signingSecret, extra = {}, { vars = {}, objectDelayMs = 0 } = {}) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
   const port = await freePort();
-  const counts = { requests: 0, objectCalls: 0 };
+  const counts = { requests: 0, objectCalls: 0, poolCalls: 0 };
   const count = (chunk) => {
     const text = String(chunk);
     counts.requests += (text.match(/"request_id":/g) ?? []).length;
     counts.objectCalls += (text.match(/"lease":"(asked|local_renewing|exact)"/g) ?? []).length;
+    // Calls to pools' objects (contract section 17), counted apart: a hot pool's own figure.
+    for (const m of text.matchAll(/"pool_calls":(\d+)/g)) counts.poolCalls += Number(m[1]);
   };
   // Options in Miniflare 4's shape (what wrangler's `unstable_getMiniflareWorkerOptions` gives),
   // converted for Miniflare 5 (wrangler 4.164 and later).
@@ -191,15 +193,15 @@ export async function importKey(gwUrl, adminToken, scheme) {
   return key;
 }
 
-export async function createKey(gwUrl, adminToken) {
+export async function createKey(gwUrl, adminToken, { userId = "bench", workspaces = ["ws1"] } = {}) {
   const r = await fetch(`${gwUrl}/v1/api-keys`, {
     method: "POST",
     headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
     body: JSON.stringify({
-      user_id: "bench",
+      user_id: userId,
       email: "bench@example.com",
       name: "bench",
-      workspaces: ["ws1"],
+      workspaces,
       permissions: ["jobs:read", "jobs:run"],
       rate_limit: { requests: 1000000, window_seconds: 60 },
     }),
@@ -209,3 +211,13 @@ export async function createKey(gwUrl, adminToken) {
   return j.key;
 }
 
+
+/** Puts a pool (contract section 17) on `gwUrl`: `kind` "users" or "workspaces". */
+export async function putPool(gwUrl, adminToken, kind, id, body) {
+  const r = await fetch(`${gwUrl}/v1/pools/${kind}/${id}`, {
+    method: "PUT",
+    headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  if (r.status !== 201 && r.status !== 200) throw new Error(`put pool: ${r.status} ${await r.text()}`);
+}

@@ -30,7 +30,7 @@ import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 
 import { ROOT } from "../tests/e2e/harness.mjs";
-import { createKey, importKey, startKeygate, startNginx, startPassthrough, startPassthroughRust, wrk as wrkWith } from "./lib.mjs";
+import { createKey, importKey, putPool, startKeygate, startNginx, startPassthrough, startPassthroughRust, wrk as wrkWith } from "./lib.mjs";
 
 const wrk = (url, script, env = {}, seconds = SECONDS) =>
   wrkWith(url, script, env, { seconds, connections: CONNECTIONS, threads: THREADS });
@@ -132,6 +132,15 @@ try {
     farKeys[d] = { lease: await createKey(f.lease.url, adminToken), exact: await createKey(f.exact.url, adminToken) };
   }
   const jobs = "/developers/workspaces/ws1/jobs/";
+  // (cp): a key in a user pool and a workspace pool (contract section 17), on the gateway of (c),
+  // with limits the load never reaches: what counting a request against two pools costs.
+  const pooledJobs = "/developers/workspaces/wspool/jobs/";
+  const pooledKey = !ONLY || ONLY.includes("cp") ? await createKey(kg.url, adminToken, { userId: "bench-pooled", workspaces: ["wspool"] }) : null;
+  if (pooledKey) {
+    const huge = { rate_limit: { requests: 1000000, window_seconds: 60 } };
+    await putPool(kg.url, adminToken, "users", "bench-pooled", huge);
+    await putPool(kg.url, adminToken, "workspaces", "wspool", huge);
+  }
   if (kgl) {
     legacy.native = await createKey(kgl.url, adminToken);
     legacy.sha512 = await importKey(kgl.url, adminToken, "sha512");
@@ -150,6 +159,7 @@ try {
     ...(passRs ? [["br", "plain Rust pass-through (worker crate): the Rust floor", (t) => wrk(passRs.url + jobs, null, {}, t)]] : []),
     ["b2", "pass-through + one Durable Object call (exact floor)", (t) => wrk(passDo.url + jobs, null, {}, t)],
     ["c", "keygate, valid key, proxied GET (leases)", (t) => wrk(kg.url + jobs, "key.lua", { KEY: key }, t), kg],
+    ...(pooledKey ? [["cp", "keygate, valid key in a user pool and a workspace pool (leases)", (t) => wrk(kg.url + pooledJobs, "key.lua", { KEY: pooledKey }, t), kg]] : []),
     ["c0", "keygate, valid key, proxied GET, LEASE_MS=0", (t) => wrk(kg0.url + jobs, "key.lua", { KEY: key0 }, t), kg0],
     // Fresh API keys per run, used in turn: a key holds at most 1,000 idempotency records
     // (contract section 6), and a run makes more triggers than that.
@@ -185,9 +195,10 @@ try {
         const after = inst.counts();
         const requests = after.requests - before.requests;
         res.callsPer1000 = requests > 0 ? ((after.objectCalls - before.objectCalls) * 1000) / requests : NaN;
+        res.poolCallsPer1000 = requests > 0 ? ((after.poolCalls - before.poolCalls) * 1000) / requests : NaN;
       }
       (results[id] ??= { label, runs: [] }).runs.push(res);
-      const calls = inst ? `  object calls/1000 ${res.callsPer1000.toFixed(1)}` : "";
+      const calls = inst ? `  object calls/1000 ${res.callsPer1000.toFixed(1)}${res.poolCallsPer1000 > 0 ? ` + pools ${res.poolCallsPer1000.toFixed(1)}` : ""}` : "";
       console.log(`run ${r + 1} ${id} ${label.padEnd(48)} ${res.rps.toFixed(0).padStart(6)} req/s  p50 ${res.p50.toFixed(2)} ms  p99 ${res.p99.toFixed(2)} ms  non-2xx ${res.non2xx}/${res.total} ${res.errors}${calls}`);
     }
   }
@@ -206,6 +217,7 @@ const summary = Object.entries(results).map(([id, { label, runs }]) => {
     p99: median(runs.map((x) => x.p99)),
     non2xx: runs.map((x) => `${x.non2xx}/${x.total}`).join(", "),
     calls: runs[0].callsPer1000 === undefined ? "" : median(runs.map((x) => x.callsPer1000)).toFixed(1),
+    poolCalls: runs[0].poolCallsPer1000 === undefined ? "" : median(runs.map((x) => x.poolCallsPer1000)).toFixed(1),
   };
 });
 const by = Object.fromEntries(summary.map((s) => [s.id, s]));
@@ -223,6 +235,7 @@ lines.push("");
 const ratio = (x, y) => (by[x] && by[y] ? (by[x].rps / by[y].rps).toFixed(2) : "n/a");
 if (by.c && by.b) lines.push(`- c/b throughput (leases): **${(by.c.rps / by.b.rps).toFixed(2)}** (target ≥ 0.8); p99 added over b: **${(by.c.p99 - by.b.p99).toFixed(2)} ms**; object calls per 1,000 requests: **${by.c.calls}** (target ≤ 5)`);
 if (by.c && by.br) lines.push(`- against the Rust floor: c/br **${ratio("c", "br")}** (target ≥ 0.9)${by.ca ? `, with the signed assertion ca/br **${ratio("ca", "br")}**` : ""}; br/b **${ratio("br", "b")}** (the \`worker\` crate's own cost against the JavaScript pass-through); c/b **${ratio("c", "b")}**`);
+if (by.cp && by.c) lines.push(`- pools (section 17): cp/c **${ratio("cp", "c")}** (target ≥ 0.9, a key in a user pool and a workspace pool against one in none, same gateway and run); pools' object calls per 1,000 requests **${by.cp.poolCalls}** (target ≤ 5; the key's own: ${by.cp.calls})`);
 if (by.c0 && by.b) lines.push(`- c0/b throughput (LEASE_MS = 0): **${(by.c0.rps / by.b.rps).toFixed(2)}**; object calls per 1,000 requests: **${by.c0.calls}**`);
 for (const d of [0, ...DISTANCES]) {
   const l = d === 0 ? by.c1 : by[`c1_d${d}`];

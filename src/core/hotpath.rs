@@ -145,6 +145,7 @@ pub fn one_request(f: &Fixture) -> usize {
         duration_ms: 1,
         cause: None,
         lease: Some("local"),
+        pool_calls: None,
     }
     .to_json();
     acc + line.len()

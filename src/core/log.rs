@@ -24,6 +24,10 @@ pub struct LogLine<'a> {
     /// the object calls per request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<&'static str>,
+    /// Calls to pools' objects this request made or started (section 17): present once a pool
+    /// applied; 0 when every pool decided from its lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool_calls: Option<u32>,
 }
 
 impl LogLine<'_> {
@@ -49,8 +53,10 @@ mod tests {
             duration_ms: 3,
             cause: None,
             lease: None,
+            pool_calls: None,
         }
         .to_json();
+        assert!(!line.contains("pool_calls"), "absent when no pool applied");
         assert!(!line.contains('\n'));
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["status"], 401);

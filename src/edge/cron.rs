@@ -30,6 +30,7 @@ pub async fn scheduled(event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         nonce: std::cell::OnceCell::from(format!("cron-{}", event.schedule() as u64)),
         now: (now_ms / 1000) as i64,
         client_ip: None,
+        pool_calls: std::cell::Cell::new(None),
     };
     let outcome = run(&ctx).await;
     let (tally, done, cause) = match outcome {

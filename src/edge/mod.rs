@@ -91,6 +91,9 @@ pub(crate) struct Ctx {
     pub now: i64,
     /// `CF-Connecting-IP`, for the audit trail and IP allowlists.
     pub client_ip: Option<String>,
+    /// Calls to pools' objects this request made or started, once a pool applied to it
+    /// (docs/CONTRACT.md section 17), for the log line's `pool_calls`.
+    pub pool_calls: std::cell::Cell<Option<u32>>,
 }
 
 impl Ctx {
@@ -103,7 +106,14 @@ impl Ctx {
             nonce: self.nonce.clone(),
             now: self.now,
             client_ip: self.client_ip.clone(),
+            pool_calls: std::cell::Cell::new(None),
         }
+    }
+
+    /// Counts `n` calls to pools' objects (0: a pool applied, decided from its lease).
+    pub fn count_pool_calls(&self, n: u32) {
+        let before = self.pool_calls.get().unwrap_or(0);
+        self.pool_calls.set(Some(before.saturating_add(n)));
     }
 
     /// This request's nonce, drawn on first use.
@@ -159,6 +169,8 @@ struct Outcome {
     decision: Option<Decision>,
     /// How the key's request was decided (section 8), for the log line.
     lease: Option<lease::Path>,
+    /// Calls to pools' objects, when a pool applied (section 17), for the log line.
+    pool_calls: Option<u32>,
 }
 
 impl Outcome {
@@ -168,6 +180,7 @@ impl Outcome {
             key: None,
             decision: None,
             lease: None,
+            pool_calls: None,
         }
     }
 
@@ -177,6 +190,7 @@ impl Outcome {
             key: Some((record.id.clone(), record.user_id.clone())),
             decision: None,
             lease: None,
+            pool_calls: None,
         }
     }
 
@@ -263,6 +277,7 @@ pub async fn fetch(req: web_sys::Request, env: Env, wctx: Context) -> worker::Re
         duration_ms: Date::now().as_millis().saturating_sub(started),
         cause,
         lease: outcome.lease.map(|p| p.name()),
+        pool_calls: outcome.pool_calls,
     };
     console_log!("{}", line.to_json());
     Ok(response)
@@ -311,6 +326,7 @@ async fn handle(
         nonce: std::cell::OnceCell::new(),
         now: (Date::now().as_millis() / 1000) as i64,
         client_ip: client_ip.clone(),
+        pool_calls: std::cell::Cell::new(None),
     };
     let route = match routed {
         Routed::Api(route) => route,
@@ -379,7 +395,8 @@ async fn key_request(
         Ok(record) => record,
         Err(e) => return Outcome::of(Err(e)),
     };
-    let out = key_route(ctx, wctx, incoming, route, need, &record).await;
+    let mut out = key_route(ctx, wctx, incoming, route, need, &record).await;
+    out.pool_calls = ctx.pool_calls.get();
     // Every refusal by the key's own rate limit ends here, whichever path decided it (the
     // lease, the object, a trigger): noticed once an hour per isolate, in the background.
     if matches!(out.result, Err(Error::RateLimited { .. })) {

@@ -116,7 +116,10 @@ pub async fn rate(
             pool: applying.pool.clone(),
             limit,
         };
-        match lease::decide_for(ctx, wctx, Subject::Pool(&leased)).await {
+        let decided = lease::decide_for(ctx, wctx, Subject::Pool(&leased)).await;
+        let called = matches!(&decided, Ok((_, path)) if *path != lease::Path::Local);
+        ctx.count_pool_calls(u32::from(called));
+        match decided {
             Err(e) => return (tightest(decisions), Err(e)),
             Ok((Hit::Counted { decision, .. }, _)) if !decision.allowed => {
                 notices::pool_rate_limited(ctx, wctx, &applying.pool, limit);
@@ -139,6 +142,7 @@ pub async fn take_runs(ctx: &Ctx, pools: &[Applying]) -> Result<Vec<(PoolRef, Ru
     let mut taken = Vec::new();
     for applying in pools.iter().filter(|a| a.limits.quota.is_some()) {
         let name = applying.pool.storage_name();
+        ctx.count_pool_calls(1);
         let answer = match key_client::call(ctx, &name, PoolRunAsk {}).await {
             Ok(answer) => answer,
             Err(e) => {
