@@ -681,6 +681,7 @@ mod tests {
             retry_after_secs: 42,
             exhausted: None,
             threshold: None,
+            start: 0,
         };
         assert_eq!(quota(None), Ok(()));
         assert_eq!(quota(Some(&run(true))), Ok(()));

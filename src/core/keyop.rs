@@ -236,9 +236,12 @@ pub struct SlotAnswer {
 }
 impl Message for SlotAnswer {}
 
-/// Gives back one run of the current period (never below zero, never to a past period).
+/// Gives back one run counted in the period that started at `start` (never below zero, never
+/// to another period: [`RunCount::refund`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundRun {}
+pub struct RefundRun {
+    pub start: i64,
+}
 operation!(RefundRun => Op::RefundRun, Ack);
 
 /// Sets a pool's limits in its object (`None`: the pool is deleted and stops applying).

@@ -66,6 +66,9 @@ struct Entry {
     reset_secs: u64,
     /// The object refused (over the limit): refused here, without asking, until then.
     refused_until_ms: u64,
+    /// When one token is back as the object said: the `Retry-After` a refusal from the cache
+    /// reports, even when the cache asks again sooner ([`LeaseTable::hold_refusal_until`]).
+    retry_at_ms: u64,
     /// Requests refused here from that cache, not yet reported to the object (its usage
     /// series counts them, docs/CONTRACT.md section 12).
     refused_unreported: u32,
@@ -88,7 +91,10 @@ struct Entry {
 impl Entry {
     /// A request refused here from the over-limit cache: counted for the next report.
     fn refuse_over_limit(&mut self, now_ms: u64) -> Hit {
-        let wait_ms = self.refused_until_ms.saturating_sub(now_ms);
+        let wait_ms = self
+            .retry_at_ms
+            .max(self.refused_until_ms)
+            .saturating_sub(now_ms);
         self.refused_unreported = self.refused_unreported.saturating_add(1);
         Hit::Counted {
             decision: Decision {
@@ -257,6 +263,7 @@ impl LeaseTable {
         if !decision.allowed || granted == 0 {
             // Over the limit: the object says when one token is back; refuse until then.
             e.refused_until_ms = sent_ms.saturating_add(decision.retry_after_secs * 1000);
+            e.retry_at_ms = e.refused_until_ms;
             return answer.clone();
         }
         e.refused_until_ms = 0;
@@ -333,6 +340,7 @@ impl LeaseTable {
         e.reset_secs = decision.reset_secs;
         e.expires_at = *expires_at;
         e.refused_until_ms = sent_ms.saturating_add(decision.retry_after_secs * 1000);
+        e.retry_at_ms = e.refused_until_ms;
     }
 
     /// Holds a cached over-limit refusal of `key` no later than `until_ms`. A pool's refusal is
@@ -520,7 +528,11 @@ mod tests {
         };
         t.granted("pool:user:u", &refused, 1_000, LEASE, true);
         t.hold_refusal_until("pool:user:u", 1_000 + LEASE);
-        assert!(t.known_refusal("pool:user:u", 1_999).is_some());
+        let known = t.known_refusal("pool:user:u", 1_999).unwrap();
+        assert!(
+            matches!(known, Hit::Counted { decision, .. } if decision.retry_after_secs == 30),
+            "the Retry-After reported is still the object's: {known:?}"
+        );
         assert_eq!(
             t.known_refusal("pool:user:u", 2_000),
             None,

@@ -210,6 +210,19 @@ pub fn tightest(decisions: impl IntoIterator<Item = Decision>) -> Option<Decisio
 
 /// The isolate's memory of which pools exist (KV's answer, present or absent), each for at
 /// most its time to live: what a request consults to know which pools to count it against.
+/// What [`PoolDirectory::lookup`] knows of a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// Known for now: the pool's limits, or that there is none.
+    Fresh(Option<PoolLimits>),
+    /// A pool that existed, known for longer than its time to live: its object (which holds
+    /// its limits, and knows a change or a deletion at once) is asked again, not KV, whose
+    /// copy may lag by KV's own cache time.
+    Stale(PoolLimits),
+    /// Never known, or known absent for too long: KV is read (a pool made since).
+    Unknown,
+}
+
 /// Keyed by kind, then id, so that the hot path looks an id up without building a name.
 #[derive(Debug, Default)]
 pub struct PoolDirectory {
@@ -217,13 +230,21 @@ pub struct PoolDirectory {
 }
 
 impl PoolDirectory {
-    /// `Some(answer)` while the entry is fresh; `None` when KV must be read.
-    pub fn get(&self, kind: PoolKind, id: &str, now_ms: u64) -> Option<Option<PoolLimits>> {
-        self.entries
-            .get(&kind)?
-            .get(id)
-            .filter(|(_, until)| *until > now_ms)
-            .map(|(limits, _)| *limits)
+    /// What the isolate knows of a pool at `now_ms`.
+    pub fn lookup(&self, kind: PoolKind, id: &str, now_ms: u64) -> Known {
+        match self.entries.get(&kind).and_then(|m| m.get(id)) {
+            Some((limits, until)) if *until > now_ms => Known::Fresh(*limits),
+            Some((Some(limits), _)) => Known::Stale(*limits),
+            _ => Known::Unknown,
+        }
+    }
+
+    #[cfg(test)]
+    fn get(&self, kind: PoolKind, id: &str, now_ms: u64) -> Option<Option<PoolLimits>> {
+        match self.lookup(kind, id, now_ms) {
+            Known::Fresh(limits) => Some(limits),
+            _ => None,
+        }
     }
 
     pub fn insert(&mut self, pool: &PoolRef, limits: Option<PoolLimits>, now_ms: u64, ttl_ms: u64) {
@@ -350,6 +371,9 @@ pub fn pool_json(pool: &Pool, figures: Option<&PoolFigures>, now: i64) -> Value 
     if let Some(f) = figures {
         // The object's limits are what applies; KV's copy may lag a change for a moment.
         let limits = f.limits.unwrap_or_else(|| pool.limits());
+        // No limits in the object while KV lists the pool: a deletion or a write that failed
+        // half-way; not enforced until the pool is written again (section 17).
+        v["in_force"] = Value::Bool(f.limits.is_some());
         v["usage"] = serde_json::json!({
             "rate_limit": limits.rate_limit.map(|rl| serde_json::json!({
                 "limit": rl.requests,
@@ -489,6 +513,16 @@ mod tests {
             None,
             "stale: read KV again"
         );
+        assert_eq!(
+            dir.lookup(PoolKind::User, "a", 1_500),
+            Known::Unknown,
+            "absent: KV"
+        );
+        assert_eq!(
+            dir.lookup(PoolKind::User, "b", 1_500),
+            Known::Stale(limits(Some(RL), None)),
+            "present: ask its object"
+        );
         assert_eq!(dir.get(PoolKind::User, "c", 1_000), None);
         dir.insert(&user("d"), None, 1_000, 0);
         assert_eq!(
@@ -603,6 +637,7 @@ mod tests {
             quota_used: Some(1),
         };
         let v = pool_json(&pool, Some(&figures), 1_700_000_000);
+        assert_eq!(v["in_force"], true);
         assert_eq!(v["usage"]["rate_limit"], Value::Null);
         assert_eq!(v["usage"]["quota"]["remaining"], 1);
         assert_eq!(v["usage"]["quota"]["period_end"], "2023-11-15T00:00:00Z");

@@ -102,6 +102,10 @@ pub struct RunVerdict {
     /// the threshold is reported once per period (the same run as `exhausted` when `runs` is 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<i64>,
+    /// The start of the period the run was counted in: a run given back is given back to that
+    /// period only ([`RunCount::refund`]).
+    #[serde(default)]
+    pub start: i64,
 }
 
 impl RunCount {
@@ -126,14 +130,13 @@ impl RunCount {
         }
     }
 
-    /// Gives back one run counted in the period holding `now` (a trigger that took it was then
-    /// refused elsewhere, docs/CONTRACT.md section 17). A count of a past period is left: it no
-    /// longer counts anyway.
-    pub fn refund(&mut self, now: i64) {
-        if let Some(period) = self.period {
-            if self.start == period.start(now) {
-                self.used = self.used.saturating_sub(1);
-            }
+    /// Gives back one run counted in the period that started at `start` (a trigger that took
+    /// it was then refused elsewhere, docs/CONTRACT.md section 17). Once another period began,
+    /// nothing is given back: the run counted in a period that no longer counts, and giving it
+    /// back to the new one would be a free run.
+    pub fn refund(&mut self, start: i64) {
+        if self.period.is_some() && self.start == start {
+            self.used = self.used.saturating_sub(1);
         }
     }
 
@@ -148,6 +151,7 @@ impl RunCount {
                 retry_after_secs,
                 exhausted: None,
                 threshold: None,
+                start: quota.period.start(now),
             };
         }
         let start = quota.period.start(now);
@@ -163,6 +167,7 @@ impl RunCount {
             exhausted: (used + 1 == quota.runs).then_some(start),
             // Counts rise one run at a time, so exactly one run of a period meets it.
             threshold: (used + 1 == threshold_runs(quota.runs)).then_some(start),
+            start,
         }
     }
 }
@@ -177,26 +182,32 @@ mod tests {
     }
 
     #[test]
-    fn a_refund_gives_back_one_run_of_the_current_period_only() {
+    fn a_refund_gives_back_one_run_of_its_own_period_only() {
         let q = Quota {
             runs: 2,
             period: Period::Day,
         };
         let now = t("2026-12-03T10:00:00Z");
+        let day = Period::Day.start(now);
         let mut c = RunCount::default();
-        c.refund(now);
+        c.refund(day);
         assert_eq!(c, RunCount::default(), "nothing to give back");
-        c.take(&q, now);
+        assert_eq!(c.take(&q, now).start, day);
         c.take(&q, now);
         assert!(!c.take(&q, now).allowed);
-        c.refund(now);
+        c.refund(day);
         assert_eq!(c.used(&q, now), 1);
         assert!(c.take(&q, now).allowed, "the refunded run is usable again");
-        c.refund(now + 86_400);
-        assert_eq!(c.used, 2, "a past period's count is left alone");
-        c.refund(now);
-        c.refund(now);
-        c.refund(now);
+        let tomorrow = now + 86_400;
+        c.take(&q, tomorrow);
+        c.refund(day);
+        assert_eq!(
+            c.used(&q, tomorrow),
+            1,
+            "yesterday's run is not given back to today"
+        );
+        c.refund(Period::Day.start(tomorrow));
+        c.refund(Period::Day.start(tomorrow));
         assert_eq!(c.used, 0, "never below zero");
     }
 

@@ -161,8 +161,8 @@ pub async fn take_run(ctx: &Ctx, counter: &str, quota: Quota) -> Result<RunVerdi
 /// Gives back one run of the key's quota (`counter`: [`KeyRecord::quota_counter`]) that a
 /// trigger took and a pool then refused. Best effort: a run not given back errs on the safe
 /// side.
-pub async fn refund_run(ctx: &Ctx, counter: &str) {
-    let _ = call(ctx, counter, RefundRun {}).await;
+pub async fn refund_run(ctx: &Ctx, counter: &str, start: i64) {
+    let _ = call(ctx, counter, RefundRun { start }).await;
 }
 
 /// Runs of `record`'s quota used in the current period, from the object that counts them.

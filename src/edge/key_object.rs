@@ -23,8 +23,8 @@ use crate::core::idempotency::{
 };
 use crate::core::keyop::{
     decode, encode, parse_hit_query, Ack, CheckSlot, Complete, Expire, HitBegin, HitBegun, Message,
-    Op, PoolSet, PoolTake, Ran, Revoke, Run, SetDisabled, SlotAnswer, Suspension, TakeRun, Usage,
-    HIT_ANSWER_HEADER,
+    Op, PoolSet, PoolTake, Ran, RefundRun, Revoke, Run, SetDisabled, SlotAnswer, Suspension,
+    TakeRun, Usage, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::{Hit, KeyState};
 use crate::core::legacy;
@@ -318,9 +318,10 @@ impl KeyStateObject {
                 })
             }
             Op::RefundRun => {
+                let q: RefundRun = question(&bytes)?;
                 let mut s = self.load().await?;
                 let before = s.runs;
-                s.runs.refund((now_ms() / 1000) as i64);
+                s.runs.refund(q.start);
                 if s.runs != before {
                     self.save(s).await?;
                 }

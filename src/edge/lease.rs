@@ -201,11 +201,16 @@ pub fn forget(key_id: &str) {
 /// A refusal this isolate already knows for the key (see [`LeaseTable::known_refusal`]);
 /// never with `LEASE_MS = 0`, where every request asks the key's object.
 pub fn known_refusal(ctx: &Ctx, record: &KeyRecord) -> Option<Hit> {
+    known_refusal_of(ctx, &record.id)
+}
+
+/// The same for any subject's lease, by its id (a pool's: its storage name).
+pub fn known_refusal_of(ctx: &Ctx, id: &str) -> Option<Hit> {
     if ctx.config.lease_ms == 0 {
         return None;
     }
     let now = Date::now().as_millis();
-    LEASES.with(|t| t.borrow_mut().known_refusal(&record.id, now))
+    LEASES.with(|t| t.borrow_mut().known_refusal(id, now))
 }
 
 /// Notes the object's over-limit answer to a call outside the lease, sent at `sent_ms` (see

@@ -461,14 +461,21 @@ async fn key_route(
     }
     let result = match route {
         Route::Me => keys::me(ctx, record).await.map(Reply::from),
-        Route::Forward(fwd) => {
-            let (decision, pooled) = pool_gate::admit(ctx, wctx, record, fwd, out.decision).await;
-            out.decision = decision;
-            match pooled {
-                Ok(()) => proxy::forward(ctx, incoming, fwd, record).await,
-                Err(e) => Err(e),
+        // What can be refused before the origin call (the query, a declared body too large,
+        // no signing secret) is refused before the pools count it: a pool's run is not spent
+        // on a call that never leaves.
+        Route::Forward(fwd) => match proxy::prepare(ctx, incoming, fwd.workspace, record) {
+            Ok(call) => {
+                let (decision, pooled) =
+                    pool_gate::admit(ctx, wctx, record, fwd, out.decision).await;
+                out.decision = decision;
+                match pooled {
+                    Ok(()) => proxy::forward_call(ctx, incoming.req, &call).await,
+                    Err(e) => Err(e),
+                }
             }
-        }
+            Err(e) => Err(e),
+        },
         _ => {
             let expiry = access::object_expiry(&verdict);
             let caller = Caller::Key(record);

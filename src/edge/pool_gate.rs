@@ -9,9 +9,9 @@ use worker::{Context, Date};
 
 use super::lease::{self, Subject};
 use super::{key_client, notices, store, Ctx};
-use crate::core::keyop::{PoolRunAsk, PoolTake, RefundRun};
+use crate::core::keyop::{PoolRunAsk, PoolStatusQuery, PoolTake, RefundRun};
 use crate::core::keystate::Hit;
-use crate::core::pool::{applicable, tightest, PoolDirectory, PoolLimits, PoolRef};
+use crate::core::pool::{applicable, tightest, Known, PoolDirectory, PoolLimits, PoolRef};
 use crate::core::quota::RunVerdict;
 use crate::core::ratelimit::{Decision, RateLimit};
 use crate::core::record::KeyRecord;
@@ -47,10 +47,20 @@ pub async fn applying(
     let mut out = Vec::new();
     for (kind, id) in applicable(user_id, workspace) {
         let now = Date::now().as_millis();
-        let known = DIRECTORY.with(|d| d.borrow().get(kind, id, now));
+        let known = DIRECTORY.with(|d| d.borrow().lookup(kind, id, now));
         let limits = match known {
-            Some(limits) => limits,
-            None => {
+            Known::Fresh(limits) => limits,
+            Known::Stale(_) => {
+                let pool = PoolRef::parse(kind, id)?;
+                ctx.count_pool_calls(1);
+                let name = pool.storage_name();
+                let held = key_client::call(ctx, &name, PoolStatusQuery {})
+                    .await?
+                    .limits;
+                remember(&pool, held, now, ctx.config.lease_ms);
+                held
+            }
+            Known::Unknown => {
                 let pool = PoolRef::parse(kind, id)?;
                 let read = store::pool(ctx, &pool, true).await?.map(|p| p.limits());
                 remember(&pool, read, now, ctx.config.lease_ms);
@@ -69,6 +79,32 @@ pub async fn applying(
 
 fn remember(pool: &PoolRef, limits: Option<PoolLimits>, now_ms: u64, ttl_ms: u64) {
     DIRECTORY.with(|d| d.borrow_mut().insert(pool, limits, now_ms, ttl_ms));
+}
+
+/// A pool's refusal this isolate already knows for a call of `user_id`'s key naming
+/// `workspace` (over its rate limit, from the lease's cache), without any I/O: the idempotent
+/// trigger answers it before reading the body, as it does a key's (section 17).
+pub fn known_refusal(
+    ctx: &Ctx,
+    user_id: &str,
+    workspace: Option<&str>,
+) -> Option<(Decision, Error)> {
+    let now = Date::now().as_millis();
+    for (kind, id) in applicable(user_id, workspace) {
+        let Known::Fresh(Some(limits)) = DIRECTORY.with(|d| d.borrow().lookup(kind, id, now))
+        else {
+            continue;
+        };
+        if limits.rate_limit.is_none() {
+            continue;
+        }
+        let name = PoolRef::parse(kind, id).ok()?.storage_name();
+        if let Some(Hit::Counted { decision, .. }) = lease::known_refusal_of(ctx, &name) {
+            let retry_after = decision.retry_after_secs;
+            return Some((decision, Error::PoolRateLimited { retry_after }));
+        }
+    }
+    None
 }
 
 /// This isolate created, changed or deleted `pool`: its next request sees it at once.
@@ -140,6 +176,7 @@ pub async fn rate(
 /// [`refund`] if the key then refuses the trigger.
 pub async fn take_runs(ctx: &Ctx, pools: &[Applying]) -> Result<Vec<(PoolRef, RunVerdict)>, Error> {
     let mut taken = Vec::new();
+    let mut reached = Vec::new();
     for applying in pools.iter().filter(|a| a.limits.quota.is_some()) {
         let name = applying.pool.storage_name();
         ctx.count_pool_calls(1);
@@ -150,6 +187,13 @@ pub async fn take_runs(ctx: &Ctx, pools: &[Applying]) -> Result<Vec<(PoolRef, Ru
                 return Err(e);
             }
         };
+        // The object's limits, which this isolate takes at once (a quota changed, or removed).
+        remember(
+            &applying.pool,
+            answer.limits,
+            Date::now().as_millis(),
+            ctx.config.lease_ms,
+        );
         match answer.run {
             Some(run) if !run.allowed => {
                 refund(ctx, &taken).await;
@@ -158,21 +202,24 @@ pub async fn take_runs(ctx: &Ctx, pools: &[Applying]) -> Result<Vec<(PoolRef, Ru
                 });
             }
             Some(run) => {
-                if let Some(quota) = applying.limits.quota {
-                    // The run is counted and goes ahead; a notice not recorded is only logged.
-                    if let Some(note) =
-                        notices::for_pool_run(ctx, &applying.pool, &quota, &run).await
-                    {
-                        worker::console_log!(
-                            "{}",
-                            serde_json::json!({"level": "error", "request_id": ctx.request_id, "cause": note})
-                        );
-                    }
+                // The quota the object counted under (its own, not this isolate's copy).
+                if let Some(quota) = answer.limits.and_then(|l| l.quota) {
+                    reached.push((applying.pool.clone(), quota, run));
                 }
                 taken.push((applying.pool.clone(), run));
             }
             // No quota in the pool's object any more: the trigger takes no run of it.
             None => {}
+        }
+    }
+    // Every pool allowed the run: now (not before, when a later pool could still refuse it and
+    // the run be given back) the runs that reached 80 % or 100 % are noticed. The runs are
+    // counted and go ahead; a notice not recorded is only logged.
+    for (pool, quota, run) in &reached {
+        if let Some(note) = notices::for_pool_run(ctx, pool, quota, run).await {
+            let line =
+                serde_json::json!({"level": "error", "request_id": ctx.request_id, "cause": note});
+            worker::console_log!("{line}");
         }
     }
     Ok(taken)
@@ -228,7 +275,8 @@ pub async fn admit_trigger(
 /// Gives back runs taken for a trigger that was then refused. Best effort: a run not given back
 /// errs on the safe side (the quota is used up one run early).
 pub async fn refund(ctx: &Ctx, taken: &[(PoolRef, RunVerdict)]) {
-    for (pool, _) in taken {
-        let _ = key_client::call(ctx, &pool.storage_name(), RefundRun {}).await;
+    for (pool, run) in taken {
+        let start = run.start;
+        let _ = key_client::call(ctx, &pool.storage_name(), RefundRun { start }).await;
     }
 }

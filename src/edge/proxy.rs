@@ -26,20 +26,7 @@ use crate::core::forward::{
 };
 use crate::core::names::{CONNECTION, CONTENT_LENGTH, SIGNING_SECRET};
 use crate::core::record::KeyRecord;
-use crate::core::route::Forward;
 use crate::core::Error;
-
-/// Forwards a call that [`access::decide_key`] allowed. A body with a declared length is
-/// streamed; one without is read first, up to `MAX_BODY_BYTES` ([`request_body`]).
-pub async fn forward(
-    ctx: &Ctx,
-    incoming: Incoming<'_>,
-    route: &Forward<'_>,
-    record: &KeyRecord,
-) -> Result<Reply, Error> {
-    let call = prepare(ctx, incoming, route.workspace, record)?;
-    forward_call(ctx, incoming.req, &call).await
-}
 
 /// Sends a prepared call with its body ([`request_body`]) and relays the answer.
 pub(super) async fn forward_call(ctx: &Ctx, req: &Req, call: &Call<'_>) -> Result<Reply, Error> {

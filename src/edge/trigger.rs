@@ -78,9 +78,16 @@ pub fn refused_here(
     need: &Need<'_>,
     record: &KeyRecord,
 ) -> Option<(Option<Decision>, Error)> {
-    let known = lease::known_refusal(ctx, record)?;
-    let refusal = access::decide_key(record, ctx.now, &known, need, ctx.client_addr()).err()?;
-    Some((access::counted(&known), refusal))
+    if let Some(known) = lease::known_refusal(ctx, record) {
+        let refusal = access::decide_key(record, ctx.now, &known, need, ctx.client_addr()).err();
+        if let Some(refusal) = refusal {
+            return Some((access::counted(&known), refusal));
+        }
+    }
+    // A pool's cached refusal: only once the key's own rows allow the call.
+    access::authorize(record, need, ctx.client_addr()).ok()?;
+    let (decision, refusal) = pool_gate::known_refusal(ctx, &record.user_id, need.workspace)?;
+    Some((Some(decision), refusal))
 }
 
 /// A trigger refused before its object call (by the IP, workspace or permission row, its body,
@@ -135,6 +142,16 @@ async fn idempotent(
     let allowed = access::decide_key(call.record, ctx.now, &verdict, need, client)
         .and_then(|()| access::quota(run.as_ref()));
     let mut decision = access::counted(&verdict);
+    // A new attempt may start the job: its exchange must reach the record's finish even if the
+    // client hangs up, or the record stays in flight until its lease lapses and a retry runs
+    // the job again (and a pool's refusal must forget it and give the key's run back). Held
+    // until this function returns, this keeps the request's context alive (`waitUntil`).
+    let _alive = matches!(
+        (&allowed, &begun),
+        (Ok(()), Some(Ok(Begin::Proceed { .. })))
+    )
+    .then(|| KeepAlive::new(wctx));
+    let mut given_back = false;
     let pooled = match (&allowed, &begun) {
         (Ok(()), Some(Ok(begin))) => {
             let new_run = matches!(begin, Begin::Proceed { .. });
@@ -147,8 +164,9 @@ async fn idempotent(
                 // the key's run goes back (a request a pool refuses spends no key quota).
                 let key_id = &call.record.id;
                 let _ = key_client::idem_complete(ctx, key_id, &slot, &fp, *attempt, None).await;
-                if run.is_some_and(|r| r.allowed) {
-                    key_client::refund_run(ctx, call.record.quota_counter()).await;
+                if let Some(taken) = run.filter(|r| r.allowed) {
+                    key_client::refund_run(ctx, call.record.quota_counter(), taken.start).await;
+                    given_back = true;
                 }
             }
             pooled
@@ -159,21 +177,16 @@ async fn idempotent(
         Err(e) => Err(e),
         // Allowed, so the object has opened (or found) the record, or refused a new one.
         Ok(()) => match begun {
-            Some(begun) => {
-                // A new attempt may start the job: its exchange must reach the record's finish
-                // even if the client hangs up, or the record stays in flight until its lease
-                // lapses and a retry runs the job again. Held until the exchange returns, this
-                // keeps the request's context alive (`waitUntil`).
-                let _alive =
-                    matches!(begun, Ok(Begin::Proceed { .. })).then(|| KeepAlive::new(wctx));
-                run_once(ctx, req, call, &slot, &fp, begun, body).await
-            }
+            // A new attempt's exchange is kept alive by `_alive` above.
+            Some(begun) => run_once(ctx, req, call, &slot, &fp, begun, body).await,
             None => Err(ctx.unavailable("durable_object")),
         },
     };
+    // A run a pool refused was given back: it reached no threshold.
+    let kept = run.filter(|_| !given_back);
     let result = noted(
         result,
-        notices::for_run(ctx, call.record, run.as_ref()).await,
+        notices::for_run(ctx, call.record, kept.as_ref()).await,
     );
     (decision, result)
 }
@@ -205,6 +218,7 @@ pub async fn quota_trigger(
     let mut decision = access::counted(&verdict);
     let allowed = access::decide_key(record, ctx.now, &verdict, need, client)
         .and_then(|()| access::quota(run.as_ref()));
+    let mut given_back = false;
     let result = match allowed {
         Ok(()) => {
             let (d, pooled) =
@@ -214,14 +228,19 @@ pub async fn quota_trigger(
                 Ok(_) => forward_call(ctx, incoming.req, &call).await,
                 Err(e) => {
                     // A request a pool refuses spends no key quota: its run goes back.
-                    key_client::refund_run(ctx, record.quota_counter()).await;
+                    if let Some(taken) = run.filter(|r| r.allowed) {
+                        key_client::refund_run(ctx, record.quota_counter(), taken.start).await;
+                        given_back = true;
+                    }
                     Err(e)
                 }
             }
         }
         Err(e) => Err(e),
     };
-    let note = notices::for_run(ctx, record, run.as_ref()).await;
+    // A run a pool refused was given back: it reached no threshold.
+    let kept = run.filter(|_| !given_back);
+    let note = notices::for_run(ctx, record, kept.as_ref()).await;
     (decision, noted(result, note))
 }
 
