@@ -71,6 +71,7 @@ describe("pool management (admin only)", () => {
     assert.equal(got.json.usage.quota.remaining, 7);
     assert.match(got.json.usage.quota.period_end, /^\d{4}-\d{2}-01T00:00:00Z$/);
     assert.equal(got.json.usage.rate_limit, null);
+    assert.equal(got.json.in_force, true, "its object holds its limits");
     const del = await call(a, "DELETE", `/v1/pools/users/${user}`, { admin: true });
     assert.equal(del.status, 204);
     expectError(assert, await call(b, "GET", `/v1/pools/users/${user}`, { admin: true }), 404, "not_found");
