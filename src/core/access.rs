@@ -78,14 +78,6 @@ pub struct Need<'a> {
     pub workspace: Option<&'a str>,
 }
 
-/// Whether a key's request on `route` may be decided from the isolate's lease (section 8):
-/// forwarded calls and `/v1/me`. A key managing keys (create, roll, revoke, change, and their
-/// reads) is checked by its object every time: a key revoked, suspended or expired elsewhere
-/// must not mint or change keys within the lease's window (section 4).
-pub fn from_lease(route: &Route<'_>) -> bool {
-    matches!(route, Route::Me | Route::Forward(_))
-}
-
 /// What `route` needs; `None` for the public routes (`/healthz`, the OpenAPI document).
 pub fn need<'a>(route: &Route<'a>) -> Option<Need<'a>> {
     let manage = |permission| Need {
@@ -649,28 +641,6 @@ mod tests {
         // Without allowed_ips any address (or none) passes the row.
         let open = record(&["ws1"], &["jobs:read"], None);
         assert_eq!(decide_key(&open, NOW, &counted(true), &n, None), Ok(()));
-    }
-
-    #[test]
-    fn rule_a_key_managing_keys_asks_its_object_not_the_lease() {
-        // Finding 10 of the security review.
-        assert!(from_lease(&Route::Me));
-        assert!(from_lease(
-            &resolve("GET", "/developers/workspaces/ws1/jobs/").unwrap()
-        ));
-        for (method, path) in [
-            ("POST", "/v1/api-keys"),
-            ("GET", "/v1/api-keys"),
-            ("PATCH", "/v1/api-keys/key_1"),
-            ("DELETE", "/v1/api-keys/key_1"),
-            ("POST", "/v1/api-keys/key_1/roll"),
-            ("GET", "/v1/audit-events"),
-        ] {
-            assert!(
-                !from_lease(&resolve(method, path).unwrap()),
-                "{method} {path}"
-            );
-        }
     }
 
     #[test]

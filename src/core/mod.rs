@@ -27,6 +27,7 @@
 //! - [`names`]: header, binding and secret names.
 //! - [`notices`]: the system's notices of a key's use: quota threshold and exhaustion, rate limit.
 //! - [`permission`]: the permission vocabulary.
+//! - [`plan`]: the order of a key's request: which object call counts it, then its pools.
 //! - [`policy`]: key policies (section 13): their fields, `PATCH`, and never widening.
 //! - [`pool`]: shared limits per user and per workspace (section 17): names, body, directory.
 //! - [`quota`]: job-trigger quotas: UTC calendar periods and the exact count.
@@ -67,6 +68,7 @@ pub mod log;
 pub mod names;
 pub mod notices;
 pub mod permission;
+pub mod plan;
 pub mod policy;
 pub mod pool;
 pub mod quota;

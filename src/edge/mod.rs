@@ -61,6 +61,7 @@ use crate::core::key::{check_key, hash_key};
 use crate::core::legacy::split_key;
 use crate::core::log::LogLine;
 use crate::core::names::{ADMIN_TOKEN_SECRET, AUTHORIZATION, AUTH_FAILURES_BINDING, CLIENT_IP};
+use crate::core::plan::{plan, Plan};
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::{check_path, resolve, split_url, Route};
@@ -419,34 +420,33 @@ async fn key_route(
     if let Err(e) = access::usable(record, ctx.now) {
         return out.with(Err(e));
     }
-    if let Route::Forward(fwd) = route {
-        if let Some(idempotency_key) = trigger::idempotency_key(incoming.req, fwd) {
+    let idempotency_key = match route {
+        Route::Forward(fwd) => trigger::idempotency_key(incoming.req, fwd),
+        _ => None,
+    };
+    let decided = match plan(route, record, idempotency_key.as_deref()) {
+        Plan::IdempotentTrigger { idempotency_key } => {
             if let Some((decision, refusal)) = trigger::refused_here(ctx, need, record) {
                 // Decided here, before the body is read (the log line says `local`).
                 out.lease = Some(lease::Path::Local);
                 out.decision = decision;
                 return out.with(Err(refusal));
             }
-            // The job trigger counts the request and opens its idempotency record in one call.
             let (decision, result) =
-                trigger::trigger(ctx, wctx, incoming, need, record, &idempotency_key).await;
+                trigger::trigger(ctx, wctx, incoming, need, record, idempotency_key).await;
             out.decision = decision;
             return out.with(result);
         }
-        if let (true, Some(quota)) = (fwd.job_run, record.policy.quota) {
-            // A quota is exact: each trigger is counted by the key's object, not a lease.
+        Plan::QuotaTrigger { quota } => {
             let (decision, result) =
                 trigger::quota_trigger(ctx, wctx, incoming, need, record, quota).await;
             out.decision = decision;
             return out.with(result);
         }
-    }
-    let decided = if access::from_lease(route) {
-        lease::decide(ctx, wctx, record).await
-    } else {
-        key_client::hit(ctx, record, 1, 0)
+        Plan::Lease => lease::decide(ctx, wctx, record).await,
+        Plan::Exact => key_client::hit(ctx, record, 1, 0)
             .await
-            .map(|hit| (hit, lease::Path::Exact))
+            .map(|hit| (hit, lease::Path::Exact)),
     };
     let verdict = match decided {
         Ok((verdict, path)) => {
