@@ -407,7 +407,8 @@ pub fn fill_owner(body: &[u8], session: &Session) -> Vec<u8> {
     serde_json::to_vec(&Value::Object(map)).unwrap_or_else(|_| body.to_vec())
 }
 
-/// `GET /settings/api/session`: the session for the page, with its CSRF token.
+/// The session for the page, with its CSRF token (`GET /settings/api/session` adds its user's
+/// pool: [`super::settings::session_answer`]).
 pub fn session_body(s: &StoredSession) -> Value {
     let mut m = Map::new();
     let session = &s.session;

@@ -1,9 +1,14 @@
 //! The settings paths (docs/CONTRACT.md section 11): the page, the link that opens a session,
 //! and the settings JSON API, which maps onto the key-management routes so that the page is
-//! held to the same rules as the API. Also the security headers of every `/settings` answer.
+//! held to the same rules as the API. Also the security headers of every `/settings` answer,
+//! and what the session's answer says of its user's shared limit.
+
+use serde_json::Value;
 
 use super::error::Error;
+use super::pool::{pool_json, Pool, PoolFigures, PoolKind, PoolRef};
 use super::route::Route;
+use super::session::{session_body, Session, StoredSession};
 
 pub const PATH_SETTINGS: &str = "/settings";
 /// The page; the redirect target after the link is opened (it carries no secret).
@@ -48,7 +53,7 @@ pub enum Settings<'a> {
     /// `POST /settings/open` (form `token=`): the link chosen on the page that asks whether to
     /// leave another user's session ([`super::switch`]).
     OpenChosen,
-    /// `GET /settings/api/session`.
+    /// `GET /settings/api/session`: the session and its user's pool.
     Session,
     /// `POST /settings/api/session/end`: sign-out.
     EndSession,
@@ -126,9 +131,120 @@ pub fn resolve<'a>(method: &str, path: &'a str) -> Result<Settings<'a>, Error> {
     }
 }
 
+/// The pool the page shows: the session's user's (docs/CONTRACT.md section 17), the one that
+/// applies to every key of the user. A workspace's pool is not shown: it is shared with other
+/// users, and which of them use it is not this user's business.
+pub fn user_pool(session: &Session) -> PoolRef {
+    PoolRef {
+        kind: PoolKind::User,
+        id: session.user_id.clone(),
+    }
+}
+
+/// `GET /settings/api/session`: the session ([`session_body`]) and `pool`, its user's pool with
+/// what is left of it (`usage`, from the pool's object), or `null`. `found` is the pool's KV
+/// entry and its object's figures, `None` when KV has no such pool. A pool whose object holds
+/// no limits is `null` too: the object is authoritative and is cleared first on a deletion,
+/// so such a pool no longer limits anything (section 17), and the page must not say it does.
+pub fn session_answer(
+    stored: &StoredSession,
+    found: Option<(&Pool, &PoolFigures)>,
+    now: i64,
+) -> Value {
+    let mut body = session_body(stored);
+    body["pool"] = match found {
+        Some((pool, figures)) if figures.limits.is_some() => pool_json(pool, Some(figures), now),
+        _ => Value::Null,
+    };
+    body
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::pool::PoolLimits;
+    use crate::core::quota::{Period, Quota};
+    use crate::core::ratelimit::RateLimit;
+    use crate::core::session::tests::{session, NOW};
+
+    fn stored() -> StoredSession {
+        StoredSession {
+            session: session(),
+            opened: true,
+            cookie_hash: None,
+            csrf_token: "t".into(),
+        }
+    }
+
+    fn pool(limits: PoolLimits) -> Pool {
+        Pool {
+            kind: PoolKind::User,
+            id: "alice".into(),
+            rate_limit: limits.rate_limit,
+            quota: limits.quota,
+            created_at: "2027-01-01T00:00:00Z".into(),
+            updated_at: "2027-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn the_page_shows_the_users_own_pool() {
+        let r = user_pool(&session());
+        assert_eq!(r.kind, PoolKind::User);
+        assert_eq!(r.storage_name(), "pool:user:alice");
+    }
+
+    #[test]
+    fn the_session_answer_has_the_pool_or_null() {
+        let none = session_answer(&stored(), None, NOW);
+        assert_eq!(none["pool"], Value::Null);
+        assert_eq!(none["user_id"], "alice");
+        assert_eq!(
+            none.as_object().unwrap().len(),
+            9,
+            "the session's 8 fields and pool"
+        );
+
+        let limits = PoolLimits {
+            rate_limit: Some(RateLimit {
+                requests: 100,
+                window_seconds: 60,
+            }),
+            quota: Some(Quota {
+                runs: 10,
+                period: Period::Day,
+            }),
+        };
+        let figures = PoolFigures {
+            limits: Some(limits),
+            remaining: Some(40),
+            reset_secs: Some(36),
+            quota_used: Some(7),
+        };
+        let p = pool(limits);
+        let shown = session_answer(&stored(), Some((&p, &figures)), NOW);
+        let usage = &shown["pool"]["usage"];
+        assert_eq!(shown["pool"]["kind"], "user");
+        assert_eq!(usage["rate_limit"]["remaining"], 40);
+        assert_eq!(usage["rate_limit"]["limit"], 100);
+        assert_eq!(usage["quota"]["remaining"], 3);
+        assert_eq!(usage["quota"]["period_end"], "2027-01-16T00:00:00Z");
+        assert!(shown["csrf_token"].is_string(), "the session is all there");
+    }
+
+    #[test]
+    fn a_pool_its_object_no_longer_holds_is_not_shown() {
+        let p = pool(PoolLimits {
+            rate_limit: None,
+            quota: Some(Quota {
+                runs: 10,
+                period: Period::Month,
+            }),
+        });
+        let cleared = PoolFigures::default();
+        let shown = session_answer(&stored(), Some((&p, &cleared)), NOW);
+        assert_eq!(shown["pool"], Value::Null, "deleted: it limits nothing");
+    }
 
     #[test]
     fn the_page_and_its_files() {

@@ -1,7 +1,8 @@
 //! The settings page (docs/CONTRACT.md section 11): `POST /v1/settings-sessions` (admin), the
 //! link that opens a session, the page's files, and the settings JSON API. The API is the
 //! key-management routes of [`super::keys`] called with [`Caller::Session`], so the page is
-//! held to the API's rules; this file only authenticates the cookie and checks CSRF.
+//! held to the API's rules; this file only authenticates the cookie, checks CSRF, and reads the
+//! user's pool for the session's answer ([`crate::core::settings::session_answer`] decides).
 //!
 //! The page is embedded in the Worker (`include_str!`): one artifact to deploy, and its
 //! security headers come from the one code path that serves every `/settings` answer
@@ -11,17 +12,18 @@ use worker::Response;
 
 use super::http::Req;
 use super::http::{json, random, read_body};
-use super::{audit, keys, session_object, throttle, Ctx, Incoming, Reply};
+use super::{audit, key_client, keys, session_object, store, throttle, Ctx, Incoming, Reply};
 use crate::core::access::Caller;
 use crate::core::events::{Actor, Change, ChangeKind};
+use crate::core::keyop::PoolStatusQuery;
 use crate::core::names::{
     CACHE_CONTROL, CONTENT_TYPE, COOKIE, HEADER_CSRF, LOCATION, ORIGIN, SET_COOKIE,
 };
 use crate::core::session::{
     self, base64url, check_csrf, clear_cookie, cookie_value, hash_secret, is_local, link_token,
-    origin_of, read_cookie, session_body, set_cookie, Session, StoredSession, SECRET_BYTES,
+    origin_of, read_cookie, set_cookie, Session, StoredSession, SECRET_BYTES,
 };
-use crate::core::settings::{Asset, Settings, PATH_OPEN, PATH_PAGE};
+use crate::core::settings::{session_answer, user_pool, Asset, Settings, PATH_OPEN, PATH_PAGE};
 use crate::core::switch;
 use crate::core::time::format_time;
 use crate::core::Error;
@@ -139,7 +141,7 @@ pub async fn handle(
             }
             let caller = Caller::Session(&stored.session);
             match route {
-                Settings::Session => Ok(json(200, &session_body(&stored))?.into()),
+                Settings::Session => session(ctx, &stored).await,
                 Settings::EndSession => end_session(ctx, req, &object, &cookie_hash).await,
                 Settings::AuditEvents => audit_events(ctx, query, &caller).await,
                 Settings::Keys(r) => keys::manage(ctx, req, query, &r, &caller, None).await,
@@ -148,6 +150,25 @@ pub async fn handle(
             }
         }
     }
+}
+
+/// `GET /settings/api/session`: the session and its user's pool, read fresh (not from the
+/// location's KV cache: the page is loaded rarely, and a pool just defined should show). The
+/// pool's object is asked only when KV has the pool, so a user without one costs no object. Any
+/// failure is 503, as for the rest of the session (fail closed: the page never shows "no
+/// limit" for a pool it could not read).
+async fn session(ctx: &Ctx, stored: &StoredSession) -> Result<Reply, Error> {
+    let pool_ref = user_pool(&stored.session);
+    let found = match store::pool(ctx, &pool_ref, false).await? {
+        Some(pool) => {
+            let figures =
+                key_client::call(ctx, &pool_ref.storage_name(), PoolStatusQuery {}).await?;
+            Some((pool, figures))
+        }
+        None => None,
+    };
+    let found = found.as_ref().map(|(pool, figures)| (pool, figures));
+    Ok(json(200, &session_answer(stored, found, ctx.now))?.into())
 }
 
 /// The session behind the request's cookie; no cookie, a malformed one or a wrong secret is

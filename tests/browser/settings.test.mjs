@@ -527,6 +527,95 @@ test("another user's link, followed from another site, asks first; by keyboard t
   }
 });
 
+test("a shared limit (the user's pool): a labelled section with what is left, a note on every live key, reachable by keyboard", async () => {
+  const user = `lin-${Date.now()}`;
+  const email = "lin@example.com";
+  const who = { user_id: user, email };
+  const etl = await createKey(gw, { ...who, name: "etl", workspaces: ["demo"], permissions: ["jobs:read", "jobs:run"] });
+  const spare = await createKey(gw, { ...who, name: "spare", workspaces: ["demo"], permissions: ["jobs:read"] });
+  const gone = await createKey(gw, { ...who, name: "gone", workspaces: ["demo"], permissions: ["jobs:read"] });
+  assert.equal((await call(gw, "DELETE", `/v1/api-keys/${gone.summary.id}`, { admin: true })).status, 200);
+  const session = await openSession(gw, who);
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const p = await newPage(ctx);
+  try {
+    // No pool: nothing about one.
+    await p.goto(session.url);
+    await p.waitForSelector("#keys-body tr");
+    assert.equal(await p.isVisible("#pool"), false);
+    assert.equal(await p.isVisible("#keys-pool"), false);
+    assert.equal(await p.locator(".pool-note").count(), 0);
+
+    // The platform gives the user a pool; the user's keys spend some of it (one hour's window:
+    // a request comes back every 36 s, slower than this test reads the figures).
+    const put = await call(gw, "PUT", `/v1/pools/users/${user}`, {
+      admin: true,
+      body: { rate_limit: { requests: 100, window_seconds: 3600 }, quota: { runs: 10, period: "day" } },
+    });
+    assert.equal(put.status, 201, put.text);
+    for (const key of [etl.key, spare.key]) {
+      assert.equal((await call(gw, "GET", "/developers/workspaces/demo/jobs/", { key })).status, 200);
+    }
+    const ran = await call(gw, "POST", "/developers/workspaces/demo/jobs/nightly/run/", { key: etl.key, body: {} });
+    assert.equal(ran.status, 201, ran.text);
+
+    await p.reload();
+    await usageLoaded(p);
+    const region = p.getByRole("region", { name: "Shared limit" });
+    assert.equal(await region.isVisible(), true, "a region named by its heading");
+    const figures = (await p.locator("#pool-figures li").allTextContents()).map((x) => x.replace(/\s+/g, " ").trim());
+    assert.equal(figures.length, 2, figures.join(" | "));
+    const requests = /^(\d+) of 100 requests left per hour$/.exec(figures[0]);
+    assert.ok(requests, figures[0]);
+    assert.ok(Number(requests[1]) >= 95 && Number(requests[1]) <= 97, `three requests spent: ${figures[0]}`);
+    assert.match(figures[1], /^9 of 10 job runs left today \(until .+\)$/);
+    const d = new Date();
+    const midnight = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)).toISOString().replace(/\.000Z$/, "Z");
+    assert.equal(await p.getAttribute("#pool-figures time", "datetime"), midnight);
+    // The meters only repeat the words for the eye: hidden from screen readers, same numbers.
+    assert.deepEqual(await p.$$eval("#pool-figures meter", (ms) => ms.map((m) => [m.value, m.max, m.getAttribute("aria-hidden")])), [
+      [Number(requests[1]), 100, "true"],
+      [9, 10, "true"],
+    ]);
+
+    // Every live key says so, the revoked one does not; the list says it applies to all keys.
+    for (const name of ["etl", "spare"]) {
+      assert.match(await keyRow(p, name).textContent(), /Also limited by your shared limit/, name);
+    }
+    assert.equal(await keyRow(p, "gone").locator(".pool-note").count(), 0, "a revoked key is limited by nothing");
+    assert.match(await p.innerText("#keys-pool"), /^All your keys are also limited by your shared limit\.$/);
+
+    // The pool's definition is in the user's trail, in words.
+    await p.waitForSelector("#audit li");
+    assert.match((await p.locator("#audit li").first().textContent()).replace(/\s+/g, " "), /Shared limit set.*by the platform/);
+
+    // Keyboard: the list's link reaches the section and moves the focus to its heading.
+    await p.focus("#create-btn");
+    await p.keyboard.press("Tab");
+    assert.equal(await p.evaluate(() => document.activeElement?.closest("#keys-pool") !== null), true, "the next stop after the form");
+    await p.keyboard.press("Enter");
+    await p.waitForFunction(() => document.activeElement?.id === "pool-h");
+
+    await p.evaluate(axeSource());
+    const serious = () =>
+      p.evaluate(async () =>
+        (await window.axe.run(document, { resultTypes: ["violations"] })).violations
+          .filter((v) => v.impact === "serious" || v.impact === "critical")
+          .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`),
+      );
+    assert.deepEqual(await serious(), [], "the page with a shared limit");
+    await p.screenshot({ path: join(tmpdir(), "keygate-pool-desktop.png"), fullPage: true });
+    await p.setViewportSize({ width: 375, height: 800 });
+    assert.deepEqual(await serious(), [], "at 375 px");
+    const overflow = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(overflow <= 0, `nothing wider than a 375 px phone (overflow ${overflow} px)`);
+    await p.screenshot({ path: join(tmpdir(), "keygate-pool-phone.png"), fullPage: true });
+    assertCleanConsole(p);
+  } finally {
+    await ctx.close();
+  }
+});
+
 test("page weight and time to first paint under wrangler dev", async (t) => {
   let bytes = 0;
   let gzip = 0;

@@ -1,13 +1,15 @@
 // End to end through `wrangler dev` (workerd) with a real origin on 127.0.0.1: settings sessions
 // and the settings JSON API (docs/CONTRACT.md section 11): admin-only creation and validation,
 // the single-use link, the cookie's attributes, the security headers, the session's ceiling,
-// CSRF, ownership, and a key made on the page working through the gateway. Expiry is proved for
+// CSRF, ownership, a key made on the page working through the gateway, and the user's shared
+// limit (pool, section 17) in the session's answer, failing closed. Expiry is proved for
 // real without a test-only setting: a session of the shortest TTL (60 s) is opened first, and
 // the last test waits for its end (most of that minute is spent by the tests in between).
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 
@@ -312,8 +314,9 @@ describe("GET /settings/api/session and the cookie", () => {
   it("the session's fields and its CSRF token", async () => {
     const s = await openSession();
     assert.deepEqual(Object.keys(s.session).sort(), [
-      "csrf_token", "email", "expires_at", "max_expiry_days", "permissions", "return_url", "user_id", "workspaces",
+      "csrf_token", "email", "expires_at", "max_expiry_days", "permissions", "pool", "return_url", "user_id", "workspaces",
     ]);
+    assert.equal(s.session.pool, null, "no pool for this user");
     assert.equal(s.session.user_id, s.body.user_id);
     assert.equal(s.session.email, s.body.email);
     assert.deepEqual(s.session.workspaces, ["ws1", "ws2"]);
@@ -340,6 +343,73 @@ describe("GET /settings/api/session and the cookie", () => {
     const [nb] = b.cookie.split("=")[1].split(".");
     const mixed = `kg_settings=${nb}.${va.split(".")[1]}`;
     expectError(assert, await api("GET", "/settings/api/session", { cookie: mixed }), 401, "missing_session");
+  });
+});
+
+describe("GET /settings/api/session: the user's shared limit (pool, section 17)", () => {
+  const putPool = (kind, id, body) => call(gw, "PUT", `/v1/pools/${kind}/${id}`, { admin: true, body });
+  const poolOf = async (s) => {
+    const r = await api("GET", "/settings/api/session", { cookie: s.cookie });
+    assert.equal(r.status, 200, r.text);
+    return r.json.pool;
+  };
+  /** The next UTC midnight: the end of a daily quota's period. */
+  const nextMidnight = () => {
+    const d = new Date();
+    return new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)).toISOString().replace(/\.000Z$/, "Z");
+  };
+
+  it("null without a user pool: a workspace's pool of the same id is not the user's", async () => {
+    const s = await openSession();
+    assert.equal(await poolOf(s), null);
+    const ws = await putPool("workspaces", s.body.user_id, { quota: { runs: 3, period: "day" } });
+    assert.equal(ws.status, 201, ws.text);
+    assert.equal(await poolOf(s), null, "only the user's own pool is shown");
+    assert.equal((await call(gw, "DELETE", `/v1/pools/workspaces/${s.body.user_id}`, { admin: true })).status, 204);
+  });
+
+  it("with a pool: its definition and what is left, which forwarded calls of the user's keys consume; gone once deleted", async () => {
+    const s = await openSession();
+    const id = s.body.user_id;
+    // A window of a day: the allowance comes back one request per 864 s, so none returns
+    // between the calls below and the figures read after them.
+    const definition = { rate_limit: { requests: 100, window_seconds: 86_400 }, quota: { runs: 10, period: "day" } };
+    const put = await putPool("users", id, definition);
+    assert.equal(put.status, 201, put.text);
+
+    const fresh = await poolOf(s);
+    assert.equal(fresh.kind, "user");
+    assert.equal(fresh.id, id);
+    assert.deepEqual(fresh.rate_limit, definition.rate_limit);
+    assert.deepEqual(fresh.quota, definition.quota);
+    assert.deepEqual(fresh.usage, {
+      rate_limit: { limit: 100, remaining: 100, reset: 0 },
+      quota: { runs: 10, period: "day", used: 0, remaining: 10, period_end: nextMidnight() },
+    });
+
+    // Two keys of the user, each with a call through the gateway: one request, one job run.
+    const reader = await createKey(gw, { user_id: id, email: s.body.email, permissions: ["jobs:read"] });
+    const runner = await createKey(gw, { user_id: id, email: s.body.email, permissions: ["jobs:run"] });
+    const listed = await call(gw, "GET", "/developers/workspaces/ws1/jobs/", { key: reader.key });
+    assert.equal(listed.status, 200, listed.text);
+    const ran = await call(gw, "POST", "/developers/workspaces/ws1/jobs/j1/run/", { key: runner.key, body: {} });
+    assert.equal(ran.status, 201, ran.text);
+
+    const used = await poolOf(s);
+    assert.equal(used.usage.quota.used, 1, "the job run");
+    assert.equal(used.usage.quota.remaining, 9);
+    // Both calls took the pool's allowance (an isolate's lease of it counts as spent; at this
+    // rate a lease holds one request).
+    const left = used.usage.rate_limit.remaining;
+    assert.ok(left <= 98 && left >= 95, `remaining ${left} after two calls`);
+    assert.ok(used.usage.rate_limit.reset > 0, "a full allowance is some time away");
+    // The same figures as the admin's view of the pool.
+    const admin = await call(gw, "GET", `/v1/pools/users/${id}`, { admin: true });
+    assert.deepEqual(admin.json.usage.quota, used.usage.quota);
+    assert.equal(admin.json.usage.rate_limit.remaining, left);
+
+    assert.equal((await call(gw, "DELETE", `/v1/pools/users/${id}`, { admin: true })).status, 204);
+    assert.equal(await poolOf(s), null, "a deleted pool is not shown");
   });
 });
 
@@ -657,6 +727,54 @@ describe("fail closed", () => {
     } finally {
       await broken?.stop();
       rmSync(config, { force: true });
+    }
+  });
+});
+
+describe("fail closed: the user's pool", () => {
+  it("its object unreachable: 503 unavailable for a user with a pool, no internals; a user without one is not asked about", async () => {
+    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+    const toml = full.replace('[[durable_objects.bindings]]\nname = "KEY_STATE"\nclass_name = "KeyStateObject"\n', "");
+    assert.ok(full.length - toml.length > 50, "the binding was removed");
+    const config = join(ROOT, `.test-wrangler-no-key-state-${process.pid}.toml`);
+    writeFileSync(config, toml);
+    const persist = mkdtempSync(join(tmpdir(), "keygate-settings-pool-"));
+    let g;
+    /** A session of `g`, opened: its cookie. */
+    const opened = async (fields) => {
+      const made = await call(g, "POST", "/v1/settings-sessions", { admin: true, body: sessionBody(fields) });
+      assert.equal(made.status, 201, made.text);
+      secrets.push(new URL(made.json.url).searchParams.get("token"));
+      const r = await openLink(made.json.url);
+      assert.equal(r.status, 303);
+      return r.headers.getSetCookie()[0].split(";")[0];
+    };
+    const me = (cookie) => call(g, "GET", "/settings/api/session", { headers: { cookie } });
+    try {
+      // Sessions and a pool made where everything works, then read where the objects of
+      // keys and pools are not bound (the same stored state).
+      g = await startGateway({ persist });
+      const pooled = user("pooled");
+      const withPool = await opened({ user_id: pooled });
+      const without = await opened();
+      const put = await call(g, "PUT", `/v1/pools/users/${pooled}`, { admin: true, body: { quota: { runs: 5, period: "month" } } });
+      assert.equal(put.status, 201, put.text);
+      assert.equal((await me(withPool)).json.pool?.usage?.quota?.remaining, 5, "shown while its object answers");
+      await g.stop();
+
+      g = await startGateway({ persist, config });
+      const failed = await me(withPool);
+      expectError(assert, failed, 503, "unavailable");
+      noInternals(assert, failed);
+      assertSecurityHeaders(failed, "the session's 503");
+      assert.ok(!failed.text.includes("csrf_token"), "no session data in the refusal");
+      const fine = await me(without);
+      assert.equal(fine.status, 200, fine.text);
+      assert.equal(fine.json.pool, null);
+    } finally {
+      await g?.stop();
+      rmSync(config, { force: true });
+      rmSync(persist, { recursive: true, force: true });
     }
   });
 });

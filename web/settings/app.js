@@ -20,6 +20,10 @@
   ];
   const WORKSPACE_ID = /^[A-Za-z0-9_-]{1,64}$/;
   const HOURS_SHOWN = 48;
+  /** A window in the largest unit that divides it, so that 60 s reads "per minute". */
+  const DURATION_UNITS = [["day", DAY_S], ["hour", 3600], ["minute", 60]];
+  /** Below this share of a shared limit left, its meter shows as low (the text says the number). */
+  const POOL_LOW = 0.2;
   const CHART = { width: 192, height: 32, gap: 1 };
   /** Keys listed live first, then expired, then revoked; newest first within each. */
   const STATE_ORDER = { active: 0, disabled: 1, expired: 2, revoked: 3 };
@@ -39,6 +43,9 @@
     "rate_limit.exceeded": "Rate limit exceeded",
     "settings_session.created": "Settings link issued",
     "settings_session.opened": "Settings opened",
+    "pool.created": "Shared limit set",
+    "pool.updated": "Shared limit changed",
+    "pool.deleted": "Shared limit removed",
   };
 
   const $ = (id) => document.getElementById(id);
@@ -220,6 +227,7 @@
       setTimeout(() => endSession("Your settings session has expired."), Math.max(0, end - now()));
     }
     buildForm();
+    showPool(session.pool);
     $("loading").hidden = true;
     $("app").hidden = false;
     keysReady = loadKeys();
@@ -238,6 +246,49 @@
     } finally {
       $("signout").disabled = false;
     }
+  }
+
+  // ---------- shared limit ----------
+
+  /** "minute", "5 minutes", "90 seconds": a window or period in words, for reading aloud. */
+  function duration(s) {
+    for (const [unit, n] of DURATION_UNITS) {
+      if (s % n === 0) return s === n ? unit : `${numFmt.format(s / n)} ${unit}s`;
+    }
+    return s === 1 ? "second" : `${numFmt.format(s)} seconds`;
+  }
+
+  /** One figure of the pool: what is left in words, and a meter that only repeats it for the eye. */
+  function poolFigure(left, of, ...words) {
+    return h("li", { class: "pool-figure" },
+      h("meter", { min: 0, max: of, value: left, low: Math.ceil(of * POOL_LOW), optimum: of, "aria-hidden": "true" }),
+      h("span", {}, `${numFmt.format(left)} of ${numFmt.format(of)} `, ...words));
+  }
+
+  /**
+   * The session's user's pool (docs/CONTRACT.md section 17), as of this page's load: its limits
+   * and what is left of them. Without one the section stays hidden, and so does the key list's
+   * note that the pool applies to every key.
+   */
+  function showPool(pool) {
+    const usage = pool && pool.usage;
+    $("pool").hidden = !usage;
+    $("keys-pool").hidden = !usage;
+    if (!usage) return;
+    const items = [];
+    const rl = usage.rate_limit;
+    if (rl) {
+      const per = pool.rate_limit ? ` per ${duration(pool.rate_limit.window_seconds)}` : "";
+      items.push(poolFigure(rl.remaining, rl.limit, `requests left${per}`));
+    }
+    const q = usage.quota;
+    if (q) {
+      const when = q.period === "month" ? "this month" : "today";
+      items.push(poolFigure(q.remaining, q.runs, `job run${q.runs === 1 ? "" : "s"} left ${when} (until `,
+        timeEl(q.period_end, "datetime"), ")"));
+    }
+    $("pool-figures").replaceChildren(...items);
+    $("pool-asof").textContent = `As of ${dateTimeFmt.format(now())}; reload the page to see what is left now.`;
   }
 
   // ---------- create form ----------
@@ -482,7 +533,8 @@
       td("Created", timeEl(k.created_at, "date")),
       td("Expires", expires),
       td("Last used", k.last_used_at ? timeEl(k.last_used_at, "rel") : h("span", { class: "muted" }, "Never")),
-      td("Status", h("span", { class: `badge ${state}` }, label)),
+      td("Status", h("span", { class: `badge ${state}` }, label),
+        live && session.pool ? h("span", { class: "pool-note" }, "Also limited by your shared limit") : null),
       td("Last 48 hours", usage),
       h("td", { class: "actions-cell" }, actions));
   }
@@ -622,7 +674,9 @@
     const d = e.details || {};
     const name = k ? k.name : d.name;
     const hint = k ? k.hint : d.hint;
-    const subject = name ? `“${name}”${hint ? ` (${hint}…)` : ""}` : e.key_id || "";
+    // A notice of the user's pool (quota, rate limit) names the pool, not a key.
+    const ofPool = d.pool && !(e.action || "").startsWith("pool.");
+    const subject = name ? `“${name}”${hint ? ` (${hint}…)` : ""}` : ofPool ? "(shared limit)" : e.key_id || "";
     const meta = [actorText(e.actor, session.user_id), e.client_ip ? `from ${e.client_ip}` : ""].filter(Boolean).join(" ");
     return h("li", { class: "event" },
       h("span", { class: `dot ${(e.action || "").replace(/[^a-z]/g, "-")}`, "aria-hidden": "true" }),
@@ -683,6 +737,8 @@
     $("audit-more").addEventListener("click", () => loadAudit(true));
     $("ended-h").tabIndex = -1;
     $("keys-h").tabIndex = -1;
+    // The key list's link to the shared limit moves the focus there, not only the view.
+    $("pool-h").tabIndex = -1;
   }
 
   wire();
