@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::idempotency::{begin, Begin, Found, IdemRecord};
 use super::pool::PoolLimits;
 use super::quota::{Quota, RunCount, RunVerdict};
 use super::ratelimit::{gcra_take, Decision, RateLimit};
@@ -47,6 +48,20 @@ pub struct KeyState {
     /// section 17; [`super::pool::PoolState`]). `None` in a key's object, or a deleted pool's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolLimits>,
+}
+
+/// What [`KeyState::open_trigger`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The attempt's fate; `None` when its run was refused (nothing opened).
+    pub decision: Option<Begin>,
+    /// The idempotency record to write under the slot.
+    pub store: Option<IdemRecord>,
+    /// The run taken (or refused) for a new attempt of a key with a quota.
+    pub run: Option<RunVerdict>,
+    /// Whether the state changed with the record (one more record, or a run): written in the
+    /// same commit as the record, so the two never disagree.
+    pub save: bool,
 }
 
 /// What the object answers for one authenticated request.
@@ -147,6 +162,60 @@ impl KeyState {
     /// Counts one job trigger against `quota` at `now` (unix seconds), or refuses it.
     pub fn take_run(&mut self, quota: &Quota, now: i64) -> RunVerdict {
         self.runs.take(quota, now)
+    }
+
+    /// A job trigger without an `Idempotency-Key` of a key with a quota: the rate limit, then
+    /// (if it allowed the request) one run, counted together so the quota is exact.
+    pub fn run(
+        &mut self,
+        limit: RateLimit,
+        quota: &Quota,
+        now_ms: u64,
+    ) -> (Hit, Option<RunVerdict>) {
+        let hit = self.grant_as(limit, 1, now_ms, Count::Triggers);
+        let run = hit
+            .allowed()
+            .then(|| self.take_run(quota, (now_ms / 1000) as i64));
+        (hit, run)
+    }
+
+    /// The idempotent trigger's decision once its request was counted and allowed and the
+    /// record under its slot read (docs/CONTRACT.md sections 6 and 13): replay, conflict, in
+    /// flight, full, or a new attempt; a new attempt takes one run of `quota` (a replay, a
+    /// conflict or an attempt in flight sends nothing to the origin, so takes none), and a
+    /// refused run opens no record. The object writes what [`Opened`] says, in one commit.
+    pub fn open_trigger(
+        &mut self,
+        found: Found<'_>,
+        fingerprint: &str,
+        lease_ms: u64,
+        quota: Option<&Quota>,
+        now_ms: u64,
+    ) -> Opened {
+        let opening = begin(found, fingerprint, now_ms, lease_ms, self.idem_records);
+        let mut run = None;
+        if let (Begin::Proceed { .. }, Some(quota)) = (&opening.decision, quota) {
+            let verdict = self.take_run(quota, (now_ms / 1000) as i64);
+            run = Some(verdict);
+            if !verdict.allowed {
+                return Opened {
+                    decision: None,
+                    store: None,
+                    run,
+                    save: false,
+                };
+            }
+        }
+        if opening.store.is_some() && opening.adds_record {
+            self.record_added();
+        }
+        let save = opening.store.is_some() && (opening.adds_record || run.is_some());
+        Opened {
+            decision: Some(opening.decision),
+            store: opening.store,
+            run,
+            save,
+        }
     }
 
     /// Records an expiry; never extends one already known.
@@ -271,5 +340,91 @@ mod tests {
         s.record_added();
         s.records_removed(1);
         assert_eq!(s.idem_records, 1);
+    }
+
+    mod triggers {
+        use super::super::*;
+        use crate::core::idempotency::{StoredResponse, MAX_IDEMPOTENCY_RECORDS};
+        use crate::core::quota::Period;
+
+        const Q: Quota = Quota {
+            runs: 1,
+            period: Period::Day,
+        };
+        const NOW: u64 = 1_700_000_000_000;
+
+        #[test]
+        fn a_new_attempt_takes_a_run_and_opens_a_record_in_one_commit() {
+            let mut s = KeyState::default();
+            let o = s.open_trigger(Found::Empty, "fp", 30_000, Some(&Q), NOW);
+            assert_eq!(o.decision, Some(Begin::Proceed { attempt: NOW }));
+            assert!(o.store.is_some() && o.save);
+            assert!(o.run.unwrap().allowed);
+            assert_eq!(s.idem_records, 1);
+            assert_eq!(s.runs.used, 1);
+        }
+
+        #[test]
+        fn a_refused_run_opens_no_record() {
+            let mut s = KeyState::default();
+            s.take_run(&Q, (NOW / 1000) as i64);
+            let o = s.open_trigger(Found::Empty, "fp", 30_000, Some(&Q), NOW);
+            assert_eq!(o.decision, None);
+            assert_eq!(o.store, None);
+            assert!(!o.run.unwrap().allowed);
+            assert_eq!(s.idem_records, 0);
+        }
+
+        #[test]
+        fn a_replay_or_an_attempt_in_flight_takes_no_run() {
+            let mut s = KeyState::default();
+            let done = IdemRecord::Done {
+                fingerprint: "fp".into(),
+                stored_ms: NOW,
+                response: StoredResponse::new(201, vec![], Some(b"{}".to_vec())),
+            };
+            let o = s.open_trigger(Found::Record(&done), "fp", 30_000, Some(&Q), NOW + 1);
+            assert!(matches!(o.decision, Some(Begin::Replay { .. })));
+            assert_eq!((o.run, o.store, o.save), (None, None, false));
+            let flying = IdemRecord::InFlight {
+                fingerprint: "fp".into(),
+                started_ms: NOW,
+                lease_ms: 30_000,
+            };
+            let o = s.open_trigger(Found::Record(&flying), "fp", 30_000, Some(&Q), NOW + 1);
+            assert_eq!(o.decision, Some(Begin::InProgress));
+            assert_eq!(o.run, None);
+            assert_eq!(s.runs.used, 0);
+        }
+
+        #[test]
+        fn a_full_key_opens_nothing_and_takes_no_run() {
+            let mut s = KeyState {
+                idem_records: MAX_IDEMPOTENCY_RECORDS,
+                ..KeyState::default()
+            };
+            let o = s.open_trigger(Found::Empty, "fp", 30_000, Some(&Q), NOW);
+            assert_eq!(o.decision, Some(Begin::Full));
+            assert_eq!((o.run, o.store), (None, None));
+        }
+
+        #[test]
+        fn a_quota_trigger_takes_a_run_only_when_its_rate_limit_allows() {
+            let limit = RateLimit {
+                requests: 1,
+                window_seconds: 60,
+            };
+            let big = Quota {
+                runs: 10,
+                period: Period::Day,
+            };
+            let mut s = KeyState::default();
+            let (hit, run) = s.run(limit, &big, NOW);
+            assert!(hit.allowed() && run.unwrap().allowed);
+            let (hit, run) = s.run(limit, &big, NOW + 1);
+            assert!(!hit.allowed());
+            assert_eq!(run, None, "a rate-limited trigger takes no run");
+            assert_eq!(s.runs.used, 1);
+        }
     }
 }

@@ -18,8 +18,8 @@ use worker::{
 };
 
 use crate::core::idempotency::{
-    begin, complete, full_retry_after_secs, is_expired, next_sweep, Begin, Completion, Found,
-    IdemRecord, SLOT_PREFIX, SWEEP_INTERVAL_MS, SWEEP_PAGE_SIZE,
+    complete, full_retry_after_secs, is_expired, next_sweep, Begin, Completion, Found, IdemRecord,
+    SLOT_PREFIX, SWEEP_INTERVAL_MS, SWEEP_PAGE_SIZE,
 };
 use crate::core::keyop::{
     decode, encode, parse_hit_query, Ack, CheckSlot, Complete, Expire, HitBegin, HitBegun, Message,
@@ -159,34 +159,24 @@ impl KeyStateObject {
             Some(Some(rec)) => Found::Record(rec),
         };
         let now = now_ms();
-        let opening = begin(found, &q.fingerprint, now, q.lease_ms, s.idem_records);
-        // Only a new attempt counts against the quota: a replay, a conflict or an attempt in
-        // flight sends nothing to the origin. A refused run opens no record.
-        let mut counted_run = false;
-        if let (Begin::Proceed { .. }, Some(quota)) = (&opening.decision, &q.quota) {
-            let run = s.take_run(quota, (now / 1000) as i64);
-            answer.run = Some(run);
-            if !run.allowed {
-                return Ok(answer);
-            }
-            counted_run = true;
-        }
-        if let Some(rec) = opening.store {
+        let opened = s.open_trigger(found, &q.fingerprint, q.lease_ms, q.quota.as_ref(), now);
+        answer.run = opened.run;
+        let Some(decision) = opened.decision else {
+            return Ok(answer);
+        };
+        if let Some(rec) = opened.store {
             self.idem_put(&q.slot, rec).await?;
-            if opening.adds_record {
-                s.record_added();
-            }
             // The record and its run are written without other I/O between: one commit.
-            if opening.adds_record || counted_run {
+            if opened.save {
                 self.save(s.clone()).await?;
             }
             self.ensure_sweep(&s).await?;
         }
-        if opening.decision == Begin::Full {
+        if decision == Begin::Full {
             let next = self.ensure_sweep(&s).await?;
             answer.retry_after_secs = Some(full_retry_after_secs(now, next));
         }
-        answer.begin = Some(opening.decision);
+        answer.begin = Some(decision);
         Ok(answer)
     }
 
@@ -195,11 +185,7 @@ impl KeyStateObject {
     async fn run(&self, q: Run) -> worker::Result<Ran> {
         let mut s = self.load().await?;
         let before = s.clone();
-        let now = now_ms();
-        let hit = s.grant_as(q.rate_limit, 1, now, Count::Triggers);
-        let run = hit
-            .allowed()
-            .then(|| s.take_run(&q.quota, (now / 1000) as i64));
+        let (hit, run) = s.run(q.rate_limit, &q.quota, now_ms());
         if s != before {
             self.save(s).await?;
         }
