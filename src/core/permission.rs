@@ -42,6 +42,21 @@ pub fn within(held: &[String], wanted: &[String]) -> bool {
 mod tests {
     use super::*;
 
+    /// The settings page keeps its own copy of the vocabulary (to expand a `*` ceiling in the
+    /// browser): it must be this list, in this order, nothing more.
+    #[test]
+    fn the_settings_page_lists_exactly_these_permissions() {
+        let page = include_str!("../../web/settings/app.js");
+        let start = page.find("const PERMISSIONS = [").expect("the page's list") + 21;
+        let end = start + page[start..].find("];").expect("its end");
+        let listed: Vec<&str> = page[start..end]
+            .split(',')
+            .map(|p| p.trim().trim_matches('"'))
+            .filter(|p| !p.is_empty())
+            .collect();
+        assert_eq!(listed, PERMISSIONS);
+    }
+
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
     }

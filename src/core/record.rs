@@ -184,6 +184,12 @@ impl KeyRecord {
         end.and_then(kv_expiration_after)
     }
 
+    /// Whether the key is live at `now` (not revoked, not expired): the one definition, which
+    /// the user index's metadata ([`IndexMeta::is_live`]) reproduces for counting keys.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.check_usable(now).is_ok()
+    }
+
     /// Revoked, then expired (exact to the second), in the order of docs/CONTRACT.md section 2.
     pub fn check_usable(&self, now: i64) -> Result<(), Error> {
         if self.revoked_at.is_some() {
@@ -264,6 +270,36 @@ pub fn apply_roll_to_old(old: &mut KeyRecord, grace: u64, now: i64) {
     old.expires_at = Some(format_time(new_expiry));
 }
 
+/// Metadata of a user-index entry (`u/<user id>/<key id>` in KV): enough to count a user's
+/// live keys from one list call, without reading each record. Entries written before `r`/`e`
+/// existed read as live (counted, never under-counted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexMeta {
+    /// The record's hash.
+    pub h: String,
+    /// Revoked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub r: bool,
+    /// `expires_at`, unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e: Option<i64>,
+}
+
+impl IndexMeta {
+    pub fn of(hash: &str, record: &KeyRecord) -> Self {
+        IndexMeta {
+            h: hash.to_owned(),
+            r: record.revoked_at.is_some(),
+            e: record.expires_at_secs(),
+        }
+    }
+
+    /// [`KeyRecord::is_live`] of the record it was written for.
+    pub fn is_live(&self, now: i64) -> bool {
+        !self.r && self.e.is_none_or(|t| now < t)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -296,6 +332,24 @@ pub(crate) mod tests {
             "kg_000000".into(),
             NOW,
         )
+    }
+
+    #[test]
+    fn the_index_counts_a_key_live_exactly_when_its_record_is() {
+        let mut r = record(&["ws1"], &["*"], Some(NOW + 10));
+        for now in [NOW, NOW + 9, NOW + 10, NOW + 11] {
+            assert_eq!(
+                IndexMeta::of("h", &r).is_live(now),
+                r.is_live(now),
+                "at {now}"
+            );
+        }
+        r.revoked_at = Some("2026-01-01T00:00:00Z".into());
+        assert!(!IndexMeta::of("h", &r).is_live(NOW) && !r.is_live(NOW));
+        let open = record(&["ws1"], &["*"], None);
+        assert!(IndexMeta::of("h", &open).is_live(i64::MAX - 1) && open.is_live(NOW));
+        let old: IndexMeta = serde_json::from_str(r#"{"h":"x"}"#).unwrap();
+        assert!(old.is_live(NOW), "an entry from before r/e reads as live");
     }
 
     #[test]

@@ -17,14 +17,14 @@
 use std::cell::RefCell;
 
 use futures_util::future::join_all;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use worker::kv::KvStore;
 
 use super::Ctx;
 use crate::core::cache::RecordCache;
 use crate::core::names::KV_BINDING;
 use crate::core::pool::{Pool, PoolRef, POOL_PREFIX};
-use crate::core::record::{KeyMeta, KeyRecord};
+use crate::core::record::{IndexMeta, KeyMeta, KeyRecord};
 use crate::core::Error;
 
 fn record_key(hash: &str) -> String {
@@ -40,20 +40,6 @@ const INDEX_PREFIX: &str = "u/";
 
 fn user_prefix(user_id: &str) -> String {
     format!("{INDEX_PREFIX}{user_id}/")
-}
-
-/// Metadata of a user-index entry: enough to count a user's live keys from one list call.
-/// Entries written before `r`/`e` existed read as live (counted, never under-counted).
-#[derive(Serialize, Deserialize)]
-struct IndexMeta {
-    /// The record's hash.
-    h: String,
-    /// Revoked.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    r: bool,
-    /// `expires_at`, unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    e: Option<i64>,
 }
 
 fn kv(ctx: &Ctx) -> Result<KvStore, Error> {
@@ -130,11 +116,7 @@ pub async fn put(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Error>
     .await?;
     put_entry::<()>(ctx, &store, &id_key(&record.id), hash, None, expiration).await?;
     let index = format!("{}{}", user_prefix(&record.user_id), record.id);
-    let meta = IndexMeta {
-        h: hash.to_owned(),
-        r: record.revoked_at.is_some(),
-        e: record.expires_at_secs(),
-    };
+    let meta = IndexMeta::of(hash, record);
     put_entry(ctx, &store, &index, "", Some(meta), expiration).await
 }
 
@@ -175,7 +157,7 @@ pub async fn count_live(ctx: &Ctx, user_id: &str, max: u64) -> Result<Listed, Er
                 .metadata
                 .clone()
                 .and_then(|m| serde_json::from_value::<IndexMeta>(m).ok())
-                .is_some_and(|m| !m.r && m.e.is_none_or(|t| ctx.now < t));
+                .is_some_and(|m| m.is_live(ctx.now));
             if live {
                 listed.count += 1;
                 if let Some(id) = k.name.strip_prefix(&prefix) {
