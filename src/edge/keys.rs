@@ -12,6 +12,7 @@ use super::{audit, key_client, lease, roll, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::cap;
 use crate::core::events::{Change, ChangeKind};
+use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
 use crate::core::key::{
     format_key, format_key_id, hash_key, hint, is_key_id, KEY_BODY_BYTES, KEY_ID_BYTES,
 };
@@ -28,7 +29,6 @@ use crate::core::usage::COUNTED;
 use crate::core::Error;
 
 /// Largest JSON body accepted on management routes; real bodies are a few hundred bytes.
-pub(super) const MAX_JSON_BODY_BYTES: u64 = 64 * 1024;
 
 #[derive(Serialize)]
 struct WithKey<'a> {
@@ -142,7 +142,7 @@ async fn create(
     caller: &Caller<'_>,
     caller_expiry: Option<i64>,
 ) -> Result<Reply, Error> {
-    let mut body = read_body(req, MAX_JSON_BODY_BYTES).await?;
+    let mut body = read_body(req, MAX_MANAGEMENT_BODY_BYTES).await?;
     if let Caller::Session(session) = caller {
         // The page may leave the owner out: it is the session's.
         body = fill_owner(&body, session);
@@ -279,7 +279,7 @@ pub async fn revoke_record(
 /// even if the record's write then fails (a retry repairs it); then the record, whose
 /// `allowed_ips` other locations see once their cached copy lapses (`KV_CACHE_TTL`).
 async fn update(ctx: &Ctx, req: &Req, id: &str, caller: &Caller<'_>) -> Result<Reply, Error> {
-    let patch = parse_patch(&read_body(req, MAX_JSON_BODY_BYTES).await?, ctx.now)?;
+    let patch = parse_patch(&read_body(req, MAX_MANAGEMENT_BODY_BYTES).await?, ctx.now)?;
     let (hash, mut target) = load(ctx, id, caller).await?;
     let usage = key_client::usage(ctx, &target.id).await?;
     access::live_target(&target, usage.revoked, usage.expires_at, ctx.now, "changed")?;

@@ -6,9 +6,9 @@
 use worker::Response;
 
 use super::http::{json, read_body, Req};
-use super::keys::MAX_JSON_BODY_BYTES;
 use super::{audit, key_client, pool_gate, store, Ctx, Reply};
 use crate::core::events::{Actor, Change, ChangeKind};
+use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
 use crate::core::keyop::{PoolSet, PoolStatusQuery, SeriesQuery};
 use crate::core::pool::{parse_pool_body, pool_json, Pool, PoolKind, PoolLimits, PoolRef};
 use crate::core::request::parse_list_query;
@@ -51,7 +51,7 @@ fn change(kind: ChangeKind, pool: &PoolRef) -> Change {
 }
 
 async fn put(ctx: &Ctx, req: &Req, pool: &PoolRef) -> Result<Reply, Error> {
-    let limits = parse_pool_body(&read_body(req, MAX_JSON_BODY_BYTES).await?)?;
+    let limits = parse_pool_body(&read_body(req, MAX_MANAGEMENT_BODY_BYTES).await?)?;
     let existing = store::pool(ctx, pool, false).await?;
     let now = format_time(ctx.now);
     let stored = Pool {

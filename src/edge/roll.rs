@@ -5,13 +5,12 @@
 
 use super::http::read_body;
 use super::http::Req;
-use super::keys::{
-    apply_by, issued, load, mint, restrict, take_change, unmint, MAX_JSON_BODY_BYTES,
-};
+use super::keys::{apply_by, issued, load, mint, restrict, take_change, unmint};
 use super::{audit, key_client, lease, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::cap;
 use crate::core::events::{Change, ChangeKind};
+use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
 use crate::core::policy::{policy_changes, with_object_suspension};
 use crate::core::record::apply_roll_to_old;
 use crate::core::request::parse_roll;
@@ -30,7 +29,7 @@ pub(super) async fn roll(
     caller: &Caller<'_>,
     caller_expiry: Option<i64>,
 ) -> Result<Reply, Error> {
-    let roll = parse_roll(&read_body(req, MAX_JSON_BODY_BYTES).await?, ctx.now)?;
+    let roll = parse_roll(&read_body(req, MAX_MANAGEMENT_BODY_BYTES).await?, ctx.now)?;
     let (hash, old) = load(ctx, id, caller).await?;
     let usage = key_client::usage(ctx, &old.id).await?;
     let old_expiry = usage.expires_at;

@@ -15,6 +15,7 @@ use super::http::{json, random, read_body};
 use super::{audit, key_client, keys, session_object, store, throttle, Ctx, Incoming, Reply};
 use crate::core::access::Caller;
 use crate::core::events::{Actor, Change, ChangeKind};
+use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
 use crate::core::keyop::PoolStatusQuery;
 use crate::core::names::{
     CACHE_CONTROL, CONTENT_TYPE, COOKIE, HEADER_CSRF, LOCATION, ORIGIN, SET_COOKIE,
@@ -36,15 +37,12 @@ const SWITCH_HTML: &str = include_str!("../../web/settings/switch.html");
 /// Largest form of `POST /settings/open` (a token field: about 50 bytes).
 const MAX_FORM_BYTES: u64 = 4 * 1024;
 
-/// Largest body of `POST /v1/settings-sessions`; a real one is a few hundred bytes.
-const MAX_SESSION_BODY_BYTES: u64 = 64 * 1024;
-
 /// `POST /v1/settings-sessions` (admin): stores the session in its own object, named by the
 /// SHA-256 of a fresh link token, records the issue in the user's audit trail, and answers the
 /// link (the only place the token appears). If the record cannot be written the link is not
 /// handed out (503): a session nobody can open is harmless, an unrecorded one is not.
 pub async fn create(ctx: &Ctx, req: &Req) -> Result<Reply, Error> {
-    let body = read_body(req, MAX_SESSION_BODY_BYTES).await?;
+    let body = read_body(req, MAX_MANAGEMENT_BODY_BYTES).await?;
     let session = session::parse_create(&body, ctx.now)?;
     let token = base64url(&random::<SECRET_BYTES>()?);
     let stored = StoredSession {
