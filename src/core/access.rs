@@ -35,35 +35,7 @@ use super::route::Route;
 use super::session::Session;
 use super::time::earliest;
 
-/// Who is calling, once authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller<'a> {
-    /// `Authorization: Bearer <ADMIN_TOKEN>`.
-    Admin,
-    /// `Authorization: Api-Key <key>`, with the key's stored record.
-    Key(&'a KeyRecord),
-    /// The settings page: a session cookie of this user (section 11).
-    Session(&'a Session),
-}
-
-impl<'a> Caller<'a> {
-    /// The key's record, for a key caller.
-    pub fn key(&self) -> Option<&'a KeyRecord> {
-        match self {
-            Caller::Key(record) => Some(record),
-            Caller::Admin | Caller::Session(_) => None,
-        }
-    }
-
-    /// The one user whose keys this caller manages; `None` for the admin (any user).
-    pub fn own_user(&self) -> Option<&'a str> {
-        match self {
-            Caller::Admin => None,
-            Caller::Key(record) => Some(&record.user_id),
-            Caller::Session(session) => Some(&session.user_id),
-        }
-    }
-}
+pub use super::caller::Caller;
 
 /// What a route asks of its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

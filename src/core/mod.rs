@@ -7,6 +7,7 @@
 //! - [`auth`]: the `Authorization` header and the admin token comparison.
 //! - [`cidr`]: IP allowlists: CIDR blocks parsed, canonicalised, matched.
 //! - [`cache`]: the in-isolate cache of key records.
+//! - [`caller`]: who is calling: the actor, who may widen, the ceiling of what it makes.
 //! - [`cap`]: the cap on live keys per user: a new key, a roll, an imported key's roll.
 //! - [`config`]: vars and their defaults.
 //! - [`error`]: the one error type and its JSON body.
@@ -47,6 +48,7 @@ pub mod assertion;
 pub mod auditlog;
 pub mod auth;
 pub mod cache;
+pub mod caller;
 pub mod cap;
 pub mod cidr;
 pub mod config;

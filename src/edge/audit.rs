@@ -28,11 +28,7 @@ const CAUSE: &str = "audit_log";
 
 /// The actor of a change made by `caller`.
 pub fn actor(caller: &Caller<'_>) -> Actor {
-    match caller {
-        Caller::Admin => Actor::Admin,
-        Caller::Key(record) => Actor::Key(record.id.clone()),
-        Caller::Session(session) => Actor::Session(session.user_id.clone()),
-    }
+    caller.actor()
 }
 
 /// Whether events are published: `WEBHOOK_URL` set and `WEBHOOK_SECRET` present.

@@ -360,12 +360,11 @@ pub(super) fn apply_by(
     object_expiry: Option<i64>,
     u: Update,
 ) -> Result<Applied, Error> {
-    let admin = matches!(caller, Caller::Admin);
     apply_update(
         target,
         object_expiry,
         u,
-        admin,
+        caller.may_widen(),
         &access::disabled_by(caller),
     )
 }
@@ -378,13 +377,7 @@ pub(super) fn restrict(
     caller_expiry: Option<i64>,
     new: &mut NewKey,
 ) -> Result<(), Error> {
-    match caller {
-        Caller::Admin => Ok(()),
-        Caller::Key(creator) => access::restrict_to_creator(creator, caller_expiry, new),
-        Caller::Session(session) => {
-            access::restrict_to_session(session, ctx.now, ctx.config.default_rate_limit, new)
-        }
-    }
+    caller.restrict(caller_expiry, ctx.now, ctx.config.default_rate_limit, new)
 }
 
 /// What an audit entry and event say about a key: its public fields, never the key or hash.
