@@ -7,11 +7,9 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 
-import { ROOT, call, createKey, expectError, inOneFailureWindow, noInternals, randomClientIp, rawCall, startGateway } from "./harness.mjs";
+import { call, createKey, expectError, inOneFailureWindow, noInternals, randomClientIp, rawCall, startGateway, useGateway, configWithout } from "./harness.mjs";
 
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -27,7 +25,7 @@ const DAY_MS = 86_400_000;
 /** Slack for clocks read on two sides of an HTTP call. */
 const SLACK_S = 5;
 
-let gw;
+const gw = useGateway();
 /** Every session secret the tests saw: none may appear in the worker's log. */
 const secrets = [];
 /** A session of the shortest TTL, opened at start, and a link of the same age never opened. */
@@ -118,13 +116,9 @@ function assertSecurityHeaders(r, what) {
 }
 
 before(async () => {
-  gw = await startGateway();
+  await gw.ready; // root-level hooks run side by side
   early = await openSession({ ttl_seconds: 60 });
   earlyLink = await createSession({ ttl_seconds: 60 });
-});
-
-after(async () => {
-  await gw?.stop();
 });
 
 describe("POST /v1/settings-sessions", () => {
@@ -630,11 +624,7 @@ describe("guessing without a storage read", () => {
 
 describe("fail closed", () => {
   it("without the SETTINGS_SESSIONS binding: 503 unavailable to open, use or create a session, no internals, no cookie", async () => {
-    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-    const toml = full.replace('[[durable_objects.bindings]]\nname = "SETTINGS_SESSIONS"\nclass_name = "SettingsSessionObject"\n', "");
-    assert.ok(full.length - toml.length > 50, "the binding was removed");
-    const config = join(ROOT, `.test-wrangler-no-sessions-${process.pid}.toml`);
-    writeFileSync(config, toml);
+    const config = configWithout({ bindings: ["SETTINGS_SESSIONS"] });
     let broken;
     try {
       broken = await startGateway({ config });
@@ -656,7 +646,6 @@ describe("fail closed", () => {
       assert.equal((await call(broken, "GET", "/v1/me", { key })).status, 200);
     } finally {
       await broken?.stop();
-      rmSync(config, { force: true });
     }
   });
 });
