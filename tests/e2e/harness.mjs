@@ -188,8 +188,9 @@ export function configWithout({ bindings = [], migrations = [], vars = [], name,
   const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
   const envAt = full.search(/^\[env\./m);
   const local = envAt < 0 ? full : full.slice(0, envAt);
-  // A table: its header line and the lines up to the next header (comments before that header
-  // stay with this table; a removed table's own comment stays, which changes nothing).
+  // A table: its header line and the lines up to the next header. The comment above a header
+  // goes with the table before it, so a removed table may take the next one's comment along:
+  // comments only, which change nothing.
   let tables = local.split(/^(?=\[)/m);
   const found = new Set();
   const named = (table, id) => new RegExp(`^(binding|name) = "${id}"$`, "m").test(table) && table.startsWith("[[");
@@ -234,8 +235,9 @@ let configs = 0;
 
 /**
  * The config `wrangler dev` runs with: `source` (wrangler.toml unless a test gives its own)
- * without its `[build]` table, written beside it (relative paths stay right) and removed when
- * the gateway stops. With a custom build, wrangler dev runs it once more when its file watcher
+ * without its `[build]` table, written to the repository's root (so that relative paths such as
+ * `main` stay right wherever `source` is, e.g. configWithout's) and removed when the gateway
+ * stops. With a custom build, wrangler dev runs it once more when its file watcher
  * becomes ready and then restarts workerd under the tests already running: requests in flight
  * fail with "worker restarted mid-request", and the restarted workerd can find its port still
  * held. So the harness builds once itself (`scripts/build.sh`, a no-op when nothing changed)
