@@ -1,14 +1,14 @@
 // docs/CONTRACT.md section 16: the signed assertion. Keys are made here (P-256, node:crypto);
 // the assertion is verified by PyJWT (tests/django/verify_assertion.py) against the gateway's
 // /.well-known/jwks.json, by the example origin, and by hand below.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { createHash, createPublicKey, generateKeyPairSync, randomBytes, verify } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 
-import { ROOT, call, createKey, expectError, startGateway, waitForLog } from "./harness.mjs";
+import { ROOT, call, createKey, expectError, startGateway, waitForLog, useGateway } from "./harness.mjs";
 
 const PYTHON = join(ROOT, ".venv", "bin", "python");
 const JOBS = "/developers/workspaces/ws1/jobs";
@@ -21,28 +21,19 @@ function newJwk(kid) {
 const publicOf = ({ d, ...pub }) => pub;
 const decode = (part) => JSON.parse(Buffer.from(part, "base64url"));
 
-let gw; // signing key "current", next key published
-let only; // the assertion only: no ORIGIN_SIGNING_SECRET
-let bad; // a signing key that is not one
-let prod; // ENVIRONMENT = production without PUBLIC_URL
 const current = newJwk("current");
 const next = newJwk("next");
-
-before(async () => {
-  [gw, only, bad] = await Promise.all([
-    startGateway({
-      secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(current) },
-      vars: { ASSERTION_PUBLIC_KEYS: JSON.stringify({ keys: [publicOf(next)] }) },
-    }),
-    startGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(current), ORIGIN_SIGNING_SECRET: null } }),
-    startGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify({ ...current, d: publicOf(next).x }) } }),
-    startGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(current) }, vars: { ENVIRONMENT: "production" } }),
-  ]).then(([a, b, c, d]) => ((prod = d), [a, b, c]));
+// Signing key "current", next key published.
+const gw = useGateway({
+  secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(current) },
+  vars: { ASSERTION_PUBLIC_KEYS: JSON.stringify({ keys: [publicOf(next)] }) },
 });
-
-after(async () => {
-  await Promise.all([gw?.stop(), only?.stop(), bad?.stop(), prod?.stop()]);
-});
+// The assertion only: no ORIGIN_SIGNING_SECRET.
+const only = useGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(current), ORIGIN_SIGNING_SECRET: null } });
+// A signing key that is not one.
+const bad = useGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify({ ...current, d: publicOf(next).x }) } });
+// ENVIRONMENT = production without PUBLIC_URL.
+const prod = useGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(current) }, vars: { ENVIRONMENT: "production" } });
 
 /** The assertion the origin received last. */
 const lastAssertion = (g) => g.origin.requests.at(-1).headers["keygate-assertion"];

@@ -5,19 +5,11 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { call, createKey, expectError, rawCall, sha256hex, startGateway, unissuedKey } from "./harness.mjs";
+import { call, createKey, expectError, rawCall, sha256hex, unissuedKey, useGateway } from "./harness.mjs";
 
-let gw;
-
-before(async () => {
-  gw = await startGateway();
-});
-
-after(async () => {
-  await gw?.stop();
-});
+const gw = useGateway();
 
 const originCount = () => gw.origin.requests.length;
 const lastOrigin = () => gw.origin.requests[gw.origin.requests.length - 1];

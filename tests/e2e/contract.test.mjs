@@ -7,20 +7,13 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { call, createKey, ROOT, startGateway } from "./harness.mjs";
+import { call, createKey, ROOT, useGateway } from "./harness.mjs";
 
 const SCHEMATHESIS = join(ROOT, ".venv", "bin", "schemathesis");
 const MAX_EXAMPLES = process.env.CONTRACT_MAX_EXAMPLES ?? "25";
-let gw;
-
-before(async () => {
-  gw = await startGateway();
-});
-after(async () => {
-  await gw?.stop();
-});
+const gw = useGateway();
 
 /** Keys schemathesis itself created appear in its failure reports: never print them. */
 const redact = (text) => text.replace(/[a-z0-9]{1,16}_[0-9a-f]{72}/g, "<key>");

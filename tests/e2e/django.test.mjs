@@ -2,14 +2,14 @@
 // DRF (examples/django_origin.py, the keygate_drf package of clients/django) behind the gateway.
 // A small recorder between the two keeps the assertions the gateway sent, so that the test can
 // replay them to Django tampered with, to another path, or minted expired with the same key.
-import { test, before, after } from "node:test";
+import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
 import { createPrivateKey, generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { createServer, request as httpRequest } from "node:http";
 import { join } from "node:path";
 
-import { ROOT, call, createKey, freePort, startGateway } from "./harness.mjs";
+import { ROOT, call, createKey, freePort, useGateway } from "./harness.mjs";
 
 const PYTHON = join(ROOT, ".venv", "bin", "python");
 const ISSUER = "https://keygate.test";
@@ -17,7 +17,6 @@ const { privateKey } = generateKeyPairSync("ec", { namedCurve: "P-256" });
 const jwk = { ...privateKey.export({ format: "jwk" }), kid: "django-test" };
 const { d, ...publicJwk } = jwk;
 
-let gw;
 let django;
 let recorder;
 let recorded = [];
@@ -53,20 +52,20 @@ function direct(method, path, token) {
   return fetch(recorderUrl + path, { method, headers: token ? { "keygate-assertion": token } : {} }).then(async (r) => ({ status: r.status, json: await r.json().catch(() => null) }));
 }
 
-before(async () => {
+// Django and the recorder in front of it first: the gateway's origin is the recorder.
+const gw = useGateway(async () => {
   const [djangoPort, recorderPort] = [await freePort(), await freePort()];
   recorderUrl = `http://127.0.0.1:${recorderPort}`;
   django = await startDjango(djangoPort, recorderUrl);
   recorder = await startRecorder(recorderPort, djangoPort);
-  gw = await startGateway({
+  return {
     originUrl: recorderUrl,
     secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(jwk) },
     vars: { PUBLIC_URL: ISSUER },
-  });
+  };
 });
 
 after(async () => {
-  await gw?.stop();
   recorder?.closeAllConnections?.();
   recorder?.close();
   django?.kill();

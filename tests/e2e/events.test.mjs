@@ -4,13 +4,13 @@
 
 import assert from "node:assert/strict";
 import { createHmac, generateKeyPairSync, randomBytes, sign, timingSafeEqual } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 
-import { ROOT, awayFromEdge, call, createKey, expectError, noInternals, sha256hex, startGateway, waitForLog } from "./harness.mjs";
+import { awayFromEdge, call, createKey, expectError, noInternals, sha256hex, startGateway, waitForLog, useGateway, configWithout } from "./harness.mjs";
 
 /** Polls `fn` until it returns a truthy value or `ms` pass; returns the last value. */
 async function until(fn, ms = 15_000, step = 100) {
@@ -59,13 +59,7 @@ describe("section 14: one user's many expiring keys do not hold up another's not
   // Finding 5 of the security review: each run re-asked every notice already sent, one call
   // each, and one user's 800 short-lived keys spent a run's budget before another user's key
   // was reached. Now one call per user per page carries all of that user's notices.
-  let gw;
-  before(async () => {
-    gw = await startGateway({ testScheduled: true });
-  });
-  after(async () => {
-    await gw?.stop();
-  });
+  const gw = useGateway({ testScheduled: true });
 
   it("a user with many due notices costs one call a run, the other user is served in the same run, and each notice goes out once", async () => {
     const soon = () => new Date(Date.now() + 3 * 86_400_000).toISOString();
@@ -93,13 +87,7 @@ describe("section 14: one user's many expiring keys do not hold up another's not
 });
 
 describe("section 12: the audit trail", () => {
-  let gw;
-  before(async () => {
-    gw = await startGateway();
-  });
-  after(async () => {
-    await gw?.stop();
-  });
+  const gw = useGateway();
 
   it("records create, roll and revoke newest first with actor, time, request id and client IP", async () => {
     const user = `audit-${randomBytes(4).toString("hex")}`;
@@ -266,15 +254,15 @@ const SCANNING_KEYS = JSON.stringify({
 });
 
 describe("section 14: webhooks through the queue", () => {
-  let gw, rx;
+  let rx;
   const secret = `whsec_${randomBytes(32).toString("base64")}`;
-  before(async () => {
+  const gw = useGateway(async () => {
     rx = await startReceiver(secret, 2);
-    gw = await startGateway({
+    return {
       vars: { WEBHOOK_URL: rx.url, WEBHOOK_RETRY_BASE_SECONDS: "1", SECRET_SCANNING_KEYS: SCANNING_KEYS },
       secrets: { WEBHOOK_SECRET: secret },
       testScheduled: true,
-    });
+    };
   });
 
   /**
@@ -304,7 +292,6 @@ describe("section 14: webhooks through the queue", () => {
     assert.equal(r.status, 200, await r.text());
   };
   after(async () => {
-    await gw?.stop();
     await rx?.close();
   });
 
@@ -528,25 +515,13 @@ describe("section 14: webhooks through the queue", () => {
   });
 });
 
-/** wrangler.toml without `block` (which must be there), written to a file of its own. */
-function configWithout(name, ...blocks) {
-  let toml = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-  for (const block of blocks) {
-    assert.ok(toml.includes(block), `wrangler.toml has ${block}`);
-    toml = toml.replace(block, "");
-  }
-  const path = join(ROOT, `.test-wrangler-${name}-${process.pid}.toml`);
-  writeFileSync(path, toml);
-  return path;
-}
-
 describe("section 14: a receiver that redirects", () => {
   // The signed event goes to WEBHOOK_URL only: a redirect (a moved or compromised receiver)
   // is a failed delivery, retried, never followed to wherever it points.
-  let gw, rx, redirector;
+  let rx, redirector;
   const hits = [];
   const secret = `whsec_${randomBytes(32).toString("base64")}`;
-  before(async () => {
+  const gw = useGateway(async () => {
     rx = await startReceiver(secret, 0);
     redirector = createServer((req, res) => {
       hits.push(req.headers["webhook-id"]);
@@ -554,16 +529,15 @@ describe("section 14: a receiver that redirects", () => {
       res.writeHead(307, { location: rx.url }).end();
     });
     await new Promise((r) => redirector.listen(0, "127.0.0.1", r));
-    gw = await startGateway({
+    return {
       vars: {
         WEBHOOK_URL: `http://127.0.0.1:${redirector.address().port}/hooks`,
         WEBHOOK_RETRY_BASE_SECONDS: "1",
       },
       secrets: { WEBHOOK_SECRET: secret },
-    });
+    };
   });
   after(async () => {
-    await gw?.stop();
     await rx?.close();
     await new Promise((r) => redirector?.close(r) ?? r());
   });
@@ -578,10 +552,7 @@ describe("section 14: a receiver that redirects", () => {
 describe("sections 12 and 14: when recording or publishing fails", () => {
   it("audit log unreachable: a create is undone (503, no key), a revoke stands with a note", async () => {
     const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
-    const config = configWithout(
-      "no-user-log",
-      '[[durable_objects.bindings]]\nname = "USER_LOG"\nclass_name = "UserLogObject"\n',
-    );
+    const config = configWithout({ bindings: ["USER_LOG"] });
     let gw;
     try {
       gw = await startGateway({ persist });
@@ -613,7 +584,6 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
       assert.match(await waitForLog(gw, because), because);
     } finally {
       await gw?.stop();
-      rmSync(config, { force: true });
       rmSync(persist, { recursive: true, force: true });
     }
   });
@@ -621,10 +591,7 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
   it("audit log unreachable: a hammered rate-limited key stays 429 and costs one notice attempt, not one per refusal; a quota run goes ahead with a note", async () => {
     await awayFromEdge(3_600_000, 60_000); // every refusal in one UTC hour
     const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
-    const config = configWithout(
-      "no-user-log-notices",
-      '[[durable_objects.bindings]]\nname = "USER_LOG"\nclass_name = "UserLogObject"\n',
-    );
+    const config = configWithout({ bindings: ["USER_LOG"] });
     let gw;
     try {
       gw = await startGateway({ persist });
@@ -651,7 +618,6 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
       assert.match(await waitForLog(gw, noted), noted);
     } finally {
       await gw?.stop();
-      rmSync(config, { force: true });
       rmSync(persist, { recursive: true, force: true });
     }
   });
@@ -659,10 +625,7 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
   it("a revocation whose key object was unreachable after its KV write is recorded by the retry, once", async () => {
     // Finding 7 of the security review: the retry used to revoke without recording anything.
     const persist = mkdtempSync(join(tmpdir(), "keygate-revoke-retry-"));
-    const config = configWithout(
-      "no-key-state",
-      '[[durable_objects.bindings]]\nname = "KEY_STATE"\nclass_name = "KeyStateObject"\n',
-    );
+    const config = configWithout({ bindings: ["KEY_STATE"] });
     let gw;
     try {
       gw = await startGateway({ persist });
@@ -681,17 +644,13 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
       assert.equal(revoked.length, 1, "recorded by the retry, and once");
     } finally {
       await gw?.stop();
-      rmSync(config, { force: true });
       rmSync(persist, { recursive: true, force: true });
     }
   });
 
   it("audit log unreachable during a Cron run: its notices are skipped (one failure per user), the run completes, and the next run sends them once", async () => {
     const persist = mkdtempSync(join(tmpdir(), "keygate-cron-fail-"));
-    const config = configWithout(
-      "cron-no-user-log",
-      '[[durable_objects.bindings]]\nname = "USER_LOG"\nclass_name = "UserLogObject"\n',
-    );
+    const config = configWithout({ bindings: ["USER_LOG"] });
     const cron = cronRun;
     const soon = () => new Date(Date.now() + 3 * 86_400_000).toISOString();
     let gw;
@@ -731,7 +690,6 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
       }
     } finally {
       await gw?.stop();
-      rmSync(config, { force: true });
       rmSync(persist, { recursive: true, force: true });
     }
   });
@@ -740,10 +698,7 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
     const secret = `whsec_${randomBytes(32).toString("base64")}`;
     const rx = await startReceiver(secret, 0);
     const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
-    const config = configWithout(
-      "no-queue",
-      '[[queues.producers]]\nbinding = "EVENTS"\nqueue = "keygate-events"\n',
-    );
+    const config = configWithout({ bindings: ["EVENTS"] });
     const opts = { persist, vars: { WEBHOOK_URL: rx.url, WEBHOOK_RETRY_BASE_SECONDS: "1" }, secrets: { WEBHOOK_SECRET: secret } };
     let gw;
     try {
@@ -765,7 +720,6 @@ describe("sections 12 and 14: when recording or publishing fails", () => {
     } finally {
       await gw?.stop();
       await rx.close();
-      rmSync(config, { force: true });
       rmSync(persist, { recursive: true, force: true });
     }
   });

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { createHash, createHmac, randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
 import { startOrigin } from "../../examples/origin.mjs";
 import {
@@ -21,30 +21,23 @@ import {
   signedWith,
   startGateway,
   unissuedKey,
+  useGateway,
   waitForLog,
 } from "./harness.mjs";
 
 const TIMEOUT_MS = 1500;
 const MAX_BODY = 65536;
-let gw;
-
-before(async () => {
-  gw = await startGateway({
-    vars: { ORIGIN_TIMEOUT_MS: String(TIMEOUT_MS), MAX_BODY_BYTES: String(MAX_BODY) },
-    handle: async ({ req, res }) => {
-      if (req.url.includes("/hang/")) return true; // never answers: the gateway must time out
-      if (req.url.includes("/redirect/")) {
-        res.writeHead(302, { location: "/elsewhere", "x-origin": "yes" });
-        res.end();
-        return true;
-      }
-      return false;
-    },
-  });
-});
-
-after(async () => {
-  await gw?.stop();
+const gw = useGateway({
+  vars: { ORIGIN_TIMEOUT_MS: String(TIMEOUT_MS), MAX_BODY_BYTES: String(MAX_BODY) },
+  handle: async ({ req, res }) => {
+    if (req.url.includes("/hang/")) return true; // never answers: the gateway must time out
+    if (req.url.includes("/redirect/")) {
+      res.writeHead(302, { location: "/elsewhere", "x-origin": "yes" });
+      res.end();
+      return true;
+    }
+    return false;
+  },
 });
 
 const originCount = () => gw.origin.requests.length;

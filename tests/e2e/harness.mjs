@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
+import { after, before } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import { startOrigin } from "../../examples/origin.mjs";
@@ -111,14 +112,132 @@ export async function startGateway({ vars = {}, secrets = {}, originUrl, handle,
   return gw;
 }
 
+/**
+ * The gateway of a file (or of the `describe` it is called in): starts it in a node:test
+ * `before` hook, stops it in an `after` hook (stop checks its whole log), and returns a stand-in
+ * that is the gateway from then on: `const gw = useGateway(); ... call(gw, ...)`, `gw.origin`,
+ * `gw.restart()`. `options` are startGateway's, or a function (it may be async) returning them,
+ * called in the hook: for options that need something started first (a receiver, another
+ * gateway's token).
+ */
+export function useGateway(options = {}) {
+  return useStarted(
+    async () => startGateway(typeof options === "function" ? await options() : options),
+    (gw) => gw.stop(),
+  )((gw) => gw);
+}
+
+/**
+ * Hooks that start something before the tests where they are called and stop it after them.
+ * Returns `through(pick)`: a stand-in for `pick(started)` that reads and writes every property
+ * through to it, so that a file can name what it uses at the top although it exists only once
+ * the hook has run. Used before that, a stand-in throws, except its `ready`: a promise of it,
+ * for another root-level `before` hook that needs it (node:test runs root-level `before` hooks
+ * side by side, not one after the other; inside a `describe` they run in order).
+ */
+export function useStarted(start, stop) {
+  let started;
+  let settle;
+  const ready = new Promise((resolve, reject) => (settle = { resolve, reject }));
+  ready.catch(() => {}); // a failed start is reported by its hook; nobody has to await `ready`
+  before(async () => {
+    try {
+      started = await start();
+    } catch (e) {
+      settle.reject(e);
+      throw e;
+    }
+    settle.resolve(started);
+  });
+  after(async () => {
+    if (started) await stop(started);
+  });
+  return (pick) => {
+    const target = () => {
+      if (!started) throw new Error("not started yet: use it in a test or hook (or await its `ready`)");
+      return pick(started);
+    };
+    return new Proxy(
+      {},
+      {
+        // `then` undefined: the stand-in is not a promise, whatever awaits or returns it.
+        get: (_, p) => (p === "ready" ? ready.then(pick) : p === "then" ? undefined : target()[p]),
+        set: (_, p, v) => ((target()[p] = v), true),
+        has: (_, p) => p in target(),
+      },
+    );
+  };
+}
+
+/** Where configWithout writes its files: one folder per test process, removed when it exits. */
+let withoutDir;
+
+/**
+ * wrangler.toml with parts taken out, written to a file of its own (pass it as `config`): a
+ * deployment that lacks a binding, a migration or a var. Only the local sections change (the
+ * `[env.*]` ones are left as they are). Every part named must be there, so that a test of a
+ * missing binding cannot pass because the binding was renamed. Parts:
+ * - `bindings`: names of bindings (`binding = ` or `name = ` of a `[[...]]` entry: KV, Durable
+ *   Object, queue producer, rate limit), each entry removed;
+ * - `migrations`: Durable Object classes whose `[[migrations]]` entry is removed;
+ * - `vars`: names of `[vars]` entries removed.
+ * And, for the two-location tests (two Workers sharing objects): `name`, the Worker's name, and
+ * `objectsFrom`, `{ BINDING: "worker-name" }` to bind that Durable Object from another Worker.
+ */
+export function configWithout({ bindings = [], migrations = [], vars = [], name, objectsFrom = {} } = {}) {
+  const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+  const envAt = full.search(/^\[env\./m);
+  const local = envAt < 0 ? full : full.slice(0, envAt);
+  // A table: its header line and the lines up to the next header. The comment above a header
+  // goes with the table before it, so a removed table may take the next one's comment along:
+  // comments only, which change nothing.
+  let tables = local.split(/^(?=\[)/m);
+  const found = new Set();
+  const named = (table, id) => new RegExp(`^(binding|name) = "${id}"$`, "m").test(table) && table.startsWith("[[");
+  tables = tables.filter((t) => {
+    const binding = bindings.find((id) => named(t, id));
+    const migration = migrations.find((c) => t.startsWith("[[migrations]]") && t.includes(`"${c}"`));
+    for (const hit of [binding, migration]) if (hit) found.add(hit);
+    return !binding && !migration;
+  });
+  tables = tables.map((t) => {
+    if (t.startsWith("[vars]")) {
+      for (const v of vars) {
+        const line = new RegExp(`^${v} = .*\n`, "m");
+        if (!line.test(t)) continue;
+        found.add(v);
+        t = t.replace(line, "");
+      }
+    }
+    for (const [id, worker] of Object.entries(objectsFrom)) {
+      if (t.startsWith("[[durable_objects.bindings]]") && named(t, id)) {
+        found.add(id);
+        t = t.replace(new RegExp(`^name = "${id}"\n`, "m"), (l) => `${l}script_name = "${worker}"\n`);
+      }
+    }
+    return t;
+  });
+  if (name !== undefined) tables[0] = tables[0].replace(/^name = .*$/m, `name = "${name}"`);
+  const missing = [...bindings, ...migrations, ...vars, ...Object.keys(objectsFrom)].filter((x) => !found.has(x));
+  if (missing.length) throw new Error(`wrangler.toml has no ${missing.join(", ")} to take out or change`);
+  if (!withoutDir) {
+    withoutDir = mkdtempSync(join(tmpdir(), "keygate-config-"));
+    process.once("exit", () => rmSync(withoutDir, { recursive: true, force: true }));
+  }
+  const path = join(withoutDir, `${name ?? "wrangler"}-${randomBytes(4).toString("hex")}.toml`);
+  writeFileSync(path, tables.join("") + full.slice(local.length));
+  return path;
+}
+
 /** Whether this process has brought the Worker's build up to date (once per test file). */
 let built = false;
 let configs = 0;
 
 /**
  * The config `wrangler dev` runs with: `source` (wrangler.toml unless a test gives its own)
- * without its `[build]` table, written beside it (relative paths stay right) and removed when
- * the gateway stops. With a custom build, wrangler dev runs it once more when its file watcher
+ * without its `[build]` table, written to the repository's root (so that relative paths such as
+ * `main` stay right wherever `source` is, e.g. configWithout's) and removed when the gateway
+ * stops. With a custom build, wrangler dev runs it once more when its file watcher
  * becomes ready and then restarts workerd under the tests already running: requests in flight
  * fail with "worker restarted mid-request", and the restarted workerd can find its port still
  * held. So the harness builds once itself (`scripts/build.sh`, a no-op when nothing changed)

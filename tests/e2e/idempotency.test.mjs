@@ -6,9 +6,9 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { Agent, request as httpRequest } from "node:http";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { call, createKey, expectError, randomClientIp, startGateway, waitForLog } from "./harness.mjs";
+import { call, createKey, expectError, randomClientIp, waitForLog, useGateway } from "./harness.mjs";
 
 const MAX_BODY_BYTES = 100_000;
 /** The management routes' own body limit (64 KiB), whatever MAX_BODY_BYTES is. */
@@ -21,60 +21,53 @@ const BIG_ANSWER_BYTES = 200 * 1024;
 /** Live Idempotency-Keys per API key. */
 const MAX_IDEMPOTENCY_RECORDS = 1_000;
 
-let gw;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const send201 = (res) => {
   res.writeHead(201, { "content-type": "application/json" });
   res.end(JSON.stringify({ execution_id: `exec_${randomBytes(8).toString("hex")}` }));
 };
 
-before(async () => {
-  gw = await startGateway({
-    vars: { MAX_BODY_BYTES: String(MAX_BODY_BYTES), ORIGIN_TIMEOUT_MS: String(ORIGIN_TIMEOUT_MS) },
-    handle: async ({ req, res }) => {
-      if (req.url.includes("/early-")) {
-        // Answers at once, before reading (or while ignoring) the request body.
-        res.writeHead(202, { "content-type": "application/json", connection: "close" });
-        res.end(JSON.stringify({ early: true }));
-        return true;
+const gw = useGateway({
+  vars: { MAX_BODY_BYTES: String(MAX_BODY_BYTES), ORIGIN_TIMEOUT_MS: String(ORIGIN_TIMEOUT_MS) },
+  handle: async ({ req, res }) => {
+    if (req.url.includes("/early-")) {
+      // Answers at once, before reading (or while ignoring) the request body.
+      res.writeHead(202, { "content-type": "application/json", connection: "close" });
+      res.end(JSON.stringify({ early: true }));
+      return true;
+    }
+    if (req.url.includes("/jobs/big-")) {
+      const pad = "x".repeat(BIG_ANSWER_BYTES);
+      res.writeHead(201, { "content-type": "application/json", "x-job": "big" });
+      res.end(JSON.stringify({ execution_id: `exec_${randomBytes(8).toString("hex")}`, pad }));
+      return true;
+    }
+    if (req.url.includes("/jobs/slowok-")) {
+      // The job runs and answers after a second: well inside ORIGIN_TIMEOUT_MS.
+      await sleep(1_000);
+      if (!res.destroyed) send201(res);
+      return true;
+    }
+    if (req.url.includes("/jobs/slowheaders-")) {
+      // The job starts, but no headers come back before ORIGIN_TIMEOUT_MS.
+      await sleep(ORIGIN_TIMEOUT_MS + 1_000);
+      if (!res.destroyed) send201(res);
+      return true;
+    }
+    if (req.url.includes("/jobs/slowbody-")) {
+      // Headers at once, then the body dribbles on past the in-flight lease.
+      res.writeHead(201, { "content-type": "application/json", "x-job": "slow-body" });
+      res.write('{"execution_id":"exec_slow","pad":"');
+      const until = Date.now() + ORIGIN_TIMEOUT_MS + IN_FLIGHT_MARGIN_MS + 1_500;
+      while (Date.now() < until && !res.destroyed) {
+        res.write("y");
+        await sleep(250);
       }
-      if (req.url.includes("/jobs/big-")) {
-        const pad = "x".repeat(BIG_ANSWER_BYTES);
-        res.writeHead(201, { "content-type": "application/json", "x-job": "big" });
-        res.end(JSON.stringify({ execution_id: `exec_${randomBytes(8).toString("hex")}`, pad }));
-        return true;
-      }
-      if (req.url.includes("/jobs/slowok-")) {
-        // The job runs and answers after a second: well inside ORIGIN_TIMEOUT_MS.
-        await sleep(1_000);
-        if (!res.destroyed) send201(res);
-        return true;
-      }
-      if (req.url.includes("/jobs/slowheaders-")) {
-        // The job starts, but no headers come back before ORIGIN_TIMEOUT_MS.
-        await sleep(ORIGIN_TIMEOUT_MS + 1_000);
-        if (!res.destroyed) send201(res);
-        return true;
-      }
-      if (req.url.includes("/jobs/slowbody-")) {
-        // Headers at once, then the body dribbles on past the in-flight lease.
-        res.writeHead(201, { "content-type": "application/json", "x-job": "slow-body" });
-        res.write('{"execution_id":"exec_slow","pad":"');
-        const until = Date.now() + ORIGIN_TIMEOUT_MS + IN_FLIGHT_MARGIN_MS + 1_500;
-        while (Date.now() < until && !res.destroyed) {
-          res.write("y");
-          await sleep(250);
-        }
-        if (!res.destroyed) res.end('"}');
-        return true;
-      }
-      return false;
-    },
-  });
-});
-
-after(async () => {
-  await gw?.stop();
+      if (!res.destroyed) res.end('"}');
+      return true;
+    }
+    return false;
+  },
 });
 
 const runPath = (job) => `/developers/workspaces/ws1/jobs/${job}/run/`;

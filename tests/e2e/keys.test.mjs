@@ -4,19 +4,11 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { call, createKey, expectError, sha256hex, startGateway } from "./harness.mjs";
+import { call, createKey, expectError, sha256hex, useGateway } from "./harness.mjs";
 
-let gw;
-
-before(async () => {
-  gw = await startGateway();
-});
-
-after(async () => {
-  await gw?.stop();
-});
+const gw = useGateway();
 
 describe("table 4: the key management API", () => {
   it("POST /v1/api-keys (admin): 201, key shown once, no-store, summary fields", async () => {

@@ -4,26 +4,20 @@
 
 import assert from "node:assert/strict";
 import { generateKeyPairSync, sign } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { ROOT, call, createKey, expectError, noInternals, rawCall, startGateway, unissuedKey } from "./harness.mjs";
+import { call, createKey, expectError, noInternals, rawCall, startGateway, unissuedKey, useGateway, configWithout } from "./harness.mjs";
 
 const current = generateKeyPairSync("ec", { namedCurve: "P-256" });
 const other = generateKeyPairSync("ec", { namedCurve: "P-256" });
 const KEY_ID = "90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a";
 const pem = (pair) => pair.publicKey.export({ type: "spki", format: "pem" });
 
-let gw;
-before(async () => {
-  const keys = { public_keys: [{ key_identifier: KEY_ID, key: pem(current), is_current: true }] };
-  gw = await startGateway({ vars: { SECRET_SCANNING_KEYS: JSON.stringify(keys) } });
-});
-after(async () => {
-  await gw?.stop();
-});
+const keys = { public_keys: [{ key_identifier: KEY_ID, key: pem(current), is_current: true }] };
+const gw = useGateway({ vars: { SECRET_SCANNING_KEYS: JSON.stringify(keys) } });
 
 /** GitHub's signature: base64 of the DER ECDSA P-256 / SHA-256 signature of the raw body. */
 const signature = (body, pair = current) => sign("sha256", Buffer.from(body), pair.privateKey).toString("base64");
@@ -162,23 +156,12 @@ describe("section 14: leak reports", () => {
   });
 });
 
-/** wrangler.toml without the local `SECRET_SCANNING_KEYS` line, in a file of its own. */
-function configWithoutScanningKeys() {
-  const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-  const line = 'SECRET_SCANNING_KEYS = ""\n';
-  assert.ok(full.includes(line), "wrangler.toml sets SECRET_SCANNING_KEYS");
-  // The first occurrence is the local [vars]; the production section keeps its own.
-  const path = join(ROOT, `.test-wrangler-no-scanning-keys-${process.pid}.toml`);
-  writeFileSync(path, full.replace(line, ""));
-  return path;
-}
-
 describe("section 14: leak reports without GitHub's keys", () => {
   it("SECRET_SCANNING_KEYS empty, absent or unreadable: a validly signed report is 401 invalid_signature, nothing revoked", async () => {
     // Signed by the very key pair the gateway above trusts: if any of these configurations
     // failed open, the key would be revoked.
     const persist = mkdtempSync(join(tmpdir(), "keygate-leaks-nokeys-"));
-    const config = configWithoutScanningKeys();
+    const config = configWithout({ vars: ["SECRET_SCANNING_KEYS"] });
     let g;
     try {
       g = await startGateway({ persist }); // wrangler.toml's own value: ""
@@ -211,7 +194,6 @@ describe("section 14: leak reports without GitHub's keys", () => {
       g.issuedKeys.push(key); // checked absent from this gateway's log too
     } finally {
       await g?.stop();
-      rmSync(config, { force: true });
       rmSync(persist, { recursive: true, force: true });
     }
   });

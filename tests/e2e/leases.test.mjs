@@ -6,26 +6,16 @@
 // objects' process loses no allowance. Object calls are counted from the log's `lease` field.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
 import { call, createKey, expectError } from "./harness.mjs";
-import { startTwoLocations } from "./two-locations.mjs";
+import { useTwoLocations } from "./two-locations.mjs";
 
 const LEASE_MS = 1000;
 /** A round trip to the object and the scheduling slack of two workerd processes on 2 cores. */
 const SLACK_MS = 1500;
 
-let a;
-let b;
-let stop;
-
-before(async () => {
-  ({ a, b, stop } = await startTwoLocations({ label: "lease", vars: { LEASE_MS: String(LEASE_MS) } }));
-});
-
-after(async () => {
-  await stop?.();
-});
+const { a, b } = useTwoLocations({ label: "lease", vars: { LEASE_MS: String(LEASE_MS) } });
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -4,35 +4,28 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { call, createKey, expectError, inOneFailureWindow, randomClientIp, startGateway, unissuedKey } from "./harness.mjs";
+import { call, createKey, expectError, inOneFailureWindow, randomClientIp, unissuedKey, useGateway } from "./harness.mjs";
 
 const SLOW_MS = 1500;
-let gw;
 const flakyFailures = new Map();
 
-before(async () => {
-  gw = await startGateway({
-    handle: async ({ req, res }) => {
-      if (req.url.includes("/jobs/slow-")) await new Promise((r) => setTimeout(r, SLOW_MS));
-      if (req.url.includes("/jobs/flaky-")) {
-        // The first attempt per Idempotency-Key fails with 503; later ones go through.
-        const k = req.headers["idempotency-key"];
-        if (!flakyFailures.has(k)) {
-          flakyFailures.set(k, 1);
-          res.writeHead(503, { "content-type": "application/json" });
-          res.end(JSON.stringify({ error: "temporarily overloaded" }));
-          return true;
-        }
+const gw = useGateway({
+  handle: async ({ req, res }) => {
+    if (req.url.includes("/jobs/slow-")) await new Promise((r) => setTimeout(r, SLOW_MS));
+    if (req.url.includes("/jobs/flaky-")) {
+      // The first attempt per Idempotency-Key fails with 503; later ones go through.
+      const k = req.headers["idempotency-key"];
+      if (!flakyFailures.has(k)) {
+        flakyFailures.set(k, 1);
+        res.writeHead(503, { "content-type": "application/json" });
+        res.end(JSON.stringify({ error: "temporarily overloaded" }));
+        return true;
       }
-      return false;
-    },
-  });
-});
-
-after(async () => {
-  await gw?.stop();
+    }
+    return false;
+  },
 });
 
 const runsOf = (path) => gw.origin.requests.filter((r) => r.url === path).length;

@@ -6,24 +6,14 @@
 // whose cached record (KV_CACHE_TTL) still says the key is valid.
 
 import assert from "node:assert/strict";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
 import { call, createKey, expectError } from "./harness.mjs";
-import { startTwoLocations } from "./two-locations.mjs";
+import { useTwoLocations } from "./two-locations.mjs";
 
-let a;
-let b;
-let stop;
-
-before(async () => {
-  // LEASE_MS = 0: one object call per request, so every refusal below is at once (the lease
-  // bounds are tested in leases.test.mjs).
-  ({ a, b, stop } = await startTwoLocations({ label: "loc", vars: { LEASE_MS: "0" } }));
-});
-
-after(async () => {
-  await stop?.();
-});
+// LEASE_MS = 0: one object call per request, so every refusal below is at once (the lease
+// bounds are tested in leases.test.mjs).
+const { a, b } = useTwoLocations({ label: "loc", vars: { LEASE_MS: "0" } });
 
 describe("sections 1 and 8 across two locations, LEASE_MS = 0", () => {
   it("a key's limit is exact across locations: 5/60 s alternating A and B gives 4,3,2,1,0, then 429 at either", async () => {

@@ -10,14 +10,15 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { ROOT, call, expectError, startGateway, waitForLog } from "./harness.mjs";
+import { ROOT, call, expectError, waitForLog, useGateway } from "./harness.mjs";
 import { main as importer, toRows } from "../../scripts/import-drf-keys.mjs";
 
 const PYTHON = join(ROOT, ".venv", "bin", "python");
 const USER = "platform-user-1";
 const JOBS = "/developers/workspaces/ws1/jobs";
-let gw;
-let off;
+// A small cap: the import is never refused by it, but counts toward it afterwards.
+const gw = useGateway({ vars: { LEGACY_KEYS: "drf-api-key", MAX_KEYS_PER_USER: "3" } });
+const off = useGateway();
 let dir;
 let keys;
 let dump;
@@ -44,14 +45,12 @@ before(async () => {
     mapFile,
     JSON.stringify({ user_id: { value: USER }, email: { value: "ops@example.com" }, workspaces: { value: ["ws1"] }, permissions: { value: ["*"] } }),
   );
-  // A small cap: the import is never refused by it, but counts toward it afterwards.
-  [gw, off] = await Promise.all([startGateway({ vars: { LEGACY_KEYS: "drf-api-key", MAX_KEYS_PER_USER: "3" } }), startGateway()]);
   // The plaintext keys are secrets of this test: the gateways' logs are checked for them.
+  await Promise.all([gw.ready, off.ready]); // root-level hooks run side by side
   for (const k of Object.values(keys)) gw.issuedKeys.push(k), off.issuedKeys.push(k);
 });
 
 after(async () => {
-  await Promise.all([gw?.stop(), off?.stop()]);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 

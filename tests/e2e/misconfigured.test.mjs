@@ -4,14 +4,14 @@
 
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer as createTcpServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 
 import { startOrigin } from "../../examples/origin.mjs";
-import { call, crc32, createKey, expectError, freePort, ROOT, startGateway, unissuedKey, waitForLog, noInternals } from "./harness.mjs";
+import { call, crc32, createKey, expectError, freePort, startGateway, unissuedKey, waitForLog, noInternals, configWithout } from "./harness.mjs";
 
 const started = [];
 after(async () => {
@@ -180,12 +180,7 @@ describe("ORIGIN_URL with a path", () => {
 describe("failed-attempt throttle unavailable", () => {
   it("a deployment without the AUTH_FAILURES binding answers 503 to every call that authenticates", async () => {
     // Without the binding, failures could not be counted and guessing would be free: fail closed.
-    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-    const block = '[[ratelimits]]\nname = "AUTH_FAILURES"\nnamespace_id = "1001"\nsimple = { limit = 30, period = 60 }\n';
-    const toml = full.replace(block, "");
-    assert.ok(full.includes(block) && !/^\[\[ratelimits\]\]/m.test(toml), "the binding was removed");
-    const config = join(ROOT, `.test-wrangler-no-ratelimit-${process.pid}.toml`);
-    writeFileSync(config, toml);
+    const config = configWithout({ bindings: ["AUTH_FAILURES"] });
     const persist = mkdtempSync(join(tmpdir(), "keygate-shared-state-"));
     try {
       const first = await gateway({ persist });
@@ -213,7 +208,6 @@ describe("failed-attempt throttle unavailable", () => {
       assert.equal((await call(gw, "GET", "/healthz")).status, 200);
       assert.equal((await call(gw, "GET", "/v1/openapi.json")).status, 200);
     } finally {
-      rmSync(config, { force: true });
       rmSync(persist, { recursive: true, force: true });
     }
   });
@@ -223,31 +217,20 @@ describe("Durable Object unavailable", () => {
   it("a deployment without the KEY_STATE binding answers 503 for every key, never lets a call through", async () => {
     // wrangler.toml without the Durable Object binding (and its migration): the object that
     // counts and can revoke is unreachable, so no key may pass.
-    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-    const toml = full
-      .replace('[[durable_objects.bindings]]\nname = "KEY_STATE"\nclass_name = "KeyStateObject"\n', "")
-      .replace('[[migrations]]\ntag = "v1"\nnew_sqlite_classes = ["KeyStateObject"]\n', "");
-    assert.equal(full.length - toml.length > 100, true, "the binding and migration were removed");
-    assert.ok(!/^\[\[durable_objects\.bindings\]\]\nname = "KEY_STATE"/m.test(toml));
-    const config = join(ROOT, `.test-wrangler-no-do-${process.pid}.toml`);
-    writeFileSync(config, toml);
-    try {
-      const gw = await gateway({ config });
-      const { key } = await createKey(gw); // KV only: still works
-      for (const [m, p] of [["GET", "/v1/me"], ["GET", "/developers/workspaces/ws1/jobs/"], ["POST", "/developers/workspaces/ws1/jobs/j/run/"]]) {
-        const r = await call(gw, m, p, { key });
-        expectError(assert, r, 503, "unavailable");
-        noInternals(assert, r);
-        assert.equal(r.headers.get("ratelimit-remaining"), null);
-      }
-      assert.equal(gw.origin.requests.length, 0);
-      // Bad keys are still refused as such (no Durable Object needed to say no).
-      const bad = await call(gw, "GET", "/v1/me", { key: key.slice(0, -1) + (key.endsWith("0") ? "1" : "0") });
-      expectError(assert, bad, 401, "malformed_api_key");
-      assert.match(await waitForLog(gw, /"cause":"durable_object"/), /"cause":"durable_object"/);
-    } finally {
-      rmSync(config, { force: true });
+    const config = configWithout({ bindings: ["KEY_STATE"], migrations: ["KeyStateObject"] });
+    const gw = await gateway({ config });
+    const { key } = await createKey(gw); // KV only: still works
+    for (const [m, p] of [["GET", "/v1/me"], ["GET", "/developers/workspaces/ws1/jobs/"], ["POST", "/developers/workspaces/ws1/jobs/j/run/"]]) {
+      const r = await call(gw, m, p, { key });
+      expectError(assert, r, 503, "unavailable");
+      noInternals(assert, r);
+      assert.equal(r.headers.get("ratelimit-remaining"), null);
     }
+    assert.equal(gw.origin.requests.length, 0);
+    // Bad keys are still refused as such (no Durable Object needed to say no).
+    const bad = await call(gw, "GET", "/v1/me", { key: key.slice(0, -1) + (key.endsWith("0") ? "1" : "0") });
+    expectError(assert, bad, 401, "malformed_api_key");
+    assert.match(await waitForLog(gw, /"cause":"durable_object"/), /"cause":"durable_object"/);
   });
 });
 
@@ -303,30 +286,22 @@ describe("origin misbehaving", () => {
 
 describe("KV unavailable", () => {
   it("a deployment without the KEYS binding: 503 for anything needing a record, never a pass-through", async () => {
-    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-    const toml = full.replace('[[kv_namespaces]]\nbinding = "KEYS"\nid = "keygate-local"\n', "");
-    assert.ok(!/^\[\[kv_namespaces\]\]/m.test(toml), "the KV binding was removed");
-    const config = join(ROOT, `.test-wrangler-no-kv-${process.pid}.toml`);
-    writeFileSync(config, toml);
-    try {
-      const gw = await gateway({ config });
-      const create = await call(gw, "POST", "/v1/api-keys", {
-        admin: true,
-        body: { user_id: "u", name: "n", workspaces: ["*"], permissions: ["*"] },
-      });
-      expectError(assert, create, 503, "unavailable");
-      noInternals(assert, create);
-      const forged = (await import("./harness.mjs")).unissuedKey();
-      for (const [m, p] of [["GET", "/v1/me"], ["GET", "/developers/workspaces/ws1/jobs/"]]) {
-        const r = await call(gw, m, p, { key: forged });
-        expectError(assert, r, 503, "unavailable");
-        noInternals(assert, r);
-      }
-      assert.equal(gw.origin.requests.length, 0);
-      assert.match(await waitForLog(gw, /"cause":"kv_binding"/), /"cause":"kv_binding"/);
-      assert.equal((await call(gw, "GET", "/healthz")).status, 200);
-    } finally {
-      rmSync(config, { force: true });
+    const config = configWithout({ bindings: ["KEYS"] });
+    const gw = await gateway({ config });
+    const create = await call(gw, "POST", "/v1/api-keys", {
+      admin: true,
+      body: { user_id: "u", name: "n", workspaces: ["*"], permissions: ["*"] },
+    });
+    expectError(assert, create, 503, "unavailable");
+    noInternals(assert, create);
+    const forged = (await import("./harness.mjs")).unissuedKey();
+    for (const [m, p] of [["GET", "/v1/me"], ["GET", "/developers/workspaces/ws1/jobs/"]]) {
+      const r = await call(gw, m, p, { key: forged });
+      expectError(assert, r, 503, "unavailable");
+      noInternals(assert, r);
     }
+    assert.equal(gw.origin.requests.length, 0);
+    assert.match(await waitForLog(gw, /"cause":"kv_binding"/), /"cause":"kv_binding"/);
+    assert.equal((await call(gw, "GET", "/healthz")).status, 200);
   });
 });

@@ -6,20 +6,12 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 
-import { awayFromEdge, call, createKey, expectError, noInternals, startGateway } from "./harness.mjs";
+import { awayFromEdge, call, createKey, expectError, noInternals, useGateway } from "./harness.mjs";
 import { startTwoLocations } from "./two-locations.mjs";
 
-let gw;
-
-before(async () => {
-  gw = await startGateway();
-});
-
-after(async () => {
-  await gw?.stop();
-});
+const gw = useGateway();
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const JOBS = "/developers/workspaces/ws1/jobs/";

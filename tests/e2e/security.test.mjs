@@ -5,20 +5,13 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { call, createKey, expectError, inOneFailureWindow, randomClientIp, rawCall, startGateway, unissuedKey, noInternals } from "./harness.mjs";
+import { call, createKey, expectError, inOneFailureWindow, randomClientIp, rawCall, unissuedKey, noInternals, useGateway } from "./harness.mjs";
 
-let gw;
-
-before(async () => {
-  gw = await startGateway();
-});
-
-after(async () => {
-  // Also checks the gateway's whole log for keys, hashes, tokens and signatures.
-  await gw?.stop();
-});
+// Stopped after the tests, which also checks its whole log for keys, hashes, tokens and
+// signatures.
+const gw = useGateway();
 
 const originCount = () => gw.origin.requests.length;
 const lastOrigin = () => gw.origin.requests[gw.origin.requests.length - 1];

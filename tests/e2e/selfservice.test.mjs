@@ -5,24 +5,16 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 
-import { awayFromEdge, call, createKey, expectError, ROOT, startGateway } from "./harness.mjs";
+import { awayFromEdge, call, createKey, expectError, useGateway, configWithout } from "./harness.mjs";
 
 const MAX_KEYS = 3;
 const persist = mkdtempSync(join(tmpdir(), "keygate-selfservice-"));
-let gw;
-
-before(async () => {
-  gw = await startGateway({ persist, vars: { MAX_KEYS_PER_USER: String(MAX_KEYS) } });
-});
-
-after(async () => {
-  await gw?.stop();
-});
+const gw = useGateway({ persist, vars: { MAX_KEYS_PER_USER: String(MAX_KEYS) } });
 
 const user = (label) => `${label}-${randomBytes(4).toString("hex")}`;
 
@@ -216,27 +208,13 @@ describe("e-mail addresses", () => {
 });
 
 describe("a roll whose object step fails", () => {
-  let broken;
-  let config;
-  before(async () => {
-    // The same KV, a deployment whose Durable Object binding is missing: every object call fails.
-    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-    const toml = full
-      .replace('[[durable_objects.bindings]]\nname = "KEY_STATE"\nclass_name = "KeyStateObject"\n', "")
-      .replace('[[migrations]]\ntag = "v1"\nnew_sqlite_classes = ["KeyStateObject"]\n', "");
-    assert.ok(!/^\[\[durable_objects\.bindings\]\]\nname = "KEY_STATE"/m.test(toml), "the binding was removed");
-    config = join(ROOT, `.test-wrangler-selfservice-${process.pid}.toml`);
-    writeFileSync(config, toml);
-    broken = await startGateway({
-      config,
-      persist,
-      secrets: { ADMIN_TOKEN: gw.adminToken, ORIGIN_SIGNING_SECRET: gw.signingSecret },
-    });
-  });
-  after(async () => {
-    await broken?.stop();
-    rmSync(config, { force: true });
-  });
+  // The same KV, a deployment whose Durable Object binding is missing: every object call fails.
+  // Options in a function: they need the file's gateway, started by then.
+  const broken = useGateway(() => ({
+    config: configWithout({ bindings: ["KEY_STATE"], migrations: ["KeyStateObject"] }),
+    persist,
+    secrets: { ADMIN_TOKEN: gw.adminToken, ORIGIN_SIGNING_SECRET: gw.signingSecret },
+  }));
 
   it("503, the old key unchanged and still rollable, no new key; the retry works", async () => {
     const erin = user("erin");

@@ -8,12 +8,12 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { before, describe, it } from "node:test";
 
-import { ROOT, call, createKey, expectError, inOneFailureWindow, noInternals, randomClientIp, rawCall, startGateway } from "./harness.mjs";
+import { call, createKey, expectError, inOneFailureWindow, noInternals, randomClientIp, rawCall, startGateway, useGateway, configWithout } from "./harness.mjs";
 
 const CSP =
   "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -29,7 +29,7 @@ const DAY_MS = 86_400_000;
 /** Slack for clocks read on two sides of an HTTP call. */
 const SLACK_S = 5;
 
-let gw;
+const gw = useGateway();
 /** Every session secret the tests saw: none may appear in the worker's log. */
 const secrets = [];
 /** A session of the shortest TTL, opened at start, and a link of the same age never opened. */
@@ -120,13 +120,9 @@ function assertSecurityHeaders(r, what) {
 }
 
 before(async () => {
-  gw = await startGateway();
+  await gw.ready; // root-level hooks run side by side
   early = await openSession({ ttl_seconds: 60 });
   earlyLink = await createSession({ ttl_seconds: 60 });
-});
-
-after(async () => {
-  await gw?.stop();
 });
 
 describe("POST /v1/settings-sessions", () => {
@@ -700,11 +696,7 @@ describe("guessing without a storage read", () => {
 
 describe("fail closed", () => {
   it("without the SETTINGS_SESSIONS binding: 503 unavailable to open, use or create a session, no internals, no cookie", async () => {
-    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-    const toml = full.replace('[[durable_objects.bindings]]\nname = "SETTINGS_SESSIONS"\nclass_name = "SettingsSessionObject"\n', "");
-    assert.ok(full.length - toml.length > 50, "the binding was removed");
-    const config = join(ROOT, `.test-wrangler-no-sessions-${process.pid}.toml`);
-    writeFileSync(config, toml);
+    const config = configWithout({ bindings: ["SETTINGS_SESSIONS"] });
     let broken;
     try {
       broken = await startGateway({ config });
@@ -726,19 +718,14 @@ describe("fail closed", () => {
       assert.equal((await call(broken, "GET", "/v1/me", { key })).status, 200);
     } finally {
       await broken?.stop();
-      rmSync(config, { force: true });
     }
   });
 });
 
 describe("fail closed: the user's pool", () => {
   it("its object unreachable: 503 unavailable for a user with a pool, no internals; a user without one is not asked about", async () => {
-    const full = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-    const toml = full.replace('[[durable_objects.bindings]]\nname = "KEY_STATE"\nclass_name = "KeyStateObject"\n', "");
-    assert.ok(full.length - toml.length > 50, "the binding was removed");
-    const config = join(ROOT, `.test-wrangler-no-key-state-${process.pid}.toml`);
-    writeFileSync(config, toml);
-    const persist = mkdtempSync(join(tmpdir(), "keygate-settings-pool-"));
+    const config = configWithout({ bindings: ["KEY_STATE"] });
+    const persist = join(tmpdir(), `keygate-settings-pool-${randomBytes(4).toString("hex")}`);
     let g;
     /** A session of `g`, opened: its cookie. */
     const opened = async (fields) => {
@@ -773,7 +760,6 @@ describe("fail closed: the user's pool", () => {
       assert.equal(fine.json.pool, null);
     } finally {
       await g?.stop();
-      rmSync(config, { force: true });
       rmSync(persist, { recursive: true, force: true });
     }
   });

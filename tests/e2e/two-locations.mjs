@@ -5,31 +5,16 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-import { ROOT, startGateway } from "./harness.mjs";
+import { configWithout, startGateway, useStarted } from "./harness.mjs";
 
-/** wrangler.toml with another name, an absolute `main`, no build step, KV_CACHE_TTL 300 s (so
- * a location's cached record outlives the tests), and (for B) the object bound from A. */
-function config(dir, name, objectsFrom) {
-  let text = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-  text = text.slice(0, text.indexOf("[env.production]"));
-  text = text.replace(/^name = "keygate"$/m, `name = "${name}"`);
-  text = text.replace(/^main = .*$/m, `main = "${join(ROOT, "build", "worker", "shim.mjs")}"`);
-  text = text.replace(/^\[build\]\n(#.*\n)*command = .*\n/m, "");
-  text = text.replace(/^KV_CACHE_TTL = .*$/m, 'KV_CACHE_TTL = "300"');
-  if (objectsFrom) {
-    text = text.replace(/^class_name = "KeyStateObject"$/m, `class_name = "KeyStateObject"\nscript_name = "${objectsFrom}"`);
-    text = text.replace(/^\[\[migrations\]\]\n(.*\n)*?new_sqlite_classes = .*\n/m, "");
-  }
-  const file = join(dir, `${name}.toml`);
-  writeFileSync(file, text);
-  return file;
-}
-
-/** Starts A and B (`vars` for both); returns `{ a, b, stop }`. */
+/**
+ * Starts A and B (`vars` for both, over KV_CACHE_TTL 300 s: a location's cached record outlives
+ * the tests); returns `{ a, b, stop }`.
+ */
 export async function startTwoLocations({ label = "loc", vars = {} } = {}) {
   const dir = mkdtempSync(join(tmpdir(), `keygate-${label}-`));
   const suffix = randomBytes(4).toString("hex");
@@ -38,12 +23,15 @@ export async function startTwoLocations({ label = "loc", vars = {} } = {}) {
   const persist = join(dir, "state");
   // A private dev registry: no other run's workers, and none of ours left behind.
   const env = { WRANGLER_REGISTRY_PATH: join(dir, "registry") };
-  const a = await startGateway({ config: config(dir, nameA), persist, env, vars });
+  const both = { KV_CACHE_TTL: "300", ...vars };
+  const a = await startGateway({ config: configWithout({ name: nameA }), persist, env, vars: both });
+  // B binds A's key objects, so it has no migration of its own for their class.
+  const config = configWithout({ name: nameB, migrations: ["KeyStateObject"], objectsFrom: { KEY_STATE: nameA } });
   const b = await startGateway({
-    config: config(dir, nameB, nameA),
+    config,
     persist,
     env,
-    vars,
+    vars: both,
     secrets: { ADMIN_TOKEN: a.adminToken, ORIGIN_SIGNING_SECRET: a.signingSecret },
   });
   assert.match(b.log(), new RegExp(`defined in ${nameA}.*\\[connected\\]`), "B reaches A's objects");
@@ -55,4 +43,14 @@ export async function startTwoLocations({ label = "loc", vars = {} } = {}) {
     rmSync(dir, { recursive: true, force: true });
   };
   return { a, b, stop };
+}
+
+/**
+ * The two locations of a file (or of the `describe` it is called in), started in a `before`
+ * hook and stopped in an `after` hook: `const { a, b } = useTwoLocations({...})`, each a
+ * stand-in for its gateway (see useGateway).
+ */
+export function useTwoLocations(options) {
+  const through = useStarted(() => startTwoLocations(options), (pair) => pair.stop());
+  return { a: through((pair) => pair.a), b: through((pair) => pair.b) };
 }

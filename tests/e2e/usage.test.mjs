@@ -6,23 +6,12 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 
-import { awayFromEdge, call, createKey, expectError, startGateway } from "./harness.mjs";
+import { awayFromEdge, call, createKey, expectError, useGateway } from "./harness.mjs";
 
-let exact;
-let leased;
-
-before(async () => {
-  [exact, leased] = await Promise.all([
-    startGateway({ vars: { LEASE_MS: "0" } }),
-    startGateway({ vars: { LEASE_MS: "1000" } }),
-  ]);
-});
-
-after(async () => {
-  await Promise.all([exact?.stop(), leased?.stop()]);
-});
+const exact = useGateway({ vars: { LEASE_MS: "0" } });
+const leased = useGateway({ vars: { LEASE_MS: "1000" } });
 
 const runPath = (job) => `/developers/workspaces/ws1/jobs/${job}/run/`;
 const usage = (gw, id, opts = { admin: true }) => call(gw, "GET", `/v1/api-keys/${id}/usage`, opts);
