@@ -7,6 +7,7 @@
 //! - [`auth`]: the `Authorization` header and the admin token comparison.
 //! - [`cidr`]: IP allowlists: CIDR blocks parsed, canonicalised, matched.
 //! - [`cache`]: the in-isolate cache of key records.
+//! - [`cause`]: the fixed names of internal failures that the logs print as `cause`.
 //! - [`cap`]: the cap on live keys per user: a new key, a roll, an imported key's roll.
 //! - [`config`]: vars and their defaults.
 //! - [`error`]: the one error type and its JSON body.
@@ -47,6 +48,7 @@ pub mod auditlog;
 pub mod auth;
 pub mod cache;
 pub mod cap;
+pub mod cause;
 pub mod cidr;
 pub mod config;
 pub mod error;
@@ -82,4 +84,5 @@ pub mod time;
 pub mod usage;
 pub mod webhook;
 
+pub use cause::Cause;
 pub use error::Error;
