@@ -1,12 +1,14 @@
 //! The one error type of keygate, and its rendering as the JSON error body of docs/CONTRACT.md section 3.
 //!
 //! Every variant's doc names its status and `code`. Internal failures (storage, Durable Objects,
-//! configuration) carry no detail at all: the glue logs a short cause, the client only ever sees
-//! the generic sentence, so no internal string, key, hash or token can leak through an error.
+//! configuration) carry no detail at all: the glue logs a fixed [`Cause`], the client only ever
+//! sees the generic sentence, so no internal string, key, hash or token can leak through an error.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+use super::Cause;
 
 /// Problems per request field, for `validation_error` bodies (`"fields": {...}`).
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
@@ -70,12 +72,12 @@ pub enum Error {
     /// nobody who knows a prefix (prefixes are not secret) can make its owner's key look dead.
     KeyCheckInProgress { retry_after: u64 },
     /// 502 `origin_unavailable`; the cause names what failed, for the log only.
-    OriginUnavailable(&'static str),
+    OriginUnavailable(Cause),
     /// 504 `origin_timeout`.
     OriginTimeout,
     /// 503 `unavailable`: storage, Durable Object or configuration failure (fail closed). The
     /// cause is a fixed name for the log (`kv_read`, `durable_object`, ...), never shown.
-    Unavailable(&'static str),
+    Unavailable(Cause),
     /// 401 `invalid_admin_token`.
     InvalidAdminToken,
     /// 401 `invalid_signature`: a leak report whose GitHub signature is absent, malformed, by
@@ -278,8 +280,8 @@ impl Error {
     /// The fixed name of the internal failure behind this error, for the log line only.
     pub fn cause(&self) -> Option<&'static str> {
         match self {
-            Error::Unavailable(cause) | Error::OriginUnavailable(cause) => Some(cause),
-            Error::OriginTimeout => Some("origin_timeout"),
+            Error::Unavailable(cause) | Error::OriginUnavailable(cause) => Some(cause.name()),
+            Error::OriginTimeout => Some(Cause::OriginTimeout.name()),
             _ => None,
         }
     }
@@ -373,9 +375,9 @@ pub mod tests {
         assert_eq!(Error::RateLimited { retry_after: 0 }.retry_after(), Some(1));
         assert_eq!(Error::IdempotencyKeyReused.status(), 422);
         assert_eq!(Error::IdempotencyInProgress.status(), 409);
-        assert_eq!(Error::OriginUnavailable("origin_fetch").status(), 502);
+        assert_eq!(Error::OriginUnavailable(Cause::OriginFetch).status(), 502);
         assert_eq!(Error::OriginTimeout.status(), 504);
-        assert_eq!(Error::Unavailable("kv_read").status(), 503);
+        assert_eq!(Error::Unavailable(Cause::KvRead).status(), 503);
         assert_eq!(Error::AdminDisabled.status(), 403);
         assert_eq!(Error::InvalidAdminToken.status(), 401);
         assert_eq!(Error::PayloadTooLarge.status(), 413);

@@ -8,6 +8,7 @@
 //! - [`cidr`]: IP allowlists: CIDR blocks parsed, canonicalised, matched.
 //! - [`cache`]: the in-isolate cache of key records.
 //! - [`caller`]: who is calling: the actor, who may widen, the ceiling of what it makes.
+//! - [`cause`]: the fixed names of internal failures that the logs print as `cause`.
 //! - [`cap`]: the cap on live keys per user: a new key, a roll, an imported key's roll.
 //! - [`config`]: vars and their defaults.
 //! - [`error`]: the one error type and its JSON body.
@@ -50,6 +51,7 @@ pub mod auth;
 pub mod cache;
 pub mod caller;
 pub mod cap;
+pub mod cause;
 pub mod cidr;
 pub mod config;
 pub mod error;
@@ -86,4 +88,5 @@ pub mod time;
 pub mod usage;
 pub mod webhook;
 
+pub use cause::Cause;
 pub use error::Error;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 use worker::{Method, Request, RequestInit, Stub};
 
+use super::fail::OrUnavailable;
 use super::store::Listed;
 use super::user_log::{OP_ADMIT, OP_APPEND, OP_APPEND_MANY, OP_LIST, OP_RETIRE, OP_TAKE_CHANGE};
 use super::Ctx;
@@ -20,11 +21,10 @@ use crate::core::auditlog::{
 use crate::core::events::{for_user, Actor, Change};
 use crate::core::names::{USER_LOG_BINDING, WEBHOOK_SECRET, WEBHOOK_URL_VAR};
 use crate::core::request::parse_list_query;
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 /// Base URL of calls to the object; only the path matters.
 const DO_URL: &str = "https://user-log";
-const CAUSE: &str = "audit_log";
 
 /// The actor of a change made by `caller`.
 pub fn actor(caller: &Caller<'_>) -> Actor {
@@ -57,14 +57,13 @@ fn trail_of(change: &Change) -> String {
 }
 
 fn stub(ctx: &Ctx, trail: &str) -> Result<Stub, Error> {
-    let fail = |_| ctx.unavailable(CAUSE);
     ctx.env
         .durable_object(USER_LOG_BINDING)
-        .map_err(fail)?
+        .or_unavailable(Cause::AuditLog)?
         .id_from_name(trail)
-        .map_err(fail)?
+        .or_unavailable(Cause::AuditLog)?
         .get_stub()
-        .map_err(fail)
+        .or_unavailable(Cause::AuditLog)
 }
 
 async fn call<Q: Serialize, A: DeserializeOwned>(
@@ -73,19 +72,19 @@ async fn call<Q: Serialize, A: DeserializeOwned>(
     op: &str,
     question: &Q,
 ) -> Result<A, Error> {
-    let fail = |_| ctx.unavailable(CAUSE);
     let body = serde_json::to_string(question).map_err(|_| Error::Internal)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post).with_body(Some(body.into()));
-    let req = Request::new_with_init(&format!("{DO_URL}{op}"), &init).map_err(fail)?;
+    let req =
+        Request::new_with_init(&format!("{DO_URL}{op}"), &init).or_unavailable(Cause::AuditLog)?;
     let mut resp = stub(ctx, trail)?
         .fetch_with_request(req)
         .await
-        .map_err(fail)?;
+        .or_unavailable(Cause::AuditLog)?;
     if resp.status_code() != 200 {
-        return Err(ctx.unavailable(CAUSE));
+        return Err(Error::Unavailable(Cause::AuditLog));
     }
-    resp.json::<A>().await.map_err(fail)
+    resp.json::<A>().await.or_unavailable(Cause::AuditLog)
 }
 
 /// Records `change` (its time, request id and client IP are this request's), durably, before

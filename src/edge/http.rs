@@ -15,7 +15,7 @@ use crate::core::names::{
     self, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, JSON_TYPE, RATELIMIT_LIMIT, RATELIMIT_REMAINING,
     RATELIMIT_RESET, RETRY_AFTER,
 };
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 /// Fills `buf` from the platform CSPRNG (`crypto.getRandomValues` through getrandom).
 pub fn random<const N: usize>() -> Result<[u8; N], Error> {
@@ -156,7 +156,7 @@ pub async fn read_body_held(req: &Req, max: u64) -> Result<HeldBody, Error> {
         let refusal = if !body_fits(body.len, n, max) {
             Some(Error::PayloadTooLarge)
         } else if !body.grow(n) {
-            Some(Error::Unavailable("body_budget"))
+            Some(Error::Unavailable(Cause::BodyBudget))
         } else {
             None
         };

@@ -5,6 +5,7 @@
 use worker::js_sys::Uint8Array;
 use worker::{Method, Request, RequestInit, Stub};
 
+use super::fail::OrUnavailable;
 use super::Ctx;
 use crate::core::idempotency::{Begin, StoredResponse};
 use crate::core::keyop::{
@@ -16,24 +17,22 @@ use crate::core::names::KEY_STATE_BINDING;
 use crate::core::quota::{Quota, RunVerdict};
 use crate::core::record::KeyRecord;
 use crate::core::usage::Series;
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 pub use crate::core::keyop::Usage;
 
 /// Base URL of calls to the object; only the path matters.
 const DO_URL: &str = "https://key-state";
-const CAUSE: &str = "durable_object";
 
 /// The key's object. No binding: 503 (fail closed).
 fn stub(ctx: &Ctx, key_id: &str) -> Result<Stub, Error> {
-    let fail = |_| ctx.unavailable(CAUSE);
     ctx.env
         .durable_object(KEY_STATE_BINDING)
-        .map_err(fail)?
+        .or_unavailable(Cause::DurableObject)?
         .id_from_name(key_id)
-        .map_err(fail)?
+        .or_unavailable(Cause::DurableObject)?
         .get_stub()
-        .map_err(fail)
+        .or_unavailable(Cause::DurableObject)
 }
 
 /// Asks the key's object one question; its answer comes back typed.
@@ -42,19 +41,22 @@ pub(super) async fn call<O: Operation>(
     key_id: &str,
     question: O,
 ) -> Result<O::Answer, Error> {
-    let fail = |_| ctx.unavailable(CAUSE);
     let stub = stub(ctx, key_id)?;
     let bytes = encode(question)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_body(Some(Uint8Array::from(bytes.as_slice()).into()));
-    let req = Request::new_with_init(&format!("{DO_URL}{}", O::OP.path()), &init).map_err(fail)?;
-    let mut resp = stub.fetch_with_request(req).await.map_err(fail)?;
+    let req = Request::new_with_init(&format!("{DO_URL}{}", O::OP.path()), &init)
+        .or_unavailable(Cause::DurableObject)?;
+    let mut resp = stub
+        .fetch_with_request(req)
+        .await
+        .or_unavailable(Cause::DurableObject)?;
     if resp.status_code() != 200 {
-        return Err(ctx.unavailable(CAUSE));
+        return Err(Error::Unavailable(Cause::DurableObject));
     }
-    let answer = resp.bytes().await.map_err(fail)?;
-    decode(&answer).ok_or_else(|| ctx.unavailable(CAUSE))
+    let answer = resp.bytes().await.or_unavailable(Cause::DurableObject)?;
+    decode(&answer).or_unavailable(Cause::DurableObject)
 }
 
 /// Takes up to `want` tokens of the key's allowance (one: count this request; more: a lease).
@@ -71,9 +73,9 @@ pub async fn hit(ctx: &Ctx, record: &KeyRecord, want: u32, refused: u32) -> Resu
     let resp = stub(ctx, &record.id)?
         .fetch_with_str(&url)
         .await
-        .map_err(|_| ctx.unavailable(CAUSE))?;
+        .or_unavailable(Cause::DurableObject)?;
     if resp.status_code() != 200 {
-        return Err(ctx.unavailable(CAUSE));
+        return Err(Error::Unavailable(Cause::DurableObject));
     }
     let hit: Hit = resp
         .headers()
@@ -81,7 +83,7 @@ pub async fn hit(ctx: &Ctx, record: &KeyRecord, want: u32, refused: u32) -> Resu
         .ok()
         .flatten()
         .and_then(|h| serde_json::from_str(&h).ok())
-        .ok_or_else(|| ctx.unavailable(CAUSE))?;
+        .or_unavailable(Cause::DurableObject)?;
     Ok(hit)
 }
 

@@ -26,7 +26,7 @@ use crate::core::route::Route;
 use crate::core::session::fill_owner;
 use crate::core::time::format_time;
 use crate::core::usage::COUNTED;
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 /// Largest JSON body accepted on management routes; real bodies are a few hundred bytes.
 
@@ -248,7 +248,7 @@ pub async fn revoke_record(
     hash: &str,
     record: &mut KeyRecord,
     change: Change,
-) -> Result<Option<&'static str>, Error> {
+) -> Result<Option<Cause>, Error> {
     // Revoking twice is not an error, and keeps the first revocation time.
     let first = record.revoked_at.is_none();
     if first {
@@ -269,7 +269,7 @@ pub async fn revoke_record(
     // object call (or recording) failed after its KV write records it then. Racing and
     // repeated revocations are one entry: a key is revoked once ([`Change::once_per_key`]).
     if audit::record(ctx, change.once_per_key()).await.is_err() {
-        return Ok(Some("audit_after_revoke"));
+        return Ok(Some(Cause::AuditAfterRevoke));
     }
     Ok(None)
 }
@@ -338,7 +338,7 @@ async fn update(ctx: &Ctx, req: &Req, id: &str, caller: &Caller<'_>) -> Result<R
     }
     Ok(Reply {
         response: json(200, &summary(ctx, &record).await?)?,
-        note: recorded.err().map(|_| "audit_after_update"),
+        note: recorded.err().map(|_| Cause::AuditAfterUpdate),
     })
 }
 

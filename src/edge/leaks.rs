@@ -13,7 +13,7 @@ use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::key::{check_key, hash_key};
 use crate::core::leak::{parse_keys, parse_report, verify, Label, Reported, MAX_REPORT_BYTES};
 use crate::core::names::{GITHUB_KEY_IDENTIFIER, GITHUB_KEY_SIGNATURE, SECRET_SCANNING_KEYS_VAR};
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 pub async fn report(ctx: &Ctx, req: &Req) -> Result<Reply, Error> {
     let body = read_body(req, MAX_REPORT_BYTES).await?;
@@ -61,7 +61,7 @@ pub async fn report(ctx: &Ctx, req: &Req) -> Result<Reply, Error> {
 
 /// Whether the token is a key keygate issued (then revoked, if it was not already), with the
 /// revocation's note. A storage failure fails the whole report (503): GitHub sends it again.
-async fn handle(ctx: &Ctx, r: &Reported) -> Result<(bool, Option<&'static str>), Error> {
+async fn handle(ctx: &Ctx, r: &Reported) -> Result<(bool, Option<Cause>), Error> {
     if check_key(&ctx.config.key_prefix, &r.token).is_err() {
         return Ok((false, None));
     }

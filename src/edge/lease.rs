@@ -12,7 +12,7 @@ use crate::core::keystate::Hit;
 use crate::core::lease::{batch_cap, LeaseTable, Take};
 use crate::core::ratelimit::RateLimit;
 use crate::core::record::KeyRecord;
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 /// How long a request waits, per look, for another request's call to the object.
 const WAIT_STEP_MS: u64 = 2;
@@ -163,7 +163,7 @@ pub async fn decide_for(
             }
         }
     }
-    Err(ctx.unavailable("lease_wait"))
+    Err(Error::Unavailable(Cause::LeaseWait))
 }
 
 /// A background renewal: the object's answer joins the lease; a failure leaves the lease to

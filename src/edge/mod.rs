@@ -19,11 +19,13 @@
 //! - [`cron`]: the Cron Trigger's expiry notices; [`notices`]: a key's quota and rate-limit ones.
 //! - [`assertion`]: the signed `Keygate-Assertion` and `/.well-known/jwks.json`; [`subtle`]:
 //!   WebCrypto calls.
-//! - [`http`]: responses, randomness, the clock.
+//! - [`http`]: responses, randomness, the clock; [`fail`]: platform failures as 503 with a
+//!   [`crate::core::Cause`].
 
 mod assertion;
 mod audit;
 mod cron;
+mod fail;
 mod http;
 mod imports;
 mod key_client;
@@ -66,7 +68,7 @@ use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::{check_path, resolve, split_url, Route};
 use crate::core::settings::{self as settings_paths, is_settings_path, Settings, SECURITY_HEADERS};
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 /// The contract, served at `/v1/openapi.json` (and checked by schemathesis in `make test`).
 const OPENAPI: &str = include_str!("../../api/openapi.json");
@@ -126,18 +128,13 @@ impl Ctx {
     pub fn client_addr(&self) -> Option<std::net::IpAddr> {
         cidr::client_ip(self.client_ip.as_deref())
     }
-
-    /// The client-facing error of an internal failure, with the fixed `cause` the log shows.
-    pub fn unavailable(&self, cause: &'static str) -> Error {
-        Error::Unavailable(cause)
-    }
 }
 
 /// A route's answer, with a note for the log line when something behind a successful answer
 /// failed (an idempotent answer that could not be remembered, say).
 pub(crate) struct Reply {
     pub response: Response,
-    pub note: Option<&'static str>,
+    pub note: Option<Cause>,
 }
 
 impl From<Response> for Reply {
@@ -245,7 +242,11 @@ pub async fn fetch(req: web_sys::Request, env: Env, wctx: Context) -> worker::Re
         }
     };
     let (status, code, cause) = match &outcome.result {
-        Ok(reply) => (reply.response.status_code(), None, reply.note),
+        Ok(reply) => (
+            reply.response.status_code(),
+            None,
+            reply.note.map(Cause::name),
+        ),
         Err(e) => (e.status(), Some(e.code()), e.cause()),
     };
     let result = std::mem::replace(&mut outcome.result, Err(Error::Internal));
@@ -521,7 +522,7 @@ pub(crate) fn config_error(problem: String) -> Error {
             serde_json::json!({"level": "error", "config_error": problem})
         );
     }
-    Error::Unavailable("config")
+    Error::Unavailable(Cause::Config)
 }
 
 /// Shape and checksum (no storage read for a malformed key), then the record by hash. With

@@ -12,6 +12,7 @@ use crate::core::pool::PoolRef;
 use crate::core::quota::{Quota, RunVerdict};
 use crate::core::ratelimit::RateLimit;
 use crate::core::record::KeyRecord;
+use crate::core::Cause;
 
 thread_local! {
     /// The isolate's memory of the rate-limit notices it sent this hour (bounded, see
@@ -29,11 +30,7 @@ fn subject(record: &KeyRecord) -> Subject<'_> {
 /// Records the notices `run` of `record`'s quota gives rise to (threshold, exhaustion), in one
 /// call to the user's object, before the trigger is answered, like any change. A failure is
 /// only noted for the log line: the run has been counted and goes ahead.
-pub async fn for_run(
-    ctx: &Ctx,
-    record: &KeyRecord,
-    run: Option<&RunVerdict>,
-) -> Option<&'static str> {
+pub async fn for_run(ctx: &Ctx, record: &KeyRecord, run: Option<&RunVerdict>) -> Option<Cause> {
     let (run, quota) = (run?, record.policy.quota?);
     let changes = notices::run_notices(&subject(record), &quota, run);
     if changes.is_empty() {
@@ -42,7 +39,7 @@ pub async fn for_run(
     audit::record_many(ctx, &record.user_id, changes)
         .await
         .err()
-        .map(|_| "audit_quota_notice")
+        .map(|_| Cause::AuditQuotaNotice)
 }
 
 /// A key refused by its own rate limit: [`rate_limit_exceeded`] for the key.
@@ -72,7 +69,7 @@ fn rate_limit_exceeded(ctx: &Ctx, wctx: &Context, subject: Subject<'_>, limit: R
                 "key_id": change.key_id,
                 "pool": change.details.get("pool"),
                 "request_id": detached.request_id,
-                "cause": "audit_log",
+                "cause": Cause::AuditLog.name(),
             });
             console_log!("{line}");
         }
@@ -86,10 +83,10 @@ pub async fn for_pool_run(
     pool: &PoolRef,
     quota: &Quota,
     run: &RunVerdict,
-) -> Option<&'static str> {
+) -> Option<Cause> {
     for change in notices::run_notices(&Subject::Pool(pool), quota, run) {
         if audit::record(ctx, change).await.is_err() {
-            return Some("audit_quota_notice");
+            return Some(Cause::AuditQuotaNotice);
         }
     }
     None

@@ -217,8 +217,7 @@ pub async fn take_runs(ctx: &Ctx, pools: &[Applying]) -> Result<Vec<(PoolRef, Ru
     // counted and go ahead; a notice not recorded is only logged.
     for (pool, quota, run) in &reached {
         if let Some(note) = notices::for_pool_run(ctx, pool, quota, run).await {
-            let line =
-                serde_json::json!({"level": "error", "request_id": ctx.request_id, "cause": note});
+            let line = serde_json::json!({"level": "error", "request_id": ctx.request_id, "cause": note.name()});
             worker::console_log!("{line}");
         }
     }

@@ -15,10 +15,7 @@ use crate::core::request::parse_list_query;
 use crate::core::route::Route;
 use crate::core::time::format_time;
 use crate::core::usage::COUNTED;
-use crate::core::Error;
-
-/// The log line's note when a pool changed but its audit entry could not be written.
-const AUDIT_NOTE: &str = "audit_pool";
+use crate::core::{Cause, Error};
 
 pub async fn manage(
     ctx: &Ctx,
@@ -73,7 +70,10 @@ async fn put(ctx: &Ctx, req: &Req, pool: &PoolRef) -> Result<Reply, Error> {
         None => ChangeKind::PoolCreated,
     };
     let change = change(kind, pool).with_details(definition(&stored));
-    let note = audit::record(ctx, change).await.err().map(|_| AUDIT_NOTE);
+    let note = audit::record(ctx, change)
+        .await
+        .err()
+        .map(|_| Cause::AuditPool);
     let status = if kind == ChangeKind::PoolCreated {
         201
     } else {
@@ -94,7 +94,10 @@ async fn delete(ctx: &Ctx, pool: &PoolRef) -> Result<Reply, Error> {
     store::delete_pool(ctx, pool).await?;
     pool_gate::changed_here(ctx, pool, None);
     let change = change(ChangeKind::PoolDeleted, pool).with_details(definition(&existing));
-    let note = audit::record(ctx, change).await.err().map(|_| AUDIT_NOTE);
+    let note = audit::record(ctx, change)
+        .await
+        .err()
+        .map(|_| Cause::AuditPool);
     let response = Response::empty()
         .map_err(|_| Error::Internal)?
         .with_status(204);

@@ -15,6 +15,7 @@ use worker::{
     ResponseBuilder,
 };
 
+use super::fail::OrUnavailable;
 use super::http::read_body_held;
 use super::http::Req;
 use super::{assertion, Ctx, Incoming, Reply};
@@ -26,7 +27,7 @@ use crate::core::forward::{
 };
 use crate::core::names::{CONNECTION, CONTENT_LENGTH, SIGNING_SECRET};
 use crate::core::record::KeyRecord;
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 /// Sends a prepared call with its body ([`request_body`]) and relays the answer.
 pub(super) async fn forward_call(ctx: &Ctx, req: &Req, call: &Call<'_>) -> Result<Reply, Error> {
@@ -78,7 +79,7 @@ pub(super) fn prepare<'a>(
         .filter(|s| !s.is_empty());
     let assertion_key = assertion::configured(ctx);
     if secret.is_none() && assertion_key.is_none() {
-        return Err(ctx.unavailable("signing_secret_missing"));
+        return Err(Error::Unavailable(Cause::SigningSecretMissing));
     }
     // Read from the runtime only when it is the `iss` (no `PUBLIC_URL`) and there is an
     // assertion to sign.
@@ -198,8 +199,7 @@ pub(super) async fn send(
     if !matches!(call.method, "GET" | "HEAD") {
         init.with_body(body);
     }
-    let outbound =
-        Request::new_with_init(&target, &init).map_err(|_| ctx.unavailable("origin_request"))?;
+    let outbound = Request::new_with_init(&target, &init).or_unavailable(Cause::OriginRequest)?;
 
     let signal = match abort.borrow().as_ref() {
         Some(controller) => controller.signal(),
@@ -213,7 +213,7 @@ pub(super) async fn send(
     futures_util::pin_mut!(timeout);
     match select(pending, timeout).await {
         Either::Left((Ok(resp), _)) => Ok(resp),
-        Either::Left((Err(_), _)) => Err(Error::OriginUnavailable("origin_fetch")),
+        Either::Left((Err(_), _)) => Err(Error::OriginUnavailable(Cause::OriginFetch)),
         Either::Right(_) => {
             fire(&abort);
             Err(Error::OriginTimeout)

@@ -14,7 +14,7 @@ use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
 use crate::core::policy::{policy_changes, with_object_suspension};
 use crate::core::record::apply_roll_to_old;
 use crate::core::request::parse_roll;
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 /// A roll changes nothing unless it completes: the new key is stored first (unusable, since
 /// nobody holds its plaintext yet), then the old key's object records its revocation or
@@ -71,7 +71,7 @@ pub(super) async fn roll(
     let note = store::put(ctx, &hash, &rolled)
         .await
         .err()
-        .map(|_| "kv_write_after_roll");
+        .map(|_| Cause::KvWriteAfterRoll);
     let change = Change::new(
         ChangeKind::Rolled,
         audit::actor(caller),
@@ -105,7 +105,7 @@ pub(super) async fn roll(
     }
     let note = match recorded {
         Ok(()) => note,
-        Err(_) => note.or(Some("audit_after_roll")),
+        Err(_) => note.or(Some(Cause::AuditAfterRoll)),
     };
     Ok(Reply {
         response: issued(ctx, &key, &new_record).await?,

@@ -16,12 +16,13 @@ use worker::{
     State, Storage,
 };
 
+use super::fail::OrUnavailable;
 use super::Ctx;
 use crate::core::names::SETTINGS_SESSIONS_BINDING;
 use crate::core::route::split_url;
 use crate::core::session::{self, Answer, Session, StoredSession, KEEP_AFTER_EXPIRY_SECS};
 use crate::core::switch;
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 const STATE_KEY: &str = "session";
 const OP_CREATE: &str = "/create";
@@ -32,7 +33,6 @@ const OP_END: &str = "/end";
 const OP_PEEK: &str = "/peek";
 /// Base URL of calls to the object; only the path matters.
 const DO_URL: &str = "https://settings-session";
-const CAUSE: &str = "settings_session_object";
 
 /// The question of `open` and `check`: the SHA-256 of the cookie secret.
 #[derive(Serialize, Deserialize)]
@@ -142,24 +142,31 @@ impl DurableObject for SettingsSessionObject {
 
 /// Asks the object named `name` one question; `Ok(None)` when it answered 409 (create: taken).
 async fn call(ctx: &Ctx, name: &str, op: &str, body: String) -> Result<Option<String>, Error> {
-    let fail = |_| ctx.unavailable(CAUSE);
     let stub = ctx
         .env
         .durable_object(SETTINGS_SESSIONS_BINDING)
-        .map_err(fail)?
+        .or_unavailable(Cause::SettingsSessionObject)?
         .id_from_name(name)
-        .map_err(fail)?
+        .or_unavailable(Cause::SettingsSessionObject)?
         .get_stub()
-        .map_err(fail)?;
+        .or_unavailable(Cause::SettingsSessionObject)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_body(Some(JsValue::from_str(&body)));
-    let req = Request::new_with_init(&format!("{DO_URL}{op}"), &init).map_err(fail)?;
-    let mut resp = stub.fetch_with_request(req).await.map_err(fail)?;
+    let req = Request::new_with_init(&format!("{DO_URL}{op}"), &init)
+        .or_unavailable(Cause::SettingsSessionObject)?;
+    let mut resp = stub
+        .fetch_with_request(req)
+        .await
+        .or_unavailable(Cause::SettingsSessionObject)?;
     match resp.status_code() {
-        200 => Ok(Some(resp.text().await.map_err(fail)?)),
+        200 => Ok(Some(
+            resp.text()
+                .await
+                .or_unavailable(Cause::SettingsSessionObject)?,
+        )),
         409 => Ok(None),
-        _ => Err(ctx.unavailable(CAUSE)),
+        _ => Err(Error::Unavailable(Cause::SettingsSessionObject)),
     }
 }
 
@@ -180,8 +187,9 @@ async fn ask(ctx: &Ctx, name: &str, op: &str, cookie_hash: &str) -> Result<Store
     .map_err(|_| Error::Internal)?;
     let text = call(ctx, name, op, body)
         .await?
-        .ok_or_else(|| ctx.unavailable(CAUSE))?;
-    let answer: Answer = serde_json::from_str(&text).map_err(|_| ctx.unavailable(CAUSE))?;
+        .or_unavailable(Cause::SettingsSessionObject)?;
+    let answer: Answer =
+        serde_json::from_str(&text).or_unavailable(Cause::SettingsSessionObject)?;
     answer.map_err(Error::from)
 }
 
@@ -199,8 +207,8 @@ pub async fn check(ctx: &Ctx, name: &str, cookie_hash: &str) -> Result<StoredSes
 pub async fn peek(ctx: &Ctx, name: &str) -> Result<Option<Session>, Error> {
     let text = call(ctx, name, OP_PEEK, String::new())
         .await?
-        .ok_or_else(|| ctx.unavailable(CAUSE))?;
-    serde_json::from_str(&text).map_err(|_| ctx.unavailable(CAUSE))
+        .or_unavailable(Cause::SettingsSessionObject)?;
+    serde_json::from_str(&text).or_unavailable(Cause::SettingsSessionObject)
 }
 
 /// Ends the session behind a cookie (sign-out): afterwards the same cookie is

@@ -27,7 +27,7 @@ use crate::core::session::{
 use crate::core::settings::{session_answer, user_pool, Asset, Settings, PATH_OPEN, PATH_PAGE};
 use crate::core::switch;
 use crate::core::time::format_time;
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 const INDEX_HTML: &str = include_str!("../../web/settings/index.html");
 const APP_JS: &str = include_str!("../../web/settings/app.js");
@@ -238,7 +238,7 @@ async fn open(ctx: &Ctx, req: &Req, token: &str) -> Result<Reply, Error> {
     let note = audit::record(ctx, change)
         .await
         .err()
-        .map(|_| "audit_after_open");
+        .map(|_| Cause::AuditAfterOpen);
     let secure = secure_cookie(req);
     let mut response = redirect(303, PATH_PAGE)?.response;
     let value = cookie_value(&name, &secret);

@@ -20,12 +20,13 @@ use futures_util::future::join_all;
 use serde::Serialize;
 use worker::kv::KvStore;
 
+use super::fail::OrUnavailable;
 use super::Ctx;
 use crate::core::cache::RecordCache;
 use crate::core::names::KV_BINDING;
 use crate::core::pool::{Pool, PoolRef, POOL_PREFIX};
 use crate::core::record::{IndexMeta, KeyMeta, KeyRecord};
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 fn record_key(hash: &str) -> String {
     format!("key:{hash}")
@@ -43,9 +44,7 @@ fn user_prefix(user_id: &str) -> String {
 }
 
 fn kv(ctx: &Ctx) -> Result<KvStore, Error> {
-    ctx.env
-        .kv(KV_BINDING)
-        .map_err(|_| ctx.unavailable("kv_binding"))
+    ctx.env.kv(KV_BINDING).or_unavailable(Cause::KvBinding)
 }
 
 thread_local! {
@@ -75,7 +74,7 @@ pub async fn record_by_hash(
     let record = get
         .json::<KeyRecord>()
         .await
-        .map_err(|_| ctx.unavailable("kv_read"))?;
+        .or_unavailable(Cause::KvRead)?;
     if let (true, Some(r)) = (edge_cached, &record) {
         RECORDS.with(|c| c.borrow_mut().insert(hash, r.clone(), now_ms, ttl * 1000));
     }
@@ -88,7 +87,7 @@ pub async fn record_by_id(ctx: &Ctx, id: &str) -> Result<Option<(String, KeyReco
         .get(&id_key(id))
         .text()
         .await
-        .map_err(|_| ctx.unavailable("kv_read"))?;
+        .or_unavailable(Cause::KvRead)?;
     let Some(hash) = hash else { return Ok(None) };
     Ok(record_by_hash(ctx, &hash, false)
         .await?
@@ -105,19 +104,11 @@ pub async fn put(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Error>
         id: record.id.clone(),
         expires_at: record.expires_at.clone(),
     };
-    put_entry(
-        ctx,
-        &store,
-        &record_key(hash),
-        &json,
-        Some(meta),
-        expiration,
-    )
-    .await?;
-    put_entry::<()>(ctx, &store, &id_key(&record.id), hash, None, expiration).await?;
+    put_entry(&store, &record_key(hash), &json, Some(meta), expiration).await?;
+    put_entry::<()>(&store, &id_key(&record.id), hash, None, expiration).await?;
     let index = format!("{}{}", user_prefix(&record.user_id), record.id);
     let meta = IndexMeta::of(hash, record);
-    put_entry(ctx, &store, &index, "", Some(meta), expiration).await
+    put_entry(&store, &index, "", Some(meta), expiration).await
 }
 
 /// Removes a record and its indexes (a roll that could not complete takes back its new key).
@@ -126,10 +117,7 @@ pub async fn delete(ctx: &Ctx, hash: &str, record: &KeyRecord) -> Result<(), Err
     let store = kv(ctx)?;
     let index = format!("{}{}", user_prefix(&record.user_id), record.id);
     for key in [record_key(hash), id_key(&record.id), index] {
-        store
-            .delete(&key)
-            .await
-            .map_err(|_| ctx.unavailable("kv_write"))?;
+        store.delete(&key).await.or_unavailable(Cause::KvWrite)?;
     }
     Ok(())
 }
@@ -148,10 +136,7 @@ pub async fn count_live(ctx: &Ctx, user_id: &str, max: u64) -> Result<Listed, Er
         if let Some(c) = cursor.take() {
             list = list.cursor(c);
         }
-        let page = list
-            .execute()
-            .await
-            .map_err(|_| ctx.unavailable("kv_list"))?;
+        let page = list.execute().await.or_unavailable(Cause::KvList)?;
         for k in &page.keys {
             let live = k
                 .metadata
@@ -189,22 +174,20 @@ pub struct Listed {
 
 /// One KV write with optional metadata, sharing the record's expiration.
 async fn put_entry<M: Serialize>(
-    ctx: &Ctx,
     store: &KvStore,
     key: &str,
     value: &str,
     metadata: Option<M>,
     expiration: Option<u64>,
 ) -> Result<(), Error> {
-    let fail = |_| ctx.unavailable("kv_write");
-    let mut put = store.put(key, value).map_err(fail)?;
+    let mut put = store.put(key, value).or_unavailable(Cause::KvWrite)?;
     if let Some(m) = metadata {
-        put = put.metadata(m).map_err(fail)?;
+        put = put.metadata(m).or_unavailable(Cause::KvWrite)?;
     }
     if let Some(t) = expiration {
         put = put.expiration(t);
     }
-    put.execute().await.map_err(fail)
+    put.execute().await.or_unavailable(Cause::KvWrite)
 }
 
 fn upgrade_key(handle: &str) -> String {
@@ -236,7 +219,7 @@ pub async fn upgrade(ctx: &Ctx, handle: &str) -> Result<Option<String>, Error> {
     if ttl > 0 {
         get = get.cache_ttl(ttl);
     }
-    let sha = get.text().await.map_err(|_| ctx.unavailable("kv_read"))?;
+    let sha = get.text().await.or_unavailable(Cause::KvRead)?;
     if let Some(s) = &sha {
         UPGRADES.with(|c| {
             let mut c = c.borrow_mut();
@@ -252,7 +235,7 @@ pub async fn upgrade(ctx: &Ctx, handle: &str) -> Result<Option<String>, Error> {
 /// Stores an imported key's upgrade (its SHA-256, after a successful PBKDF2 check).
 pub async fn put_upgrade(ctx: &Ctx, handle: &str, sha256: &str) -> Result<(), Error> {
     let store = kv(ctx)?;
-    put_entry::<()>(ctx, &store, &upgrade_key(handle), sha256, None, None).await
+    put_entry::<()>(&store, &upgrade_key(handle), sha256, None, None).await
 }
 
 /// A user-index entry as the Cron Trigger reads it: no record read needed.
@@ -278,7 +261,7 @@ async fn list_page(
     if let Some(c) = cursor {
         list = list.cursor(c);
     }
-    list.execute().await.map_err(|_| ctx.unavailable("kv_list"))
+    list.execute().await.or_unavailable(Cause::KvList)
 }
 
 /// One page of every user's index entries (all users, in name order) from `cursor`, and the
@@ -317,18 +300,18 @@ pub async fn scan_cursor(ctx: &Ctx) -> Result<Option<String>, Error> {
         .get(SCAN_CURSOR_KEY)
         .text()
         .await
-        .map_err(|_| ctx.unavailable("kv_read"))
+        .or_unavailable(Cause::KvRead)
 }
 
 /// Stores (or, at the end of the index, clears) where the next run's scan starts.
 pub async fn set_scan_cursor(ctx: &Ctx, cursor: Option<&str>) -> Result<(), Error> {
     let store = kv(ctx)?;
     match cursor {
-        Some(c) => put_entry::<()>(ctx, &store, SCAN_CURSOR_KEY, c, None, None).await,
+        Some(c) => put_entry::<()>(&store, SCAN_CURSOR_KEY, c, None, None).await,
         None => store
             .delete(SCAN_CURSOR_KEY)
             .await
-            .map_err(|_| ctx.unavailable("kv_write")),
+            .or_unavailable(Cause::KvWrite),
     }
 }
 
@@ -371,30 +354,20 @@ pub async fn pool(ctx: &Ctx, pool: &PoolRef, edge_cached: bool) -> Result<Option
     if edge_cached && ttl > 0 {
         get = get.cache_ttl(ttl);
     }
-    get.json::<Pool>()
-        .await
-        .map_err(|_| ctx.unavailable("kv_read"))
+    get.json::<Pool>().await.or_unavailable(Cause::KvRead)
 }
 
 pub async fn put_pool(ctx: &Ctx, pool: &Pool) -> Result<(), Error> {
     let value = serde_json::to_string(pool).map_err(|_| Error::Internal)?;
     let store = kv(ctx)?;
-    put_entry::<()>(
-        ctx,
-        &store,
-        &pool.pool_ref().storage_name(),
-        &value,
-        None,
-        None,
-    )
-    .await
+    put_entry::<()>(&store, &pool.pool_ref().storage_name(), &value, None, None).await
 }
 
 pub async fn delete_pool(ctx: &Ctx, pool: &PoolRef) -> Result<(), Error> {
     kv(ctx)?
         .delete(&pool.storage_name())
         .await
-        .map_err(|_| ctx.unavailable("kv_write"))
+        .or_unavailable(Cause::KvWrite)
 }
 
 /// One page of the pools, in name order, and the cursor of the next page.

@@ -6,11 +6,8 @@ use worker::js_sys::{self, Array, Object, Promise, Reflect};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::wasm_bindgen_futures::JsFuture;
 
-use crate::core::Error;
-
-fn fail(_: JsValue) -> Error {
-    Error::Unavailable("webcrypto")
-}
+use super::fail::OrUnavailable;
+use crate::core::{Cause, Error};
 
 /// One method of `crypto.subtle`, looked up once (a signer keeps its `sign` for every request).
 #[derive(Clone)]
@@ -23,21 +20,23 @@ impl Method {
     pub fn new(name: &str) -> Result<Method, Error> {
         let subtle = Reflect::get(&js_sys::global(), &"crypto".into())
             .and_then(|c| Reflect::get(&c, &"subtle".into()))
-            .map_err(fail)?;
+            .or_unavailable(Cause::Webcrypto)?;
         let f = Reflect::get(&subtle, &name.into())
-            .map_err(fail)?
+            .or_unavailable(Cause::Webcrypto)?
             .dyn_into()
-            .map_err(fail)?;
+            .or_unavailable(Cause::Webcrypto)?;
         Ok(Method { subtle, f })
     }
 
     /// `await crypto.subtle[name](...args)`.
     pub async fn call(&self, args: &Array) -> Result<JsValue, Error> {
         let promise: Promise = Reflect::apply(&self.f, &self.subtle, args)
-            .map_err(fail)?
+            .or_unavailable(Cause::Webcrypto)?
             .dyn_into()
-            .map_err(fail)?;
-        JsFuture::from(promise).await.map_err(fail)
+            .or_unavailable(Cause::Webcrypto)?;
+        JsFuture::from(promise)
+            .await
+            .or_unavailable(Cause::Webcrypto)
     }
 }
 
@@ -50,7 +49,7 @@ pub async fn call(name: &str, args: Array) -> Result<JsValue, Error> {
 pub fn object(members: &[(&str, JsValue)]) -> Result<JsValue, Error> {
     let o = Object::new();
     for (name, value) in members {
-        Reflect::set(&o, &(*name).into(), value).map_err(fail)?;
+        Reflect::set(&o, &(*name).into(), value).or_unavailable(Cause::Webcrypto)?;
     }
     Ok(o.into())
 }

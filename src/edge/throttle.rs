@@ -6,16 +6,14 @@ use std::cell::RefCell;
 
 use worker::RateLimiter;
 
+use super::fail::OrUnavailable;
 use super::Ctx;
 use crate::core::names::AUTH_FAILURES_BINDING;
 use crate::core::throttle::{client_key, BlockList};
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 /// The bucket for requests without a client IP (never the case behind Cloudflare).
 const UNKNOWN_IP: &str = "unknown";
-/// Log causes (fixed names) when failures cannot be counted: the request fails closed.
-const CAUSE_BINDING_MISSING: &str = "auth_failures_binding";
-const CAUSE_LIMIT_FAILED: &str = "auth_failures_limit";
 
 thread_local! {
     static BLOCKED: RefCell<BlockList> = RefCell::new(BlockList::default());
@@ -35,7 +33,7 @@ pub fn require_binding(ctx: &Ctx) -> Result<(), Error> {
     ctx.env
         .rate_limiter(AUTH_FAILURES_BINDING)
         .map(|_| ())
-        .map_err(|_| ctx.unavailable(CAUSE_BINDING_MISSING))
+        .or_unavailable(Cause::AuthFailuresBinding)
 }
 
 /// Counts one failure. Past the limit the client is blocked and this request already gets 429;
@@ -48,9 +46,8 @@ pub async fn record_failure<T>(
     failure: Error,
 ) -> Result<T, Error> {
     let client = client_key(ip.unwrap_or(UNKNOWN_IP));
-    let fail_closed = Error::Unavailable;
     let Some(limiter) = limiter else {
-        return Err(fail_closed(CAUSE_BINDING_MISSING));
+        return Err(Error::Unavailable(Cause::AuthFailuresBinding));
     };
     match limiter.limit(client.clone()).await {
         Ok(outcome) if !outcome.success => {
@@ -60,6 +57,6 @@ pub async fn record_failure<T>(
             })
         }
         Ok(_) => Err(failure),
-        Err(_) => Err(fail_closed(CAUSE_LIMIT_FAILED)),
+        Err(_) => Err(Error::Unavailable(Cause::AuthFailuresLimit)),
     }
 }

@@ -29,7 +29,7 @@ use crate::core::quota::Quota;
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::Forward;
-use crate::core::Error;
+use crate::core::{Cause, Error};
 
 /// The `Idempotency-Key` of a job trigger, if it carries one (other routes ignore the header).
 pub fn idempotency_key(req: &Req, route: &Forward<'_>) -> Option<String> {
@@ -179,7 +179,7 @@ async fn idempotent(
         Ok(()) => match begun {
             // A new attempt's exchange is kept alive by `_alive` above.
             Some(begun) => run_once(ctx, req, call, &slot, &fp, begun, body).await,
-            None => Err(ctx.unavailable("durable_object")),
+            None => Err(Error::Unavailable(Cause::DurableObject)),
         },
     };
     // A run a pool refused was given back: it reached no threshold.
@@ -245,7 +245,7 @@ pub async fn quota_trigger(
 }
 
 /// A successful reply carries `note` for the log line (an error's cause is its own).
-fn noted(result: Result<Reply, Error>, note: Option<&'static str>) -> Result<Reply, Error> {
+fn noted(result: Result<Reply, Error>, note: Option<Cause>) -> Result<Reply, Error> {
     result.map(|mut reply| {
         reply.note = reply.note.or(note);
         reply
@@ -267,7 +267,7 @@ async fn run_once(
         Begin::InProgress => return Err(Error::IdempotencyInProgress),
         Begin::Mismatch => return Err(Error::IdempotencyKeyReused),
         Begin::Replay { response } => return Ok(stored_response(&response, true).into()),
-        Begin::Full => return Err(ctx.unavailable("durable_object")),
+        Begin::Full => return Err(Error::Unavailable(Cause::DurableObject)),
         Begin::Proceed { attempt } => attempt,
     };
     let finish = |answer| key_client::idem_complete(ctx, key_id, slot, fp, attempt, answer);
@@ -289,7 +289,7 @@ async fn run_once(
             let note = finish(Some(stored.clone()))
                 .await
                 .err()
-                .map(|_| "idempotency_store");
+                .map(|_| Cause::IdempotencyStore);
             let response = stored_response(&stored, false);
             return Ok(Reply { response, note });
         }
@@ -324,7 +324,7 @@ async fn run_once(
     let note = finish(Some(stored.clone()))
         .await
         .err()
-        .map(|_| "idempotency_store");
+        .map(|_| Cause::IdempotencyStore);
     let response = match outcome {
         None => stored_response(&stored, false),
         // Too large to keep: this client still gets all of it, streamed.
@@ -387,7 +387,7 @@ async fn read_answer(mut upstream: Response, cap: usize, left_ms: u64) -> Answer
                 body.extend_from_slice(&chunk);
             }
             Either::Left((Some(Err(_)), _)) => {
-                return Answer::Failed(Error::OriginUnavailable("origin_body"))
+                return Answer::Failed(Error::OriginUnavailable(Cause::OriginBody))
             }
             Either::Left((None, _)) => return Answer::Whole(body),
             Either::Right(_) => return Answer::Failed(Error::OriginTimeout),
@@ -408,7 +408,7 @@ fn answer_with(
         .with_status(stored.status)
         .with_headers(headers)
         .from_stream(body.into_stream())
-        .map_err(|_| Error::OriginUnavailable("origin_body"))
+        .map_err(|_| Error::OriginUnavailable(Cause::OriginBody))
 }
 
 fn stored_response(stored: &StoredResponse, replayed: bool) -> Response {

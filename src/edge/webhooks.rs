@@ -20,6 +20,7 @@ use crate::core::webhook::{
     acknowledged, decode_secret, retry_base, retry_delay_secs, signature, DELIVERY_TIMEOUT_MS,
     HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP,
 };
+use crate::core::Cause;
 
 #[event(queue)]
 pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
@@ -64,14 +65,14 @@ pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> wo
 }
 
 /// One delivery: the receiver's status, or `Err` on a network failure or timeout.
-async fn deliver(url: &str, key: &[u8], body: &str) -> Result<u16, &'static str> {
+async fn deliver(url: &str, key: &[u8], body: &str) -> Result<u16, Cause> {
     let id = serde_json::from_str::<serde_json::Value>(body)
         .ok()
         .and_then(|v| v.get("id")?.as_str().map(str::to_owned))
-        .ok_or("event_id")?;
+        .ok_or(Cause::WebhookEventId)?;
     let timestamp = (Date::now().as_millis() / 1000) as i64;
     let headers = Headers::new();
-    let set = |k, v: &str| headers.set(k, v).map_err(|_| "headers");
+    let set = |k, v: &str| headers.set(k, v).map_err(|_| Cause::WebhookHeaders);
     set(CONTENT_TYPE, JSON_TYPE)?;
     set(HEADER_ID, &id)?;
     set(HEADER_TIMESTAMP, &timestamp.to_string())?;
@@ -83,7 +84,7 @@ async fn deliver(url: &str, key: &[u8], body: &str) -> Result<u16, &'static str>
         .with_headers(headers)
         .with_body(Some(body.into()))
         .with_redirect(RequestRedirect::Manual);
-    let req = Request::new_with_init(url, &init).map_err(|_| "request")?;
+    let req = Request::new_with_init(url, &init).map_err(|_| Cause::WebhookRequest)?;
     let abort = AbortController::default();
     let signal = abort.signal();
     let fetch = Fetch::Request(req);
@@ -92,20 +93,20 @@ async fn deliver(url: &str, key: &[u8], body: &str) -> Result<u16, &'static str>
     futures_util::pin_mut!(timeout);
     let outcome = match select(pending, timeout).await {
         Either::Left((Ok(resp), _)) => Ok(resp.status_code()),
-        Either::Left((Err(_), _)) => Err("network"),
+        Either::Left((Err(_), _)) => Err(Cause::WebhookNetwork),
         Either::Right(_) => {
             abort.abort();
-            Err("timeout")
+            Err(Cause::WebhookTimeout)
         }
     };
     outcome
 }
 
 /// One line per delivery attempt: the event id and outcome, never the body.
-fn log_delivery(msg: &Message<String>, delivered: Result<u16, &'static str>) {
+fn log_delivery(msg: &Message<String>, delivered: Result<u16, Cause>) {
     let (status, cause) = match delivered {
         Ok(s) => (Some(s), None),
-        Err(c) => (None, Some(c)),
+        Err(c) => (None, Some(c.name())),
     };
     let id = serde_json::from_str::<serde_json::Value>(msg.body())
         .ok()
