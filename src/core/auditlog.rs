@@ -6,6 +6,7 @@
 //! by one: storage lists keys in ascending order, so the newest entry comes first and a page
 //! of the trail, newest first, is one list call starting at the cursor.
 
+use super::objectop::{operation, Message, OpTable};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -246,9 +247,68 @@ pub struct Page {
     pub next_cursor: Option<String>,
 }
 
+/// The operations of the log's object (`UserLogObject`): one table of paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOp {
+    Append,
+    /// Several changes in one call ([`AppendMany`]).
+    AppendMany,
+    List,
+    /// Count a new key under the per-user cap ([`Admit`]).
+    Admit,
+    /// A counted key revoked or its expiry shortened ([`Retire`]).
+    Retire,
+    /// Take one of the day's changes ([`TakeChange`]).
+    TakeChange,
+}
+
+impl OpTable for LogOp {
+    const ALL: &'static [LogOp] = &[
+        LogOp::Append,
+        LogOp::AppendMany,
+        LogOp::List,
+        LogOp::Admit,
+        LogOp::Retire,
+        LogOp::TakeChange,
+    ];
+
+    fn path(self) -> &'static str {
+        self.path()
+    }
+}
+
+impl LogOp {
+    pub const fn path(self) -> &'static str {
+        match self {
+            LogOp::Append => "/append",
+            LogOp::AppendMany => "/append-many",
+            LogOp::List => "/list",
+            LogOp::Admit => "/admit",
+            LogOp::Retire => "/retire",
+            LogOp::TakeChange => "/take-change",
+        }
+    }
+}
+
+operation!(UserLog: Append => LogOp::Append.path(), Appended);
+operation!(UserLog: AppendMany => LogOp::AppendMany.path(), AppendedMany);
+operation!(UserLog: ListAsk => LogOp::List.path(), Page);
+operation!(UserLog: Admit => LogOp::Admit.path(), Admitted);
+operation!(UserLog: Retire => LogOp::Retire.path(), Admitted);
+operation!(UserLog: TakeChange => LogOp::TakeChange.path(), Admitted);
+impl Message for Appended {}
+impl Message for AppendedMany {}
+impl Message for Page {}
+impl Message for Admitted {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_log_operation_has_its_own_path() {
+        crate::core::objectop::assert_distinct_paths::<LogOp>();
+    }
 
     #[test]
     fn a_users_changes_are_bounded_per_utc_day() {

@@ -87,4 +87,20 @@ mod tests {
         assert_eq!(Caller::Key(&key).own_user(), Some(key.user_id.as_str()));
         assert_eq!(Caller::Admin.own_user(), None);
     }
+
+    #[test]
+    fn a_key_caller_is_held_to_its_own_scope_the_admin_is_not() {
+        use crate::core::record::tests::new_key;
+        let creator = record(&["ws1"], &["jobs:read"], None);
+        let rate = RateLimit {
+            requests: 600,
+            window_seconds: 60,
+        };
+        let mut wider = new_key(&["ws1", "ws2"], &["jobs:read"], None);
+        assert!(Caller::Key(&creator)
+            .restrict(None, 0, rate, &mut wider)
+            .is_err());
+        let mut wider = new_key(&["ws1", "ws2"], &["jobs:read"], None);
+        assert_eq!(Caller::Admin.restrict(None, 0, rate, &mut wider), Ok(()));
+    }
 }

@@ -8,12 +8,12 @@
 //! whose question and answer are [`encode`]d: JSON plus, where there is one, a raw body
 //! beside it (an origin answer), never hex or a JSON array of numbers.
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::error::Error;
-use super::idempotency::{frame, unframe, Begin, IdemRecord, StoredResponse};
+use super::idempotency::{Begin, IdemRecord, StoredResponse};
 use super::keystate::Hit;
+pub use super::objectop::{decode, encode, Ack, Message, Operation};
+use super::objectop::{operation, ObjectClass, OpTable};
 use super::pool::{PoolFigures, PoolGrant, PoolLimits, PoolRun};
 use super::quota::{Quota, RunCount, RunVerdict};
 use super::ratelimit::RateLimit;
@@ -102,6 +102,14 @@ impl Op {
     }
 }
 
+impl OpTable for Op {
+    const ALL: &'static [Op] = &Op::ALL;
+
+    fn path(self) -> &'static str {
+        Op::path(self)
+    }
+}
+
 /// [`Op::Hit`]'s question, in the URL: the key's limit, the tokens wanted (one for a single
 /// request, more for a lease, docs/CONTRACT.md section 8) and the requests this isolate refused
 /// from its over-limit cache since its last call (for the usage series, section 12), e.g.
@@ -122,73 +130,25 @@ pub fn parse_hit_query(q: &str) -> Option<(RateLimit, u32, u32)> {
 /// The header carrying [`Op::Hit`]'s answer.
 pub const HIT_ANSWER_HEADER: &str = "x-hit";
 
-/// A question or an answer. One with a raw byte payload (an origin answer's body) exposes it,
-/// so that [`encode`] carries it beside the JSON.
-pub trait Message: Serialize + DeserializeOwned {
-    fn payload(&mut self) -> Option<&mut Vec<u8>> {
-        None
-    }
-}
-
-/// A question to the object, with the type of its answer.
-pub trait Operation: Message {
-    const OP: Op;
-    type Answer: Message;
-}
-
-/// A question without a raw payload, asked by `op` and answered by `answer`: the two impls
-/// every such operation needs, written once.
-macro_rules! operation {
-    ($question:ty => $op:expr, $answer:ty) => {
-        impl Message for $question {}
-        impl Operation for $question {
-            const OP: Op = $op;
-            type Answer = $answer;
-        }
-    };
-}
-
-/// A message as bytes: its JSON, and its payload raw (see [`frame`]).
-pub fn encode<M: Message>(mut message: M) -> Result<Vec<u8>, Error> {
-    let payload = message.payload().map(std::mem::take).unwrap_or_default();
-    let json = serde_json::to_vec(&message).map_err(|_| Error::Internal)?;
-    Ok(frame(&json, &payload))
-}
-
-/// The inverse of [`encode`]; `None` for anything malformed.
-pub fn decode<M: Message>(bytes: &[u8]) -> Option<M> {
-    let (json, payload) = unframe(bytes)?;
-    let mut message: M = serde_json::from_slice(json).ok()?;
-    if let Some(slot) = message.payload() {
-        *slot = payload.to_vec();
-    }
-    Some(message)
-}
-
-/// An answer that carries nothing but success.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Ack {}
-impl Message for Ack {}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Revoke {
     pub revoked_at: String,
 }
-operation!(Revoke => Op::Revoke, Ack);
+operation!(KeyState: Revoke => Op::Revoke.path(), Ack);
 
 /// A shortened expiry (unix seconds), from a roll with grace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expire {
     pub expires_at: i64,
 }
-operation!(Expire => Op::Expire, Ack);
+operation!(KeyState: Expire => Op::Expire.path(), Ack);
 
 /// Suspends (`true`) or resumes (`false`) the key; every request of it obeys the object's flag.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetDisabled {
     pub disabled: bool,
 }
-operation!(SetDisabled => Op::Disable, Suspension);
+operation!(KeyState: SetDisabled => Op::Disable.path(), Suspension);
 
 /// The object's suspension after a [`SetDisabled`]: whether the flag flipped, and its flip count
 /// (`KeyState::disabled_seq`).
@@ -206,7 +166,7 @@ pub struct Run {
     pub rate_limit: RateLimit,
     pub quota: Quota,
 }
-operation!(Run => Op::Run, Ran);
+operation!(KeyState: Run => Op::Run.path(), Ran);
 
 /// One run of a key whose quota is counted in another key's object (its family's counter):
 /// the calling key's own `quota` applies to the family's count, so each key's quota bounds
@@ -215,7 +175,7 @@ operation!(Run => Op::Run, Ran);
 pub struct TakeRun {
     pub quota: Quota,
 }
-operation!(TakeRun => Op::TakeRun, RunVerdict);
+operation!(KeyState: TakeRun => Op::TakeRun.path(), RunVerdict);
 impl Message for RunVerdict {}
 
 /// Takes (`take`) or frees the key's PBKDF2 check slot ([`super::legacy::CheckSlot`]), after a
@@ -226,7 +186,7 @@ pub struct CheckSlot {
     #[serde(default)]
     pub failed: bool,
 }
-operation!(CheckSlot => Op::CheckSlot, SlotAnswer);
+operation!(KeyState: CheckSlot => Op::CheckSlot.path(), SlotAnswer);
 
 /// Whether the slot was taken; if not, in how many seconds to retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,14 +202,14 @@ impl Message for SlotAnswer {}
 pub struct RefundRun {
     pub start: i64,
 }
-operation!(RefundRun => Op::RefundRun, Ack);
+operation!(KeyState: RefundRun => Op::RefundRun.path(), Ack);
 
 /// Sets a pool's limits in its object (`None`: the pool is deleted and stops applying).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSet {
     pub limits: Option<PoolLimits>,
 }
-operation!(PoolSet => Op::PoolSet, Ack);
+operation!(KeyState: PoolSet => Op::PoolSet.path(), Ack);
 
 /// Up to `want` tokens of a pool's rate limit, at most one `lease_ms` of it; `refused`: the
 /// requests the asking isolate refused from its cache since its last call (usage series).
@@ -260,17 +220,17 @@ pub struct PoolTake {
     #[serde(default)]
     pub refused: u32,
 }
-operation!(PoolTake => Op::PoolTake, PoolGrant);
+operation!(KeyState: PoolTake => Op::PoolTake.path(), PoolGrant);
 impl Message for PoolGrant {}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolRunAsk {}
-operation!(PoolRunAsk => Op::PoolRun, PoolRun);
+operation!(KeyState: PoolRunAsk => Op::PoolRun.path(), PoolRun);
 impl Message for PoolRun {}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolStatusQuery {}
-operation!(PoolStatusQuery => Op::PoolStatus, PoolFigures);
+operation!(KeyState: PoolStatusQuery => Op::PoolStatus.path(), PoolFigures);
 impl Message for PoolFigures {}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -283,11 +243,11 @@ impl Message for Ran {}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageQuery {}
-operation!(UsageQuery => Op::Usage, Usage);
+operation!(KeyState: UsageQuery => Op::Usage.path(), Usage);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeriesQuery {}
-operation!(SeriesQuery => Op::Series, Series);
+operation!(KeyState: SeriesQuery => Op::Series.path(), Series);
 impl Message for Series {}
 
 /// What summaries show from the object.
@@ -324,7 +284,7 @@ pub struct HitBegin {
     #[serde(default)]
     pub quota: Option<Quota>,
 }
-operation!(HitBegin => Op::HitBegin, HitBegun);
+operation!(KeyState: HitBegin => Op::HitBegin.path(), HitBegun);
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HitBegun {
@@ -363,7 +323,8 @@ impl Message for Complete {
     }
 }
 impl Operation for Complete {
-    const OP: Op = Op::Complete;
+    const OBJECT: ObjectClass = ObjectClass::KeyState;
+    const PATH: &'static str = Op::Complete.path();
     type Answer = Ack;
 }
 

@@ -26,6 +26,7 @@
 //! - [`legacy`]: keys issued before keygate (djangorestframework-api-key): shape, hashes, checks.
 //! - [`lease`]: leased allowances: an isolate's batches of a key's tokens.
 //! - [`log`]: the per-request log line.
+//! - [`objectop`]: one recipe for every Durable Object: typed operations, their class and path.
 //! - [`names`]: header, binding and secret names.
 //! - [`notices`]: the system's notices of a key's use: quota threshold and exhaustion, rate limit.
 //! - [`permission`]: the permission vocabulary.
@@ -38,6 +39,7 @@
 //! - [`request`]: validation of key-management bodies and queries.
 //! - [`route`]: path checks, routes, and the path-to-permission map.
 //! - [`session`]: settings sessions: the request, single use of the link, cookie, CSRF.
+//! - [`sessionop`]: the settings session object's operations, typed.
 //! - [`settings`]: the settings paths (page, link, JSON API) and their security headers.
 //! - [`throttle`]: failed-authentication throttling per client IP.
 //! - [`time`]: RFC 3339 times.
@@ -71,6 +73,7 @@ pub mod legacy;
 pub mod log;
 pub mod names;
 pub mod notices;
+pub mod objectop;
 pub mod permission;
 pub mod plan;
 pub mod policy;
@@ -81,6 +84,7 @@ pub mod record;
 pub mod request;
 pub mod route;
 pub mod session;
+pub mod sessionop;
 pub mod settings;
 pub mod switch;
 pub mod throttle;

@@ -271,6 +271,7 @@ mod tests {
     #[test]
     fn an_isolate_notifies_each_key_once_per_hour() {
         let mut memory = HourlyNotices::default();
+        assert!(memory.is_empty());
         let now = t("2026-05-20T13:10:00Z");
         assert_eq!(memory.due("key_1", now), Some(t("2026-05-20T13:00:00Z")));
         for s in 1..3_000 {

@@ -466,6 +466,10 @@ mod tests {
         assert_eq!(PoolRef::from_storage_name("key:abc"), None);
         assert_eq!(PoolRef::from_storage_name("pool:workspace:a.b"), None);
         assert_eq!(PoolKind::from_segment("users"), Some(PoolKind::User));
+        assert_eq!(
+            PoolKind::from_segment("workspaces"),
+            Some(PoolKind::Workspace)
+        );
         assert_eq!(PoolKind::from_segment("user"), None);
     }
 
@@ -530,6 +534,33 @@ mod tests {
             None,
             "LEASE_MS = 0 caches nothing"
         );
+    }
+
+    #[test]
+    fn a_full_directory_drops_its_stale_entries_and_keeps_its_fresh_ones() {
+        let mut dir = PoolDirectory::default();
+        let user = |id: &str| PoolRef::parse(PoolKind::User, id).unwrap();
+        let half = MAX_DIRECTORY_ENTRIES / 2;
+        for i in 0..half {
+            dir.insert(&user(&format!("stale{i}")), None, 0, 100);
+        }
+        // One ends exactly now: no longer fresh, dropped too.
+        dir.insert(&user("edge"), None, 0, 1_000);
+        for i in 0..MAX_DIRECTORY_ENTRIES - half - 1 {
+            dir.insert(&user(&format!("fresh{i}")), None, 500, 10_000);
+        }
+        assert_eq!(dir.len(), MAX_DIRECTORY_ENTRIES);
+        dir.insert(&user("new"), None, 1_000, 10_000);
+        assert_eq!(
+            dir.len(),
+            MAX_DIRECTORY_ENTRIES - half,
+            "stale and ending ones dropped"
+        );
+        assert_eq!(
+            dir.lookup(PoolKind::User, "fresh0", 1_000),
+            Known::Fresh(None)
+        );
+        assert_eq!(dir.lookup(PoolKind::User, "new", 1_000), Known::Fresh(None));
     }
 
     #[test]
@@ -606,7 +637,17 @@ mod tests {
         let f = s.pool_figures(now as u64 * 1000);
         assert_eq!(f.quota_used, Some(2));
         assert_eq!(f.remaining, Some(2), "one of three taken");
-        assert!(f.reset_secs.unwrap() >= 1);
+        assert_eq!(
+            f.reset_secs,
+            Some(20),
+            "one token of 3/60 s is back in 20 s"
+        );
+        let hour = s.usage.series(now as u64 * 1000).hourly;
+        assert_eq!(
+            hour.last().unwrap().triggers,
+            2,
+            "runs in the current hour's bucket"
+        );
         let next_day = now + 86_400;
         assert_eq!(s.pool_figures(next_day as u64 * 1000).quota_used, Some(0));
         s.set_pool(Some(limits(Some(RL), None)));
@@ -627,6 +668,7 @@ mod tests {
             created_at: "2026-12-03T00:00:00Z".into(),
             updated_at: "2026-12-03T00:00:00Z".into(),
         };
+        assert_eq!(pool.limits(), limits(Some(RL), None));
         let v = pool_json(&pool, None, 0);
         assert_eq!(v["kind"], "user");
         assert!(v.get("usage").is_none());

@@ -192,8 +192,9 @@ mod tests {
         let mut c = RunCount::default();
         c.refund(day);
         assert_eq!(c, RunCount::default(), "nothing to give back");
-        assert_eq!(c.take(&q, now).start, day);
-        c.take(&q, now);
+        let first = c.take(&q, now);
+        assert_eq!((first.start, first.used), (day, 1));
+        assert_eq!(c.take(&q, now).used, 2);
         assert!(!c.take(&q, now).allowed);
         c.refund(day);
         assert_eq!(c.used(&q, now), 1);
@@ -209,6 +210,27 @@ mod tests {
         c.refund(Period::Day.start(tomorrow));
         c.refund(Period::Day.start(tomorrow));
         assert_eq!(c.used, 0, "never below zero");
+    }
+
+    #[test]
+    fn a_day_starting_when_the_month_ends_is_not_this_months() {
+        let month = Quota {
+            runs: 5,
+            period: Period::Month,
+        };
+        let next_month_first_day = RunCount {
+            period: Some(Period::Day),
+            start: t("2026-12-01T00:00:00Z"),
+            used: 3,
+        };
+        assert_eq!(
+            next_month_first_day.used(&month, t("2026-11-30T12:00:00Z")),
+            0
+        );
+        assert_eq!(
+            next_month_first_day.used(&month, t("2026-12-01T12:00:00Z")),
+            3
+        );
     }
 
     #[test]

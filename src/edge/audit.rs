@@ -4,27 +4,19 @@
 //! outbox until the queue has it, so an event is never published for a change that was not
 //! recorded, nor lost for one that was.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 use serde_json::Value;
-use worker::{Method, Request, RequestInit, Stub};
 
-use super::fail::OrUnavailable;
 use super::store::Listed;
-use super::user_log::{OP_ADMIT, OP_APPEND, OP_APPEND_MANY, OP_LIST, OP_RETIRE, OP_TAKE_CHANGE};
-use super::Ctx;
+use super::{objects, Ctx};
 use crate::core::access::{self, Caller};
 use crate::core::auditlog::{
     parse_cursor, Admit, Admitted, Append, AppendMany, Appended, AppendedMany, ListAsk, Page,
     Retire, TakeChange,
 };
 use crate::core::events::{for_user, Actor, Change};
-use crate::core::names::{USER_LOG_BINDING, WEBHOOK_SECRET, WEBHOOK_URL_VAR};
+use crate::core::names::{WEBHOOK_SECRET, WEBHOOK_URL_VAR};
 use crate::core::request::parse_list_query;
-use crate::core::{Cause, Error};
-
-/// Base URL of calls to the object; only the path matters.
-const DO_URL: &str = "https://user-log";
+use crate::core::Error;
 
 /// The actor of a change made by `caller`.
 pub fn actor(caller: &Caller<'_>) -> Actor {
@@ -56,37 +48,6 @@ fn trail_of(change: &Change) -> String {
     }
 }
 
-fn stub(ctx: &Ctx, trail: &str) -> Result<Stub, Error> {
-    ctx.env
-        .durable_object(USER_LOG_BINDING)
-        .or_unavailable(Cause::AuditLog)?
-        .id_from_name(trail)
-        .or_unavailable(Cause::AuditLog)?
-        .get_stub()
-        .or_unavailable(Cause::AuditLog)
-}
-
-async fn call<Q: Serialize, A: DeserializeOwned>(
-    ctx: &Ctx,
-    trail: &str,
-    op: &str,
-    question: &Q,
-) -> Result<A, Error> {
-    let body = serde_json::to_string(question).map_err(|_| Error::Internal)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let req =
-        Request::new_with_init(&format!("{DO_URL}{op}"), &init).or_unavailable(Cause::AuditLog)?;
-    let mut resp = stub(ctx, trail)?
-        .fetch_with_request(req)
-        .await
-        .or_unavailable(Cause::AuditLog)?;
-    if resp.status_code() != 200 {
-        return Err(Error::Unavailable(Cause::AuditLog));
-    }
-    resp.json::<A>().await.or_unavailable(Cause::AuditLog)
-}
-
 /// Records `change` (its time, request id and client IP are this request's), durably, before
 /// the caller answers its client. A change with the same id is stored once. Any failure is
 /// 503 `unavailable`: each caller decides what a change that took effect but is unrecorded
@@ -114,13 +75,8 @@ pub async fn record_many(ctx: &Ctx, user_id: &str, changes: Vec<Change>) -> Resu
             appended(ctx, &change)
         })
         .collect::<Result<Vec<_>, Error>>()?;
-    let answer: AppendedMany = call(
-        ctx,
-        &user_trail(user_id),
-        OP_APPEND_MANY,
-        &AppendMany { changes },
-    )
-    .await?;
+    let answer: AppendedMany =
+        objects::call(ctx, &user_trail(user_id), AppendMany { changes }).await?;
     Ok(answer.stored)
 }
 
@@ -142,7 +98,7 @@ fn appended(ctx: &Ctx, change: &Change) -> Result<Append, Error> {
 /// Records a change whose time, request id and IP are already set.
 async fn append(ctx: &Ctx, change: &Change) -> Result<bool, Error> {
     let q = appended(ctx, change)?;
-    let answer: Appended = call(ctx, &trail_of(change), OP_APPEND, &q).await?;
+    let answer: Appended = objects::call(ctx, &trail_of(change), q).await?;
     Ok(answer.stored)
 }
 
@@ -166,7 +122,7 @@ pub async fn admit_key(
         max,
         now: ctx.now,
     };
-    let answer: Admitted = call(ctx, &user_trail(user_id), OP_ADMIT, &q).await?;
+    let answer: Admitted = objects::call(ctx, &user_trail(user_id), q).await?;
     if answer.admitted {
         Ok(())
     } else {
@@ -181,19 +137,14 @@ pub async fn retire_key(ctx: &Ctx, user_id: &str, key_id: &str, expires_at: Opti
         key_id: key_id.to_owned(),
         expires_at,
     };
-    let _: Result<Admitted, Error> = call(ctx, &user_trail(user_id), OP_RETIRE, &q).await;
+    let _: Result<Admitted, Error> = objects::call(ctx, &user_trail(user_id), q).await;
 }
 
 /// Takes one of the day's key changes of `user_id`'s keys and settings sessions; 429
 /// `too_many_changes` past [`crate::core::auditlog::MAX_CHANGES_PER_USER_PER_DAY`].
 pub async fn take_change(ctx: &Ctx, user_id: &str) -> Result<(), Error> {
-    let answer: Admitted = call(
-        ctx,
-        &user_trail(user_id),
-        OP_TAKE_CHANGE,
-        &TakeChange { now: ctx.now },
-    )
-    .await?;
+    let answer: Admitted =
+        objects::call(ctx, &user_trail(user_id), TakeChange { now: ctx.now }).await?;
     match answer.retry_after {
         Some(retry_after) if !answer.admitted => Err(Error::TooManyChanges { retry_after }),
         _ => Ok(()),
@@ -218,7 +169,7 @@ async fn list_trail(
         start,
         limit: limit as usize,
     };
-    let page: Page = call(ctx, trail, OP_LIST, &q).await?;
+    let page: Page = objects::call(ctx, trail, q).await?;
     Ok((page.results, page.next_cursor))
 }
 

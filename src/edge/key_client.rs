@@ -2,18 +2,17 @@
 //! operation of [`crate::core::keyop`]. Any failure to reach the object, or an answer it
 //! cannot read, is 503 (fail closed).
 
-use worker::js_sys::Uint8Array;
-use worker::{Method, Request, RequestInit, Stub};
+use worker::Stub;
 
 use super::fail::OrUnavailable;
-use super::Ctx;
+use super::{objects, Ctx};
 use crate::core::idempotency::{Begin, StoredResponse};
 use crate::core::keyop::{
-    decode, encode, hit_query, CheckSlot, Complete, Expire, HitBegin, Op, Operation, RefundRun,
-    Revoke, Run, SeriesQuery, SetDisabled, Suspension, TakeRun, UsageQuery, HIT_ANSWER_HEADER,
+    hit_query, CheckSlot, Complete, Expire, HitBegin, Op, Operation, RefundRun, Revoke, Run,
+    SeriesQuery, SetDisabled, Suspension, TakeRun, UsageQuery, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::Hit;
-use crate::core::names::KEY_STATE_BINDING;
+use crate::core::objectop::ObjectClass;
 use crate::core::quota::{Quota, RunVerdict};
 use crate::core::record::KeyRecord;
 use crate::core::usage::Series;
@@ -21,42 +20,18 @@ use crate::core::{Cause, Error};
 
 pub use crate::core::keyop::Usage;
 
-/// Base URL of calls to the object; only the path matters.
-const DO_URL: &str = "https://key-state";
-
 /// The key's object. No binding: 503 (fail closed).
 fn stub(ctx: &Ctx, key_id: &str) -> Result<Stub, Error> {
-    ctx.env
-        .durable_object(KEY_STATE_BINDING)
-        .or_unavailable(Cause::DurableObject)?
-        .id_from_name(key_id)
-        .or_unavailable(Cause::DurableObject)?
-        .get_stub()
-        .or_unavailable(Cause::DurableObject)
+    objects::stub(ctx, ObjectClass::KeyState, key_id)
 }
 
-/// Asks the key's object one question; its answer comes back typed.
+/// Asks the key's (or a pool's) object one question; its answer comes back typed.
 pub(super) async fn call<O: Operation>(
     ctx: &Ctx,
     key_id: &str,
     question: O,
 ) -> Result<O::Answer, Error> {
-    let stub = stub(ctx, key_id)?;
-    let bytes = encode(question)?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post)
-        .with_body(Some(Uint8Array::from(bytes.as_slice()).into()));
-    let req = Request::new_with_init(&format!("{DO_URL}{}", O::OP.path()), &init)
-        .or_unavailable(Cause::DurableObject)?;
-    let mut resp = stub
-        .fetch_with_request(req)
-        .await
-        .or_unavailable(Cause::DurableObject)?;
-    if resp.status_code() != 200 {
-        return Err(Error::Unavailable(Cause::DurableObject));
-    }
-    let answer = resp.bytes().await.or_unavailable(Cause::DurableObject)?;
-    decode(&answer).or_unavailable(Cause::DurableObject)
+    objects::call(ctx, key_id, question).await
 }
 
 /// Takes up to `want` tokens of the key's allowance (one: count this request; more: a lease).
@@ -66,7 +41,8 @@ pub(super) async fn call<O: Operation>(
 /// its over-limit cache since its last call, for the usage series.
 pub async fn hit(ctx: &Ctx, record: &KeyRecord, want: u32, refused: u32) -> Result<Hit, Error> {
     let url = format!(
-        "{DO_URL}{}?{}",
+        "{}{}?{}",
+        ObjectClass::KeyState.base_url(),
         Op::Hit.path(),
         hit_query(record.rate_limit, want, refused)
     );

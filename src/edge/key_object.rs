@@ -10,21 +10,19 @@
 
 use std::cell::RefCell;
 
-use worker::js_sys::{Array, Date, Uint8Array};
+use worker::js_sys::{Array, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
-use worker::{
-    durable_object, DurableObject, Env, ListOptions, Request, Response, ScheduledTime, State,
-    Storage,
-};
+use worker::{durable_object, DurableObject, Env, ListOptions, Request, Response, State, Storage};
 
+use super::objects::{answer, fail, now_ms, question, set_alarm_at};
 use crate::core::idempotency::{
     complete, full_retry_after_secs, is_expired, next_sweep, Begin, Completion, Found, IdemRecord,
     SLOT_PREFIX, SWEEP_INTERVAL_MS, SWEEP_PAGE_SIZE,
 };
 use crate::core::keyop::{
-    decode, encode, parse_hit_query, Ack, CheckSlot, Complete, Expire, HitBegin, HitBegun, Message,
-    Op, PoolSet, PoolTake, Ran, RefundRun, Revoke, Run, SetDisabled, SlotAnswer, Suspension,
-    TakeRun, Usage, HIT_ANSWER_HEADER,
+    decode, encode, parse_hit_query, Ack, CheckSlot, Complete, Expire, HitBegin, HitBegun, Op,
+    PoolSet, PoolTake, Ran, RefundRun, Revoke, Run, SetDisabled, SlotAnswer, Suspension, TakeRun,
+    Usage, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::{Hit, KeyState};
 use crate::core::legacy;
@@ -36,14 +34,6 @@ use crate::core::usage::Count;
 const STATE_KEY: &str = "state";
 /// Where the clean-up resumes: the last slot of its previous, full page.
 const SWEEP_CURSOR_KEY: &str = "sweep_cursor";
-
-fn now_ms() -> u64 {
-    worker::Date::now().as_millis()
-}
-
-fn fail(what: &str) -> worker::Error {
-    worker::Error::RustError(what.into())
-}
 
 #[durable_object]
 pub struct KeyStateObject {
@@ -117,13 +107,6 @@ impl KeyStateObject {
             .await
     }
 
-    /// Arms the alarm at a moment (unix ms). An `i64` given to `set_alarm` is read as an
-    /// offset from now, not a moment, so the moment goes as a `Date`.
-    async fn set_alarm_at(&self, at_ms: u64) -> worker::Result<()> {
-        let at = Date::new(&JsValue::from_f64(at_ms as f64));
-        self.storage().set_alarm(ScheduledTime::new(at)).await
-    }
-
     /// Arms the clean-up if it is not armed; returns when it runs.
     async fn ensure_sweep(&self, s: &KeyState) -> worker::Result<Option<u64>> {
         let now = now_ms();
@@ -135,7 +118,7 @@ impl KeyStateObject {
         }
         let at = next_sweep(now, false, s.idem_records);
         if let Some(at) = at {
-            self.set_alarm_at(at).await?;
+            set_alarm_at(&self.storage(), at).await?;
         }
         Ok(at)
     }
@@ -399,7 +382,7 @@ impl KeyStateObject {
             }
         }
         if let Some(at) = next_sweep(now, page_was_full, s.idem_records) {
-            self.set_alarm_at(at).await?;
+            set_alarm_at(&self.storage(), at).await?;
         }
         Ok(())
     }
@@ -411,14 +394,6 @@ fn record_of(value: &JsValue) -> Option<IdemRecord> {
         return None;
     }
     decode(&Uint8Array::from(value.clone()).to_vec())
-}
-
-fn question<M: Message>(bytes: &[u8]) -> worker::Result<M> {
-    decode(bytes).ok_or_else(|| fail("question"))
-}
-
-fn answer<M: Message>(message: M) -> worker::Result<Response> {
-    Response::from_bytes(encode(message).map_err(|_| fail("answer"))?)
 }
 
 impl DurableObject for KeyStateObject {

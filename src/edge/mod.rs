@@ -35,6 +35,7 @@ mod leaks;
 mod lease;
 mod legacy;
 mod notices;
+mod objects;
 mod pool_gate;
 mod pools;
 mod proxy;

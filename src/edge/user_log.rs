@@ -10,40 +10,20 @@
 
 use std::cell::Cell;
 
-use worker::js_sys::{Array, Date, Object, Reflect};
+use worker::js_sys::{Array, Object, Reflect};
 use worker::wasm_bindgen::JsValue;
-use worker::{
-    durable_object, DurableObject, Env, ListOptions, Request, Response, ScheduledTime, State,
-};
+use worker::{durable_object, DurableObject, Env, ListOptions, Request, Response, State};
 
+use super::objects::{answer, now_ms, question, set_alarm_at};
 use crate::core::auditlog::{
     admits, cursor_of, entry_key, is_past_retention, next_alarm, outbox_key, reconcile, Admit,
-    Admitted, Append, AppendMany, Appended, AppendedMany, ChangeBudget, Counted, ListAsk, Page,
-    Retire, Stored, TakeChange, BUDGET_KEY, ENTRY_PREFIX, ID_PREFIX, LIVE_KEY_PREFIX, OUTBOX_PAGE,
-    OUTBOX_PREFIX, OUTBOX_RETRY_MS, SEQ_KEY, SWEEP_INTERVAL_MS, SWEEP_PAGE,
+    Admitted, Append, AppendMany, Appended, AppendedMany, ChangeBudget, Counted, ListAsk, LogOp,
+    Page, Retire, Stored, TakeChange, BUDGET_KEY, ENTRY_PREFIX, ID_PREFIX, LIVE_KEY_PREFIX,
+    OUTBOX_PAGE, OUTBOX_PREFIX, OUTBOX_RETRY_MS, SEQ_KEY, SWEEP_INTERVAL_MS, SWEEP_PAGE,
 };
 use crate::core::names::EVENTS_QUEUE_BINDING;
+use crate::core::objectop::OpTable;
 use crate::core::route::split_url;
-
-/// Paths of the object's operations.
-pub const OP_APPEND: &str = "/append";
-pub const OP_LIST: &str = "/list";
-/// Several changes in one call ([`AppendMany`]).
-pub const OP_APPEND_MANY: &str = "/append-many";
-/// Count a new key under the per-user cap ([`Admit`]).
-pub const OP_ADMIT: &str = "/admit";
-/// A counted key revoked or its expiry shortened ([`Retire`]).
-pub const OP_RETIRE: &str = "/retire";
-/// Take one of the day's changes ([`TakeChange`]).
-pub const OP_TAKE_CHANGE: &str = "/take-change";
-
-fn now_ms() -> u64 {
-    worker::Date::now().as_millis()
-}
-
-fn fail(what: &str) -> worker::Error {
-    worker::Error::RustError(what.into())
-}
 
 #[durable_object]
 pub struct UserLogObject {
@@ -160,14 +140,8 @@ impl UserLogObject {
         };
         match armed {
             Some(at) if (at.max(0) as u64) <= want => Ok(()),
-            _ => self.set_alarm_at(want).await,
+            _ => set_alarm_at(&self.storage(), want).await,
         }
-    }
-
-    /// An `i64` given to `set_alarm` is read as an offset, so the moment goes as a `Date`.
-    async fn set_alarm_at(&self, at_ms: u64) -> worker::Result<()> {
-        let at = Date::new(&JsValue::from_f64(at_ms as f64));
-        self.storage().set_alarm(ScheduledTime::new(at)).await
     }
 
     async fn list(&self, q: ListAsk) -> worker::Result<Page> {
@@ -304,38 +278,27 @@ impl UserLogObject {
     async fn route(&self, mut req: Request) -> worker::Result<Response> {
         let raw_url = req.inner().url();
         let (path, _) = split_url(&raw_url);
+        let Some(op) = LogOp::from_path(path) else {
+            return Response::error("not found", 404);
+        };
         let bytes = req.bytes().await?;
-        match path {
-            OP_APPEND => {
-                let q: Append = serde_json::from_slice(&bytes).map_err(|_| fail("append"))?;
-                Response::from_json(&self.append(q).await?)
-            }
-            OP_APPEND_MANY => {
-                let q: AppendMany = serde_json::from_slice(&bytes).map_err(|_| fail("append"))?;
+        match op {
+            LogOp::Append => answer(self.append(question(&bytes)?).await?),
+            LogOp::AppendMany => {
+                let q: AppendMany = question(&bytes)?;
                 let mut stored = 0;
                 for change in q.changes {
                     stored += u32::from(self.append(change).await?.stored);
                 }
-                Response::from_json(&AppendedMany { stored })
+                answer(AppendedMany { stored })
             }
-            OP_LIST => {
-                let q: ListAsk = serde_json::from_slice(&bytes).map_err(|_| fail("list"))?;
-                Response::from_json(&self.list(q).await?)
+            LogOp::List => answer(self.list(question(&bytes)?).await?),
+            LogOp::Admit => answer(self.admit(question(&bytes)?).await?),
+            LogOp::Retire => {
+                self.retire(question(&bytes)?).await?;
+                answer(Admitted::default())
             }
-            OP_ADMIT => {
-                let q: Admit = serde_json::from_slice(&bytes).map_err(|_| fail("admit"))?;
-                Response::from_json(&self.admit(q).await?)
-            }
-            OP_RETIRE => {
-                let q: Retire = serde_json::from_slice(&bytes).map_err(|_| fail("retire"))?;
-                self.retire(q).await?;
-                Response::from_json(&Admitted::default())
-            }
-            OP_TAKE_CHANGE => {
-                let q: TakeChange = serde_json::from_slice(&bytes).map_err(|_| fail("change"))?;
-                Response::from_json(&self.take_change(q).await?)
-            }
-            _ => Response::error("not found", 404),
+            LogOp::TakeChange => answer(self.take_change(question(&bytes)?).await?),
         }
     }
 }
@@ -360,8 +323,7 @@ impl DurableObject for UserLogObject {
     async fn alarm(&self) -> worker::Result<Response> {
         let flushed = self.flush().await.unwrap_or(false);
         let more = self.sweep().await?;
-        self.set_alarm_at(next_alarm(now_ms(), flushed, more))
-            .await?;
+        set_alarm_at(&self.storage(), next_alarm(now_ms(), flushed, more)).await?;
         Response::ok("done")
     }
 }

@@ -1,0 +1,129 @@
+//! One recipe for every Durable Object (docs/CONTRACT.md sections 8, 11 and 12): each
+//! operation is a typed question with its object's class, its path and its answer's type, so
+//! the one generic client (`edge::objects`) and each object's router share them and neither
+//! spells a path or a message shape of its own. The operation tables are the objects' own:
+//! [`super::keyop`] (a key's or a pool's state), [`super::auditlog`] (a user's or a
+//! workspace's log) and [`super::session`] (a settings session).
+//!
+//! Transport: a POST whose question and answer are [`encode`]d: JSON plus, where there is one,
+//! a raw body beside it (an origin answer, [`frame`]), never hex or a JSON array of numbers.
+//! The key object's hot `Hit` is the one exception (a body-less GET, see [`super::keyop`]).
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::cause::Cause;
+use super::error::Error;
+use super::idempotency::{frame, unframe};
+use super::names::{KEY_STATE_BINDING, SETTINGS_SESSIONS_BINDING, USER_LOG_BINDING};
+
+/// The Durable Object classes, by the binding the Worker reaches each through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectClass {
+    /// `KeyStateObject`: a key's state (one per key id), or a pool's (one per pool name).
+    KeyState,
+    /// `UserLogObject`: a user's (or a workspace's) audit trail and event outbox.
+    UserLog,
+    /// `SettingsSessionObject`: one settings session.
+    SettingsSession,
+}
+
+impl ObjectClass {
+    pub const fn binding(self) -> &'static str {
+        match self {
+            ObjectClass::KeyState => KEY_STATE_BINDING,
+            ObjectClass::UserLog => USER_LOG_BINDING,
+            ObjectClass::SettingsSession => SETTINGS_SESSIONS_BINDING,
+        }
+    }
+
+    /// The log line's `cause` when an object of this class cannot be reached or answers what
+    /// cannot be read (503, fail closed).
+    pub const fn cause(self) -> Cause {
+        match self {
+            ObjectClass::KeyState => Cause::DurableObject,
+            ObjectClass::UserLog => Cause::AuditLog,
+            ObjectClass::SettingsSession => Cause::SettingsSessionObject,
+        }
+    }
+
+    /// Base URL of calls to the object; only the path matters.
+    pub const fn base_url(self) -> &'static str {
+        match self {
+            ObjectClass::KeyState => "https://key-state",
+            ObjectClass::UserLog => "https://user-log",
+            ObjectClass::SettingsSession => "https://settings-session",
+        }
+    }
+}
+
+/// A question or an answer. One with a raw byte payload (an origin answer's body) exposes it,
+/// so that [`encode`] carries it beside the JSON.
+pub trait Message: Serialize + DeserializeOwned {
+    fn payload(&mut self) -> Option<&mut Vec<u8>> {
+        None
+    }
+}
+
+/// A question to an object of class `OBJECT`, sent to `PATH`, with the type of its answer.
+pub trait Operation: Message {
+    const OBJECT: ObjectClass;
+    const PATH: &'static str;
+    type Answer: Message;
+}
+
+/// A question without a raw payload to an object of `$class`, at `$path`, answered by
+/// `$answer`: the two impls every such operation needs, written once.
+macro_rules! operation {
+    ($class:ident: $question:ty => $path:expr, $answer:ty) => {
+        impl $crate::core::objectop::Message for $question {}
+        impl $crate::core::objectop::Operation for $question {
+            const OBJECT: $crate::core::objectop::ObjectClass =
+                $crate::core::objectop::ObjectClass::$class;
+            const PATH: &'static str = $path;
+            type Answer = $answer;
+        }
+    };
+}
+pub(crate) use operation;
+
+/// A message as bytes: its JSON, and its payload raw (see [`frame`]).
+pub fn encode<M: Message>(mut message: M) -> Result<Vec<u8>, Error> {
+    let payload = message.payload().map(std::mem::take).unwrap_or_default();
+    let json = serde_json::to_vec(&message).map_err(|_| Error::Internal)?;
+    Ok(frame(&json, &payload))
+}
+
+/// The inverse of [`encode`]; `None` for anything malformed.
+pub fn decode<M: Message>(bytes: &[u8]) -> Option<M> {
+    let (json, payload) = unframe(bytes)?;
+    let mut message: M = serde_json::from_slice(json).ok()?;
+    if let Some(slot) = message.payload() {
+        *slot = payload.to_vec();
+    }
+    Some(message)
+}
+
+/// An answer that carries nothing but success.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {}
+impl Message for Ack {}
+
+/// An object's operation table: the paths it routes, each named once.
+pub trait OpTable: Sized + Copy + PartialEq + 'static {
+    const ALL: &'static [Self];
+    fn path(self) -> &'static str;
+
+    fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|op| op.path() == path)
+    }
+}
+
+/// Every path of `T` is its own (a test helper for each table).
+#[cfg(test)]
+pub fn assert_distinct_paths<T: OpTable + std::fmt::Debug>() {
+    for op in T::ALL {
+        assert_eq!(T::from_path(op.path()), Some(*op), "{op:?}");
+        assert!(op.path().starts_with('/'));
+    }
+}
