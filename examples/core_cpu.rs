@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use keygate::core::hotpath::{one_request, Fixture};
+use keygate::hotpath::{one_request, Fixture};
 
 fn main() {
     let n: u32 = std::env::args()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CPU per request of the gateway's own work (src/core/hotpath.rs): natively, and compiled to
+# CPU per request of the gateway's own work (src/hotpath.rs): natively, and compiled to
 # wasm32 under Node's V8 (wasm-bindgen-test-runner), release builds both.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -8,6 +8,10 @@
 
 pub mod core;
 
+/// Bench scaffolding, not product: one proxied request's decisions without I/O, for the CPU
+/// benchmarks (`make cpu`).
+pub mod hotpath;
+
 #[cfg(target_arch = "wasm32")]
 mod edge;
 

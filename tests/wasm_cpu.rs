@@ -4,7 +4,7 @@
 //!   see scripts/cpu.sh (`make cpu`)
 #![cfg(target_arch = "wasm32")]
 
-use keygate::core::hotpath::{one_request, Fixture};
+use keygate::hotpath::{one_request, Fixture};
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
 
 const ITERATIONS: u32 = 20_000;

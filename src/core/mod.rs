@@ -16,7 +16,6 @@
 //! - [`expiry`]: the Cron Trigger's expiry windows and notice dedup.
 //! - [`fields`]: what every body parser shares: per-field problems, a JSON object, a key's name.
 //! - [`forward`]: headers to and from the origin, the identity signature, request ids.
-//! - [`hotpath`]: one proxied request's decisions without I/O, for the CPU benchmarks.
 //! - [`idempotency`]: the job trigger's idempotency records: decisions, bounds, clean-up.
 //! - [`imports`]: `POST /v1/api-keys/import`: its rows, and what becomes of each.
 //! - [`key`]: key format, CRC-32 checksum, SHA-256 hash, hint and id.
@@ -61,7 +60,6 @@ pub mod events;
 pub mod expiry;
 pub mod fields;
 pub mod forward;
-pub mod hotpath;
 pub mod idempotency;
 pub mod imports;
 pub mod key;

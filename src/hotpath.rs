@@ -1,16 +1,16 @@
 //! The gateway's own work for one proxied request with a valid key, in the order the glue does
-//! it and through the same functions ([`super::access`] for every decision), without I/O: what the CPU benchmarks time natively (`examples/core_cpu.rs`) and in wasm
+//! it and through the same functions ([`crate::core::access`] for every decision), without I/O: what the CPU benchmarks time natively (`examples/core_cpu.rs`) and in wasm
 //! (`tests/wasm_cpu.rs`). Not called by the Worker (so it is not shipped: LTO drops it).
 
-use super::access;
-use super::auth::{parse_authorization, Credential};
-use super::forward::{accept_request_id, drop_request_header, signature_header};
-use super::key::{check_key, format_key, hash_key};
-use super::keystate::Hit;
-use super::log::LogLine;
-use super::ratelimit::{gcra, RateLimit};
-use super::record::{KeyRecord, NewKey};
-use super::route::{check_path, resolve, split_url, Route};
+use crate::core::access;
+use crate::core::auth::{parse_authorization, Credential};
+use crate::core::forward::{accept_request_id, drop_request_header, signature_header};
+use crate::core::key::{check_key, format_key, hash_key};
+use crate::core::keystate::Hit;
+use crate::core::log::LogLine;
+use crate::core::ratelimit::{gcra, RateLimit};
+use crate::core::record::{KeyRecord, NewKey};
+use crate::core::route::{check_path, resolve, split_url, Route};
 
 /// Inputs prepared once: a key, its stored record (as KV returns it) and request headers.
 pub struct Fixture {
