@@ -23,7 +23,7 @@ pub const SEQ_KEY: &str = "seq";
 /// review with margin, and at a few hundred bytes an entry a busy user's log stays small.
 pub const RETENTION_SECS: i64 = 400 * 86_400;
 /// How often the retention sweep runs when nothing else wakes the object.
-pub const SWEEP_INTERVAL_MS: u64 = 86_400_000;
+pub const LOG_SWEEP_INTERVAL_MS: u64 = 86_400_000;
 /// Entries looked at per sweep; a full page re-arms the alarm at once.
 pub const SWEEP_PAGE: usize = 200;
 /// How soon the object retries handing its outbox to the queue after a failed send.
@@ -192,7 +192,7 @@ pub fn next_alarm(now_ms: u64, flushed: bool, more: bool) -> u64 {
         } else if more {
             SWEEP_AGAIN_MS
         } else {
-            SWEEP_INTERVAL_MS
+            LOG_SWEEP_INTERVAL_MS
         }
 }
 
@@ -384,7 +384,7 @@ mod tests {
     fn the_outbox_comes_before_the_sweep() {
         assert_eq!(next_alarm(0, false, true), OUTBOX_RETRY_MS);
         assert_eq!(next_alarm(0, true, true), SWEEP_AGAIN_MS);
-        assert_eq!(next_alarm(0, true, false), SWEEP_INTERVAL_MS);
+        assert_eq!(next_alarm(0, true, false), LOG_SWEEP_INTERVAL_MS);
     }
 
     #[test]

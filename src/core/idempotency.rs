@@ -36,7 +36,7 @@ pub const SWEEP_PAGE_SIZE: usize = 100;
 /// When a page was full, the next one runs this soon after (more records may be expired).
 pub const SWEEP_NEXT_PAGE_MS: u64 = 1_000;
 /// Cadence of clean-up passes while records exist.
-pub const SWEEP_INTERVAL_MS: u64 = 3600 * 1000;
+pub const RECORD_SWEEP_INTERVAL_MS: u64 = 3600 * 1000;
 /// Storage names of idempotency records start with this (the rest is a hash).
 pub const SLOT_PREFIX: &str = "idem:";
 
@@ -293,7 +293,7 @@ pub fn next_sweep(now_ms: u64, page_was_full: bool, live_records: u32) -> Option
     if page_was_full {
         Some(now_ms + SWEEP_NEXT_PAGE_MS)
     } else if live_records > 0 {
-        Some(now_ms + SWEEP_INTERVAL_MS)
+        Some(now_ms + RECORD_SWEEP_INTERVAL_MS)
     } else {
         None
     }
@@ -301,7 +301,7 @@ pub fn next_sweep(now_ms: u64, page_was_full: bool, live_records: u32) -> Option
 
 /// Seconds a refused new Idempotency-Key should wait: until the next clean-up, at least 1.
 pub fn full_retry_after_secs(now_ms: u64, next_sweep_ms: Option<u64>) -> u64 {
-    let at = next_sweep_ms.unwrap_or(now_ms + SWEEP_INTERVAL_MS);
+    let at = next_sweep_ms.unwrap_or(now_ms + RECORD_SWEEP_INTERVAL_MS);
     at.saturating_sub(now_ms).div_ceil(1000).max(1)
 }
 
@@ -510,12 +510,15 @@ mod tests {
     #[test]
     fn sweeps_page_then_settle_into_the_cadence() {
         assert_eq!(next_sweep(0, true, 5), Some(SWEEP_NEXT_PAGE_MS));
-        assert_eq!(next_sweep(0, false, 5), Some(SWEEP_INTERVAL_MS));
+        assert_eq!(next_sweep(0, false, 5), Some(RECORD_SWEEP_INTERVAL_MS));
         assert_eq!(next_sweep(0, false, 0), None);
         assert_eq!(full_retry_after_secs(0, Some(1)), 1);
         assert_eq!(full_retry_after_secs(1_000, Some(62_500)), 62);
         assert_eq!(full_retry_after_secs(5_000, Some(1_000)), 1, "overdue");
-        assert_eq!(full_retry_after_secs(0, None), SWEEP_INTERVAL_MS / 1000);
+        assert_eq!(
+            full_retry_after_secs(0, None),
+            RECORD_SWEEP_INTERVAL_MS / 1000
+        );
     }
 
     #[test]

@@ -243,16 +243,17 @@ impl Message for Ran {}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsageQuery {}
-operation!(KeyState: UsageQuery => Op::Usage.path(), Usage);
+operation!(KeyState: UsageQuery => Op::Usage.path(), KeyFacts);
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SeriesQuery {}
 operation!(KeyState: SeriesQuery => Op::Series.path(), Series);
 impl Message for Series {}
 
-/// What summaries show from the object.
+/// The facts the key's object holds that a key's summary shows (last use, the expiry it knows,
+/// revocation, suspension, the quota's count): not a usage series ([`Series`] is that).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Usage {
+pub struct KeyFacts {
     pub last_used_ms: Option<u64>,
     /// The expiry the object knows (a roll with grace shortens it here first).
     #[serde(default)]
@@ -270,7 +271,7 @@ pub struct Usage {
     #[serde(default)]
     pub runs: RunCount,
 }
-impl Message for Usage {}
+impl Message for KeyFacts {}
 
 /// The job trigger's one call: count the request, then (if allowed) open its record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -37,7 +37,7 @@ struct Outcome {
     /// The key's rate-limit decision, once its object has counted the request.
     decision: Option<Decision>,
     /// How the key's request was decided (section 8), for the log line.
-    lease: Option<lease::Path>,
+    lease: Option<lease::Decided>,
     /// Calls to pools' objects, when a pool applied (section 17), for the log line.
     pool_calls: Option<u32>,
 }
@@ -300,7 +300,7 @@ async fn key_route(
         Plan::IdempotentTrigger { idempotency_key } => {
             if let Some((decision, refusal)) = trigger::refused_here(ctx, need, record) {
                 // Decided here, before the body is read (the log line says `local`).
-                out.lease = Some(lease::Path::Local);
+                out.lease = Some(lease::Decided::Local);
                 out.decision = decision;
                 return out.with(Err(refusal));
             }
@@ -318,7 +318,7 @@ async fn key_route(
         Plan::Lease => lease::decide(ctx, wctx, record).await,
         Plan::Exact => key_client::hit(ctx, record, 1, 0)
             .await
-            .map(|hit| (hit, lease::Path::Exact)),
+            .map(|hit| (hit, lease::Decided::Exact)),
     };
     let verdict = match decided {
         Ok((verdict, path)) => {

@@ -18,7 +18,7 @@ use crate::core::record::KeyRecord;
 use crate::core::usage::Series;
 use crate::core::{Cause, Error};
 
-pub use crate::core::keyop::Usage;
+pub use crate::core::keyop::KeyFacts;
 
 /// The key's object. No binding: 503 (fail closed).
 fn stub(ctx: &Ctx, key_id: &str) -> Result<Stub, Error> {
@@ -149,7 +149,7 @@ pub async fn refund_run(ctx: &Ctx, counter: &str, start: i64) {
 pub async fn runs_used(
     ctx: &Ctx,
     record: &KeyRecord,
-    own: Option<&Usage>,
+    own: Option<&KeyFacts>,
 ) -> Result<Option<u32>, Error> {
     let Some(quota) = record.policy.quota else {
         return Ok(None);
@@ -162,7 +162,7 @@ pub async fn runs_used(
     Ok(Some(runs.used(&quota, ctx.now)))
 }
 
-pub async fn usage(ctx: &Ctx, key_id: &str) -> Result<Usage, Error> {
+pub async fn usage(ctx: &Ctx, key_id: &str) -> Result<KeyFacts, Error> {
     call(ctx, key_id, UsageQuery {}).await
 }
 

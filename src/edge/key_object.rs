@@ -17,12 +17,12 @@ use worker::{durable_object, DurableObject, Env, ListOptions, Request, Response,
 use super::objects::{answer, fail, now_ms, question, set_alarm_at};
 use crate::core::idempotency::{
     complete, full_retry_after_secs, is_expired, next_sweep, Begin, Completion, Found, IdemRecord,
-    SLOT_PREFIX, SWEEP_INTERVAL_MS, SWEEP_PAGE_SIZE,
+    RECORD_SWEEP_INTERVAL_MS, SLOT_PREFIX, SWEEP_PAGE_SIZE,
 };
 use crate::core::keyop::{
-    decode, encode, parse_hit_query, Ack, CheckSlot, Complete, Expire, HitBegin, HitBegun, Op,
-    PoolSet, PoolTake, Ran, RefundRun, Revoke, Run, SetDisabled, SlotAnswer, Suspension, TakeRun,
-    Usage, HIT_ANSWER_HEADER,
+    decode, encode, parse_hit_query, Ack, CheckSlot, Complete, Expire, HitBegin, HitBegun,
+    KeyFacts, Op, PoolSet, PoolTake, Ran, RefundRun, Revoke, Run, SetDisabled, SlotAnswer,
+    Suspension, TakeRun, HIT_ANSWER_HEADER,
 };
 use crate::core::keystate::{Hit, KeyState};
 use crate::core::legacy;
@@ -113,7 +113,7 @@ impl KeyStateObject {
         let armed = self.storage().get_alarm().await?.map(|at| at.max(0) as u64);
         // An alarm further out than one cadence was set as an offset by mistake (see
         // `set_alarm_at`): replaced.
-        if let Some(at) = armed.filter(|at| *at <= now + SWEEP_INTERVAL_MS) {
+        if let Some(at) = armed.filter(|at| *at <= now + RECORD_SWEEP_INTERVAL_MS) {
             return Ok(Some(at));
         }
         let at = next_sweep(now, false, s.idem_records);
@@ -241,7 +241,7 @@ impl KeyStateObject {
             }
             Op::Usage => {
                 let s = self.load().await?;
-                answer(Usage {
+                answer(KeyFacts {
                     last_used_ms: s.last_used_ms,
                     expires_at: s.expires_at,
                     revoked: s.revoked_at.is_some(),

@@ -26,7 +26,7 @@ thread_local! {
 
 /// How the request was decided, for the log line (and the count of object calls it implies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Path {
+pub enum Decided {
     /// From the lease, no object call.
     Local,
     /// From the lease, and this request started a background renewal (one object call).
@@ -37,13 +37,13 @@ pub enum Path {
     Exact,
 }
 
-impl Path {
+impl Decided {
     pub fn name(self) -> &'static str {
         match self {
-            Path::Local => "local",
-            Path::LocalRenewing => "local_renewing",
-            Path::Asked => "asked",
-            Path::Exact => "exact",
+            Decided::Local => "local",
+            Decided::LocalRenewing => "local_renewing",
+            Decided::Asked => "asked",
+            Decided::Exact => "exact",
         }
     }
 }
@@ -110,7 +110,11 @@ impl<'a> Subject<'a> {
 }
 
 /// The key object's verdict on one request, from this isolate's lease when it holds one.
-pub async fn decide(ctx: &Ctx, wctx: &Context, record: &KeyRecord) -> Result<(Hit, Path), Error> {
+pub async fn decide(
+    ctx: &Ctx,
+    wctx: &Context,
+    record: &KeyRecord,
+) -> Result<(Hit, Decided), Error> {
     decide_for(ctx, wctx, Subject::Key(record)).await
 }
 
@@ -120,10 +124,10 @@ pub async fn decide_for(
     ctx: &Ctx,
     wctx: &Context,
     subject: Subject<'_>,
-) -> Result<(Hit, Path), Error> {
+) -> Result<(Hit, Decided), Error> {
     let lease_ms = ctx.config.lease_ms;
     if lease_ms == 0 {
-        return Ok((subject.ask(ctx, 1, 0).await?, Path::Exact));
+        return Ok((subject.ask(ctx, 1, 0).await?, Decided::Exact));
     }
     let cap = batch_cap(subject.limit(), lease_ms);
     let id = subject.id();
@@ -133,14 +137,14 @@ pub async fn decide_for(
         match take {
             Take::Decided { verdict, renew } => {
                 let Some(want) = renew else {
-                    return Ok((verdict, Path::Local));
+                    return Ok((verdict, Decided::Local));
                 };
                 let detached = ctx.detached();
                 let owned = subject.owned();
                 wctx.wait_until(async move {
                     renew_now(&detached, owned.subject(), want, now).await;
                 });
-                return Ok((verdict, Path::LocalRenewing));
+                return Ok((verdict, Decided::LocalRenewing));
             }
             Take::Wait => pause().await,
             Take::Ask { want } => {
@@ -152,7 +156,7 @@ pub async fn decide_for(
                         Ok(answer) => {
                             let verdict = t.granted(id, &answer, now, lease_ms, true);
                             subject.after_answer(&mut t, now, lease_ms);
-                            Ok((verdict, Path::Asked))
+                            Ok((verdict, Decided::Asked))
                         }
                         Err(e) => {
                             t.failed(id);

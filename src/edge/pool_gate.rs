@@ -153,7 +153,7 @@ pub async fn rate(
             limit,
         };
         let decided = lease::decide_for(ctx, wctx, Subject::Pool(&leased)).await;
-        let called = matches!(&decided, Ok((_, path)) if *path != lease::Path::Local);
+        let called = matches!(&decided, Ok((_, path)) if *path != lease::Decided::Local);
         ctx.count_pool_calls(u32::from(called));
         match decided {
             Err(e) => return (tightest(decisions), Err(e)),

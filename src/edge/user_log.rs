@@ -19,7 +19,7 @@ use crate::core::auditlog::{
     admits, cursor_of, entry_key, is_past_retention, next_alarm, outbox_key, reconcile, Admit,
     Admitted, Append, AppendMany, Appended, AppendedMany, ChangeBudget, Counted, ListAsk, LogOp,
     Page, Retire, Stored, TakeChange, BUDGET_KEY, ENTRY_PREFIX, ID_PREFIX, LIVE_KEY_PREFIX,
-    OUTBOX_PAGE, OUTBOX_PREFIX, OUTBOX_RETRY_MS, SEQ_KEY, SWEEP_INTERVAL_MS, SWEEP_PAGE,
+    LOG_SWEEP_INTERVAL_MS, OUTBOX_PAGE, OUTBOX_PREFIX, OUTBOX_RETRY_MS, SEQ_KEY, SWEEP_PAGE,
 };
 use crate::core::names::EVENTS_QUEUE_BINDING;
 use crate::core::objectop::OpTable;
@@ -136,7 +136,7 @@ impl UserLogObject {
         let want = if soon {
             now + OUTBOX_RETRY_MS
         } else {
-            now + SWEEP_INTERVAL_MS
+            now + LOG_SWEEP_INTERVAL_MS
         };
         match armed {
             Some(at) if (at.max(0) as u64) <= want => Ok(()),
