@@ -4,6 +4,7 @@
 //! configuration) carry no detail at all: the glue logs a fixed [`Cause`], the client only ever
 //! sees the generic sentence, so no internal string, key, hash or token can leak through an error.
 
+use super::names;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
@@ -286,6 +287,23 @@ impl Error {
         }
     }
 
+    /// The headers this error's answer carries besides its JSON type (docs/CONTRACT.md section
+    /// 3): `WWW-Authenticate` on every 401, `Allow` on a 405, `Retry-After` where a retry is
+    /// the right move. The one list; the glue only sets them.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut headers = Vec::new();
+        if self.status() == 401 {
+            headers.push((names::WWW_AUTHENTICATE, WWW_AUTHENTICATE.to_owned()));
+        }
+        if let Error::MethodNotAllowed(allow) = self {
+            headers.push((names::ALLOW, (*allow).to_owned()));
+        }
+        if let Some(secs) = self.retry_after() {
+            headers.push((names::RETRY_AFTER, secs.to_string()));
+        }
+        headers
+    }
+
     /// Seconds for `Retry-After`, on the errors that carry one (every 429, and 409/503 where a
     /// retry is the right move).
     pub fn retry_after(&self) -> Option<u64> {
@@ -347,6 +365,25 @@ pub mod tests {
             Error::Validation(f) => f,
             other => panic!("not a validation error: {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_headers_each_error_carries() {
+        let names = |e: &Error| e.headers().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(
+            Error::InvalidApiKey.headers(),
+            [(names::WWW_AUTHENTICATE, WWW_AUTHENTICATE.to_owned())]
+        );
+        assert_eq!(
+            Error::MethodNotAllowed("GET, HEAD").headers(),
+            [(names::ALLOW, "GET, HEAD".to_owned())]
+        );
+        assert_eq!(
+            Error::PoolRateLimited { retry_after: 0 }.headers(),
+            [(names::RETRY_AFTER, "1".to_owned())]
+        );
+        assert_eq!(names(&Error::IdempotencyInProgress), [names::RETRY_AFTER]);
+        assert!(Error::NotFound.headers().is_empty());
     }
 
     #[test]

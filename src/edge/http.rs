@@ -7,13 +7,11 @@ use serde::Serialize;
 use worker::js_sys::Uint8Array;
 use worker::{web_sys, ByteStream, Headers, Response};
 
-use crate::core::error::WWW_AUTHENTICATE;
 use crate::core::forward::{
     body_fits, body_too_large, may_hold, new_request_id as format_request_id, REQUEST_ID_BYTES,
 };
 use crate::core::names::{
-    self, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, JSON_TYPE, RATELIMIT_LIMIT, RATELIMIT_REMAINING,
-    RATELIMIT_RESET, RETRY_AFTER,
+    CONTENT_LENGTH, CONTENT_TYPE, JSON_TYPE, RATELIMIT_LIMIT, RATELIMIT_REMAINING, RATELIMIT_RESET,
 };
 use crate::core::{Cause, Error};
 
@@ -207,14 +205,8 @@ pub fn raw_json(status: u16, body: &str) -> Result<Response, Error> {
 /// where the error has one.
 pub fn error_response(err: &Error, request_id: &str) -> Response {
     let headers = headers_json();
-    if err.status() == 401 {
-        let _ = headers.set(names::WWW_AUTHENTICATE, WWW_AUTHENTICATE);
-    }
-    if let Error::MethodNotAllowed(allow) = err {
-        let _ = headers.set(ALLOW, allow);
-    }
-    if let Some(secs) = err.retry_after() {
-        let _ = headers.set(RETRY_AFTER, &secs.to_string());
+    for (name, value) in err.headers() {
+        let _ = headers.set(name, &value);
     }
     let body = err.body(request_id).into_bytes();
     match Response::from_bytes(body) {
