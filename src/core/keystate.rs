@@ -398,6 +398,28 @@ mod tests {
         }
 
         #[test]
+        fn a_lapsed_record_taken_over_adds_no_record_and_saves_only_a_run() {
+            let lapsed = IdemRecord::InFlight {
+                fingerprint: "fp".into(),
+                started_ms: NOW - 60_000,
+                lease_ms: 30_000,
+            };
+            let mut s = KeyState::default();
+            let o = s.open_trigger(Found::Record(&lapsed), "fp", 30_000, None, NOW);
+            assert_eq!(o.decision, Some(Begin::Proceed { attempt: NOW }));
+            assert!(o.store.is_some());
+            assert!(
+                !o.save,
+                "the slot was already counted, and no run was taken"
+            );
+            assert_eq!(s.idem_records, 0);
+            let o = s.open_trigger(Found::Record(&lapsed), "fp", 30_000, Some(&Q), NOW);
+            assert!(o.save, "the run is written with the record");
+            assert_eq!(s.idem_records, 0);
+            assert_eq!(s.runs.start, Period::Day.start((NOW / 1000) as i64));
+        }
+
+        #[test]
         fn a_full_key_opens_nothing_and_takes_no_run() {
             let mut s = KeyState {
                 idem_records: MAX_IDEMPOTENCY_RECORDS,
@@ -425,6 +447,7 @@ mod tests {
             assert!(!hit.allowed());
             assert_eq!(run, None, "a rate-limited trigger takes no run");
             assert_eq!(s.runs.used, 1);
+            assert_eq!(s.runs.start, Period::Day.start((NOW / 1000) as i64));
         }
     }
 }

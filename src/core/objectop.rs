@@ -127,3 +127,39 @@ pub fn assert_distinct_paths<T: OpTable + std::fmt::Debug>() {
         assert!(op.path().starts_with('/'));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_class_has_its_binding_address_and_cause() {
+        let all = [
+            ObjectClass::KeyState,
+            ObjectClass::UserLog,
+            ObjectClass::SettingsSession,
+        ];
+        assert_eq!(
+            all.map(ObjectClass::binding),
+            [
+                KEY_STATE_BINDING,
+                USER_LOG_BINDING,
+                SETTINGS_SESSIONS_BINDING
+            ]
+        );
+        for (i, a) in all.iter().enumerate() {
+            assert!(a.base_url().starts_with("https://"));
+            for b in &all[i + 1..] {
+                assert_ne!(a.base_url(), b.base_url());
+                assert_ne!(a.cause(), b.cause());
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_without_a_payload_is_its_json_alone() {
+        assert_eq!(encode(Ack {}).unwrap(), frame(b"{}", b""));
+        assert_eq!(decode::<Ack>(&frame(b"{}", b"")), Some(Ack {}));
+        assert_eq!(decode::<Ack>(b"garbage"), None);
+    }
+}
