@@ -27,20 +27,31 @@ pub fn stub(ctx: &Ctx, class: ObjectClass, name: &str) -> Result<Stub, Error> {
 
 /// Asks the object named `name` one question; its answer comes back typed.
 pub async fn call<O: Operation>(ctx: &Ctx, name: &str, question: O) -> Result<O::Answer, Error> {
-    let cause = O::OBJECT.cause();
-    let stub = stub(ctx, O::OBJECT, name)?;
-    let bytes = encode(question)?;
+    let answer = exchange(ctx, O::OBJECT, name, O::PATH, encode(question)?).await?;
+    decode(&answer).or_unavailable(O::OBJECT.cause())
+}
+
+/// The untyped exchange behind [`call`]: one copy of the async machinery for every operation
+/// (a generic one per operation weighed on the upload's size).
+async fn exchange(
+    ctx: &Ctx,
+    class: ObjectClass,
+    name: &str,
+    path: &str,
+    bytes: Vec<u8>,
+) -> Result<Vec<u8>, Error> {
+    let cause = class.cause();
+    let stub = stub(ctx, class, name)?;
     let mut init = RequestInit::new();
     init.with_method(Method::Post)
         .with_body(Some(Uint8Array::from(bytes.as_slice()).into()));
-    let url = format!("{}{}", O::OBJECT.base_url(), O::PATH);
+    let url = format!("{}{}", class.base_url(), path);
     let req = Request::new_with_init(&url, &init).or_unavailable(cause)?;
     let mut resp = stub.fetch_with_request(req).await.or_unavailable(cause)?;
     if resp.status_code() != 200 {
         return Err(Error::Unavailable(cause));
     }
-    let answer = resp.bytes().await.or_unavailable(cause)?;
-    decode(&answer).or_unavailable(cause)
+    resp.bytes().await.or_unavailable(cause)
 }
 
 // What the objects share.
