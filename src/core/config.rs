@@ -1,10 +1,10 @@
 //! Configuration from `wrangler.toml` vars and secrets (docs/CONTRACT.md section 9), parsed
 //! and checked on each request (a handful of string reads; a bad value is logged once per isolate).
 
-use super::key::is_valid_prefix;
-use super::lease::{DEFAULT_LEASE_MS, MAX_LEASE_MS};
-use super::legacy::DRF_API_KEY;
-use super::ratelimit::RateLimit;
+use crate::core::key::is_valid_prefix;
+use crate::core::lease::{DEFAULT_LEASE_MS, MAX_LEASE_MS};
+use crate::core::legacy::DRF_API_KEY;
+use crate::core::ratelimit::RateLimit;
 
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_KEY_PREFIX: &str = "kg";

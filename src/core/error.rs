@@ -4,12 +4,12 @@
 //! configuration) carry no detail at all: the glue logs a fixed [`Cause`], the client only ever
 //! sees the generic sentence, so no internal string, key, hash or token can leak through an error.
 
-use super::names;
+use crate::core::names;
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::Cause;
+use crate::core::Cause;
 
 /// Problems per request field, for `validation_error` bodies (`"fields": {...}`).
 pub type FieldErrors = BTreeMap<String, Vec<String>>;

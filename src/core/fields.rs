@@ -1,10 +1,10 @@
 //! The pieces every body parser shares: collecting problems per field, reading a JSON object,
-//! a key's `name`, and the least lead time of a new expiry. Apart from [`super::request`] so
-//! that [`super::policy`] can use them without the two modules depending on each other.
+//! a key's `name`, and the least lead time of a new expiry. Apart from [`crate::core::request`] so
+//! that [`crate::core::policy`] can use them without the two modules depending on each other.
 
 use serde_json::{Map, Value};
 
-use super::error::{Error, FieldErrors};
+use crate::core::error::{Error, FieldErrors};
 
 /// Largest body of a management request (a key, a roll, a change, a pool, a settings
 /// session): far above any valid one, small enough to read whole.

@@ -47,7 +47,7 @@ pub const ORIGIN: &str = "origin";
 pub const SETTINGS_COOKIE: &str = "kg_settings";
 /// The settings session's cookie again, sent only to `/settings/open` and also on a navigation
 /// from another site (`SameSite=Lax`): how opening a link learns that this browser already holds
-/// another user's session (docs/CONTRACT.md section 11, [`super::switch`]).
+/// another user's session (docs/CONTRACT.md section 11, [`crate::core::switch`]).
 pub const SWITCH_COOKIE: &str = "kg_settings_open";
 /// The CSRF token a state-changing settings call must carry.
 pub const HEADER_CSRF: &str = "x-csrf-token";

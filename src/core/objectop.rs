@@ -2,20 +2,20 @@
 //! operation is a typed question with its object's class, its path and its answer's type, so
 //! the one generic client (`edge::objects`) and each object's router share them and neither
 //! spells a path or a message shape of its own. The operation tables are the objects' own:
-//! [`super::keyop`] (a key's or a pool's state), [`super::auditlog`] (a user's or a
-//! workspace's log) and [`super::session`] (a settings session).
+//! [`crate::core::keyop`] (a key's or a pool's state), [`crate::core::auditlog`] (a user's or a
+//! workspace's log) and [`crate::core::session`] (a settings session).
 //!
 //! Transport: a POST whose question and answer are [`encode`]d: JSON plus, where there is one,
 //! a raw body beside it (an origin answer, [`frame`]), never hex or a JSON array of numbers.
-//! The key object's hot `Hit` is the one exception (a body-less GET, see [`super::keyop`]).
+//! The key object's hot `Hit` is the one exception (a body-less GET, see [`crate::core::keyop`]).
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::cause::Cause;
-use super::error::Error;
-use super::idempotency::{frame, unframe};
-use super::names::{KEY_STATE_BINDING, SETTINGS_SESSIONS_BINDING, USER_LOG_BINDING};
+use crate::core::cause::Cause;
+use crate::core::error::Error;
+use crate::core::idempotency::{frame, unframe};
+use crate::core::names::{KEY_STATE_BINDING, SETTINGS_SESSIONS_BINDING, USER_LOG_BINDING};
 
 /// The Durable Object classes, by the binding the Worker reaches each through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! The permission vocabulary (docs/CONTRACT.md section 5) and what holding one means.
 
-/// Every permission a key can hold, without the wildcard. [`super::route`] demands only these
+/// Every permission a key can hold, without the wildcard. [`crate::core::route`] demands only these
 /// (a unit test there ties the two together).
 pub const PERMISSIONS: [&str; 12] = [
     "workspaces:read",

@@ -4,11 +4,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::error::Error;
-use super::permission::{covers, grants};
-use super::quota::Quota;
-use super::ratelimit::RateLimit;
-use super::time::{format_time, parse_time};
+use crate::core::error::Error;
+use crate::core::permission::{covers, grants};
+use crate::core::quota::Quota;
+use crate::core::ratelimit::RateLimit;
+use crate::core::time::{format_time, parse_time};
 
 /// KV entries outlive `expires_at` by this much, then leave storage by themselves.
 pub const KV_EXPIRY_AFTER_SECS: i64 = 30 * 24 * 3600;
@@ -325,7 +325,7 @@ pub(crate) mod tests {
         }
     }
 
-    /// A record of user `u` for the unit tests of this module and of [`super::super::access`].
+    /// A record of user `u` for the unit tests of this module and of [`crate::core::access`].
     pub fn record(workspaces: &[&str], permissions: &[&str], expires: Option<i64>) -> KeyRecord {
         new_key(workspaces, permissions, expires).into_record(
             "key_0000000000000000".into(),

@@ -151,7 +151,7 @@ describe("rolls and the cap", () => {
 });
 
 describe("changes per user and day", () => {
-  /** MAX_CHANGES_PER_USER_PER_DAY in src/core/auditlog.rs. */
+  /** MAX_CHANGES_PER_USER_PER_DAY in src/core/notify/auditlog.rs. */
   const MAX_CHANGES = 1000;
 
   it(`a user's keys make at most ${MAX_CHANGES} changes a UTC day: then 429 too_many_changes, nothing changed; the admin is not held`, async () => {
