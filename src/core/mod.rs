@@ -45,7 +45,7 @@ pub use gate::{
     access, assertion, auth, cache, caller, cidr, forward, key, legacy, plan, route, throttle,
 };
 pub use manage::{cap, imports, policy, request, session, sessionop, settings, switch};
-pub use notify::{auditlog, events, expiry, leak, notices, webhook};
+pub use notify::{auditlog, details, events, expiry, leak, notices, webhook};
 
 pub use cause::Cause;
 pub use error::Error;

@@ -11,9 +11,9 @@ use std::collections::HashSet;
 use worker::{console_log, event, Date, Env, ScheduleContext, ScheduledEvent};
 
 use super::{audit, load_config, store, Ctx};
+use crate::core::details;
 use crate::core::events::{Actor, Change};
 use crate::core::expiry::{after_page, by_user, dedup, notice, AfterPage, RunTally, SCAN_PAGE};
-use crate::core::time::format_time;
 use crate::core::Error;
 
 #[event(scheduled)]
@@ -71,9 +71,8 @@ async fn run(ctx: &Ctx) -> Result<(RunTally, bool), Error> {
             .filter_map(|e| {
                 let expires_at = e.expires_at?;
                 let kind = notice(ctx.now, expires_at)?;
-                let details = serde_json::json!({ "expires_at": format_time(expires_at) });
                 let mut change = Change::new(kind, Actor::System, &e.user_id, Some(&e.key_id))
-                    .with_details(details);
+                    .with_details(details::expiry(expires_at));
                 change.dedup = Some(dedup(&e.key_id, kind, expires_at));
                 Some((e.user_id.clone(), change))
             })

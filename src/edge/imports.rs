@@ -7,6 +7,7 @@ use serde_json::json;
 use super::http::Req;
 use super::http::{json, random, read_body};
 use super::{audit, key_client, keys, store, Ctx, Reply};
+use crate::core::details;
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::imports::{fate, parse_import, Fate, Row, RowResult, MAX_IMPORT_BODY_BYTES};
 use crate::core::key::{format_key_id, KEY_ID_BYTES};
@@ -81,25 +82,11 @@ async fn store_key(ctx: &Ctx, handle: &str, record: &KeyRecord) -> Result<(), Er
         return Err(e);
     }
     let change = Change::new(ChangeKind::Imported, Actor::Admin, user, Some(&record.id))
-        .with_details(details(record));
+        .with_details(details::imported(record));
     if let Err(e) = audit::record(ctx, change).await {
         let _ = store::delete(ctx, handle, record).await;
         audit::retire_key(ctx, user, &record.id, None).await;
         return Err(e);
     }
     Ok(())
-}
-
-fn details(record: &KeyRecord) -> serde_json::Value {
-    let imported = record.imported.as_ref();
-    json!({
-        "name": record.name,
-        "hint": record.hint,
-        "workspaces": record.workspaces,
-        "permissions": record.permissions,
-        "expires_at": record.expires_at,
-        "created_at": record.created_at,
-        "external_id": imported.and_then(|i| i.external_id.as_deref()),
-        "imported": true,
-    })
 }

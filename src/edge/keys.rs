@@ -11,6 +11,7 @@ use super::http::{json, random, read_body};
 use super::{audit, key_client, lease, roll, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::cap;
+use crate::core::details;
 use crate::core::events::{Change, ChangeKind};
 use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
 use crate::core::key::{
@@ -168,7 +169,7 @@ async fn create(
     );
     // Unrecorded, the key is not handed out: its record goes again and the client sees 503
     // (nobody holds the plaintext, so a leftover would only be refused like any unknown key).
-    if let Err(e) = audit::record(ctx, change.with_details(details(&record))).await {
+    if let Err(e) = audit::record(ctx, change.with_details(details::created(&record))).await {
         unmint(ctx, &hash, &record).await;
         return Err(e);
     }
@@ -378,20 +379,6 @@ pub(super) fn restrict(
     new: &mut NewKey,
 ) -> Result<(), Error> {
     caller.restrict(caller_expiry, ctx.now, ctx.config.default_rate_limit, new)
-}
-
-/// What an audit entry and event say about a key: its public fields, never the key or hash.
-fn details(record: &KeyRecord) -> serde_json::Value {
-    serde_json::json!({
-        "name": record.name,
-        "hint": record.hint,
-        "workspaces": record.workspaces,
-        "permissions": record.permissions,
-        "expires_at": record.expires_at,
-        "allowed_ips": record.policy.allowed_ips,
-        "quota": record.policy.quota,
-        "disabled": record.policy.disabled,
-    })
 }
 
 /// A key's summary with what its object knows: `last_used_at` (no KV write per request),

@@ -9,6 +9,7 @@ use futures_util::future::join_all;
 use super::http::Req;
 use super::http::{json, read_body};
 use super::{keys, store, Ctx, Reply};
+use crate::core::details;
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::key::{check_key, hash_key};
 use crate::core::leak::{parse_keys, parse_report, verify, Label, Reported, MAX_REPORT_BYTES};
@@ -75,7 +76,7 @@ async fn handle(ctx: &Ctx, r: &Reported) -> Result<(bool, Option<Cause>), Error>
         &record.user_id,
         Some(&record.id),
     )
-    .with_details(serde_json::json!({"source": r.source, "url": r.url}));
+    .with_details(details::leaked(&r.source, &r.url));
     let note = keys::revoke_record(ctx, &hash, &mut record, change).await?;
     Ok((true, note))
 }

@@ -7,6 +7,7 @@ use worker::Response;
 
 use super::http::{json, read_body, Req};
 use super::{audit, key_client, pool_gate, store, Ctx, Reply};
+use crate::core::details;
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
 use crate::core::keyop::{PoolSet, PoolStatusQuery, SeriesQuery};
@@ -69,7 +70,7 @@ async fn put(ctx: &Ctx, req: &Req, pool: &PoolRef) -> Result<Reply, Error> {
         Some(_) => ChangeKind::PoolUpdated,
         None => ChangeKind::PoolCreated,
     };
-    let change = change(kind, pool).with_details(definition(&stored));
+    let change = change(kind, pool).with_details(details::pool(&stored));
     let note = audit::record(ctx, change)
         .await
         .err()
@@ -93,7 +94,7 @@ async fn delete(ctx: &Ctx, pool: &PoolRef) -> Result<Reply, Error> {
     set_limits(ctx, pool, None).await?;
     store::delete_pool(ctx, pool).await?;
     pool_gate::changed_here(ctx, pool, None);
-    let change = change(ChangeKind::PoolDeleted, pool).with_details(definition(&existing));
+    let change = change(ChangeKind::PoolDeleted, pool).with_details(details::pool(&existing));
     let note = audit::record(ctx, change)
         .await
         .err()
@@ -137,13 +138,4 @@ async fn list(ctx: &Ctx, query: Option<&str>) -> Result<Reply, Error> {
 async fn set_limits(ctx: &Ctx, pool: &PoolRef, limits: Option<PoolLimits>) -> Result<(), Error> {
     key_client::call(ctx, &pool.storage_name(), PoolSet { limits }).await?;
     Ok(())
-}
-
-/// What the audit entry and the event say about the pool: its name and definition.
-fn definition(pool: &Pool) -> serde_json::Value {
-    serde_json::json!({
-        "pool": pool.pool_ref(),
-        "rate_limit": pool.rate_limit,
-        "quota": pool.quota,
-    })
 }

@@ -9,6 +9,7 @@ use super::keys::{apply_by, issued, load, mint, restrict, take_change, unmint};
 use super::{audit, key_client, lease, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::cap;
+use crate::core::details;
 use crate::core::events::{Change, ChangeKind};
 use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
 use crate::core::policy::{policy_changes, with_object_suspension};
@@ -78,14 +79,13 @@ pub(super) async fn roll(
         &rolled.user_id,
         Some(&rolled.id),
     )
-    .with_details(serde_json::json!({
-        "new_key_id": new_record.id,
-        "old_expires_at": rolled.expires_at,
-        "old_revoked_at": rolled.revoked_at,
-        // The policies the new key got other than the old key's (empty when copied as they
-        // were), after the body and the no-escalation rules.
-        "changed": policy_changes(&base.policy, &new_record.policy),
-    }));
+    // The policies the new key got other than the old key's (empty when copied as they were),
+    // after the body and the no-escalation rules.
+    .with_details(details::rolled(
+        &rolled,
+        &new_record.id,
+        policy_changes(&base.policy, &new_record.policy),
+    ));
     // A roll that suspends or resumes is also that change of the new key, published as the
     // `key.updated` a PATCH would have made (docs/CONTRACT.md section 14).
     let suspension = (new_record.policy.disabled != base.policy.disabled).then(|| {

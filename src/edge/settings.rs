@@ -14,6 +14,7 @@ use super::http::Req;
 use super::http::{json, random, read_body};
 use super::{audit, key_client, keys, session_object, store, throttle, Ctx, Incoming, Reply};
 use crate::core::access::Caller;
+use crate::core::details;
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
 use crate::core::keyop::PoolStatusQuery;
@@ -82,12 +83,7 @@ fn session_change(kind: ChangeKind, s: &Session) -> Change {
         ChangeKind::SessionCreated => Actor::Admin,
         _ => Actor::Session(s.user_id.clone()),
     };
-    Change::new(kind, actor, &s.user_id, None).with_details(serde_json::json!({
-        "expires_at": format_time(s.expires_at),
-        "workspaces": s.workspaces,
-        "permissions": s.permissions,
-        "max_expiry_days": s.max_expiry_days,
-    }))
+    Change::new(kind, actor, &s.user_id, None).with_details(details::session(s))
 }
 
 /// A settings path. The page's files and the link need no session; the API needs the cookie,
