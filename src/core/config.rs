@@ -1,6 +1,10 @@
 //! Configuration from `wrangler.toml` vars and secrets (docs/CONTRACT.md section 9), parsed
 //! and checked on each request (a handful of string reads; a bad value is logged once per isolate).
 
+use super::names::{
+    ADMIN_TOKEN_SECRET, ASSERTION_PUBLIC_KEYS_VAR, ASSERTION_SIGNING_KEY_SECRET,
+    SECRET_SCANNING_KEYS_VAR, SIGNING_SECRET, WEBHOOK_SECRET, WEBHOOK_URL_VAR,
+};
 use crate::core::key::is_valid_prefix;
 use crate::core::lease::{DEFAULT_LEASE_MS, MAX_LEASE_MS};
 use crate::core::legacy::DRF_API_KEY;
@@ -47,6 +51,59 @@ pub struct Config {
     /// `ENVIRONMENT = "production"`: a signing key then needs `PUBLIC_URL` (so that `iss` does
     /// not change between a workers.dev name and a custom domain).
     pub production: bool,
+    /// `WEBHOOK_URL`, when set and not empty: events are published (section 14) when
+    /// `secrets.webhook` is set too.
+    pub webhook_url: Option<String>,
+    /// `ASSERTION_PUBLIC_KEYS`: the JSON of more public keys for the key set (section 16).
+    pub assertion_public_keys: String,
+    /// `SECRET_SCANNING_KEYS`: GitHub's public keys for leak reports, when set (section 14).
+    pub secret_scanning_keys: Option<String>,
+    /// The secrets (never printed), read with the vars.
+    pub secrets: Secrets,
+}
+
+/// A secret's value: its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Every secret the Worker reads (section 9), read once per isolate with the vars (a secret is
+/// fixed for a deployed version, like a var); `None` when absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secrets {
+    /// `ADMIN_TOKEN` (empty: the admin is disabled, section 2).
+    pub admin_token: Option<Secret>,
+    /// `ORIGIN_SIGNING_SECRET`, when not empty (section 7).
+    pub origin_signing: Option<Secret>,
+    /// `WEBHOOK_SECRET` (section 14).
+    pub webhook: Option<Secret>,
+    /// `ASSERTION_SIGNING_KEY`, when not blank (section 16).
+    pub assertion_signing_key: Option<Secret>,
+}
+
+impl Secrets {
+    /// Reads each secret with `get`.
+    pub fn read(get: impl Fn(&str) -> Option<String>) -> Secrets {
+        Secrets {
+            admin_token: get(ADMIN_TOKEN_SECRET).map(Secret),
+            origin_signing: get(SIGNING_SECRET).filter(|s| !s.is_empty()).map(Secret),
+            webhook: get(WEBHOOK_SECRET).map(Secret),
+            assertion_signing_key: get(ASSERTION_SIGNING_KEY_SECRET)
+                .filter(|s| !s.trim().is_empty())
+                .map(Secret),
+        }
+    }
 }
 
 /// A configuration problem, named for the operator's log (never shown to clients).
@@ -54,7 +111,18 @@ pub struct Config {
 pub struct ConfigError(pub String);
 
 impl Config {
-    /// Builds the configuration from a lookup of vars; absent vars take their defaults.
+    /// Builds the configuration from a lookup of vars and one of secrets; absent vars take
+    /// their defaults.
+    pub fn from_env(
+        get: impl Fn(&str) -> Option<String>,
+        secret: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = Config::from_vars(get)?;
+        config.secrets = Secrets::read(secret);
+        Ok(config)
+    }
+
+    /// Builds the configuration from a lookup of vars, with no secrets.
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let origin_url = get("ORIGIN_URL")
             .ok_or_else(|| ConfigError("ORIGIN_URL is not set".into()))
@@ -122,6 +190,10 @@ impl Config {
             legacy_keys,
             public_url,
             production,
+            webhook_url: get(WEBHOOK_URL_VAR).filter(|u| !u.is_empty()),
+            assertion_public_keys: get(ASSERTION_PUBLIC_KEYS_VAR).unwrap_or_default(),
+            secret_scanning_keys: get(SECRET_SCANNING_KEYS_VAR),
+            secrets: Secrets::default(),
         })
     }
 }
@@ -196,6 +268,33 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_vars(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn secrets_are_read_with_the_vars_and_never_printed() {
+        let vars = |n: &str| match n {
+            "ORIGIN_URL" => Some("http://127.0.0.1:9".to_owned()),
+            "WEBHOOK_URL" => Some(String::new()),
+            _ => None,
+        };
+        let secret = |n: &str| match n {
+            "ADMIN_TOKEN" => Some("admin-secret-value".to_owned()),
+            "ORIGIN_SIGNING_SECRET" => Some(String::new()),
+            "ASSERTION_SIGNING_KEY" => Some("  ".to_owned()),
+            _ => None,
+        };
+        let c = Config::from_env(vars, secret).unwrap();
+        assert_eq!(
+            c.secrets.admin_token.as_ref().map(Secret::expose),
+            Some("admin-secret-value")
+        );
+        assert_eq!(
+            c.secrets.origin_signing, None,
+            "an empty signing secret is none"
+        );
+        assert_eq!(c.secrets.assertion_signing_key, None, "a blank key is none");
+        assert_eq!(c.webhook_url, None, "an empty WEBHOOK_URL is none");
+        assert!(!format!("{c:?}").contains("admin-secret-value"));
     }
 
     #[test]

@@ -47,6 +47,15 @@ impl ObjectClass {
         }
     }
 
+    /// Whether its messages are framed (JSON beside a raw payload, [`encode`]): the key
+    /// object's, which carry origin answers' bodies. The log's and the session's are plain
+    /// JSON, the format they had before this recipe: during a deployment a new Worker may
+    /// reach an object still running the previous version (and the reverse) for a while, so a
+    /// class's wire format never changes in place.
+    pub const fn framed(self) -> bool {
+        matches!(self, ObjectClass::KeyState)
+    }
+
     /// Base URL of calls to the object; only the path matters.
     pub const fn base_url(self) -> &'static str {
         match self {
@@ -61,6 +70,12 @@ impl ObjectClass {
 /// so that [`encode`] carries it beside the JSON.
 pub trait Message: Serialize + DeserializeOwned {
     fn payload(&mut self) -> Option<&mut Vec<u8>> {
+        None
+    }
+
+    /// The message an answer that is not JSON stands for, if any: only an answer that carries
+    /// nothing but success ([`Ack`]) reads any body so (an older object's plain-text answer).
+    fn from_other_body() -> Option<Self> {
         None
     }
 }
@@ -104,10 +119,34 @@ pub fn decode<M: Message>(bytes: &[u8]) -> Option<M> {
     Some(message)
 }
 
+/// A message as `class` sends it on the wire: framed, or plain JSON.
+pub fn encode_for<M: Message>(class: ObjectClass, message: M) -> Result<Vec<u8>, Error> {
+    if class.framed() {
+        encode(message)
+    } else {
+        serde_json::to_vec(&message).map_err(|_| Error::Internal)
+    }
+}
+
+/// The inverse of [`encode_for`]; `None` for anything malformed.
+pub fn decode_for<M: Message>(class: ObjectClass, bytes: &[u8]) -> Option<M> {
+    if class.framed() {
+        decode(bytes)
+    } else {
+        serde_json::from_slice(bytes)
+            .ok()
+            .or_else(M::from_other_body)
+    }
+}
+
 /// An answer that carries nothing but success.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ack {}
-impl Message for Ack {}
+impl Message for Ack {
+    fn from_other_body() -> Option<Self> {
+        Some(Ack {})
+    }
+}
 
 /// An object's operation table: the paths it routes, each named once.
 pub trait OpTable: Sized + Copy + PartialEq + 'static {
@@ -154,6 +193,31 @@ mod tests {
                 assert_ne!(a.cause(), b.cause());
             }
         }
+    }
+
+    #[test]
+    fn the_log_and_the_session_keep_plain_json_the_key_object_frames() {
+        assert!(ObjectClass::KeyState.framed());
+        assert!(!ObjectClass::UserLog.framed() && !ObjectClass::SettingsSession.framed());
+        assert_eq!(encode_for(ObjectClass::UserLog, Ack {}).unwrap(), b"{}");
+        assert_eq!(
+            encode_for(ObjectClass::KeyState, Ack {}).unwrap(),
+            frame(b"{}", b"")
+        );
+        assert_eq!(
+            decode_for::<Ack>(ObjectClass::SettingsSession, b"created"),
+            Some(Ack {})
+        );
+        #[derive(Debug, PartialEq, Serialize, Deserialize)]
+        struct Q {
+            n: u32,
+        }
+        impl Message for Q {}
+        assert_eq!(
+            decode_for::<Q>(ObjectClass::UserLog, br#"{"n":1}"#),
+            Some(Q { n: 1 })
+        );
+        assert_eq!(decode_for::<Q>(ObjectClass::UserLog, b"created"), None);
     }
 
     #[test]

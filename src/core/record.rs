@@ -290,7 +290,12 @@ impl IndexMeta {
         IndexMeta {
             h: hash.to_owned(),
             r: record.revoked_at.is_some(),
-            e: record.expires_at_secs(),
+            // An expiry that cannot be read makes the record expired ([`KeyRecord::is_live`]):
+            // the index says so too (the earliest moment), never "no expiry".
+            e: record
+                .expires_at
+                .as_ref()
+                .map(|_| record.expires_at_secs().unwrap_or(i64::MIN)),
         }
     }
 
@@ -348,6 +353,13 @@ pub(crate) mod tests {
         assert!(!IndexMeta::of("h", &r).is_live(NOW) && !r.is_live(NOW));
         let open = record(&["ws1"], &["*"], None);
         assert!(IndexMeta::of("h", &open).is_live(i64::MAX - 1) && open.is_live(NOW));
+        let mut unreadable = record(&["ws1"], &["*"], None);
+        unreadable.expires_at = Some("not a time".into());
+        assert!(!unreadable.is_live(NOW));
+        assert!(
+            !IndexMeta::of("h", &unreadable).is_live(NOW),
+            "unreadable: expired in both"
+        );
         let old: IndexMeta = serde_json::from_str(r#"{"h":"x"}"#).unwrap();
         assert!(old.is_live(NOW), "an entry from before r/e reads as live");
     }

@@ -15,7 +15,7 @@ use crate::core::assertion::{
     compact, jwks, parse_public_keys, parse_signing_key, signing_input, Claims, SigningJwk,
     ASSERTION_TTL_SECS, JWKS_CACHE_CONTROL,
 };
-use crate::core::names::{ASSERTION_PUBLIC_KEYS_VAR, ASSERTION_SIGNING_KEY_SECRET, CACHE_CONTROL};
+use crate::core::names::CACHE_CONTROL;
 use crate::core::Error;
 
 /// The configured signing key, parsed and imported, with what each signature needs made once.
@@ -34,11 +34,8 @@ thread_local! {
 
 /// The secret's text, when set and not empty.
 pub fn configured(ctx: &Ctx) -> Option<String> {
-    ctx.env
-        .secret(ASSERTION_SIGNING_KEY_SECRET)
-        .ok()
-        .map(|s| s.to_string())
-        .filter(|s| !s.trim().is_empty())
+    let key = ctx.config.secrets.assertion_signing_key.as_ref()?;
+    Some(key.expose().to_owned())
 }
 
 /// The signer, imported on first use. A key that does not parse or import, or a production
@@ -137,13 +134,7 @@ pub async fn sign(
 
 /// `GET /.well-known/jwks.json`: the signing key's public half and `ASSERTION_PUBLIC_KEYS`.
 pub async fn jwks_response(ctx: &Ctx) -> Result<Response, Error> {
-    let others = ctx
-        .env
-        .var(ASSERTION_PUBLIC_KEYS_VAR)
-        .ok()
-        .map(|v| v.to_string())
-        .unwrap_or_default();
-    let others = parse_public_keys(&others).map_err(config_error)?;
+    let others = parse_public_keys(&ctx.config.assertion_public_keys).map_err(config_error)?;
     let signing = match configured(ctx) {
         Some(text) => Some(signer(ctx, &text).await?),
         None => None,

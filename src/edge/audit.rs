@@ -14,7 +14,6 @@ use crate::core::auditlog::{
     Retire, TakeChange,
 };
 use crate::core::events::{for_user, Actor, Change};
-use crate::core::names::{WEBHOOK_SECRET, WEBHOOK_URL_VAR};
 use crate::core::request::parse_list_query;
 use crate::core::Error;
 
@@ -25,8 +24,7 @@ pub fn actor(caller: &Caller<'_>) -> Actor {
 
 /// Whether events are published: `WEBHOOK_URL` set and `WEBHOOK_SECRET` present.
 pub fn webhooks_configured(ctx: &Ctx) -> bool {
-    let url = ctx.env.var(WEBHOOK_URL_VAR).ok().map(|v| v.to_string());
-    url.is_some_and(|u| !u.is_empty()) && ctx.env.secret(WEBHOOK_SECRET).is_ok()
+    ctx.config.webhook_url.is_some() && ctx.config.secrets.webhook.is_some()
 }
 
 /// The object holding a user's trail.

@@ -108,9 +108,12 @@ pub(crate) fn load_config(env: &Env) -> Result<Rc<Config>, Error> {
     if let Some(config) = CONFIG.with(|c| c.borrow().clone()) {
         return Ok(config);
     }
-    let config = Config::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))
-        .map(Rc::new)
-        .map_err(|e| config_error(e.0))?;
+    let config = Config::from_env(
+        |name| env.var(name).ok().map(|v| v.to_string()),
+        |name| env.secret(name).ok().map(|v| v.to_string()),
+    )
+    .map(Rc::new)
+    .map_err(|e| config_error(e.0))?;
     CONFIG.with(|c| *c.borrow_mut() = Some(config.clone()));
     Ok(config)
 }

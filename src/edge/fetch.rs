@@ -10,7 +10,7 @@ use crate::core::forward::{accept_request_id, HEADER_REQUEST_ID};
 use crate::core::key::{check_key, hash_key};
 use crate::core::legacy::split_key;
 use crate::core::log::LogLine;
-use crate::core::names::{ADMIN_TOKEN_SECRET, AUTHORIZATION, AUTH_FAILURES_BINDING, CLIENT_IP};
+use crate::core::names::{AUTHORIZATION, AUTH_FAILURES_BINDING, CLIENT_IP};
 use crate::core::plan::{plan, Plan};
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
@@ -228,12 +228,8 @@ async fn handle(
     match credential {
         Err(e) => Outcome::of(Err(e)),
         Ok(Credential::Admin(token)) => {
-            let configured = ctx
-                .env
-                .secret(ADMIN_TOKEN_SECRET)
-                .ok()
-                .map(|s| s.to_string());
-            Outcome::of(match access::admin(token, configured.as_deref()) {
+            let configured = ctx.config.secrets.admin_token.as_ref().map(|s| s.expose());
+            Outcome::of(match access::admin(token, configured) {
                 Ok(()) if route == Route::CreateSettingsSession => {
                     settings::create(&ctx, req).await
                 }

@@ -14,7 +14,7 @@ use worker::js_sys::{Array, Uint8Array};
 use worker::wasm_bindgen::{JsCast, JsValue};
 use worker::{durable_object, DurableObject, Env, ListOptions, Request, Response, State, Storage};
 
-use super::objects::{answer, fail, now_ms, question, set_alarm_at};
+use super::objects::{fail, now_ms, set_alarm_at, Wire};
 use crate::core::idempotency::{
     complete, full_retry_after_secs, is_expired, next_sweep, Begin, Completion, Found, IdemRecord,
     RECORD_SWEEP_INTERVAL_MS, SLOT_PREFIX, SWEEP_PAGE_SIZE,
@@ -26,6 +26,7 @@ use crate::core::keyop::{
 };
 use crate::core::keystate::{Hit, KeyState};
 use crate::core::legacy;
+use crate::core::objectop::ObjectClass;
 use crate::core::pool::PoolState;
 use crate::core::ratelimit::RateLimit;
 use crate::core::route::split_url;
@@ -34,6 +35,9 @@ use crate::core::usage::Count;
 const STATE_KEY: &str = "state";
 /// Where the clean-up resumes: the last slot of its previous, full page.
 const SWEEP_CURSOR_KEY: &str = "sweep_cursor";
+
+/// This object's wire format.
+const WIRE: Wire = Wire(ObjectClass::KeyState);
 
 #[durable_object]
 pub struct KeyStateObject {
@@ -219,29 +223,29 @@ impl KeyStateObject {
         let bytes = req.bytes().await?;
         match op {
             Op::Hit => Err(fail("unreachable")),
-            Op::HitBegin => answer(self.hit_begin(question(&bytes)?).await?),
-            Op::Complete => answer(self.complete(question(&bytes)?).await?),
+            Op::HitBegin => WIRE.answer(self.hit_begin(WIRE.question(&bytes)?).await?),
+            Op::Complete => WIRE.answer(self.complete(WIRE.question(&bytes)?).await?),
             Op::Revoke => {
-                let q: Revoke = question(&bytes)?;
+                let q: Revoke = WIRE.question(&bytes)?;
                 let mut s = self.load().await?;
                 s.revoke(&q.revoked_at);
                 self.save(s).await?;
-                answer(Ack {})
+                WIRE.answer(Ack {})
             }
             Op::Expire => {
-                let q: Expire = question(&bytes)?;
+                let q: Expire = WIRE.question(&bytes)?;
                 let mut s = self.load().await?;
                 s.expire_at(q.expires_at);
                 self.save(s).await?;
-                answer(Ack {})
+                WIRE.answer(Ack {})
             }
             Op::Series => {
                 let s = self.load().await?;
-                answer(s.usage.series(now_ms()))
+                WIRE.answer(s.usage.series(now_ms()))
             }
             Op::Usage => {
                 let s = self.load().await?;
-                answer(KeyFacts {
+                WIRE.answer(KeyFacts {
                     last_used_ms: s.last_used_ms,
                     expires_at: s.expires_at,
                     revoked: s.revoked_at.is_some(),
@@ -251,7 +255,7 @@ impl KeyStateObject {
                 })
             }
             Op::Disable => {
-                let q: SetDisabled = question(&bytes)?;
+                let q: SetDisabled = WIRE.question(&bytes)?;
                 let mut s = self.load().await?;
                 let changed = s.disabled != q.disabled;
                 if changed {
@@ -262,20 +266,20 @@ impl KeyStateObject {
                 if changed {
                     self.save(s).await?;
                 }
-                answer(Suspension { changed, seq })
+                WIRE.answer(Suspension { changed, seq })
             }
-            Op::Run => answer(self.run(question(&bytes)?).await?),
+            Op::Run => WIRE.answer(self.run(WIRE.question(&bytes)?).await?),
             Op::CheckSlot => {
-                let q: CheckSlot = question(&bytes)?;
+                let q: CheckSlot = WIRE.question(&bytes)?;
                 let mut slot = self.check.borrow_mut();
                 if !q.take {
                     slot.release(q.failed, now_ms());
-                    return answer(SlotAnswer {
+                    return WIRE.answer(SlotAnswer {
                         granted: true,
                         retry_after: 0,
                     });
                 }
-                answer(match slot.take(now_ms()) {
+                WIRE.answer(match slot.take(now_ms()) {
                     Ok(()) => SlotAnswer {
                         granted: true,
                         retry_after: 0,
@@ -287,24 +291,24 @@ impl KeyStateObject {
                 })
             }
             Op::RefundRun => {
-                let q: RefundRun = question(&bytes)?;
+                let q: RefundRun = WIRE.question(&bytes)?;
                 let mut s = self.load().await?;
                 let before = s.runs;
                 s.runs.refund(q.start);
                 if s.runs != before {
                     self.save(s).await?;
                 }
-                answer(Ack {})
+                WIRE.answer(Ack {})
             }
             Op::PoolSet => {
-                let q: PoolSet = question(&bytes)?;
+                let q: PoolSet = WIRE.question(&bytes)?;
                 let mut s = self.load().await?;
                 s.set_pool(q.limits);
                 self.save(s).await?;
-                answer(Ack {})
+                WIRE.answer(Ack {})
             }
             Op::PoolTake => {
-                let q: PoolTake = question(&bytes)?;
+                let q: PoolTake = WIRE.question(&bytes)?;
                 let mut s = self.load().await?;
                 let before = s.clone();
                 let now = now_ms();
@@ -313,7 +317,7 @@ impl KeyStateObject {
                 if s != before {
                     self.save(s).await?;
                 }
-                answer(grant)
+                WIRE.answer(grant)
             }
             Op::PoolRun => {
                 let mut s = self.load().await?;
@@ -322,17 +326,17 @@ impl KeyStateObject {
                 if s != before {
                     self.save(s).await?;
                 }
-                answer(run)
+                WIRE.answer(run)
             }
-            Op::PoolStatus => answer(self.load().await?.pool_figures(now_ms())),
+            Op::PoolStatus => WIRE.answer(self.load().await?.pool_figures(now_ms())),
             Op::TakeRun => {
-                let q: TakeRun = question(&bytes)?;
+                let q: TakeRun = WIRE.question(&bytes)?;
                 let mut s = self.load().await?;
                 let run = s.take_run(&q.quota, (now_ms() / 1000) as i64);
                 if run.allowed {
                     self.save(s).await?;
                 }
-                answer(run)
+                WIRE.answer(run)
             }
         }
     }

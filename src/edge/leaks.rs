@@ -13,18 +13,13 @@ use crate::core::details;
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::key::{check_key, hash_key};
 use crate::core::leak::{parse_keys, parse_report, verify, Label, Reported, MAX_REPORT_BYTES};
-use crate::core::names::{GITHUB_KEY_IDENTIFIER, GITHUB_KEY_SIGNATURE, SECRET_SCANNING_KEYS_VAR};
+use crate::core::names::{GITHUB_KEY_IDENTIFIER, GITHUB_KEY_SIGNATURE};
 use crate::core::{Cause, Error};
 
 pub async fn report(ctx: &Ctx, req: &Req) -> Result<Reply, Error> {
     let body = read_body(req, MAX_REPORT_BYTES).await?;
     let header = |name| req.headers().get(name).ok().flatten();
-    let keys_json = ctx
-        .env
-        .var(SECRET_SCANNING_KEYS_VAR)
-        .ok()
-        .map(|v| v.to_string());
-    let public_keys = parse_keys(keys_json.as_deref());
+    let public_keys = parse_keys(ctx.config.secret_scanning_keys.as_deref());
     verify(
         &public_keys,
         header(GITHUB_KEY_IDENTIFIER).as_deref(),

@@ -10,7 +10,7 @@ use worker::{Method, Request, RequestInit, Response, ScheduledTime, Storage, Stu
 
 use super::fail::OrUnavailable;
 use super::Ctx;
-use crate::core::objectop::{decode, encode, Message, ObjectClass, Operation};
+use crate::core::objectop::{decode_for, encode_for, Message, ObjectClass, Operation};
 use crate::core::Error;
 
 /// The object of `class` named `name`.
@@ -27,8 +27,9 @@ pub fn stub(ctx: &Ctx, class: ObjectClass, name: &str) -> Result<Stub, Error> {
 
 /// Asks the object named `name` one question; its answer comes back typed.
 pub async fn call<O: Operation>(ctx: &Ctx, name: &str, question: O) -> Result<O::Answer, Error> {
-    let answer = exchange(ctx, O::OBJECT, name, O::PATH, encode(question)?).await?;
-    decode(&answer).or_unavailable(O::OBJECT.cause())
+    let asked = encode_for(O::OBJECT, question)?;
+    let answer = exchange(ctx, O::OBJECT, name, O::PATH, asked).await?;
+    decode_for(O::OBJECT, &answer).or_unavailable(O::OBJECT.cause())
 }
 
 /// The untyped exchange behind [`call`]: one copy of the async machinery for every operation
@@ -67,14 +68,19 @@ pub fn fail(what: &str) -> worker::Error {
     worker::Error::RustError(what.into())
 }
 
-/// A question as the object received it.
-pub fn question<M: Message>(bytes: &[u8]) -> worker::Result<M> {
-    decode(bytes).ok_or_else(|| fail("question"))
-}
+/// An object's side of its class's wire format ([`ObjectClass::framed`]).
+pub struct Wire(pub ObjectClass);
 
-/// An answer as the object sends it.
-pub fn answer<M: Message>(message: M) -> worker::Result<Response> {
-    Response::from_bytes(encode(message).map_err(|_| fail("answer"))?)
+impl Wire {
+    /// A question as the object received it.
+    pub fn question<M: Message>(&self, bytes: &[u8]) -> worker::Result<M> {
+        decode_for(self.0, bytes).ok_or_else(|| fail("question"))
+    }
+
+    /// An answer as the object sends it.
+    pub fn answer<M: Message>(&self, message: M) -> worker::Result<Response> {
+        Response::from_bytes(encode_for(self.0, message).map_err(|_| fail("answer"))?)
+    }
 }
 
 /// Arms the object's alarm at a moment (unix ms). An `i64` given to `set_alarm` is read as an

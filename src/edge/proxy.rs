@@ -25,7 +25,7 @@ use crate::core::forward::{
     workspaces_header, HEADER_KEY_ID, HEADER_REQUEST_ID, HEADER_SIGNATURE, HEADER_USER_EMAIL,
     HEADER_USER_ID, HEADER_WORKSPACES, HEADER_WORKSPACE_ID,
 };
-use crate::core::names::{CONNECTION, CONTENT_LENGTH, SIGNING_SECRET};
+use crate::core::names::{CONNECTION, CONTENT_LENGTH};
 use crate::core::record::KeyRecord;
 use crate::core::{Cause, Error};
 
@@ -72,11 +72,11 @@ pub(super) fn prepare<'a>(
     // Each of the two statements of identity that is configured is sent (sections 7, 16);
     // with neither, nothing is forwarded (fail closed).
     let secret = ctx
-        .env
-        .secret(SIGNING_SECRET)
-        .ok()
-        .map(|s| s.to_string())
-        .filter(|s| !s.is_empty());
+        .config
+        .secrets
+        .origin_signing
+        .as_ref()
+        .map(|s| s.expose().to_owned());
     let assertion_key = assertion::configured(ctx);
     if secret.is_none() && assertion_key.is_none() {
         return Err(Error::Unavailable(Cause::SigningSecretMissing));

@@ -10,13 +10,13 @@
 
 use worker::{durable_object, DurableObject, Env, Request, Response, State, Storage};
 
-use super::objects::{self, answer, fail, question, set_alarm_at};
+use super::objects::{self, fail, set_alarm_at, Wire};
 use super::Ctx;
-use crate::core::objectop::OpTable;
+use crate::core::objectop::{Ack, ObjectClass, OpTable};
 use crate::core::route::split_url;
 use crate::core::session::{self, Session, StoredSession, KEEP_AFTER_EXPIRY_SECS};
 use crate::core::sessionop::{
-    CheckSession, CreateSession, Created, EndSession, OpenSession, PeekSession, Peeked, SessionOp,
+    CheckSession, CreateSession, EndSession, OpenSession, PeekSession, Peeked, SessionOp,
 };
 use crate::core::switch;
 use crate::core::Error;
@@ -26,6 +26,9 @@ const STATE_KEY: &str = "session";
 fn now_secs() -> i64 {
     (objects::now_ms() / 1000) as i64
 }
+
+/// This object's wire format.
+const WIRE: Wire = Wire(ObjectClass::SettingsSession);
 
 #[durable_object]
 pub struct SettingsSessionObject {
@@ -60,40 +63,40 @@ impl SettingsSessionObject {
         let bytes = req.bytes().await?;
         match op {
             SessionOp::Create => {
-                let q: CreateSession = question(&bytes)?;
+                let q: CreateSession = WIRE.question(&bytes)?;
                 if self.load().await?.is_some() {
-                    return answer(Created { taken: true });
+                    return Response::error("taken", 409);
                 }
                 self.save(&q.stored).await?;
                 let at_ms = (q.stored.session.expires_at + KEEP_AFTER_EXPIRY_SECS) * 1000;
                 set_alarm_at(&self.storage(), at_ms.max(0) as u64).await?;
-                answer(Created { taken: false })
+                WIRE.answer(Ack {})
             }
             // Both decide from the stored state and the cookie's hash, and may change the state.
             SessionOp::Open => {
-                let q: OpenSession = question(&bytes)?;
+                let q: OpenSession = WIRE.question(&bytes)?;
                 let (store, decided) =
                     session::open(self.load().await?, now_secs(), &q.cookie_hash);
                 if let Some(s) = store {
                     self.save(&s).await?;
                 }
-                answer(decided)
+                WIRE.answer(decided)
             }
             SessionOp::End => {
-                let q: EndSession = question(&bytes)?;
+                let q: EndSession = WIRE.question(&bytes)?;
                 let (store, decided) = session::end(self.load().await?, now_secs(), &q.cookie_hash);
                 if let Some(s) = store {
                     self.save(&s).await?;
                 }
-                answer(decided)
+                WIRE.answer(decided)
             }
             SessionOp::Peek => {
                 let session = switch::unopened(self.load().await?, now_secs());
-                answer(Peeked { session })
+                WIRE.answer(Peeked { session })
             }
             SessionOp::Check => {
-                let q: CheckSession = question(&bytes)?;
-                answer(session::check(
+                let q: CheckSession = WIRE.question(&bytes)?;
+                WIRE.answer(session::check(
                     self.load().await?,
                     now_secs(),
                     &q.cookie_hash,
@@ -129,11 +132,9 @@ impl DurableObject for SettingsSessionObject {
 /// Stores a new session under `name`. A name already taken (two equal random tokens: not
 /// expected in practice) is an internal error, never an overwrite.
 pub async fn create(ctx: &Ctx, name: &str, s: &StoredSession) -> Result<(), Error> {
-    let q = CreateSession { stored: s.clone() };
-    match objects::call(ctx, name, q).await? {
-        Created { taken: false } => Ok(()),
-        Created { taken: true } => Err(Error::Internal),
-    }
+    // A name taken is answered 409, which the client treats as any failure of the object.
+    objects::call(ctx, name, CreateSession { stored: s.clone() }).await?;
+    Ok(())
 }
 
 /// Opens the link behind `name` (once): the session, with the cookie's hash now stored.

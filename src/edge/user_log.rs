@@ -14,7 +14,7 @@ use worker::js_sys::{Array, Object, Reflect};
 use worker::wasm_bindgen::JsValue;
 use worker::{durable_object, DurableObject, Env, ListOptions, Request, Response, State};
 
-use super::objects::{answer, now_ms, question, set_alarm_at};
+use super::objects::{now_ms, set_alarm_at, Wire};
 use crate::core::auditlog::{
     admits, cursor_of, entry_key, is_past_retention, next_alarm, outbox_key, reconcile, Admit,
     Admitted, Append, AppendMany, Appended, AppendedMany, ChangeBudget, Counted, ListAsk, LogOp,
@@ -22,8 +22,11 @@ use crate::core::auditlog::{
     LOG_SWEEP_INTERVAL_MS, OUTBOX_PAGE, OUTBOX_PREFIX, OUTBOX_RETRY_MS, SEQ_KEY, SWEEP_PAGE,
 };
 use crate::core::names::EVENTS_QUEUE_BINDING;
-use crate::core::objectop::OpTable;
+use crate::core::objectop::{ObjectClass, OpTable};
 use crate::core::route::split_url;
+
+/// This object's wire format.
+const WIRE: Wire = Wire(ObjectClass::UserLog);
 
 #[durable_object]
 pub struct UserLogObject {
@@ -207,7 +210,7 @@ impl UserLogObject {
             .into_iter()
             .filter_map(|(k, v)| {
                 let id = k.strip_prefix(LIVE_KEY_PREFIX)?.to_owned();
-                Some((id, serde_json::from_str(&v?).ok()?))
+                Some((id, Counted::read(&v?)?))
             })
             .collect();
         let (own, gone) = reconcile(&counted, q.listed_ids.as_deref(), q.now);
@@ -243,9 +246,10 @@ impl UserLogObject {
             }
             // Only a key still counted gets its shorter expiry.
             Some(t) => {
-                if self.storage().get::<String>(&key).await?.is_some() {
+                let stored = self.storage().get::<String>(&key).await?;
+                if let Some(counted) = stored.as_deref().and_then(Counted::read) {
                     self.storage()
-                        .put(&key, serde_json::to_string(&Some(t))?)
+                        .put(&key, serde_json::to_string(&counted.shortened(t))?)
                         .await?;
                 }
             }
@@ -283,22 +287,22 @@ impl UserLogObject {
         };
         let bytes = req.bytes().await?;
         match op {
-            LogOp::Append => answer(self.append(question(&bytes)?).await?),
+            LogOp::Append => WIRE.answer(self.append(WIRE.question(&bytes)?).await?),
             LogOp::AppendMany => {
-                let q: AppendMany = question(&bytes)?;
+                let q: AppendMany = WIRE.question(&bytes)?;
                 let mut stored = 0;
                 for change in q.changes {
                     stored += u32::from(self.append(change).await?.stored);
                 }
-                answer(AppendedMany { stored })
+                WIRE.answer(AppendedMany { stored })
             }
-            LogOp::List => answer(self.list(question(&bytes)?).await?),
-            LogOp::Admit => answer(self.admit(question(&bytes)?).await?),
+            LogOp::List => WIRE.answer(self.list(WIRE.question(&bytes)?).await?),
+            LogOp::Admit => WIRE.answer(self.admit(WIRE.question(&bytes)?).await?),
             LogOp::Retire => {
-                self.retire(question(&bytes)?).await?;
-                answer(Admitted::default())
+                self.retire(WIRE.question(&bytes)?).await?;
+                WIRE.answer(Admitted::default())
             }
-            LogOp::TakeChange => answer(self.take_change(question(&bytes)?).await?),
+            LogOp::TakeChange => WIRE.answer(self.take_change(WIRE.question(&bytes)?).await?),
         }
     }
 }

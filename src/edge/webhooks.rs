@@ -24,6 +24,9 @@ use crate::core::Cause;
 
 #[event(queue)]
 pub async fn consume(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
+    // The one reader of vars and secrets outside `Config` (every request's are read there, once
+    // per isolate): the queue consumer needs only its three, and a gateway whose other vars are
+    // wrong must still deliver the events it recorded.
     let var = |name: &str| env.var(name).ok().map(|v| v.to_string());
     let base = retry_base(var(WEBHOOK_RETRY_BASE_VAR).as_deref());
     let url = var(WEBHOOK_URL_VAR).filter(|u| !u.is_empty());

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::core::objectop::{operation, Message, OpTable};
+use crate::core::objectop::{operation, Ack, Message, OpTable};
 use crate::core::session::{Answer, Session, StoredSession};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,16 +47,12 @@ impl OpTable for SessionOp {
     }
 }
 
-/// The session to store.
+/// The session to store, sent as the session itself (the format objects of earlier versions
+/// read). A name already taken is answered 409 and stores nothing.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct CreateSession {
     pub stored: StoredSession,
-}
-
-/// Whether the name was already taken (nothing stored then).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct Created {
-    pub taken: bool,
 }
 
 /// `open`, `check` and `end` ask with the SHA-256 of the cookie secret.
@@ -78,18 +74,20 @@ pub struct EndSession {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PeekSession {}
 
-/// The account an unused link would open, if it can still be opened.
+/// The account an unused link would open, if it can still be opened; sent as the bare
+/// `Option<Session>` (the format of earlier versions). The question carries nothing and is not
+/// read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Peeked {
     pub session: Option<Session>,
 }
 
-operation!(SettingsSession: CreateSession => SessionOp::Create.path(), Created);
+operation!(SettingsSession: CreateSession => SessionOp::Create.path(), Ack);
 operation!(SettingsSession: OpenSession => SessionOp::Open.path(), Answer);
 operation!(SettingsSession: CheckSession => SessionOp::Check.path(), Answer);
 operation!(SettingsSession: EndSession => SessionOp::End.path(), Answer);
 operation!(SettingsSession: PeekSession => SessionOp::Peek.path(), Peeked);
-impl Message for Created {}
 impl Message for Answer {}
 impl Message for Peeked {}
 

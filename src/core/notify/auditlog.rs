@@ -85,6 +85,26 @@ pub struct Counted {
     pub t: i64,
 }
 
+impl Counted {
+    /// The entry as stored. Versions before this one wrote a bare expiry (a number) over the
+    /// entry when a key's expiry was shortened: read as counted long ago with that expiry, so
+    /// the reconciliation with KV's listing still applies to it.
+    pub fn read(stored: &str) -> Option<Counted> {
+        serde_json::from_str(stored).ok().or_else(|| {
+            let e: i64 = serde_json::from_str(stored).ok()?;
+            Some(Counted { e: Some(e), t: 0 })
+        })
+    }
+
+    /// The same entry with its expiry shortened to `t` (never lengthened).
+    pub fn shortened(self, t: i64) -> Counted {
+        Counted {
+            e: Some(self.e.map_or(t, |e| e.min(t))),
+            t: self.t,
+        }
+    }
+}
+
 /// The object's count of live keys at `now`, and the entries to drop: expired ones, and ones
 /// counted over [`UNLISTED_GRACE_SECS`] ago that a complete KV listing (`listed`: the ids of the
 /// user's live keys) does not show (revoked, or never stored). Without a complete listing only
@@ -304,6 +324,33 @@ impl Message for Admitted {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shortened_entry_keeps_its_shape_and_old_bare_numbers_still_read() {
+        let c = Counted { e: None, t: 100 };
+        assert_eq!(
+            c.shortened(500),
+            Counted {
+                e: Some(500),
+                t: 100
+            }
+        );
+        let later = Counted {
+            e: Some(400),
+            t: 100,
+        };
+        assert_eq!(later.shortened(500).e, Some(400), "never lengthened");
+        let json = serde_json::to_string(&c.shortened(500)).unwrap();
+        assert_eq!(
+            Counted::read(&json),
+            Some(Counted {
+                e: Some(500),
+                t: 100
+            })
+        );
+        assert_eq!(Counted::read("500"), Some(Counted { e: Some(500), t: 0 }));
+        assert_eq!(Counted::read("garbage"), None);
+    }
 
     #[test]
     fn every_log_operation_has_its_own_path() {
