@@ -9,6 +9,8 @@ use crate::core::error::{Error, FieldErrors};
 /// Largest body of a management request (a key, a roll, a change, a pool, a settings
 /// session): far above any valid one, small enough to read whole.
 pub const MAX_MANAGEMENT_BODY_BYTES: u64 = 64 * 1024;
+/// Largest form of `POST /settings/open` (a token field: about 50 bytes).
+pub const MAX_FORM_BYTES: u64 = 4 * 1024;
 
 /// `expires_at` must be at least this far in the future when a key is created.
 pub const MIN_EXPIRY_LEAD_SECS: i64 = 60;

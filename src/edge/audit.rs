@@ -8,11 +8,12 @@ use serde_json::Value;
 
 use super::store::Listed;
 use super::{objects, Ctx};
-use crate::core::access::{self, Caller};
+use crate::core::access::Caller;
 use crate::core::auditlog::{
     parse_cursor, Admit, Admitted, Append, AppendMany, Appended, AppendedMany, ListAsk, Page,
     Retire, TakeChange,
 };
+use crate::core::caller::Trail;
 use crate::core::events::{for_user, Actor, Change};
 use crate::core::request::parse_list_query;
 use crate::core::Error;
@@ -27,23 +28,17 @@ pub fn webhooks_configured(ctx: &Ctx) -> bool {
     ctx.config.webhook_url.is_some() && ctx.config.secrets.webhook.is_some()
 }
 
-/// The object holding a user's trail.
 fn user_trail(user_id: &str) -> String {
-    format!("user:{user_id}")
-}
-
-/// The object holding a workspace's trail (its pool's changes, docs/CONTRACT.md section 17).
-/// User ids may hold `:`, so the prefixes differ in more than the name: `workspace/`.
-fn workspace_trail(workspace_id: &str) -> String {
-    format!("workspace/{workspace_id}")
+    Trail::User(user_id.to_owned()).object_name()
 }
 
 /// The trail a change belongs to.
 fn trail_of(change: &Change) -> String {
     match &change.workspace_id {
-        Some(ws) => workspace_trail(ws),
-        None => user_trail(&change.user_id),
+        Some(ws) => Trail::Workspace(ws.clone()),
+        None => Trail::User(change.user_id.clone()),
     }
+    .object_name()
 }
 
 /// Records `change` (its time, request id and client IP are this request's), durably, before
@@ -174,24 +169,9 @@ async fn list_trail(
 /// `GET /v1/audit-events`: the admin names a user, a key sees its own user's trail only.
 pub async fn events(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Value, Error> {
     let q = parse_list_query(query)?;
-    let trail = match (q.workspace_id, caller) {
-        // A workspace's trail (its pool's changes, section 17): the admin's alone.
-        (Some(_), _) if q.user_id.is_some() => {
-            return Err(Error::field(
-                "workspace_id",
-                "name a user or a workspace, not both",
-            ))
-        }
-        (Some(ws), Caller::Admin) => workspace_trail(&ws),
-        (Some(_), _) => {
-            return Err(Error::PermissionDenied(
-                "Only the admin token may read a workspace's audit trail.",
-            ))
-        }
-        (None, _) => user_trail(&access::list_user(caller, q.user_id)?),
-    };
+    let trail = caller.trail(q.user_id, q.workspace_id)?.object_name();
     let (mut results, next) = list_trail(ctx, &trail, q.cursor.as_deref(), q.limit as u32).await?;
-    if !matches!(caller, Caller::Admin) {
+    if !caller.sees_admin_details() {
         results = results.into_iter().map(for_user).collect();
     }
     Ok(serde_json::json!({"results": results, "next_cursor": next}))

@@ -16,7 +16,7 @@ use super::{audit, key_client, keys, session_object, store, throttle, Ctx, Incom
 use crate::core::access::Caller;
 use crate::core::details;
 use crate::core::events::{Actor, Change, ChangeKind};
-use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
+use crate::core::fields::{MAX_FORM_BYTES, MAX_MANAGEMENT_BODY_BYTES};
 use crate::core::keyop::PoolStatusQuery;
 use crate::core::names::{
     CACHE_CONTROL, CONTENT_TYPE, COOKIE, HEADER_CSRF, LOCATION, ORIGIN, SET_COOKIE,
@@ -35,9 +35,6 @@ const APP_JS: &str = include_str!("../../web/settings/app.js");
 const APP_CSS: &str = include_str!("../../web/settings/app.css");
 /// The page that asks before another user's link replaces this browser's session.
 const SWITCH_HTML: &str = include_str!("../../web/settings/switch.html");
-/// Largest form of `POST /settings/open` (a token field: about 50 bytes).
-const MAX_FORM_BYTES: u64 = 4 * 1024;
-
 /// `POST /v1/settings-sessions` (admin): stores the session in its own object, named by the
 /// SHA-256 of a fresh link token, records the issue in the user's audit trail, and answers the
 /// link (the only place the token appears). If the record cannot be written the link is not

@@ -2,7 +2,7 @@
 //! follows from it in one place: the actor its changes are recorded as, whether it may widen a
 //! key, and the ceiling a key it makes is held to.
 
-use crate::core::access::{restrict_to_creator, restrict_to_session};
+use crate::core::access::{list_user, restrict_to_creator, restrict_to_session};
 use crate::core::error::Error;
 use crate::core::events::Actor;
 use crate::core::ratelimit::RateLimit;
@@ -39,6 +39,24 @@ impl<'a> Caller<'a> {
     }
 }
 
+/// An audit trail: a user's, or a workspace's (its pool's changes, section 17).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trail {
+    User(String),
+    Workspace(String),
+}
+
+impl Trail {
+    /// The name of the object that holds it. User ids may hold `:` but never `/`, so the
+    /// prefixes cannot meet: `user:<id>`, `workspace/<id>`.
+    pub fn object_name(&self) -> String {
+        match self {
+            Trail::User(id) => format!("user:{id}"),
+            Trail::Workspace(id) => format!("workspace/{id}"),
+        }
+    }
+}
+
 impl Caller<'_> {
     /// The actor its changes are recorded as (section 12).
     pub fn actor(&self) -> Actor {
@@ -46,6 +64,33 @@ impl Caller<'_> {
             Caller::Admin => Actor::Admin,
             Caller::Key(record) => Actor::Key(record.id.clone()),
             Caller::Session(session) => Actor::Session(session.user_id.clone()),
+        }
+    }
+
+    /// Whether it sees an audit entry's request details (request id, client address) of the
+    /// admin's changes (section 12): the admin only.
+    pub fn sees_admin_details(&self) -> bool {
+        matches!(self, Caller::Admin)
+    }
+
+    /// The audit trail it asks for with `GET /v1/audit-events` (sections 12, 17): its own
+    /// user's (a key or a session), the user it names (the admin), or a workspace's (the admin
+    /// only; not both).
+    pub fn trail(
+        &self,
+        user_id: Option<String>,
+        workspace_id: Option<String>,
+    ) -> Result<Trail, Error> {
+        match (workspace_id, self) {
+            (Some(_), _) if user_id.is_some() => Err(Error::field(
+                "workspace_id",
+                "name a user or a workspace, not both",
+            )),
+            (Some(ws), Caller::Admin) => Ok(Trail::Workspace(ws)),
+            (Some(_), _) => Err(Error::PermissionDenied(
+                "Only the admin token may read a workspace's audit trail.",
+            )),
+            (None, _) => Ok(Trail::User(list_user(self, user_id)?)),
         }
     }
 
@@ -76,6 +121,35 @@ impl Caller<'_> {
 mod tests {
     use super::*;
     use crate::core::record::tests::record;
+
+    #[test]
+    fn which_trail_each_caller_reads() {
+        let key = record(&["ws1"], &["*"], None);
+        let own = Trail::User(key.user_id.clone());
+        assert_eq!(Caller::Key(&key).trail(None, None), Ok(own));
+        let other = Caller::Key(&key)
+            .trail(Some("someone".into()), None)
+            .unwrap_err();
+        assert_eq!(other.code(), "permission_denied");
+        let ws = Caller::Key(&key)
+            .trail(None, Some("ws1".into()))
+            .unwrap_err();
+        assert_eq!(ws.code(), "permission_denied");
+        assert_eq!(
+            Caller::Admin.trail(None, Some("ws1".into())),
+            Ok(Trail::Workspace("ws1".into()))
+        );
+        let both = Caller::Admin
+            .trail(Some("u".into()), Some("ws1".into()))
+            .unwrap_err();
+        assert_eq!(both.code(), "validation_error");
+        assert_eq!(Trail::User("a:b".into()).object_name(), "user:a:b");
+        assert_eq!(
+            Trail::Workspace("ws1".into()).object_name(),
+            "workspace/ws1"
+        );
+        assert!(Caller::Admin.sees_admin_details() && !Caller::Key(&key).sees_admin_details());
+    }
 
     #[test]
     fn actors_and_who_may_widen() {
