@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::core::cause::Cause;
 use crate::core::error::Error;
-use crate::core::idempotency::{frame, unframe};
 use crate::core::names::{KEY_STATE_BINDING, SETTINGS_SESSIONS_BINDING, USER_LOG_BINDING};
 
 /// The Durable Object classes, by the binding the Worker reaches each through.
@@ -102,6 +101,23 @@ macro_rules! operation {
 }
 pub(crate) use operation;
 
+/// A JSON header and a raw payload in one byte string: `u32` big-endian length of the JSON,
+/// the JSON, the payload. Bodies travel and rest as bytes, not as hex or numbers in JSON.
+pub fn frame(json: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + json.len() + payload.len());
+    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
+    out.extend_from_slice(json);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// The inverse of [`frame`]; `None` for anything malformed.
+pub fn unframe(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    let json = bytes.get(4..4usize.checked_add(len)?)?;
+    Some((json, &bytes[4 + len..]))
+}
+
 /// A message as bytes: its JSON, and its payload raw (see [`frame`]).
 pub fn encode<M: Message>(mut message: M) -> Result<Vec<u8>, Error> {
     let payload = message.payload().map(std::mem::take).unwrap_or_default();
@@ -170,6 +186,16 @@ pub fn assert_distinct_paths<T: OpTable + std::fmt::Debug>() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_round_trip_and_reject_garbage() {
+        let f = frame(b"{\"a\":1}", &[0, 255, 7]);
+        assert_eq!(unframe(&f), Some((&b"{\"a\":1}"[..], &[0u8, 255, 7][..])));
+        assert_eq!(unframe(&frame(b"", b"")), Some((&b""[..], &b""[..])));
+        assert_eq!(unframe(&[0, 0]), None);
+        assert_eq!(unframe(&[0, 0, 0, 9, b'{']), None);
+        assert_eq!(unframe(&[255, 255, 255, 255]), None);
+    }
 
     #[test]
     fn each_class_has_its_binding_address_and_cause() {

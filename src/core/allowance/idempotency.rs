@@ -98,7 +98,7 @@ pub struct StoredResponse {
     /// replayed empty, with `Idempotent-Body-Omitted: true`.
     #[serde(default)]
     pub body_omitted: bool,
-    /// Raw bytes, carried beside the JSON rather than inside it (see [`frame`]).
+    /// Raw bytes, carried beside the JSON rather than inside it (see [`crate::core::objectop::frame`]).
     #[serde(skip)]
     pub body: Vec<u8>,
 }
@@ -305,23 +305,6 @@ pub fn full_retry_after_secs(now_ms: u64, next_sweep_ms: Option<u64>) -> u64 {
     at.saturating_sub(now_ms).div_ceil(1000).max(1)
 }
 
-/// A JSON header and a raw payload in one byte string: `u32` big-endian length of the JSON,
-/// the JSON, the payload. Bodies travel and rest as bytes, not as hex or numbers in JSON.
-pub fn frame(json: &[u8], payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + json.len() + payload.len());
-    out.extend_from_slice(&(json.len() as u32).to_be_bytes());
-    out.extend_from_slice(json);
-    out.extend_from_slice(payload);
-    out
-}
-
-/// The inverse of [`frame`]; `None` for anything malformed.
-pub fn unframe(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
-    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-    let json = bytes.get(4..4usize.checked_add(len)?)?;
-    Some((json, &bytes[4 + len..]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,15 +502,5 @@ mod tests {
             full_retry_after_secs(0, None),
             RECORD_SWEEP_INTERVAL_MS / 1000
         );
-    }
-
-    #[test]
-    fn frames_round_trip_and_reject_garbage() {
-        let f = frame(b"{\"a\":1}", &[0, 255, 7]);
-        assert_eq!(unframe(&f), Some((&b"{\"a\":1}"[..], &[0u8, 255, 7][..])));
-        assert_eq!(unframe(&frame(b"", b"")), Some((&b""[..], &b""[..])));
-        assert_eq!(unframe(&[0, 0]), None);
-        assert_eq!(unframe(&[0, 0, 0, 9, b'{']), None);
-        assert_eq!(unframe(&[255, 255, 255, 255]), None);
     }
 }
