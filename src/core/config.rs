@@ -5,10 +5,7 @@ use super::names::{
     ADMIN_TOKEN_SECRET, ASSERTION_PUBLIC_KEYS_VAR, ASSERTION_SIGNING_KEY_SECRET,
     SECRET_SCANNING_KEYS_VAR, SIGNING_SECRET, WEBHOOK_SECRET, WEBHOOK_URL_VAR,
 };
-use crate::core::key::is_valid_prefix;
-use crate::core::lease::{DEFAULT_LEASE_MS, MAX_LEASE_MS};
-use crate::core::legacy::DRF_API_KEY;
-use crate::core::ratelimit::RateLimit;
+use crate::core::limits::RateLimit;
 
 pub const DEFAULT_ORIGIN_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_KEY_PREFIX: &str = "kg";
@@ -16,6 +13,24 @@ pub const DEFAULT_RATE_LIMIT: RateLimit = RateLimit {
     requests: 600,
     window_seconds: 60,
 };
+
+/// `LEASE_MS` default: how long a granted token may be used (one second, section 8).
+pub const DEFAULT_LEASE_MS: u64 = 1000;
+/// Largest `LEASE_MS` accepted: bounds both the overshoot and how long a revocation may take.
+pub const MAX_LEASE_MS: u64 = 5000;
+/// The value of `LEGACY_KEYS` that turns djangorestframework-api-key's keys on (section 15).
+pub const DRF_API_KEY: &str = "drf-api-key";
+/// Longest allowed `KEY_PREFIX` (section 1).
+pub const MAX_PREFIX_LEN: usize = 16;
+
+/// Whether `prefix` is a valid `KEY_PREFIX`: 1–16 chars of `[a-z0-9]`.
+pub fn is_valid_prefix(prefix: &str) -> bool {
+    (1..=MAX_PREFIX_LEN).contains(&prefix.len())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
 /// How long a key record may be served from this isolate's and the location's KV cache. It does
 /// not bound revocation: the key's object knows revocations and shortened expiries and is
 /// consulted through the lease (section 8).

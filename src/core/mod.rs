@@ -13,6 +13,7 @@
 //! - [`cause`]: the fixed names of internal failures that the logs print as `cause`.
 //! - [`config`]: vars and their defaults.
 //! - [`error`]: the one error type and its JSON body.
+//! - [`limits`]: the shapes of a limit: a rate limit and a run quota, their bounds and periods.
 //! - [`fields`]: what every body parser shares: per-field problems, a JSON object, a key's name.
 //! - [`log`]: the per-request log line.
 //! - [`names`]: header, binding and secret names.
@@ -33,6 +34,7 @@ pub mod cause;
 pub mod config;
 pub mod error;
 pub mod fields;
+pub mod limits;
 pub mod log;
 pub mod names;
 pub mod objectop;

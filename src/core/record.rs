@@ -5,9 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::core::error::Error;
+use crate::core::limits::{Quota, RateLimit};
 use crate::core::permission::{covers, grants};
-use crate::core::quota::Quota;
-use crate::core::ratelimit::RateLimit;
 use crate::core::time::{format_time, parse_time};
 
 /// KV entries outlive `expires_at` by this much, then leave storage by themselves.

@@ -26,10 +26,7 @@ use std::collections::HashMap;
 use crate::core::keystate::Hit;
 use crate::core::ratelimit::{Decision, RateLimit};
 
-/// `LEASE_MS` default: how long a granted token may be used (one second).
-pub const DEFAULT_LEASE_MS: u64 = 1000;
-/// Largest `LEASE_MS` accepted: bounds both the overshoot and how long a revocation may take.
-pub const MAX_LEASE_MS: u64 = 5000;
+pub use crate::core::config::{DEFAULT_LEASE_MS, MAX_LEASE_MS};
 /// A call to the object still unanswered after this long is presumed lost (its task was
 /// cancelled, say): the next request asks again instead of waiting on it for ever.
 pub const ASK_TIMEOUT_MS: u64 = 5000;

@@ -2,11 +2,9 @@
 //! day or month, counted exactly by the key's object. This is the arithmetic: the periods and
 //! the count; the object ([`crate::core::keystate`]) keeps the count, the glue carries it.
 
-use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-/// Largest `runs` accepted (a trigger quota above this is no quota in practice).
-pub const MAX_QUOTA_RUNS: u32 = 100_000_000;
+pub use crate::core::limits::{Period, Quota, MAX_QUOTA_RUNS};
 
 /// The share of a period's runs whose use is reported ahead of exhaustion (`quota.threshold`,
 /// docs/CONTRACT.md section 14): early enough for a user to act before triggers are refused.
@@ -17,64 +15,6 @@ pub const THRESHOLD_PERCENT: u32 = 80;
 pub fn threshold_runs(runs: u32) -> u32 {
     let share = (u64::from(runs) * u64::from(THRESHOLD_PERCENT)).div_ceil(100);
     u32::try_from(share).unwrap_or(runs).max(1)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Period {
-    Day,
-    Month,
-}
-
-/// A key's quota: at most `runs` job triggers per `period`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Quota {
-    pub runs: u32,
-    pub period: Period,
-}
-
-impl Quota {
-    /// Whether `self` never allows more than `other` (same period, no more runs).
-    pub fn within(&self, other: &Quota) -> bool {
-        self.period == other.period && self.runs <= other.runs
-    }
-}
-
-fn midnight(date: NaiveDate) -> i64 {
-    date.and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc().timestamp())
-        .unwrap_or(i64::MAX)
-}
-
-fn date_of(now: i64) -> NaiveDate {
-    DateTime::<Utc>::from_timestamp(now, 0)
-        .unwrap_or_default()
-        .date_naive()
-}
-
-impl Period {
-    /// Unix seconds of the start of the period holding `now` (UTC midnight, or the first of
-    /// the month at midnight).
-    pub fn start(self, now: i64) -> i64 {
-        let d = date_of(now);
-        match self {
-            Period::Day => midnight(d),
-            Period::Month => midnight(d.with_day(1).unwrap_or(d)),
-        }
-    }
-
-    /// Unix seconds of the end of the period holding `now` (the next period's start).
-    pub fn end(self, now: i64) -> i64 {
-        let d = date_of(now);
-        let next = match self {
-            Period::Day => d.succ_opt(),
-            Period::Month => d
-                .with_day(1)
-                .and_then(|first| first.checked_add_months(Months::new(1))),
-        };
-        next.map_or(i64::MAX, midnight)
-    }
 }
 
 /// The count of one key's runs in its current period, as its object keeps it.

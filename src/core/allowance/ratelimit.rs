@@ -11,48 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Bounds of a key's `rate_limit` (docs/CONTRACT.md section 4).
-pub const MAX_RATE_REQUESTS: u32 = 1_000_000;
-pub const MAX_RATE_WINDOW_SECS: u32 = 86_400;
-
-/// `rate_limit` of a key: `requests` per `window_seconds`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RateLimit {
-    pub requests: u32,
-    pub window_seconds: u32,
-}
-
-impl RateLimit {
-    /// Parses `DEFAULT_RATE_LIMIT`, e.g. `600/60`.
-    pub fn parse(s: &str) -> Option<Self> {
-        let (r, w) = s.trim().split_once('/')?;
-        let rl = RateLimit {
-            requests: r.trim().parse().ok()?,
-            window_seconds: w.trim().parse().ok()?,
-        };
-        rl.is_valid().then_some(rl)
-    }
-
-    pub fn is_valid(&self) -> bool {
-        (1..=MAX_RATE_REQUESTS).contains(&self.requests)
-            && (1..=MAX_RATE_WINDOW_SECS).contains(&self.window_seconds)
-    }
-
-    /// Whether `self` allows no more than `other`: no larger burst (`requests`) and no higher
-    /// sustained rate (`requests / window_seconds`, compared by cross-multiplication, exact).
-    pub fn within(&self, other: &RateLimit) -> bool {
-        self.requests <= other.requests
-            && u64::from(self.requests) * u64::from(other.window_seconds)
-                <= u64::from(other.requests) * u64::from(self.window_seconds)
-    }
-}
-
-/// `600/60`: the form [`RateLimit::parse`] reads (also how the Worker tells the key's object).
-impl std::fmt::Display for RateLimit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.requests, self.window_seconds)
-    }
-}
+pub use crate::core::limits::{RateLimit, MAX_RATE_REQUESTS, MAX_RATE_WINDOW_SECS};
 
 const MS_PER_SEC: u128 = 1000;
 

@@ -12,21 +12,13 @@ pub const KEY_BODY_BYTES: usize = 32;
 const KEY_BODY_HEX: usize = KEY_BODY_BYTES * 2;
 /// CRC-32 rendered as 8 lowercase hex chars.
 const CHECK_HEX: usize = 8;
-/// Longest allowed `KEY_PREFIX`.
-pub const MAX_PREFIX_LEN: usize = 16;
 /// Body chars shown in a hint after `<prefix>_`.
 const HINT_BODY_CHARS: usize = 6;
 /// Random bytes in a key id (`key_` + 16 hex).
 pub const KEY_ID_BYTES: usize = 8;
 const KEY_ID_PREFIX: &str = "key_";
 
-/// Whether `prefix` is a valid `KEY_PREFIX`: 1–16 chars of `[a-z0-9]`.
-pub fn is_valid_prefix(prefix: &str) -> bool {
-    (1..=MAX_PREFIX_LEN).contains(&prefix.len())
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-}
+pub use crate::core::config::{is_valid_prefix, MAX_PREFIX_LEN};
 
 fn is_lower_hex(s: &str) -> bool {
     s.bytes()

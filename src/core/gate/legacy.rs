@@ -7,8 +7,7 @@ use base64ct::{Base64, Encoding};
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
-/// The value of `LEGACY_KEYS` that turns the package's keys on.
-pub const DRF_API_KEY: &str = "drf-api-key";
+pub use crate::core::config::DRF_API_KEY;
 /// Length bounds of a legacy key's prefix and secret (the package: 8 and 32), `[A-Za-z0-9]`.
 pub const PREFIX_LEN: std::ops::RangeInclusive<usize> = 4..=16;
 pub const SECRET_LEN: std::ops::RangeInclusive<usize> = 16..=128;
