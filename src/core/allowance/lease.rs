@@ -510,6 +510,51 @@ mod tests {
     }
 
     #[test]
+    fn the_table_is_bounded_and_keeps_only_calls_still_in_flight() {
+        let mut t = LeaseTable::default();
+        assert!(t.is_empty());
+        let cap = batch_cap(rl(600, 60), LEASE);
+        for i in 0..MAX_LEASED_KEYS {
+            // Each first request asks its key's object: a call in flight, sent at 0.
+            assert!(matches!(
+                t.take(&format!("k{i}"), 0, LEASE, cap),
+                Take::Ask { .. }
+            ));
+        }
+        assert_eq!(t.len(), MAX_LEASED_KEYS);
+        // One more while every call is still in flight: none is dropped.
+        t.take("late", ASK_TIMEOUT_MS - 1, LEASE, cap);
+        assert_eq!(t.len(), MAX_LEASED_KEYS + 1);
+        // At the timeout every call is presumed lost: all go but the new key's.
+        t.take("new", ASK_TIMEOUT_MS, LEASE, cap);
+        assert_eq!(t.len(), 2, "only calls sent within the timeout stay");
+        assert!(!t.is_empty());
+    }
+
+    #[test]
+    fn a_cached_refusal_ends_exactly_when_a_token_is_back() {
+        let mut t = LeaseTable::default();
+        let refused = Hit::Counted {
+            decision: Decision {
+                allowed: false,
+                limit: 5,
+                remaining: 0,
+                reset_secs: 60,
+                retry_after_secs: 2,
+            },
+            expires_at: None,
+            granted: 0,
+        };
+        t.note_refusal("k", &refused, 1_000);
+        assert!(t.known_refusal("k", 2_999).is_some());
+        assert_eq!(
+            t.known_refusal("k", 3_000),
+            None,
+            "a token is back at 1 000 + 2 s"
+        );
+    }
+
+    #[test]
     fn a_pools_refusal_is_held_at_most_one_lease_period() {
         let mut t = LeaseTable::default();
         let refused = Hit::Counted {
