@@ -358,6 +358,18 @@ impl std::error::Error for Error {}
 pub mod tests {
     use super::*;
 
+    #[test]
+    fn internal_causes_reach_the_log_line_only() {
+        assert_eq!(Error::Unavailable(Cause::KvRead).cause(), Some("kv_read"));
+        assert_eq!(
+            Error::OriginUnavailable(Cause::OriginFetch).cause(),
+            Some("origin_fetch")
+        );
+        assert_eq!(Error::OriginTimeout.cause(), Some("origin_timeout"));
+        assert_eq!(Error::NotFound.cause(), None);
+        assert_eq!(Error::NotFound.to_string(), "not_found");
+    }
+
     /// The field errors of a validation error (the body parsers' unit tests read them); any
     /// other error fails the test.
     pub fn fields(e: Error) -> FieldErrors {

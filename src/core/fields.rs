@@ -58,3 +58,14 @@ pub fn parse_name(v: Option<&Value>, errors: &mut FieldErrors) -> Option<String>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_limits_the_contract_states() {
+        assert_eq!(MAX_MANAGEMENT_BODY_BYTES, 65_536, "64 KiB");
+        assert_eq!(MAX_FORM_BYTES, 4_096);
+    }
+}

@@ -308,6 +308,21 @@ impl IndexMeta {
 pub(crate) mod tests {
     use super::*;
 
+    #[test]
+    fn kv_keeps_an_entry_thirty_days_past_its_end() {
+        assert_eq!(KV_EXPIRY_AFTER_SECS, 2_592_000);
+    }
+
+    #[test]
+    fn a_roll_with_grace_shortens_a_later_expiry_and_keeps_an_earlier_one() {
+        let mut later = record(&["ws1"], &["*"], Some(NOW + 10_000));
+        apply_roll_to_old(&mut later, 60, NOW);
+        assert_eq!(later.expires_at_secs(), Some(NOW + 60));
+        let mut earlier = record(&["ws1"], &["*"], Some(NOW + 30));
+        apply_roll_to_old(&mut earlier, 60, NOW);
+        assert_eq!(earlier.expires_at_secs(), Some(NOW + 30));
+    }
+
     pub const NOW: i64 = 1_800_000_000;
     pub const DEFAULT: RateLimit = RateLimit {
         requests: 600,

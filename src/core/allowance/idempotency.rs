@@ -310,6 +310,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_bounds_the_contract_states() {
+        assert_eq!(IDEMPOTENCY_TTL_MS, 86_400_000, "24 h");
+        assert_eq!(MAX_STORED_BODY_BYTES, 65_536, "64 KiB");
+        assert_eq!(
+            in_flight_lease_ms(30_000),
+            40_000,
+            "the origin timeout plus 10 s"
+        );
+    }
+
+    #[test]
     fn a_body_in_chunks_has_the_fingerprint_of_the_whole() {
         let whole = fingerprint("POST", "/p?q", b"hello world");
         let parts: [&[u8]; 3] = [b"hel", b"lo wo", b"rld"];

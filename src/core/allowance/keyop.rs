@@ -342,6 +342,13 @@ impl Message for IdemRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_trait_gives_the_same_paths() {
+        for op in Op::ALL {
+            assert_eq!(OpTable::path(op), op.path());
+        }
+    }
     use crate::core::idempotency::MAX_STORED_BODY_BYTES;
     use crate::core::ratelimit::Decision;
 

@@ -241,6 +241,15 @@ mod u128_string {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_answer_without_granted_grants_one() {
+        let h: Hit = serde_json::from_str(
+            r#"{"outcome":"counted","decision":{"allowed":true,"limit":5,"remaining":4,"reset_secs":12,"retry_after_secs":0},"expires_at":null}"#,
+        )
+        .unwrap();
+        assert!(matches!(h, Hit::Counted { granted: 1, .. }));
+    }
+
     const RL: RateLimit = RateLimit {
         requests: 2,
         window_seconds: 10,
