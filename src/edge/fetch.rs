@@ -21,7 +21,7 @@ use crate::core::{Cause, Error};
 use super::ctx::load_config;
 use super::http::{self, Req};
 use super::{
-    assertion, imports, key_client, keys, leaks, lease, legacy, notices, pool_gate, pools, proxy,
+    assertion, forward, imports, key_client, keys, leak, lease, legacy, notices, pool, pool_admin,
     settings, store, throttle, trigger, Ctx, Incoming, Reply,
 };
 
@@ -212,7 +212,7 @@ async fn handle(
         return Outcome::of(match route {
             Route::OpenApi => http::raw_json(200, OPENAPI).map(Reply::from),
             Route::Jwks => assertion::jwks_response(&ctx).await.map(Reply::from),
-            Route::Leaks => leaks::report(&ctx, req).await,
+            Route::Leaks => leak::report(&ctx, req).await,
             _ => http::json(200, &serde_json::json!({"status": "ok"})).map(Reply::from),
         });
     };
@@ -240,7 +240,7 @@ async fn handle(
                         Route::ListPools | Route::Pool(..) | Route::PoolUsage(..)
                     ) =>
                 {
-                    pools::manage(&ctx, req, method, query, &route).await
+                    pool_admin::manage(&ctx, req, method, query, &route).await
                 }
                 Ok(()) => keys::manage(&ctx, req, query, &route, &Caller::Admin, None).await,
                 Err(e) => Err(e),
@@ -332,13 +332,12 @@ async fn key_route(
         // What can be refused before the origin call (the query, a declared body too large,
         // no signing secret) is refused before the pools count it: a pool's run is not spent
         // on a call that never leaves.
-        Route::Forward(fwd) => match proxy::prepare(ctx, incoming, fwd.workspace, record) {
+        Route::Forward(fwd) => match forward::prepare(ctx, incoming, fwd.workspace, record) {
             Ok(call) => {
-                let (decision, pooled) =
-                    pool_gate::admit(ctx, wctx, record, fwd, out.decision).await;
+                let (decision, pooled) = pool::admit(ctx, wctx, record, fwd, out.decision).await;
                 out.decision = decision;
                 match pooled {
-                    Ok(()) => proxy::forward_call(ctx, incoming.req, &call).await,
+                    Ok(()) => forward::forward_call(ctx, incoming.req, &call).await,
                     Err(e) => Err(e),
                 }
             }

@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::http::Req;
 use super::http::{json, random, read_body};
-use super::{audit, key_client, keys, store, Ctx, Reply};
+use super::{auditlog, key_client, keys, store, Ctx, Reply};
 use crate::core::details;
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::imports::{fate, parse_import, Fate, Row, RowResult, MAX_IMPORT_BODY_BYTES};
@@ -70,7 +70,7 @@ async fn store_key(ctx: &Ctx, handle: &str, record: &KeyRecord) -> Result<(), Er
     let user = &record.user_id;
     let listed = store::Listed::default();
     let expires_at = record.expires_at_secs();
-    audit::admit_key(ctx, user, &record.id, expires_at, &listed, u64::MAX).await?;
+    auditlog::admit_key(ctx, user, &record.id, expires_at, &listed, u64::MAX).await?;
     let stored = async {
         if record.policy.disabled {
             key_client::set_disabled(ctx, &record.id, true).await?;
@@ -78,14 +78,14 @@ async fn store_key(ctx: &Ctx, handle: &str, record: &KeyRecord) -> Result<(), Er
         store::put(ctx, handle, record).await
     };
     if let Err(e) = stored.await {
-        audit::retire_key(ctx, user, &record.id, None).await;
+        auditlog::retire_key(ctx, user, &record.id, None).await;
         return Err(e);
     }
     let change = Change::new(ChangeKind::Imported, Actor::Admin, user, Some(&record.id))
         .with_details(details::imported(record));
-    if let Err(e) = audit::record(ctx, change).await {
+    if let Err(e) = auditlog::record(ctx, change).await {
         let _ = store::delete(ctx, handle, record).await;
-        audit::retire_key(ctx, user, &record.id, None).await;
+        auditlog::retire_key(ctx, user, &record.id, None).await;
         return Err(e);
     }
     Ok(())

@@ -1,4 +1,4 @@
-//! The Worker's client of the key's Durable Object ([`super::key_object`]): one typed call per
+//! The Worker's client of the key's Durable Object ([`super::keystate_object`]): one typed call per
 //! operation of [`crate::core::keyop`]. Any failure to reach the object, or an answer it
 //! cannot read, is 503 (fail closed).
 

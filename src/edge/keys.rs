@@ -8,7 +8,7 @@ use worker::Response;
 
 use super::http::Req;
 use super::http::{json, random, read_body};
-use super::{audit, key_client, lease, roll, store, Ctx, Reply};
+use super::{auditlog, key_client, lease, roll, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::cap;
 use crate::core::details;
@@ -72,7 +72,7 @@ pub async fn manage(
         Route::RevokeKey(id) => revoke(ctx, id, caller).await,
         Route::RollKey(id) => roll::roll(ctx, req, id, caller, caller_expiry).await,
         Route::UpdateKey(id) => update(ctx, req, id, caller).await,
-        Route::AuditEvents => Ok(json(200, &audit::events(ctx, query, caller).await?)?.into()),
+        Route::AuditEvents => Ok(json(200, &auditlog::events(ctx, query, caller).await?)?.into()),
         Route::KeyUsage(id) => usage(ctx, id, caller).await,
         // Not a management route: `access::need` sends no other route here.
         _ => Err(Error::NotFound),
@@ -94,7 +94,7 @@ pub(super) async fn mint(
     let key = format_key(prefix, &random::<KEY_BODY_BYTES>()?);
     let id = format_key_id(&random::<KEY_ID_BYTES>()?);
     let user_id = new.user_id.clone();
-    audit::admit_key(ctx, &user_id, &id, new.expires_at, listed, max).await?;
+    auditlog::admit_key(ctx, &user_id, &id, new.expires_at, listed, max).await?;
     // Counted now. A create that breaks off before its record is stored (or taken back) leaves
     // an entry that a later admission drops once KV has not listed the key for a while
     // (`auditlog::UNLISTED_GRACE_SECS`).
@@ -110,7 +110,7 @@ pub(super) async fn mint(
     match stored.await {
         Ok((hash, record)) => Ok((key, hash, record)),
         Err(e) => {
-            audit::retire_key(ctx, &user_id, &id, None).await;
+            auditlog::retire_key(ctx, &user_id, &id, None).await;
             Err(e)
         }
     }
@@ -120,7 +120,7 @@ pub(super) async fn mint(
 pub(super) async fn unmint(ctx: &Ctx, hash: &str, record: &KeyRecord) {
     // Best effort: a leftover record is a key nobody holds, refused like any unknown key.
     let _ = store::delete(ctx, hash, record).await;
-    audit::retire_key(ctx, &record.user_id, &record.id, None).await;
+    auditlog::retire_key(ctx, &record.user_id, &record.id, None).await;
 }
 
 /// 201 with the key shown once, never cached. A new key whose runs count in its family's
@@ -163,13 +163,13 @@ async fn create(
     let (key, hash, record) = mint(ctx, new, &live, max).await?;
     let change = Change::new(
         ChangeKind::Created,
-        audit::actor(caller),
+        auditlog::actor(caller),
         &record.user_id,
         Some(&record.id),
     );
     // Unrecorded, the key is not handed out: its record goes again and the client sees 503
     // (nobody holds the plaintext, so a leftover would only be refused like any unknown key).
-    if let Err(e) = audit::record(ctx, change.with_details(details::created(&record))).await {
+    if let Err(e) = auditlog::record(ctx, change.with_details(details::created(&record))).await {
         unmint(ctx, &hash, &record).await;
         return Err(e);
     }
@@ -229,7 +229,7 @@ async fn revoke(ctx: &Ctx, id: &str, caller: &Caller<'_>) -> Result<Reply, Error
     let (hash, mut record) = load(ctx, id, caller).await?;
     let change = Change::new(
         ChangeKind::Revoked,
-        audit::actor(caller),
+        auditlog::actor(caller),
         &record.user_id,
         Some(&record.id),
     );
@@ -265,11 +265,11 @@ pub async fn revoke_record(
     // This isolate's lease of the key ends now; other isolates' within LEASE_MS.
     lease::forget(&record.id);
     // It no longer counts under the per-user cap.
-    audit::retire_key(ctx, &record.user_id, &record.id, None).await;
+    auditlog::retire_key(ctx, &record.user_id, &record.id, None).await;
     // Recorded by every call that got here, not only the first: a retry of a revocation whose
     // object call (or recording) failed after its KV write records it then. Racing and
     // repeated revocations are one entry: a key is revoked once ([`Change::once_per_key`]).
-    if audit::record(ctx, change.once_per_key()).await.is_err() {
+    if auditlog::record(ctx, change.once_per_key()).await.is_err() {
         return Ok(Some(Cause::AuditAfterRevoke));
     }
     Ok(None)
@@ -303,7 +303,7 @@ async fn update(ctx: &Ctx, req: &Req, id: &str, caller: &Caller<'_>) -> Result<R
     if record.expires_at != expiry_before {
         if let Some(t) = record.expires_at_secs() {
             key_client::expire(ctx, &record.id, t).await?;
-            audit::retire_key(ctx, &record.user_id, &record.id, Some(t)).await;
+            auditlog::retire_key(ctx, &record.user_id, &record.id, Some(t)).await;
         }
     }
     if let (Some(disabled), None) = (applied.disabled, flip) {
@@ -316,7 +316,7 @@ async fn update(ctx: &Ctx, req: &Req, id: &str, caller: &Caller<'_>) -> Result<R
     lease::forget(&record.id);
     // The change has taken effect: a failure to record it is noted for the log, not turned
     // into an error that would make the caller send it again (as for a revocation).
-    let actor = audit::actor(caller);
+    let actor = auditlog::actor(caller);
     let mut updated = applied.changed;
     updated.remove("disabled");
     let mut recorded = Ok(());
@@ -327,7 +327,7 @@ async fn update(ctx: &Ctx, req: &Req, id: &str, caller: &Caller<'_>) -> Result<R
             &record.user_id,
             Some(&record.id),
         );
-        recorded = audit::record(ctx, change.with_details(updated.into())).await;
+        recorded = auditlog::record(ctx, change.with_details(updated.into())).await;
     }
     if let Some(disabled) = applied.disabled {
         let kind = ChangeKind::suspension(disabled);
@@ -335,7 +335,7 @@ async fn update(ctx: &Ctx, req: &Req, id: &str, caller: &Caller<'_>) -> Result<R
         if let Some(seq) = flip {
             change = change.once_per_flip(seq);
         }
-        recorded = recorded.and(audit::record(ctx, change).await);
+        recorded = recorded.and(auditlog::record(ctx, change).await);
     }
     Ok(Reply {
         response: json(200, &summary(ctx, &record).await?)?,
@@ -348,7 +348,7 @@ async fn update(ctx: &Ctx, req: &Req, id: &str, caller: &Caller<'_>) -> Result<R
 /// leaked key must never be able to keep its user from revoking it.
 pub(super) async fn take_change(ctx: &Ctx, caller: &Caller<'_>) -> Result<(), Error> {
     match caller.own_user() {
-        Some(user) => audit::take_change(ctx, user).await,
+        Some(user) => auditlog::take_change(ctx, user).await,
         None => Ok(()),
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use worker::{Context, Date, Delay};
 
-use super::{key_client, pool_gate, Ctx};
+use super::{key_client, pool, Ctx};
 use crate::core::keystate::Hit;
 use crate::core::lease::{batch_cap, LeaseTable, Take};
 use crate::core::ratelimit::RateLimit;
@@ -54,13 +54,13 @@ impl Decided {
 #[derive(Clone, Copy)]
 pub enum Subject<'a> {
     Key(&'a KeyRecord),
-    Pool(&'a pool_gate::Leased),
+    Pool(&'a pool::Leased),
 }
 
 /// A [`Subject`] kept for a background renewal, which outlives the request.
 enum Owned {
     Key(KeyRecord),
-    Pool(pool_gate::Leased),
+    Pool(pool::Leased),
 }
 
 impl Owned {
@@ -97,7 +97,7 @@ impl<'a> Subject<'a> {
     async fn ask(self, ctx: &Ctx, want: u32, refused: u32) -> Result<Hit, Error> {
         match self {
             Subject::Key(record) => key_client::hit(ctx, record, want, refused).await,
-            Subject::Pool(p) => pool_gate::ask(ctx, p, want, refused).await,
+            Subject::Pool(p) => pool::ask(ctx, p, want, refused).await,
         }
     }
 

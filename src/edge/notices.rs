@@ -6,7 +6,7 @@ use std::cell::RefCell;
 
 use worker::{console_log, Context};
 
-use super::{audit, Ctx};
+use super::{auditlog, Ctx};
 use crate::core::notices::{self, HourlyNotices, Subject};
 use crate::core::pool::PoolRef;
 use crate::core::quota::{Quota, RunVerdict};
@@ -36,7 +36,7 @@ pub async fn for_run(ctx: &Ctx, record: &KeyRecord, run: Option<&RunVerdict>) ->
     if changes.is_empty() {
         return None;
     }
-    audit::record_many(ctx, &record.user_id, changes)
+    auditlog::record_many(ctx, &record.user_id, changes)
         .await
         .err()
         .map(|_| Cause::AuditQuotaNotice)
@@ -62,7 +62,7 @@ fn rate_limit_exceeded(ctx: &Ctx, wctx: &Context, subject: Subject<'_>, limit: R
     let change = notices::rate_limit_exceeded(&subject, limit, hour);
     let detached = ctx.detached();
     wctx.wait_until(async move {
-        if audit::record(&detached, change.clone()).await.is_err() {
+        if auditlog::record(&detached, change.clone()).await.is_err() {
             let line = serde_json::json!({
                 "level": "error",
                 "notice": "rate_limit.exceeded",
@@ -85,7 +85,7 @@ pub async fn for_pool_run(
     run: &RunVerdict,
 ) -> Option<Cause> {
     for change in notices::run_notices(&Subject::Pool(pool), quota, run) {
-        if audit::record(ctx, change).await.is_err() {
+        if auditlog::record(ctx, change).await.is_err() {
             return Some(Cause::AuditQuotaNotice);
         }
     }

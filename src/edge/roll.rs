@@ -6,7 +6,7 @@
 use super::http::read_body;
 use super::http::Req;
 use super::keys::{apply_by, issued, load, mint, restrict, take_change, unmint};
-use super::{audit, key_client, lease, store, Ctx, Reply};
+use super::{auditlog, key_client, lease, store, Ctx, Reply};
 use crate::core::access::{self, Caller};
 use crate::core::cap;
 use crate::core::details;
@@ -65,8 +65,8 @@ pub(super) async fn roll(
     }
     // The old key stops counting under the cap when revoked, or at its shortened expiry.
     match (&rolled.revoked_at, rolled.expires_at_secs()) {
-        (Some(_), _) => audit::retire_key(ctx, &rolled.user_id, &rolled.id, None).await,
-        (None, Some(t)) => audit::retire_key(ctx, &rolled.user_id, &rolled.id, Some(t)).await,
+        (Some(_), _) => auditlog::retire_key(ctx, &rolled.user_id, &rolled.id, None).await,
+        (None, Some(t)) => auditlog::retire_key(ctx, &rolled.user_id, &rolled.id, Some(t)).await,
         (None, None) => {}
     }
     let note = store::put(ctx, &hash, &rolled)
@@ -75,7 +75,7 @@ pub(super) async fn roll(
         .map(|_| Cause::KvWriteAfterRoll);
     let change = Change::new(
         ChangeKind::Rolled,
-        audit::actor(caller),
+        auditlog::actor(caller),
         &rolled.user_id,
         Some(&rolled.id),
     )
@@ -92,16 +92,16 @@ pub(super) async fn roll(
         let kind = ChangeKind::suspension(new_record.policy.disabled);
         Change::new(
             kind,
-            audit::actor(caller),
+            auditlog::actor(caller),
             &new_record.user_id,
             Some(&new_record.id),
         )
     });
     // The roll has taken effect: a failure to record it is noted, not turned into an error
     // that would make the caller roll again.
-    let mut recorded = audit::record(ctx, change).await;
+    let mut recorded = auditlog::record(ctx, change).await;
     if let Some(change) = suspension {
-        recorded = recorded.and(audit::record(ctx, change).await);
+        recorded = recorded.and(auditlog::record(ctx, change).await);
     }
     let note = match recorded {
         Ok(()) => note,

@@ -12,7 +12,7 @@ use worker::Response;
 
 use super::http::Req;
 use super::http::{json, random, read_body};
-use super::{audit, key_client, keys, session_object, store, throttle, Ctx, Incoming, Reply};
+use super::{auditlog, key_client, keys, session_object, store, throttle, Ctx, Incoming, Reply};
 use crate::core::access::Caller;
 use crate::core::details;
 use crate::core::events::{Actor, Change, ChangeKind};
@@ -50,7 +50,7 @@ pub async fn create(ctx: &Ctx, req: &Req) -> Result<Reply, Error> {
         csrf_token: base64url(&random::<SECRET_BYTES>()?),
     };
     session_object::create(ctx, &hash_secret(&token), &stored).await?;
-    audit::record(
+    auditlog::record(
         ctx,
         session_change(ChangeKind::SessionCreated, &stored.session),
     )
@@ -228,7 +228,7 @@ async fn open(ctx: &Ctx, req: &Req, token: &str) -> Result<Reply, Error> {
     let change = session_change(ChangeKind::SessionOpened, s);
     // The link is used up now: a failure to record the opening is noted, not turned into an
     // error that would leave the user without a session and without a link.
-    let note = audit::record(ctx, change)
+    let note = auditlog::record(ctx, change)
         .await
         .err()
         .map(|_| Cause::AuditAfterOpen);
@@ -246,9 +246,9 @@ async fn open(ctx: &Ctx, req: &Req, token: &str) -> Result<Reply, Error> {
 }
 
 /// `GET /settings/api/audit-events?cursor=&limit=`: the session's user's audit trail.
-/// The same as `GET /v1/audit-events` for a key of the user ([`audit::events`]).
+/// The same as `GET /v1/audit-events` for a key of the user ([`auditlog::events`]).
 async fn audit_events(ctx: &Ctx, query: Option<&str>, caller: &Caller<'_>) -> Result<Reply, Error> {
-    Ok(json(200, &audit::events(ctx, query, caller).await?)?.into())
+    Ok(json(200, &auditlog::events(ctx, query, caller).await?)?.into())
 }
 
 fn redirect(status: u16, to: &str) -> Result<Reply, Error> {

@@ -1,7 +1,7 @@
 //! The job triggers that the key's object counts (docs/CONTRACT.md sections 6 and 13): the
 //! trigger with an `Idempotency-Key` (one object call counts it and opens its record; the
 //! origin's answer is remembered and replayed) and the trigger of a key with a quota. Their
-//! origin calls go through [`super::proxy`]'s `prepare` and `send`.
+//! origin calls go through [`super::forward`]'s `prepare` and `send`.
 
 use std::time::Duration;
 
@@ -10,10 +10,10 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use worker::wasm_bindgen::JsValue;
 use worker::{Context, Date, Delay, Headers, Response, ResponseBuilder};
 
+use super::forward::{forward_call, new_abort, prepare, relay, relayed_headers, send, Call};
 use super::http::Req;
 use super::http::{read_body_held, HeldBody};
-use super::proxy::{forward_call, new_abort, prepare, relay, relayed_headers, send, Call};
-use super::{key_client, lease, notices, pool_gate, Ctx, Incoming, Reply};
+use super::{key_client, lease, notices, pool, Ctx, Incoming, Reply};
 use crate::core::access::{self, Need};
 use crate::core::assertion::body_sha256;
 use crate::core::forward::body_fits;
@@ -86,7 +86,7 @@ pub fn refused_here(
     }
     // A pool's cached refusal: only once the key's own rows allow the call.
     access::authorize(record, need, ctx.client_addr()).ok()?;
-    let (decision, refusal) = pool_gate::known_refusal(ctx, &record.user_id, need.workspace)?;
+    let (decision, refusal) = pool::known_refusal(ctx, &record.user_id, need.workspace)?;
     Some((Some(decision), refusal))
 }
 
@@ -156,7 +156,7 @@ async fn idempotent(
         (Ok(()), Some(Ok(begin))) => {
             let new_run = matches!(begin, Begin::Proceed { .. });
             let (d, pooled) =
-                pool_gate::admit_trigger(ctx, wctx, call.record, need.workspace, decision, new_run)
+                pool::admit_trigger(ctx, wctx, call.record, need.workspace, decision, new_run)
                     .await;
             decision = d;
             if let (Err(_), Begin::Proceed { attempt }) = (&pooled, begin) {
@@ -222,7 +222,7 @@ pub async fn quota_trigger(
     let result = match allowed {
         Ok(()) => {
             let (d, pooled) =
-                pool_gate::admit_trigger(ctx, wctx, record, need.workspace, decision, true).await;
+                pool::admit_trigger(ctx, wctx, record, need.workspace, decision, true).await;
             decision = d;
             match pooled {
                 Ok(_) => forward_call(ctx, incoming.req, &call).await,

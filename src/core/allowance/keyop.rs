@@ -1,5 +1,5 @@
 //! The operations of a key's Durable Object: one table of paths, and a typed question and
-//! answer per operation, shared by the object (`edge::key_object`) and its client
+//! answer per operation, shared by the object (`edge::keystate_object`) and its client
 //! (`edge::key_client`) so that neither spells a path or a message shape of its own.
 //!
 //! Transport: the hot [`Op::Hit`] is a body-less GET, its question (the key's rate limit) in

@@ -1,6 +1,6 @@
 //! The per-user audit log (docs/CONTRACT.md section 12): how entries are keyed in the user's
 //! Durable Object, its cursors, its retention, and the messages between the Worker and the
-//! object. Pure; the object is `edge::user_log`, its client `edge::audit`.
+//! object. Pure; the object is `edge::auditlog_object`, its client `edge::auditlog`.
 //!
 //! Entries are keyed `e/<16 hex of u64::MAX - seq>`, `seq` being assigned by the object one
 //! by one: storage lists keys in ascending order, so the newest entry comes first and a page

@@ -1,6 +1,6 @@
 //! The one place a [`Change`] is recorded: the user's audit trail and, when webhooks are
 //! configured, the event (docs/CONTRACT.md sections 12 and 14). Both go to the user's
-//! [`super::user_log`] object in one call: it stores the entry and keeps the event in its
+//! [`super::auditlog_object`] object in one call: it stores the entry and keeps the event in its
 //! outbox until the queue has it, so an event is never published for a change that was not
 //! recorded, nor lost for one that was.
 

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use worker::{console_log, event, Date, Env, ScheduleContext, ScheduledEvent};
 
-use super::{audit, load_config, store, Ctx};
+use super::{auditlog, load_config, store, Ctx};
 use crate::core::details;
 use crate::core::events::{Actor, Change};
 use crate::core::expiry::{after_page, by_user, dedup, notice, AfterPage, RunTally, SCAN_PAGE};
@@ -82,7 +82,7 @@ async fn run(ctx: &Ctx) -> Result<(RunTally, bool), Error> {
             let sent = changes.len();
             tally.calls += 1;
             // Skipped on failure: the dedup makes a later pass send each exactly once.
-            match audit::record_many(ctx, &user_id, changes).await {
+            match auditlog::record_many(ctx, &user_id, changes).await {
                 Ok(new) => {
                     tally.notices += sent;
                     tally.new_notices += new as usize;

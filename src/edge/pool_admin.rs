@@ -1,12 +1,12 @@
 //! `/v1/pools...` (docs/CONTRACT.md section 17, admin only): a pool's definition written to its
 //! object first (which every grant and run obeys) and then to KV (which tells isolates that it
 //! applies), its figures read from its object, its changes recorded in the audit trail of its
-//! user or workspace. Enforcement is [`super::pool_gate`]'s.
+//! user or workspace. Enforcement is [`super::pool`]'s.
 
 use worker::Response;
 
 use super::http::{json, read_body, Req};
-use super::{audit, key_client, pool_gate, store, Ctx, Reply};
+use super::{auditlog, key_client, pool, store, Ctx, Reply};
 use crate::core::details;
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::fields::MAX_MANAGEMENT_BODY_BYTES;
@@ -65,13 +65,13 @@ async fn put(ctx: &Ctx, req: &Req, pool: &PoolRef) -> Result<Reply, Error> {
     // The object first: once KV shows the pool, the limits it applies are already there.
     set_limits(ctx, pool, Some(limits)).await?;
     store::put_pool(ctx, &stored).await?;
-    pool_gate::changed_here(ctx, pool, Some(limits));
+    pool::changed_here(ctx, pool, Some(limits));
     let kind = match existing {
         Some(_) => ChangeKind::PoolUpdated,
         None => ChangeKind::PoolCreated,
     };
     let change = change(kind, pool).with_details(details::pool(&stored));
-    let note = audit::record(ctx, change)
+    let note = auditlog::record(ctx, change)
         .await
         .err()
         .map(|_| Cause::AuditPool);
@@ -93,9 +93,9 @@ async fn delete(ctx: &Ctx, pool: &PoolRef) -> Result<Reply, Error> {
     // The object first: from this moment no grant or run of the pool is given.
     set_limits(ctx, pool, None).await?;
     store::delete_pool(ctx, pool).await?;
-    pool_gate::changed_here(ctx, pool, None);
+    pool::changed_here(ctx, pool, None);
     let change = change(ChangeKind::PoolDeleted, pool).with_details(details::pool(&existing));
-    let note = audit::record(ctx, change)
+    let note = auditlog::record(ctx, change)
         .await
         .err()
         .map(|_| Cause::AuditPool);

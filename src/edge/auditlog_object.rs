@@ -1,6 +1,6 @@
 //! The per-user Durable Object (`UserLogObject`, one per user, named `user:<user id>`): the
 //! user's audit trail, append-only, and the outbox of the user's webhook events. Keys, cursors
-//! and retention are [`crate::core::auditlog`]'s; the client is [`super::audit`].
+//! and retention are [`crate::core::auditlog`]'s; the client is [`super::auditlog`].
 //!
 //! Why a Durable Object and not KV: one writer per user assigns the order, every read sees
 //! every acknowledged write (KV listings are eventually consistent and ordered by name, not
