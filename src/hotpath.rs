@@ -8,6 +8,7 @@ use crate::core::forward::{accept_request_id, drop_request_header, signature_hea
 use crate::core::key::{check_key, format_key, hash_key};
 use crate::core::keystate::Hit;
 use crate::core::log::LogLine;
+use crate::core::plan::{plan, Plan};
 use crate::core::ratelimit::{gcra, RateLimit};
 use crate::core::record::{KeyRecord, NewKey};
 use crate::core::route::{check_path, resolve, split_url, Route};
@@ -100,6 +101,10 @@ pub fn one_request(f: &Fixture) -> usize {
         return 0;
     };
     if access::credential(&need, false).is_err() || access::usable(&record, f.now).is_err() {
+        return 0;
+    }
+    // The plan the glue follows (a GET: decided from the key's lease).
+    if plan(&route, &record, None) != Plan::Lease {
         return 0;
     }
     // What the key's object does for the request (GCRA), then the decision the glue applies.
