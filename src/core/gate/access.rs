@@ -445,6 +445,88 @@ pub fn restrict_to_session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    mod rows_by_name {
+        use super::super::*;
+        use crate::core::manage::session::tests::session;
+        use crate::core::ratelimit::Decision;
+        use crate::core::record::tests::{new_key, record, NOW};
+
+        fn counted_hit(expires_at: Option<i64>) -> Hit {
+            Hit::Counted {
+                decision: Decision {
+                    allowed: true,
+                    limit: 5,
+                    remaining: 4,
+                    reset_secs: 12,
+                    retry_after_secs: 0,
+                },
+                expires_at,
+                granted: 1,
+            }
+        }
+
+        #[test]
+        fn the_objects_decision_and_expiry_are_read_from_a_counted_answer_only() {
+            assert_eq!(counted(&counted_hit(None)).map(|d| d.remaining), Some(4));
+            assert_eq!(counted(&Hit::Revoked), None);
+            assert_eq!(object_expiry(&counted_hit(Some(42))), Some(42));
+            assert_eq!(object_expiry(&counted_hit(None)), None);
+            assert_eq!(object_expiry(&Hit::Disabled), None);
+        }
+
+        #[test]
+        fn row_permission_in_authorize_before_the_object_call() {
+            let r = record(&["ws1"], &["jobs:read"], None);
+            let need = |permission| Need {
+                admin: false,
+                key: true,
+                permission: Some(permission),
+                workspace: Some("ws1"),
+            };
+            assert_eq!(authorize(&r, &need("jobs:read"), None), Ok(()));
+            let e = authorize(&r, &need("jobs:run"), None).unwrap_err();
+            assert_eq!(e.code(), "permission_denied");
+            let keys = authorize(&r, &need(PERM_KEYS_READ), None).unwrap_err();
+            assert_eq!(
+                keys,
+                Error::PermissionDenied("This route needs the api_keys:read permission.")
+            );
+        }
+
+        #[test]
+        fn who_suspended_a_key_is_named_by_the_caller() {
+            let k = record(&["ws1"], &["*"], None);
+            let s = session();
+            assert_eq!(disabled_by(&Caller::Admin), DISABLED_BY_ADMIN);
+            assert_eq!(disabled_by(&Caller::Key(&k)), k.id);
+            assert_eq!(disabled_by(&Caller::Session(&s)), DISABLED_BY_SESSION);
+        }
+
+        #[test]
+        fn a_creator_may_mint_a_key_expiring_with_it_or_sooner() {
+            let creator = record(&["ws1"], &["*"], Some(NOW + 1_000));
+            let mut same = new_key(&["ws1"], &["jobs:read"], Some(NOW + 1_000));
+            assert_eq!(restrict_to_creator(&creator, None, &mut same), Ok(()));
+            let mut later = new_key(&["ws1"], &["jobs:read"], Some(NOW + 1_001));
+            assert!(restrict_to_creator(&creator, None, &mut later).is_err());
+        }
+
+        #[test]
+        fn a_session_may_name_its_own_email() {
+            let s = session();
+            let mut new = new_key(&["ws1"], &["jobs:read"], Some(NOW + 3_600));
+            new.user_id = s.user_id.clone();
+            new.email = Some(s.email.clone());
+            let rate = RateLimit {
+                requests: 600,
+                window_seconds: 60,
+            };
+            assert_eq!(restrict_to_session(&s, NOW, rate, &mut new), Ok(()));
+            new.email = Some("someone@else.example".into());
+            assert!(restrict_to_session(&s, NOW, rate, &mut new).is_err());
+        }
+    }
     use crate::core::record::tests::{new_key, record, DEFAULT, NOW};
     use crate::core::route::resolve;
     use crate::core::time::format_time;

@@ -282,6 +282,49 @@ mod tests {
     }
 
     #[test]
+    fn a_signing_jwk_at_its_bounds() {
+        let (_, ok) = key(3, &"k".repeat(MAX_KID));
+        assert!(
+            parse_signing_key(&ok).is_ok(),
+            "a kid of {MAX_KID} characters"
+        );
+        let (_, long) = key(3, &"k".repeat(MAX_KID + 1));
+        assert!(parse_signing_key(&long).is_err());
+        // x of another key, y of this one: not this key's public half.
+        let (_, a) = key(3, "a");
+        let (_, b) = key(4, "b");
+        let mut mixed: Value = serde_json::from_str(&a).unwrap();
+        let other: Value = serde_json::from_str(&b).unwrap();
+        mixed["x"] = other["x"].clone();
+        assert!(parse_signing_key(&mixed.to_string()).is_err());
+        // A coordinate of 31 bytes.
+        let mut short: Value = serde_json::from_str(&a).unwrap();
+        short["y"] = Value::from(Base64UrlUnpadded::encode_string(&[7u8; 31]));
+        assert!(parse_signing_key(&short.to_string()).is_err());
+    }
+
+    #[test]
+    fn at_most_four_public_keys() {
+        let public = |seed: u8| {
+            let (_, jwk) = key(seed, &format!("p{seed}"));
+            let mut v: Value = serde_json::from_str(&jwk).unwrap();
+            v.as_object_mut().unwrap().remove("d");
+            v["key_ops"] = serde_json::json!(["verify"]);
+            v
+        };
+        let set = |n: u8| {
+            serde_json::json!({"keys": (1..=n).map(public).collect::<Vec<_>>()}).to_string()
+        };
+        assert_eq!(
+            parse_public_keys(&set(MAX_PUBLIC_KEYS as u8))
+                .unwrap()
+                .len(),
+            MAX_PUBLIC_KEYS
+        );
+        assert!(parse_public_keys(&set(MAX_PUBLIC_KEYS as u8 + 1)).is_err());
+    }
+
+    #[test]
     fn the_addressed_origin_is_scheme_and_authority() {
         assert_eq!(
             origin_of("https://k.example.com/developers/x?y=1"),

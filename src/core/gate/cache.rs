@@ -88,4 +88,30 @@ mod tests {
         assert!(c.len() <= MAX_CACHED_RECORDS);
         assert!(c.get(&format!("h{}", MAX_CACHED_RECORDS + 9), 1).is_some());
     }
+
+    #[test]
+    fn a_full_cache_drops_stale_records_first_and_keeps_fresh_ones() {
+        let mut c = RecordCache::default();
+        let half = MAX_CACHED_RECORDS / 2;
+        for i in 0..half {
+            c.insert(&format!("stale{i}"), rec("key_a"), 0, 100);
+        }
+        // Ends exactly now: no longer fresh, dropped too.
+        c.insert("edge", rec("key_a"), 0, 1_000);
+        for i in 0..MAX_CACHED_RECORDS - half - 1 {
+            c.insert(&format!("fresh{i}"), rec("key_a"), 500, 60_000);
+        }
+        assert_eq!(c.len(), MAX_CACHED_RECORDS);
+        // Replacing a cached record does not make room.
+        c.insert("fresh0", rec("key_b"), 1_000, 60_000);
+        assert_eq!(c.len(), MAX_CACHED_RECORDS);
+        c.insert("new", rec("key_a"), 1_000, 60_000);
+        assert_eq!(
+            c.len(),
+            MAX_CACHED_RECORDS - half,
+            "stale and ending ones dropped"
+        );
+        assert!(c.get("fresh1", 1_000).is_some(), "fresh ones kept");
+        assert!(!c.is_empty());
+    }
 }
