@@ -510,6 +510,64 @@ mod tests {
     }
 
     #[test]
+    fn the_next_batch_doubles_only_for_a_hot_key() {
+        let e = |used, granted, at| Entry {
+            used_since_grant: used,
+            granted_last: granted,
+            granted_at_ms: at,
+            ..Entry::default()
+        };
+        // Half of 10 used within half a lease (500 ms): double.
+        assert_eq!(e(5, 10, 1_000).demand(1_499, LEASE, 100), 20);
+        assert_eq!(
+            e(5, 10, 1_000).demand(1_499, LEASE, 15),
+            15,
+            "never above the cap"
+        );
+        // At half a lease, or with less than half used: what was used.
+        assert_eq!(e(5, 10, 1_000).demand(1_500, LEASE, 100), 5);
+        assert_eq!(e(4, 10, 1_000).demand(1_100, LEASE, 100), 4);
+        assert_eq!(
+            e(0, 10, 1_000).demand(1_100, LEASE, 100),
+            1,
+            "an idle isolate asks for one"
+        );
+    }
+
+    #[test]
+    fn a_batch_is_spent_token_by_token_and_renewed_once_ahead_of_need() {
+        let mut t = LeaseTable::default();
+        let cap = 10;
+        assert!(matches!(t.take("k", 0, LEASE, cap), Take::Ask { .. }));
+        // The object grants 4: the asking request uses one, three are kept.
+        let four = match ten_tokens(6, 60, None) {
+            Hit::Counted {
+                decision,
+                expires_at,
+                ..
+            } => Hit::Counted {
+                decision,
+                expires_at,
+                granted: 4,
+            },
+            other => other,
+        };
+        t.granted("k", &four, 0, LEASE, true);
+        let renewals: Vec<Option<u32>> = (1..=3)
+            .map(|i| match t.take("k", i, LEASE, cap) {
+                Take::Decided { renew, .. } => renew,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // Half of the 4 granted are spent at the first use from the lease (the asking request
+        // used one): one renewal then, none while it is in flight.
+        assert!(renewals[0].is_some(), "{renewals:?}");
+        assert_eq!(&renewals[1..], [None, None]);
+        // The kept tokens are spent: the next request must wait for the renewal in flight.
+        assert!(matches!(t.take("k", 4, LEASE, cap), Take::Wait));
+    }
+
+    #[test]
     fn the_table_is_bounded_and_keeps_only_calls_still_in_flight() {
         let mut t = LeaseTable::default();
         assert!(t.is_empty());
