@@ -275,6 +275,30 @@ fn parse_origin(raw: &str) -> Result<String, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_of_kv_cache_ttl_lease_ms_and_an_ipv6_origin() {
+        let with = |name: &'static str, value: &'static str| {
+            Config::from_vars(move |n| match n {
+                n if n == name => Some(value.to_owned()),
+                "ORIGIN_URL" => Some("http://127.0.0.1:9".to_owned()),
+                _ => None,
+            })
+        };
+        assert!(with("KV_CACHE_TTL", "30").is_ok(), "KV's minimum itself");
+        assert!(with("KV_CACHE_TTL", "29").is_err());
+        assert!(
+            with("LEASE_MS", "5000").is_ok(),
+            "the largest LEASE_MS itself"
+        );
+        assert!(with("LEASE_MS", "5001").is_err());
+        assert!(with("ORIGIN_URL", "http://[::1]:8080").is_ok());
+        assert!(
+            with("ORIGIN_URL", "http://[]:8080").is_err(),
+            "an empty IPv6 literal"
+        );
+        assert!(with("ORIGIN_URL", "http://[::1:8080").is_err());
+    }
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {

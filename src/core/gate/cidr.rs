@@ -131,6 +131,17 @@ pub fn subset(outer: &[String], inner: &[String]) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_mapped_ipv6_block_is_its_ipv4_block_from_prefix_96() {
+        let at96 = Block::parse("::ffff:10.0.0.0/96").unwrap();
+        assert_eq!(at96.to_string(), "0.0.0.0/0");
+        let at95 = Block::parse("::ffff:10.0.0.0/95").unwrap();
+        assert!(
+            at95.to_string().contains(':'),
+            "{at95}: stays an IPv6 block"
+        );
+    }
+
     fn canon(s: &str) -> Option<String> {
         Block::parse(s).map(|b| b.to_string())
     }

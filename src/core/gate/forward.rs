@@ -226,6 +226,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_held_bodies_budget_is_32_mib() {
+        assert_eq!(HELD_BODIES_BUDGET, 33_554_432);
+    }
+
+    #[test]
     fn bodies_are_cut_at_the_limit() {
         assert!(body_fits(0, 10, 10));
         assert!(!body_fits(0, 11, 10));
