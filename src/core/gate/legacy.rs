@@ -315,6 +315,47 @@ impl CheckSlot {
 mod tests {
     use super::*;
 
+    #[test]
+    fn pbkdf2_iterations_and_salts_at_their_bounds() {
+        let b64 = Base64::encode_string(&[7u8; 32]);
+        let hash = |iterations: &str, salt: &str| {
+            StoredHash::parse(&format!("pbkdf2_sha256${iterations}${salt}${b64}"))
+        };
+        assert!(hash("1000", "s").is_ok());
+        for bad in ["", "01000", "+1000", "10000000000"] {
+            assert_eq!(
+                hash(bad, "s").err(),
+                Some(HashProblem::MalformedHash),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            hash("1500001", "s").err(),
+            Some(HashProblem::TooManyIterations)
+        );
+        assert!(
+            hash("1000", &"s".repeat(128)).is_ok(),
+            "a salt of 128 characters"
+        );
+        for bad in [String::new(), "s".repeat(129), "a b".to_owned()] {
+            assert_eq!(
+                hash("1000", &bad).err(),
+                Some(HashProblem::MalformedHash),
+                "{bad:?}"
+            );
+        }
+        assert!(is_pbkdf2(&format!("pbkdf2_sha256$1000$s${b64}")));
+        assert!(!is_pbkdf2("sha512$$abc"));
+    }
+
+    #[test]
+    fn problems_and_engines_have_their_names() {
+        assert!(HashProblem::TooManyIterations.detail().contains("1500000"));
+        assert!(HashProblem::MalformedHash.detail().contains("well-formed"));
+        assert_eq!(Engine::WebCrypto.log_name(), "pbkdf2_webcrypto");
+        assert_eq!(Engine::Wasm.log_name(), "pbkdf2_wasm");
+    }
+
     // Made here, never real: a prefix and secret of the package's shape.
     const PREFIX: &str = "Ab12Cd34";
     const KEY: &str = "Ab12Cd34.q1w2e3r4t5y6u7i8o9p0AaSsDdFfGgHh";
