@@ -344,6 +344,80 @@ fn is_run_like(after_jobs: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn pool_routes_admin_paths_and_their_methods() {
+        use crate::core::pool::PoolKind;
+        assert_eq!(resolve("GET", "/v1/pools"), Ok(Route::ListPools));
+        assert_eq!(resolve("GET", "/v1/pools/"), Ok(Route::ListPools));
+        assert_eq!(
+            resolve("PUT", "/v1/pools/users/alice"),
+            Ok(Route::Pool(PoolKind::User, "alice"))
+        );
+        for method in ["GET", "HEAD", "DELETE"] {
+            assert_eq!(
+                resolve(method, "/v1/pools/workspaces/ws1"),
+                Ok(Route::Pool(PoolKind::Workspace, "ws1"))
+            );
+        }
+        assert_eq!(
+            resolve("POST", "/v1/pools/users/alice"),
+            Err(Error::MethodNotAllowed("GET, HEAD, PUT, DELETE"))
+        );
+        assert_eq!(
+            resolve("GET", "/v1/pools/users/alice/usage"),
+            Ok(Route::PoolUsage(PoolKind::User, "alice"))
+        );
+        assert_eq!(
+            resolve("PUT", "/v1/pools/users/alice/usage"),
+            Err(Error::MethodNotAllowed(ALLOW_READ))
+        );
+        for missing in [
+            "/v1/pools/users",
+            "/v1/pools/users/",
+            "/v1/pools/teams/x",
+            "/v1/poolsx",
+            "/v1/pools/users/a/b",
+        ] {
+            assert_eq!(resolve("GET", missing), Err(Error::NotFound), "{missing}");
+        }
+        assert_eq!(resolve("POST", "/v1/leaks"), Ok(Route::Leaks));
+        assert_eq!(
+            resolve("GET", "/"),
+            Err(Error::NotFound),
+            "the root is not trimmed away"
+        );
+    }
+
+    #[test]
+    fn lowercase_percent_encoding_decodes_like_uppercase() {
+        assert_eq!(
+            check_path("/developers/workspaces/ws1/jobs/a%2fb"),
+            Err(Error::InvalidPath)
+        );
+        assert_eq!(
+            check_path("/developers/workspaces/ws1/jobs/a%2Fb"),
+            Err(Error::InvalidPath)
+        );
+        assert_eq!(
+            check_path("/developers/workspaces/ws1/jobs/%7e"),
+            Err(Error::InvalidPath),
+            "an encoded unreserved ~"
+        );
+        assert_eq!(check_path("/developers/workspaces/ws1/jobs/a%20b"), Ok(()));
+        assert_eq!(
+            [b'0', b'9', b'a', b'f', b'A', b'F', b'g'].map(hex_val),
+            [
+                Some(0),
+                Some(9),
+                Some(10),
+                Some(15),
+                Some(10),
+                Some(15),
+                None
+            ]
+        );
+    }
+
     fn fwd(method: &str, path: &str) -> Result<(&'static str, Option<String>, bool), Error> {
         match resolve(method, path)? {
             Route::Forward(f) => Ok((f.permission, f.workspace.map(str::to_owned), f.job_run)),
@@ -655,5 +729,17 @@ mod tests {
             assert_eq!(check_path(path), Err(Error::InvalidPath), "{path}");
         }
         assert_eq!(check_path("/developers/workspaces/ws1/jobs/a%20b"), Ok(()));
+        assert_eq!(
+            [b'0', b'9', b'a', b'f', b'A', b'F', b'g'].map(hex_val),
+            [
+                Some(0),
+                Some(9),
+                Some(10),
+                Some(15),
+                Some(10),
+                Some(15),
+                None
+            ]
+        );
     }
 }
