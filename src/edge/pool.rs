@@ -48,10 +48,14 @@ pub async fn applying(
     for (kind, id) in applicable(user_id, workspace) {
         let now = Date::now().as_millis();
         let known = DIRECTORY.with(|d| d.borrow().lookup(kind, id, now));
+        if known == Known::Fresh(None) {
+            // Known to have no pool: nothing is built.
+            continue;
+        }
+        let pool = PoolRef::parse(kind, id)?;
         let limits = match known {
             Known::Fresh(limits) => limits,
             Known::Stale(_) => {
-                let pool = PoolRef::parse(kind, id)?;
                 ctx.count_pool_calls(1);
                 let name = pool.storage_name();
                 let held = key_client::call(ctx, &name, PoolStatusQuery {})
@@ -61,17 +65,13 @@ pub async fn applying(
                 held
             }
             Known::Unknown => {
-                let pool = PoolRef::parse(kind, id)?;
                 let read = store::pool(ctx, &pool, true).await?.map(|p| p.limits());
                 remember(&pool, read, now, ctx.config.lease_ms);
                 read
             }
         };
         if let Some(limits) = limits {
-            out.push(Applying {
-                pool: PoolRef::parse(kind, id)?,
-                limits,
-            });
+            out.push(Applying { pool, limits });
         }
     }
     Ok(out)

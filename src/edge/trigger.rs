@@ -25,7 +25,7 @@ use crate::core::names::{
     CONTENT_LENGTH, CONTENT_TYPE, IDEMPOTENCY_KEY, IDEMPOTENT_BODY_OMITTED, IDEMPOTENT_REPLAYED,
     JSON_TYPE,
 };
-use crate::core::quota::Quota;
+use crate::core::quota::{Quota, RunVerdict};
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
 use crate::core::route::Forward;
@@ -151,7 +151,7 @@ async fn idempotent(
         (Ok(()), Some(Ok(Begin::Proceed { .. })))
     )
     .then(|| KeepAlive::new(wctx));
-    let mut given_back = false;
+    let mut kept = run;
     let pooled = match (&allowed, &begun) {
         (Ok(()), Some(Ok(begin))) => {
             let new_run = matches!(begin, Begin::Proceed { .. });
@@ -164,10 +164,7 @@ async fn idempotent(
                 // the key's run goes back (a request a pool refuses spends no key quota).
                 let key_id = &call.record.id;
                 let _ = key_client::idem_complete(ctx, key_id, &slot, &fp, *attempt, None).await;
-                if let Some(taken) = run.filter(|r| r.allowed) {
-                    key_client::refund_run(ctx, call.record.quota_counter(), taken.start).await;
-                    given_back = true;
-                }
+                kept = give_back(ctx, call.record, run).await;
             }
             pooled
         }
@@ -182,8 +179,6 @@ async fn idempotent(
             None => Err(Error::Unavailable(Cause::DurableObject)),
         },
     };
-    // A run a pool refused was given back: it reached no threshold.
-    let kept = run.filter(|_| !given_back);
     let result = noted(
         result,
         notices::for_run(ctx, call.record, kept.as_ref()).await,
@@ -218,7 +213,7 @@ pub async fn quota_trigger(
     let mut decision = access::counted(&verdict);
     let allowed = access::decide_key(record, ctx.now, &verdict, need, client)
         .and_then(|()| access::quota(run.as_ref()));
-    let mut given_back = false;
+    let mut kept = run;
     let result = match allowed {
         Ok(()) => {
             let (d, pooled) =
@@ -227,21 +222,28 @@ pub async fn quota_trigger(
             match pooled {
                 Ok(_) => forward_call(ctx, incoming.req, &call).await,
                 Err(e) => {
-                    // A request a pool refuses spends no key quota: its run goes back.
-                    if let Some(taken) = run.filter(|r| r.allowed) {
-                        key_client::refund_run(ctx, record.quota_counter(), taken.start).await;
-                        given_back = true;
-                    }
+                    kept = give_back(ctx, record, run).await;
                     Err(e)
                 }
             }
         }
         Err(e) => Err(e),
     };
-    // A run a pool refused was given back: it reached no threshold.
-    let kept = run.filter(|_| !given_back);
     let note = notices::for_run(ctx, record, kept.as_ref()).await;
     (decision, noted(result, note))
+}
+
+/// A trigger a pool refused spends no key quota (docs/CONTRACT.md section 17): the key's run, if
+/// one was taken, goes back. Returns the run still counted, for the notices: none once given
+/// back (a run given back reached no threshold).
+async fn give_back(ctx: &Ctx, record: &KeyRecord, run: Option<RunVerdict>) -> Option<RunVerdict> {
+    match run {
+        Some(taken) if taken.allowed => {
+            key_client::refund_run(ctx, record.quota_counter(), taken.start).await;
+            None
+        }
+        other => other,
+    }
 }
 
 /// A successful reply carries `note` for the log line (an error's cause is its own).
