@@ -12,8 +12,8 @@ use worker::Response;
 use super::http::{new_request_id, raw_json};
 use super::{config_error, subtle, Ctx};
 use crate::core::assertion::{
-    compact, jwks, parse_public_keys, parse_signing_key, signing_input, Claims, SigningJwk,
-    ASSERTION_TTL_SECS, JWKS_CACHE_CONTROL,
+    compact, jwks, parse_public_keys, parse_signing_key, signing_input, Claims, PublicJwk,
+    SigningJwk, ASSERTION_TTL_SECS, JWKS_CACHE_CONTROL,
 };
 use crate::core::names::CACHE_CONTROL;
 use crate::core::Error;
@@ -56,9 +56,15 @@ pub async fn signer(ctx: &Ctx, text: &str) -> Result<Rc<Signer>, Error> {
         ));
     }
     let jwk = parse_signing_key(text).map_err(config_error)?;
-    let key = import(&jwk.private_json)
-        .await
-        .map_err(|_| config_error("ASSERTION_SIGNING_KEY could not be imported".into()))?;
+    // WebCrypto's import checks what the core does not: that the point is on P-256 and `d`
+    // belongs to it.
+    let key = import(&jwk.private_json, "sign").await.map_err(|_| {
+        config_error(
+            "ASSERTION_SIGNING_KEY: d does not belong to x, y, or the point is not on P-256 \
+             (WebCrypto refused the key)"
+                .into(),
+        )
+    })?;
     let algorithm = subtle::object(&[
         ("name", JsValue::from("ECDSA")),
         ("hash", JsValue::from("SHA-256")),
@@ -74,13 +80,14 @@ pub async fn signer(ctx: &Ctx, text: &str) -> Result<Rc<Signer>, Error> {
     Ok(signer)
 }
 
-async fn import(private_json: &str) -> Result<JsValue, Error> {
-    let jwk = worker::js_sys::JSON::parse(private_json).map_err(|_| Error::Internal)?;
+/// A P-256 JWK imported into WebCrypto for `usage` ("sign" or "verify").
+async fn import(jwk_json: &str, usage: &str) -> Result<JsValue, Error> {
+    let jwk = worker::js_sys::JSON::parse(jwk_json).map_err(|_| Error::Internal)?;
     let algorithm = subtle::object(&[
         ("name", JsValue::from("ECDSA")),
         ("namedCurve", JsValue::from("P-256")),
     ])?;
-    let usages: JsValue = Array::of1(&"sign".into()).into();
+    let usages: JsValue = Array::of1(&usage.into()).into();
     let args = Array::of5(&"jwk".into(), &jwk, &algorithm, &JsValue::FALSE, &usages);
     subtle::call("importKey", args).await
 }
@@ -132,9 +139,34 @@ pub async fn sign(
     Ok(compact(&input, &Uint8Array::new(&signature).to_vec()))
 }
 
+thread_local! {
+    /// The `ASSERTION_PUBLIC_KEYS` text whose keys WebCrypto accepted in this isolate.
+    static PUBLIC_KEYS_CHECKED: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// `ASSERTION_PUBLIC_KEYS`, parsed, each key's point checked on P-256 by WebCrypto's import
+/// once per isolate: a key no verifier could use is a configuration error, not a published key.
+async fn public_keys(ctx: &Ctx) -> Result<Vec<PublicJwk>, Error> {
+    let text = &ctx.config.assertion_public_keys;
+    let keys = parse_public_keys(text).map_err(config_error)?;
+    if PUBLIC_KEYS_CHECKED.with(|c| c.borrow().as_deref() == Some(text.as_str())) {
+        return Ok(keys);
+    }
+    for key in &keys {
+        if import(&key.to_json().to_string(), "verify").await.is_err() {
+            return Err(config_error(format!(
+                "ASSERTION_PUBLIC_KEYS: the key \"{}\" is not a point on P-256 (WebCrypto refused it)",
+                key.kid
+            )));
+        }
+    }
+    PUBLIC_KEYS_CHECKED.with(|c| *c.borrow_mut() = Some(text.clone()));
+    Ok(keys)
+}
+
 /// `GET /.well-known/jwks.json`: the signing key's public half and `ASSERTION_PUBLIC_KEYS`.
 pub async fn jwks_response(ctx: &Ctx) -> Result<Response, Error> {
-    let others = parse_public_keys(&ctx.config.assertion_public_keys).map_err(config_error)?;
+    let others = public_keys(ctx).await?;
     let signing = match configured(ctx) {
         Some(text) => Some(signer(ctx, &text).await?),
         None => None,

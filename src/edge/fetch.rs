@@ -18,15 +18,13 @@ use crate::core::route::{check_path, resolve, split_url, Route};
 use crate::core::settings::{self as settings_paths, is_settings_path, Settings, SECURITY_HEADERS};
 use crate::core::{Cause, Error};
 
+use super::assets::{self, File};
 use super::ctx::load_config;
 use super::http::{self, Req};
 use super::{
     assertion, forward, imports, key_client, keys, leak, lease, legacy, notices, pool, pool_admin,
     settings, store, throttle, trigger, Ctx, Incoming, Reply,
 };
-
-/// The contract, served at `/v1/openapi.json` (and checked by schemathesis in `make test`).
-const OPENAPI: &str = include_str!("../../api/openapi.json");
 
 /// What one request came to: everything its response headers and its log line need, returned
 /// as a value by each stage rather than set aside on the side.
@@ -210,7 +208,8 @@ async fn handle(
     };
     let Some(need) = access::need(&route) else {
         return Outcome::of(match route {
-            Route::OpenApi => http::raw_json(200, OPENAPI).map(Reply::from),
+            // The contract (checked by schemathesis in `make test`), a static asset.
+            Route::OpenApi => assets::respond(&ctx, File::OpenApi).await.map(Reply::from),
             Route::Jwks => assertion::jwks_response(&ctx).await.map(Reply::from),
             Route::Leaks => leak::report(&ctx, req).await,
             _ => http::json(200, &serde_json::json!({"status": "ok"})).map(Reply::from),

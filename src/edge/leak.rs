@@ -1,6 +1,6 @@
 //! `POST /v1/leaks`: GitHub secret scanning's partner alerts (docs/CONTRACT.md section 14).
 //! No `Authorization`: the signature over the raw body is the authentication, checked by
-//! [`crate::core::leak`] before the body is even parsed. Each reported key that keygate knows
+//! [`crate::core::leak`] and the runtime's WebCrypto before the body is even parsed. Each reported key that keygate knows
 //! is revoked through the same path as `DELETE /v1/api-keys/{id}` and recorded as
 //! `key.leaked`. Tokens are never logged: the log line of this route names no token.
 
@@ -8,11 +8,11 @@ use futures_util::future::join_all;
 
 use super::http::Req;
 use super::http::{json, read_body};
-use super::{keys, store, Ctx, Reply};
+use super::{keys, store, subtle, Ctx, Reply};
 use crate::core::details;
 use crate::core::events::{Actor, Change, ChangeKind};
 use crate::core::key::{check_key, hash_key};
-use crate::core::leak::{parse_keys, parse_report, verify, Label, Reported, MAX_REPORT_BYTES};
+use crate::core::leak::{check, parse_keys, parse_report, Label, Reported, MAX_REPORT_BYTES};
 use crate::core::names::{GITHUB_KEY_IDENTIFIER, GITHUB_KEY_SIGNATURE};
 use crate::core::{Cause, Error};
 
@@ -20,12 +20,14 @@ pub async fn report(ctx: &Ctx, req: &Req) -> Result<Reply, Error> {
     let body = read_body(req, MAX_REPORT_BYTES).await?;
     let header = |name| req.headers().get(name).ok().flatten();
     let public_keys = parse_keys(ctx.config.secret_scanning_keys.as_deref());
-    verify(
+    let signed = check(
         &public_keys,
         header(GITHUB_KEY_IDENTIFIER).as_deref(),
         header(GITHUB_KEY_SIGNATURE).as_deref(),
-        &body,
     )?;
+    if !subtle::verify_p256(signed.spki, &signed.signature, &body).await? {
+        return Err(Error::InvalidSignature);
+    }
     let reported = parse_report(&body)?;
     // Each distinct token once (GitHub reports a token found in several places several times):
     // concurrent revocations of one key would race on its KV record, whose writes KV limits to

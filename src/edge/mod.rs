@@ -31,6 +31,7 @@
 //!   [`crate::core::Cause`].
 
 mod assertion;
+mod assets;
 mod auditlog;
 mod auditlog_object;
 mod ctx;

@@ -10,6 +10,7 @@
 
 use worker::Response;
 
+use super::assets::{self, File};
 use super::http::Req;
 use super::http::{json, random, read_body};
 use super::{auditlog, key_client, keys, session_object, store, throttle, Ctx, Incoming, Reply};
@@ -30,11 +31,6 @@ use crate::core::switch;
 use crate::core::time::format_time;
 use crate::core::{Cause, Error};
 
-const INDEX_HTML: &str = include_str!("../../web/settings/index.html");
-const APP_JS: &str = include_str!("../../web/settings/app.js");
-const APP_CSS: &str = include_str!("../../web/settings/app.css");
-/// The page that asks before another user's link replaces this browser's session.
-const SWITCH_HTML: &str = include_str!("../../web/settings/switch.html");
 /// `POST /v1/settings-sessions` (admin): stores the session in its own object, named by the
 /// SHA-256 of a fresh link token, records the issue in the user's audit trail, and answers the
 /// link (the only place the token appears). If the record cannot be written the link is not
@@ -95,7 +91,7 @@ pub async fn handle(
     } = incoming;
     match route {
         Settings::ToPage => redirect(308, PATH_PAGE),
-        Settings::Asset(asset) => asset_response(asset),
+        Settings::Asset(asset) => asset_response(ctx, asset).await,
         Settings::Open => {
             throttle::require_binding(ctx)?;
             let token = link_token(query).ok_or(Error::LinkExpired)?;
@@ -208,7 +204,10 @@ async fn ask_first(ctx: &Ctx, req: &Req, token: &str) -> Option<Reply> {
     if !switch::must_ask(&current.session, &link) {
         return None;
     }
-    let page = switch::render(SWITCH_HTML, &current.session, &link, token);
+    // The page that asks before another user's link replaces this browser's session.
+    let template = assets::read(ctx, File::SettingsSwitch).await.ok()?;
+    let template = String::from_utf8(template).ok()?;
+    let page = switch::render(&template, &current.session, &link, token);
     let mut response = Response::from_bytes(page.into_bytes()).ok()?;
     let _ = response
         .headers_mut()
@@ -259,14 +258,11 @@ fn redirect(status: u16, to: &str) -> Result<Reply, Error> {
     Ok(response.into())
 }
 
-fn asset_response(asset: Asset) -> Result<Reply, Error> {
-    let (body, content_type) = match asset {
-        Asset::Index => (INDEX_HTML, "text/html; charset=utf-8"),
-        Asset::Script => (APP_JS, "text/javascript; charset=utf-8"),
-        Asset::Style => (APP_CSS, "text/css; charset=utf-8"),
+async fn asset_response(ctx: &Ctx, asset: Asset) -> Result<Reply, Error> {
+    let file = match asset {
+        Asset::Index => File::SettingsIndex,
+        Asset::Script => File::SettingsScript,
+        Asset::Style => File::SettingsStyle,
     };
-    let mut response =
-        Response::from_bytes(body.as_bytes().to_vec()).map_err(|_| Error::Internal)?;
-    let _ = response.headers_mut().set(CONTENT_TYPE, content_type);
-    Ok(response.into())
+    Ok(assets::respond(ctx, file).await?.into())
 }

@@ -1,6 +1,7 @@
 //! The runtime's WebCrypto (`crypto.subtle`), called by name: PBKDF2 of imported keys
-//! ([`super::legacy`]) and the ES256 signature of the assertion ([`super::assertion`]). Through
-//! `Reflect`, so no `web-sys` features are added to the build for two calls.
+//! ([`super::legacy`]), the ES256 signature of the assertion ([`super::assertion`]) and the
+//! ECDSA check of GitHub's leak reports ([`super::leak`]). Through `Reflect`, so no `web-sys`
+//! features are added to the build for a few calls.
 
 use worker::js_sys::{self, Array, Object, Promise, Reflect};
 use worker::wasm_bindgen::{JsCast, JsValue};
@@ -52,4 +53,28 @@ pub fn object(members: &[(&str, JsValue)]) -> Result<JsValue, Error> {
         Reflect::set(&o, &(*name).into(), value).or_unavailable(Cause::Webcrypto)?;
     }
     Ok(o.into())
+}
+
+/// Whether `signature` (`r || s`) is an ECDSA P-256 / SHA-256 signature of `data` by the key
+/// whose SubjectPublicKeyInfo is `spki`. A key WebCrypto refuses to import (a point off the
+/// curve) vouches for nothing: `false`.
+pub async fn verify_p256(spki: &[u8], signature: &[u8], data: &[u8]) -> Result<bool, Error> {
+    let curve = object(&[
+        ("name", JsValue::from("ECDSA")),
+        ("namedCurve", JsValue::from("P-256")),
+    ])?;
+    let usages: JsValue = Array::of1(&"verify".into()).into();
+    let spki: JsValue = js_sys::Uint8Array::from(spki).into();
+    let import = Array::of5(&"spki".into(), &spki, &curve, &JsValue::FALSE, &usages);
+    let Ok(key) = call("importKey", import).await else {
+        return Ok(false);
+    };
+    let algorithm = object(&[
+        ("name", JsValue::from("ECDSA")),
+        ("hash", JsValue::from("SHA-256")),
+    ])?;
+    let signature: JsValue = js_sys::Uint8Array::from(signature).into();
+    let data: JsValue = js_sys::Uint8Array::from(data).into();
+    let verified = call("verify", Array::of4(&algorithm, &key, &signature, &data)).await?;
+    Ok(verified.as_bool() == Some(true))
 }

@@ -30,8 +30,13 @@ const gw = useGateway({
 });
 // The assertion only: no ORIGIN_SIGNING_SECRET.
 const only = useGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(current), ORIGIN_SIGNING_SECRET: null } });
-// A signing key that is not one.
-const bad = useGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify({ ...current, d: publicOf(next).x }) } });
+// A signing key that is not one (another key's d), and a published key off the curve (this
+// key's x with another's y): both refused by WebCrypto's import, the Worker has no curve code.
+const offCurve = { ...publicOf(next), kid: "off", y: current.y };
+const bad = useGateway({
+  secrets: { ASSERTION_SIGNING_KEY: JSON.stringify({ ...current, d: publicOf(next).x }) },
+  vars: { ASSERTION_PUBLIC_KEYS: JSON.stringify({ keys: [offCurve] }) },
+});
 // ENVIRONMENT = production without PUBLIC_URL.
 const prod = useGateway({ secrets: { ASSERTION_SIGNING_KEY: JSON.stringify(current) }, vars: { ENVIRONMENT: "production" } });
 
@@ -122,12 +127,14 @@ test("with the assertion key only (no ORIGIN_SIGNING_SECRET): forwarded, signed,
   assert.ok(verify("sha256", Buffer.from(`${h}.${c}`), { key: pub, dsaEncoding: "ieee-p1363" }, Buffer.from(s, "base64url")));
 });
 
-test("a signing key that is not one: 503 unavailable, logged once as config_error, never its value", async () => {
+test("a signing key that is not one, a published key off the curve: 503 unavailable, each logged once as config_error, never its value", async () => {
   const { key } = await createKey(bad);
   for (let i = 0; i < 2; i += 1) expectError(assert, await call(bad, "GET", JOBS, { key }), 503, "unavailable");
-  expectError(assert, await call(bad, "GET", "/.well-known/jwks.json"), 503, "unavailable");
-  await waitForLog(bad, /config_error/);
+  for (let i = 0; i < 2; i += 1) expectError(assert, await call(bad, "GET", "/.well-known/jwks.json"), 503, "unavailable");
+  await waitForLog(bad, /ASSERTION_PUBLIC_KEYS: the key/);
   assert.equal((bad.log().match(/ASSERTION_SIGNING_KEY: d does not belong/g) ?? []).length, 1);
+  assert.equal((bad.log().match(/ASSERTION_PUBLIC_KEYS: the key \\"off\\" is not a point on P-256/g) ?? []).length, 1);
+  assert.ok(!bad.log().includes(current.d), "the private key never appears in the log");
   assert.equal(bad.origin.requests.length, 0, "nothing reached the origin");
 });
 

@@ -16,7 +16,17 @@ const other = generateKeyPairSync("ec", { namedCurve: "P-256" });
 const KEY_ID = "90a421169f0a406205f1563a953312f0be898d3c7b6c06b681aa86a874555f4a";
 const pem = (pair) => pair.publicKey.export({ type: "spki", format: "pem" });
 
-const keys = { public_keys: [{ key_identifier: KEY_ID, key: pem(current), is_current: true }] };
+// A listed key whose point is off the curve (the last byte of y changed): WebCrypto refuses to
+// import it, so nothing it "signs" verifies.
+const offCurveDer = other.publicKey.export({ type: "spki", format: "der" });
+offCurveDer[offCurveDer.length - 1] ^= 1;
+const offCurvePem = `-----BEGIN PUBLIC KEY-----\n${offCurveDer.toString("base64")}\n-----END PUBLIC KEY-----\n`;
+const keys = {
+  public_keys: [
+    { key_identifier: KEY_ID, key: pem(current), is_current: true },
+    { key_identifier: "off-curve", key: offCurvePem, is_current: false },
+  ],
+};
 const gw = useGateway({ vars: { SECRET_SCANNING_KEYS: JSON.stringify(keys) } });
 
 /** GitHub's signature: base64 of the DER ECDSA P-256 / SHA-256 signature of the raw body. */
@@ -110,6 +120,8 @@ describe("section 14: leak reports", () => {
       ["no identifier", () => report(body, { id: null })],
       ["no signature", () => report(body, { sig: null })],
       ["signature not base64", () => report(body, { sig: "%%%" })],
+      ["signature as r || s, not DER", () => report(body, { sig: sign("sha256", Buffer.from(body), { key: current.privateKey, dsaEncoding: "ieee-p1363" }).toString("base64") })],
+      ["a listed key off the curve", () => report(body, { id: "off-curve", sig: signature(body, other) })],
     ];
     for (const [name, send] of cases) {
       const r = await send();
