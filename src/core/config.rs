@@ -277,6 +277,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_secret_never_shows_in_debug_output() {
+        let secrets = Secrets::read(|name| (name == ADMIN_TOKEN_SECRET).then(|| "hunter2".into()));
+        let shown = format!("{secrets:?}");
+        assert!(shown.contains("Some(Secret(..))"), "{shown}");
+        assert!(!shown.contains("hunter2"));
+        assert_eq!(secrets.admin_token.unwrap().expose(), "hunter2");
+    }
+
+    #[test]
     fn bounds_of_kv_cache_ttl_lease_ms_and_an_ipv6_origin() {
         let with = |name: &'static str, value: &'static str| {
             Config::from_vars(move |n| match n {

@@ -68,4 +68,28 @@ mod tests {
         assert_eq!(MAX_MANAGEMENT_BODY_BYTES, 65_536, "64 KiB");
         assert_eq!(MAX_FORM_BYTES, 4_096);
     }
+
+    #[test]
+    fn a_name_is_1_to_100_characters_without_control_characters_and_not_blank() {
+        let name = |s: &str| {
+            let mut errors = FieldErrors::default();
+            let parsed = parse_name(Some(&Value::from(s)), &mut errors);
+            assert_eq!(parsed.is_some(), errors.is_empty(), "{s:?}");
+            parsed
+        };
+        assert_eq!(name("nightly dbt").as_deref(), Some("nightly dbt"));
+        assert!(
+            name(&"é".repeat(MAX_NAME_CHARS)).is_some(),
+            "characters, not bytes"
+        );
+        // Each rule alone refuses a name the others accept.
+        assert_eq!(name(&"a".repeat(MAX_NAME_CHARS + 1)), None, "too long");
+        assert_eq!(name(""), None, "empty");
+        assert_eq!(name("nightly\u{7}dbt"), None, "a control character");
+        assert_eq!(name("   "), None, "blank");
+        let mut errors = FieldErrors::default();
+        assert_eq!(parse_name(None, &mut errors), None);
+        assert_eq!(parse_name(Some(&Value::from(3)), &mut errors), None);
+        assert_eq!(errors["name"].len(), 2);
+    }
 }

@@ -859,6 +859,116 @@ mod tests {
         assert!(matches!(t.take("k", 1000, LEASE, 10), Take::Ask { .. }));
     }
 
+    /// The renewal a request from the lease starts (`None`: none).
+    fn renewal_at(t: &mut LeaseTable, now: u64) -> Option<u32> {
+        match t.take("k", now, LEASE, 100) {
+            Take::Decided { renew, .. } => renew,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_steady_key_renews_at_three_quarters_of_the_lease() {
+        let mut t = LeaseTable::default();
+        assert!(matches!(t.take("k", 0, LEASE, 100), Take::Ask { .. }));
+        // 10 granted, one used by the asking request: 9 held, far from half spent.
+        t.granted("k", &ten_tokens(590, 60, None), 0, LEASE, true);
+        assert_eq!(renewal_at(&mut t, 749), None, "before 3/4 of the lease");
+        assert!(renewal_at(&mut t, 750).is_some(), "at 3/4 of the lease");
+    }
+
+    #[test]
+    fn an_allowed_answer_granting_nothing_is_a_refusal_until_its_retry_after() {
+        let mut t = LeaseTable::default();
+        let nothing = Hit::Counted {
+            decision: Decision {
+                allowed: true,
+                limit: 600,
+                remaining: 0,
+                reset_secs: 60,
+                retry_after_secs: 1,
+            },
+            expires_at: None,
+            granted: 0,
+        };
+        t.granted("k", &nothing, 0, LEASE, true);
+        assert_eq!(t.known_refusal("k", 999).map(|h| allowed(&h)), Some(false));
+        assert_eq!(t.known_refusal("k", 1_000), None);
+    }
+
+    #[test]
+    fn a_batch_past_its_deadline_is_not_counted_in_the_remaining_figure() {
+        let mut t = LeaseTable::default();
+        t.take("k", 0, LEASE, 100);
+        t.granted("k", &ten_tokens(590, 60, None), 0, LEASE, true);
+        // The next grant is sent exactly at the first batch's deadline: its 9 tokens are gone.
+        let answer = t.granted("k", &ten_tokens(100, 60, None), LEASE, LEASE, true);
+        match answer {
+            Hit::Counted { decision, .. } => assert_eq!(decision.remaining, 100 + 10 - 1),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_grant_used_whole_by_its_request_keeps_both_held_batches() {
+        let mut t = LeaseTable::default();
+        t.take("k", 0, LEASE, 100);
+        t.granted("k", &ten_tokens(590, 60, None), 0, LEASE, true); // 9 held until 1000
+        t.granted("k", &ten_tokens(580, 60, None), 500, LEASE, false); // 10 more until 1500
+        let one = match ten_tokens(570, 60, None) {
+            Hit::Counted {
+                decision,
+                expires_at,
+                ..
+            } => Hit::Counted {
+                decision,
+                expires_at,
+                granted: 1,
+            },
+            other => other,
+        };
+        // A grant of one token, used by its own request: nothing to keep, and nothing dropped.
+        t.granted("k", &one, 600, LEASE, true);
+        let served = (0..30)
+            .take_while(|i| {
+                matches!(t.take("k", 601 + i, LEASE, 100),
+                    Take::Decided { verdict, .. } if allowed(&verdict))
+            })
+            .count();
+        assert_eq!(served, 19);
+    }
+
+    #[test]
+    fn disabled_is_known_here_until_exactly_one_lease_later() {
+        let mut t = LeaseTable::default();
+        t.granted("k", &Hit::Disabled, 1_000, LEASE, true);
+        assert_eq!(t.known_refusal("k", 1_999), Some(Hit::Disabled));
+        assert_eq!(t.known_refusal("k", 2_000), None);
+    }
+
+    #[test]
+    fn a_refusal_noted_for_a_new_key_makes_room_in_a_full_table() {
+        let mut t = LeaseTable::default();
+        for i in 0..MAX_LEASED_KEYS {
+            t.granted(&format!("k{i}"), &Hit::Disabled, 0, LEASE, true);
+        }
+        assert_eq!(t.len(), MAX_LEASED_KEYS);
+        let refused = Hit::Counted {
+            decision: Decision {
+                allowed: false,
+                limit: 5,
+                remaining: 0,
+                reset_secs: 60,
+                retry_after_secs: 3,
+            },
+            expires_at: None,
+            granted: 0,
+        };
+        t.note_refusal("new", &refused, 10);
+        assert!(t.len() <= MAX_LEASED_KEYS, "{}", t.len());
+        assert!(!t.is_empty());
+    }
+
     #[test]
     fn the_table_stays_bounded() {
         let mut t = LeaseTable::default();

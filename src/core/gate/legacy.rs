@@ -333,6 +333,11 @@ mod tests {
             hash("1500001", "s").err(),
             Some(HashProblem::TooManyIterations)
         );
+        assert_eq!(
+            hash("1000000000", "s").err(),
+            Some(HashProblem::TooManyIterations),
+            "ten digits are read, then bounded"
+        );
         assert!(
             hash("1000", &"s".repeat(128)).is_ok(),
             "a salt of 128 characters"

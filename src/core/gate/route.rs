@@ -348,6 +348,11 @@ mod tests {
     fn pool_routes_admin_paths_and_their_methods() {
         use crate::core::pool::PoolKind;
         assert_eq!(resolve("GET", "/v1/pools"), Ok(Route::ListPools));
+        assert_eq!(
+            resolve("GET", "/v1/pools/users//"),
+            Err(Error::NotFound),
+            "an empty id"
+        );
         assert_eq!(resolve("GET", "/v1/pools/"), Ok(Route::ListPools));
         assert_eq!(
             resolve("PUT", "/v1/pools/users/alice"),

@@ -182,7 +182,29 @@ mod tests {
         for i in 0..(MAX_BLOCKED + 50) {
             b.block(&format!("ip{i}"), 1_000 + i as u64);
         }
-        assert!(b.len() <= MAX_BLOCKED);
+        assert_eq!(b.len(), MAX_BLOCKED);
         assert!(b.check(&format!("ip{}", MAX_BLOCKED + 49), 2_000).is_some());
+    }
+
+    #[test]
+    fn a_full_list_drops_its_ended_blocks_first_and_only_them() {
+        let full = || {
+            let mut b = BlockList::default();
+            assert!(b.is_empty());
+            for i in 0..MAX_BLOCKED {
+                b.block(&format!("ip{i}"), 0);
+            }
+            assert!(!b.is_empty());
+            b
+        };
+        // Every block ends at BLOCK_MS: one ms before, all are live and only one is dropped.
+        let mut live = full();
+        live.block("new", BLOCK_MS - 1);
+        assert_eq!(live.len(), MAX_BLOCKED);
+        assert!(live.check("new", BLOCK_MS - 1).is_some());
+        // At BLOCK_MS all have ended: all are dropped, the new one stays.
+        let mut ended = full();
+        ended.block("new", BLOCK_MS);
+        assert_eq!(ended.len(), 1);
     }
 }

@@ -345,6 +345,15 @@ mod tests {
     }
 
     #[test]
+    fn a_row_created_now_is_accepted_and_stored_under_its_prefix() {
+        assert_eq!(MAX_IMPORT_BODY_BYTES, 262_144, "256 KiB");
+        let now = format!(r#","created_at":"{}""#, format_time(NOW));
+        let row = parse_one(&now).expect("created now is not in the future");
+        assert_eq!(row.created_at, Some(NOW));
+        assert_eq!(row.handle(), "drf.Ab12Cd34");
+    }
+
+    #[test]
     fn the_body_must_name_the_format_and_hold_1_to_100_rows() {
         for bad in [
             r#"{"keys":[]}"#.to_owned(),

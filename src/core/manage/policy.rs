@@ -468,6 +468,54 @@ mod tests {
         // Resumed in the object: resumed, by nobody.
         with_object_suspension(&mut by_key, false);
         assert!(!by_key.policy.disabled && by_key.policy.disabled_by.is_none());
+        // Suspended in the record too, but by nobody it names: the admin's.
+        let mut unnamed = record(&["ws1"], &["jobs:read"], None);
+        unnamed.policy.disabled = true;
+        with_object_suspension(&mut unnamed, true);
+        assert_eq!(
+            unnamed.policy.disabled_by.as_deref(),
+            Some(DISABLED_BY_ADMIN)
+        );
+        // Not suspended in the record, with a stale name: the admin's, not the stale name's.
+        let mut stale = record(&["ws1"], &["jobs:read"], None);
+        stale.policy.disabled_by = Some("key_other".into());
+        with_object_suspension(&mut stale, true);
+        assert_eq!(stale.policy.disabled_by.as_deref(), Some(DISABLED_BY_ADMIN));
+    }
+
+    #[test]
+    fn patch_bounds_allowed_ips_metadata_and_the_same_expiry() {
+        let ips = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| format!("10.0.{i}.0/24")).collect();
+            parse_patch(
+                serde_json::json!({ "allowed_ips": list })
+                    .to_string()
+                    .as_bytes(),
+                NOW,
+            )
+        };
+        assert!(ips(MAX_ALLOWED_IPS).is_ok(), "{MAX_ALLOWED_IPS} entries");
+        assert!(fields(ips(MAX_ALLOWED_IPS + 1).unwrap_err()).contains_key("allowed_ips"));
+        let big = serde_json::json!({ "metadata": { "k": "v".repeat(MAX_METADATA_BYTES) } });
+        let err = parse_patch(big.to_string().as_bytes(), NOW).unwrap_err();
+        let problems = format!("{:?}", fields(err)["metadata"]);
+        assert!(problems.contains("at most 1024 bytes"), "{problems}");
+        let named = parse_patch(br#"{"name":"renamed"}"#, NOW).unwrap();
+        assert_eq!(named.name.as_deref(), Some("renamed"));
+        assert!(parse_patch(b"[]", NOW).is_err());
+        // The expiry it already has is not an extension.
+        let at = NOW + 86_400;
+        let r = record(&["ws1"], &["jobs:read"], Some(at));
+        let same = Update {
+            expires_at: Some(at),
+            ..Update::default()
+        };
+        assert!(apply(&r, None, same, &Who::Admin).is_ok());
+        let later = Update {
+            expires_at: Some(at + 1),
+            ..Update::default()
+        };
+        assert!(apply(&r, None, later, &Who::Admin).is_err());
     }
 
     #[test]

@@ -405,6 +405,44 @@ mod tests {
     }
 
     #[test]
+    fn the_rules_are_stated_with_their_bounds() {
+        assert_eq!(
+            user_id_rule(),
+            "must be 1-128 characters of A-Z a-z 0-9 . _ @ : -"
+        );
+        let e = fields(create(r#"{"user_id":"bad id"}"#).unwrap_err());
+        assert_eq!(e["user_id"], vec![user_id_rule()]);
+        let e = fields(
+            create(r#"{"user_id":"u","rate_limit":{"requests":0,"window_seconds":60}}"#)
+                .unwrap_err(),
+        );
+        assert!(
+            e["rate_limit"][0].starts_with("requests must be 1-"),
+            "{e:?}"
+        );
+        assert!(e["rate_limit"][0].contains(&format!("window_seconds 1-{MAX_RATE_WINDOW_SECS}")));
+    }
+
+    #[test]
+    fn workspaces_and_permissions_are_bounded_lists() {
+        let body = |n: usize| {
+            let ws: Vec<String> = (0..n).map(|i| format!("ws{i}")).collect();
+            serde_json::json!({"user_id": "u", "name": "ci", "workspaces": ws,
+                "permissions": ["jobs:read"]})
+            .to_string()
+        };
+        assert_eq!(
+            create(&body(MAX_WORKSPACES)).unwrap().workspaces.len(),
+            MAX_WORKSPACES
+        );
+        let e = fields(create(&body(MAX_WORKSPACES + 1)).unwrap_err());
+        assert_eq!(
+            e["workspaces"],
+            vec![format!("has more than {MAX_WORKSPACES} entries")]
+        );
+    }
+
+    #[test]
     fn a_full_create_body_is_accepted() {
         let k = create(
             r#"{"user_id":"u-1@x","email":"a@b.c","name":"ci","workspaces":["ws1","ws1","ws_2"],
