@@ -6,11 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-# The served files, named by the paths the Worker asks the binding for (edge/assets.rs).
-mkdir -p build/assets/settings
-cp web/settings/index.html web/settings/app.js web/settings/app.css web/settings/switch.html \
-  build/assets/settings/
-cp api/openapi.json build/assets/openapi.json
+# The served files, named by the paths the Worker asks the binding for (edge/assets.rs). Written
+# only when changed, and nothing else kept there: wrangler dev reloads the Worker on any change
+# in the assets directory, which would restart gateways other test files are running.
+assets=build/assets
+place() {
+  mkdir -p "$(dirname "$2")"
+  cmp -s "$1" "$2" || { cp "$1" "$2.tmp" && mv "$2.tmp" "$2"; }
+}
+place web/settings/index.html "$assets/settings/index.html"
+place web/settings/app.js "$assets/settings/app.js"
+place web/settings/app.css "$assets/settings/app.css"
+place api/openapi.json "$assets/openapi.json"
+find "$assets" -type f ! -path "$assets/settings/index.html" ! -path "$assets/settings/app.js" \
+  ! -path "$assets/settings/app.css" ! -path "$assets/openapi.json" -delete
 stamp=build/.keygate-stamp
 if [ -f "$stamp" ] && [ -f build/worker/shim.mjs ] && \
    [ -z "$(find src Cargo.toml Cargo.lock scripts/build.sh -newer "$stamp" -print -quit)" ]; then

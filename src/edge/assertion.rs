@@ -155,7 +155,7 @@ async fn public_keys(ctx: &Ctx) -> Result<Vec<PublicJwk>, Error> {
     for key in &keys {
         if import(&key.to_json().to_string(), "verify").await.is_err() {
             return Err(config_error(format!(
-                "ASSERTION_PUBLIC_KEYS: the key \"{}\" is not a point on P-256 (WebCrypto refused it)",
+                "ASSERTION_PUBLIC_KEYS: the key \"{}\" is not a point on P-256 (WebCrypto refused to import it)",
                 key.kid
             )));
         }

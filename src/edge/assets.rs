@@ -18,13 +18,13 @@ const BINDING: &str = "ASSETS";
 const BASE: &str = "https://assets.invalid";
 
 /// The settings page's files and the OpenAPI document, by the path `scripts/build.sh` gives
-/// each in `build/assets`.
+/// each in `build/assets` (wrangler.toml's `html_handling = "none"`: each is served at exactly
+/// its path, no redirect to a pretty URL).
 #[derive(Clone, Copy, Debug)]
 pub enum File {
     SettingsIndex,
     SettingsScript,
     SettingsStyle,
-    SettingsSwitch,
     OpenApi,
 }
 
@@ -34,14 +34,13 @@ impl File {
             File::SettingsIndex => "/settings/index.html",
             File::SettingsScript => "/settings/app.js",
             File::SettingsStyle => "/settings/app.css",
-            File::SettingsSwitch => "/settings/switch.html",
             File::OpenApi => "/openapi.json",
         }
     }
 
     fn content_type(self) -> &'static str {
         match self {
-            File::SettingsIndex | File::SettingsSwitch => "text/html; charset=utf-8",
+            File::SettingsIndex => "text/html; charset=utf-8",
             File::SettingsScript => "text/javascript; charset=utf-8",
             File::SettingsStyle => "text/css; charset=utf-8",
             File::OpenApi => JSON_TYPE,

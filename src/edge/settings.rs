@@ -4,9 +4,10 @@
 //! held to the API's rules; this file only authenticates the cookie, checks CSRF, and reads the
 //! user's pool for the session's answer ([`crate::core::settings::session_answer`] decides).
 //!
-//! The page is embedded in the Worker (`include_str!`): one artifact to deploy, and its
-//! security headers come from the one code path that serves every `/settings` answer
-//! (`edge/mod.rs`), which the end-to-end tests check.
+//! The page's files are static assets the Worker reads through its `ASSETS` binding
+//! ([`super::assets`]), except the page that asks before switching users, which is embedded;
+//! their security headers come from the one code path that serves every `/settings` answer
+//! (`edge/fetch.rs`), which the end-to-end tests check.
 
 use worker::Response;
 
@@ -30,6 +31,11 @@ use crate::core::settings::{session_answer, user_pool, Asset, Settings, PATH_OPE
 use crate::core::switch;
 use crate::core::time::format_time;
 use crate::core::{Cause, Error};
+
+/// The page that asks before another user's link replaces this browser's session: embedded
+/// (1.4 KB), unlike the page's other files, because it is the defence against login CSRF and
+/// must not depend on a binding that could fail open (docs/CONTRACT.md section 11).
+const SWITCH_HTML: &str = include_str!("../../web/settings/switch.html");
 
 /// `POST /v1/settings-sessions` (admin): stores the session in its own object, named by the
 /// SHA-256 of a fresh link token, records the issue in the user's audit trail, and answers the
@@ -204,10 +210,7 @@ async fn ask_first(ctx: &Ctx, req: &Req, token: &str) -> Option<Reply> {
     if !switch::must_ask(&current.session, &link) {
         return None;
     }
-    // The page that asks before another user's link replaces this browser's session.
-    let template = assets::read(ctx, File::SettingsSwitch).await.ok()?;
-    let template = String::from_utf8(template).ok()?;
-    let page = switch::render(&template, &current.session, &link, token);
+    let page = switch::render(SWITCH_HTML, &current.session, &link, token);
     let mut response = Response::from_bytes(page.into_bytes()).ok()?;
     let _ = response
         .headers_mut()

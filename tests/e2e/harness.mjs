@@ -178,7 +178,7 @@ let withoutDir;
  * `[env.*]` ones are left as they are). Every part named must be there, so that a test of a
  * missing binding cannot pass because the binding was renamed. Parts:
  * - `bindings`: names of bindings (`binding = ` or `name = ` of a `[[...]]` entry: KV, Durable
- *   Object, queue producer, rate limit), each entry removed;
+ *   Object, queue producer, rate limit; or of the `[assets]` table), each entry removed;
  * - `migrations`: Durable Object classes whose `[[migrations]]` entry is removed;
  * - `vars`: names of `[vars]` entries removed.
  * And, for the two-location tests (two Workers sharing objects): `name`, the Worker's name, and
@@ -193,7 +193,8 @@ export function configWithout({ bindings = [], migrations = [], vars = [], name,
   // comments only, which change nothing.
   let tables = local.split(/^(?=\[)/m);
   const found = new Set();
-  const named = (table, id) => new RegExp(`^(binding|name) = "${id}"$`, "m").test(table) && table.startsWith("[[");
+  const named = (table, id) =>
+    new RegExp(`^(binding|name) = "${id}"$`, "m").test(table) && (table.startsWith("[[") || table.startsWith("[assets]"));
   tables = tables.filter((t) => {
     const binding = bindings.find((id) => named(t, id));
     const migration = migrations.find((c) => t.startsWith("[[migrations]]") && t.includes(`"${c}"`));

@@ -213,6 +213,25 @@ describe("failed-attempt throttle unavailable", () => {
   });
 });
 
+describe("static assets unavailable", () => {
+  it("a deployment without the ASSETS binding answers the page's files and the OpenAPI document 503 (cause assets), and the rest as usual", async () => {
+    const gw = await gateway({ config: configWithout({ bindings: ["ASSETS"] }) });
+    for (const path of ["/settings/", "/settings/index.html", "/settings/app.js", "/settings/app.css", "/v1/openapi.json"]) {
+      const r = await call(gw, "GET", path);
+      expectError(assert, r, 503, "unavailable");
+      noInternals(assert, r);
+      if (path.startsWith("/settings")) {
+        // Still the one code path's headers, error or not.
+        assert.match(r.headers.get("content-security-policy") ?? "", /default-src 'none'/, path);
+      }
+    }
+    assert.match(await waitForLog(gw, /"cause":"assets"/), /"path":"\/settings\/"/);
+    const { key } = await createKey(gw);
+    assert.equal((await call(gw, "GET", "/v1/me", { key })).status, 200);
+    assert.equal((await call(gw, "GET", "/healthz")).status, 200);
+  });
+});
+
 describe("Durable Object unavailable", () => {
   it("a deployment without the KEY_STATE binding answers 503 for every key, never lets a call through", async () => {
     // wrangler.toml without the Durable Object binding (and its migration): the object that

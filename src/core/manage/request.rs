@@ -567,8 +567,21 @@ mod tests {
             "limit=x",
             "user_id=a%20b",
             "user_id=",
+            "workspace_id=",
+            "workspace_id=a%40b",
+            "cursor=a%20b",
+            "cursor=%07",
         ] {
             assert!(parse_list_query(Some(bad)).is_err(), "{bad}");
         }
+        // A workspace's trail; an empty cursor is the first page; a cursor at its bound.
+        let q = parse_list_query(Some("workspace_id=ws_1&cursor=")).unwrap();
+        assert_eq!(q.workspace_id.as_deref(), Some("ws_1"));
+        assert_eq!(q.cursor, None);
+        let longest = "c".repeat(MAX_CURSOR_LEN);
+        let q = parse_list_query(Some(&format!("cursor={longest}"))).unwrap();
+        assert_eq!(q.cursor.as_deref(), Some(longest.as_str()));
+        let over = format!("cursor={longest}c");
+        assert!(parse_list_query(Some(&over)).is_err());
     }
 }

@@ -442,6 +442,68 @@ pub(crate) mod tests {
 
     pub const NOW: i64 = 1_800_000_000;
 
+    #[test]
+    fn secrets_hashes_and_cookies_have_exact_shapes() {
+        let secret = "a".repeat(SECRET_CHARS);
+        assert!(is_secret(&secret));
+        assert!(is_secret(&format!(
+            "{}-_",
+            "Z9".repeat((SECRET_CHARS - 2) / 2) + "x"
+        )));
+        for bad in [
+            "a".repeat(SECRET_CHARS - 1),
+            "a".repeat(SECRET_CHARS + 1),
+            format!("{}+", "a".repeat(SECRET_CHARS - 1)),
+            format!("{}.", "a".repeat(SECRET_CHARS - 1)),
+        ] {
+            assert!(!is_secret(&bad), "{bad}");
+        }
+        let hash = "0123456789abcdef".repeat(4);
+        assert!(is_hash(&hash));
+        for bad in [
+            hash.to_uppercase(),
+            hash[..63].to_owned(),
+            format!("{}g", &hash[..63]),
+            format!("{hash}0"),
+        ] {
+            assert!(!is_hash(&bad), "{bad}");
+        }
+        // The cookie: its name exactly, then `hash.secret`, each of its shape.
+        let header = format!(
+            "other=1; {SETTINGS_COOKIE}={}",
+            cookie_value(&hash, &secret)
+        );
+        assert_eq!(
+            read_cookie(Some(&header)),
+            Some((hash.as_str(), secret.as_str()))
+        );
+        let short_hash = format!("{SETTINGS_COOKIE}={}.{secret}", &hash[..63]);
+        assert_eq!(read_cookie(Some(&short_hash)), None);
+        let short_secret = format!("{SETTINGS_COOKIE}={hash}.{}", &secret[1..]);
+        assert_eq!(read_cookie(Some(&short_secret)), None);
+    }
+
+    #[test]
+    fn origins_and_local_hosts() {
+        assert_eq!(
+            origin_of("https://gw.example.com:8443/settings/open?token=x"),
+            "https://gw.example.com:8443"
+        );
+        assert_eq!(origin_of("http://h?x"), "http://h");
+        assert!(is_local("http://[::1]"));
+        assert!(is_local("http://[::1]:8787"));
+        assert!(is_local("http://localhost:8787"));
+        assert!(!is_local("http://localhost:abc"));
+        assert!(!is_local("https://gw.example.com"));
+    }
+
+    #[test]
+    fn a_session_with_any_problem_is_refused_whole() {
+        let body = r#"{"user_id":"alice","email":"alice@example.com","workspaces":["ws1"],
+            "permissions":["jobs:read"],"ttl_seconds":1}"#;
+        assert!(fields(body).contains_key("ttl_seconds"));
+    }
+
     pub fn session() -> Session {
         Session {
             user_id: "alice".into(),

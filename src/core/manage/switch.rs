@@ -142,6 +142,8 @@ mod tests {
         assert!(page.contains("&quot;&gt;&lt;script&gt;x&lt;/script&gt;&#123;token}"));
         assert!(page.contains("<i>tok</i>"));
         assert!(!page.contains("<script>"));
+        // Every character HTML gives a meaning, each to its own entity.
+        assert_eq!(escape("a&b'c<>\"{"), "a&amp;b&#39;c&lt;&gt;&quot;&#123;");
     }
 
     #[test]
@@ -167,7 +169,15 @@ mod tests {
         assert!(c.contains("SameSite=Lax") && c.contains("HttpOnly") && c.contains("Secure"));
         assert!(c.contains("Path=/settings/open;"));
         assert!(clear_switch_cookie(false).contains("Max-Age=0"));
-        let header = format!("kg_settings_open={}.{}", "a".repeat(64), "B".repeat(43));
-        assert!(read_switch_cookie(Some(&header)).is_some());
+        let (name, secret) = ("a".repeat(64), "B".repeat(43));
+        let header = format!("kg_settings=x; kg_settings_open={name}.{secret}");
+        assert_eq!(
+            read_switch_cookie(Some(&header)),
+            Some((name.as_str(), secret.as_str()))
+        );
+        // Only that cookie: the session's own cookie is not read as it.
+        let own = format!("kg_settings={name}.{secret}");
+        assert_eq!(read_switch_cookie(Some(&own)), None);
+        assert_eq!(read_switch_cookie(None), None);
     }
 }

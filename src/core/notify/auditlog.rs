@@ -383,18 +383,19 @@ mod tests {
             c("expired", Some(now), now - 10),
             c("fresh_unlisted", None, now - 10),
             c("stale_unlisted", None, now - UNLISTED_GRACE_SECS - 1),
+            c("at_grace_unlisted", None, now - UNLISTED_GRACE_SECS),
         ];
         let listed = ["open".to_owned(), "later".to_owned()];
         let (live, gone) = reconcile(&counted, Some(&listed), now);
         assert_eq!(
-            live, 3,
-            "open, later, and the one just made that KV does not show yet"
+            live, 4,
+            "open, later, the one just made that KV does not show yet, and one exactly at the grace"
         );
         assert_eq!(gone, ["expired", "stale_unlisted"]);
         // Without a complete listing, only what expired goes (a broken-off create counts on,
         // erring on the safe side).
         let (live, gone) = reconcile(&counted, None, now);
-        assert_eq!((live, gone.len()), (4, 1));
+        assert_eq!((live, gone.len()), (5, 1));
         assert!(admits(2, 0, 3));
         assert!(!admits(3, 0, 3), "the object's own count is exact");
         assert!(

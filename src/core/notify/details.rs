@@ -144,4 +144,16 @@ mod tests {
         };
         assert_eq!(pool(&p)["pool"], json!({"kind": "user", "id": "u1"}));
     }
+
+    #[test]
+    fn a_sessions_details_are_its_ceiling_never_its_secrets() {
+        let s = crate::core::session::tests::session();
+        let v = session(&s);
+        assert_eq!(
+            keys(&v),
+            ["expires_at", "max_expiry_days", "permissions", "workspaces"]
+        );
+        assert_eq!(v["workspaces"], json!(["ws1", "ws2"]));
+        assert_eq!(v["max_expiry_days"], 30);
+    }
 }

@@ -323,6 +323,28 @@ mod tests {
     }
 
     #[test]
+    fn an_events_data_carries_what_its_kind_adds() {
+        let expiring = Change::new(
+            ChangeKind::Expiring { days: 7 },
+            Actor::System,
+            "u1",
+            Some("key_1"),
+        );
+        let data = expiring.event().data;
+        assert_eq!(data["days"], 7);
+        assert_eq!(data["user_id"], "u1");
+        assert!(data.get("workspace_id").is_none());
+        let pool = Change::for_workspace(ChangeKind::PoolDeleted, Actor::Admin, "ws_1");
+        let data = pool.event().data;
+        assert_eq!(data["workspace_id"], "ws_1");
+        assert_eq!(
+            data["user_id"],
+            Value::Null,
+            "a workspace's change names no user"
+        );
+    }
+
+    #[test]
     fn a_user_does_not_see_the_admins_request_id_or_address() {
         // Finding 13 of the security review.
         let mut c = change();
