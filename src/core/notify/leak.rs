@@ -321,6 +321,11 @@ mod tests {
         assert_eq!(raw_of_der(&[0x30, 0x81, 0x06, 2, 1, 1, 2, 1, 1]), None);
         assert_eq!(raw_of_der(&[0x30, 0x06, 2, 1, 1, 3, 1, 1]), None);
         assert_eq!(raw_of_der(&[0x30, 0x03, 2, 1, 1]), None);
+        // An integer longer than what is left; the integer zero (one byte, no sign byte).
+        assert_eq!(raw_of_der(&[0x30, 0x04, 0x02, 0x05, 0x01, 0x02]), None);
+        let zero = raw_of_der(&der(&[0x00], &[0x01])).unwrap();
+        assert_eq!(zero[..32], [0u8; 32]);
+        assert_eq!(zero[63], 1);
         assert_eq!(raw_of_der(&[]), None);
     }
 
@@ -372,6 +377,9 @@ mod tests {
             serde_json::json!({"token_raw": "t", "token_type": "keygate", "label": "true_positive"})
         );
         assert_eq!(Label::of(&r[0], false).label, LABEL_FALSE);
+        assert_eq!(MAX_REPORT_BYTES, 262_144, "256 KiB");
+        let most = format!("[{}]", vec![r#"{"token":"t"}"#; MAX_TOKENS].join(","));
+        assert_eq!(parse_report(most.as_bytes()).unwrap().len(), MAX_TOKENS);
         let many = format!("[{}]", vec![r#"{"token":"t"}"#; MAX_TOKENS + 1].join(","));
         assert!(matches!(
             parse_report(many.as_bytes()),
