@@ -76,8 +76,11 @@ export async function startNginx() {
 // wrangler.toml's vars (e.g. LEASE_MS). `objectDelayMs`: a simulated distance to the keys'
 // objects (bench/delayed-object.mjs). The returned `counts()` tells how many requests the
 // Worker logged and how many object calls their `lease` field implies (asked + renewals).
-export async function startKeygate(originUrl, adminToken, signingSecret, extra = {}, { vars = {}, objectDelayMs = 0 } = {}) {
+// `assets: false`: without wrangler.toml's [assets], so without the router workerd puts in front
+// of a Worker with static assets (what the Worker itself costs, beside what it costs deployed).
+export async function startKeygate(originUrl, adminToken, signingSecret, extra = {}, { vars = {}, objectDelayMs = 0, assets = true } = {}) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
+  if (!assets) delete workerOptions.assets;
   const port = await freePort();
   const counts = { requests: 0, objectCalls: 0, poolCalls: 0 };
   const count = (chunk) => {
