@@ -76,11 +76,10 @@ export async function startNginx() {
 // wrangler.toml's vars (e.g. LEASE_MS). `objectDelayMs`: a simulated distance to the keys'
 // objects (bench/delayed-object.mjs). The returned `counts()` tells how many requests the
 // Worker logged and how many object calls their `lease` field implies (asked + renewals).
-// `assets: false`: without wrangler.toml's [assets], so without the router workerd puts in front
-// of a Worker with static assets (what the Worker itself costs, beside what it costs deployed).
-export async function startKeygate(originUrl, adminToken, signingSecret, extra = {}, { vars = {}, objectDelayMs = 0, assets = true } = {}) {
+export async function startKeygate(originUrl, adminToken, signingSecret, extra = {}, { vars = {}, objectDelayMs = 0 } = {}) {
   const { workerOptions } = unstable_getMiniflareWorkerOptions(join(ROOT, "wrangler.toml"));
-  if (!assets) delete workerOptions.assets;
+  // The keygate-assets Worker is not started here: no case asks for the settings page's files.
+  if (workerOptions.serviceBindings) delete workerOptions.serviceBindings.ASSETS;
   const port = await freePort();
   const counts = { requests: 0, objectCalls: 0, poolCalls: 0 };
   const count = (chunk) => {

@@ -89,7 +89,6 @@ const passRs = !ONLY || ONLY.includes("br") ? await startPassthroughRust(origin.
 const kg = await startKeygate(origin.url, adminToken, signingSecret);
 const exact = { vars: { LEASE_MS: "0" } };
 const kg0 = await startKeygate(origin.url, adminToken, signingSecret, {}, exact);
-const kgx = !ONLY || ONLY.includes("cx") ? await startKeygate(origin.url, adminToken, signingSecret, {}, { assets: false }) : null;
 const assertionKey = JSON.stringify({ ...generateKeyPairSync("ec", { namedCurve: "P-256" }).privateKey.export({ format: "jwk" }), kid: "bench" });
 const kga = !ONLY || ONLY.includes("ca")
   ? await startKeygate(origin.url, adminToken, signingSecret, {}, { vars: { ASSERTION_SIGNING_KEY: assertionKey } })
@@ -110,7 +109,6 @@ for (const d of DISTANCES) {
 const stopAll = async () => {
   await kg.stop();
   await kg0.stop();
-  await kgx?.stop();
   await kgl?.stop();
   await kga?.stop();
   for (const f of Object.values(far)) {
@@ -161,7 +159,6 @@ try {
     ...(passRs ? [["br", "plain Rust pass-through (worker crate): the Rust floor", (t) => wrk(passRs.url + jobs, null, {}, t)]] : []),
     ["b2", "pass-through + one Durable Object call (exact floor)", (t) => wrk(passDo.url + jobs, null, {}, t)],
     ["c", "keygate, valid key, proxied GET (leases)", (t) => wrk(kg.url + jobs, "key.lua", { KEY: key }, t), kg],
-    ...(kgx ? [["cx", "keygate, valid key, proxied GET (leases), without the static-assets router", async (t) => wrk(kgx.url + jobs, "key.lua", { KEY: (legacy.routerlessKey ??= await createKey(kgx.url, adminToken)) }, t), kgx]] : []),
     ...(pooledKey ? [["cp", "keygate, valid key in a user pool and a workspace pool (leases)", (t) => wrk(kg.url + pooledJobs, "key.lua", { KEY: pooledKey }, t), kg]] : []),
     ["c0", "keygate, valid key, proxied GET, LEASE_MS=0", (t) => wrk(kg0.url + jobs, "key.lua", { KEY: key0 }, t), kg0],
     // Fresh API keys per run, used in turn: a key holds at most 1,000 idempotency records
@@ -237,7 +234,6 @@ for (const s of summary) {
 lines.push("");
 const ratio = (x, y) => (by[x] && by[y] ? (by[x].rps / by[y].rps).toFixed(2) : "n/a");
 if (by.c && by.b) lines.push(`- c/b throughput (leases): **${(by.c.rps / by.b.rps).toFixed(2)}** (target ≥ 0.8); p99 added over b: **${(by.c.p99 - by.b.p99).toFixed(2)} ms**; object calls per 1,000 requests: **${by.c.calls}** (target ≤ 5)`);
-if (by.cx && by.c) lines.push(`- the static-assets router workerd puts in front of the Worker (wrangler.toml [assets], run_worker_first): c/cx **${ratio("c", "cx")}**${by.br ? `; without it cx/br **${ratio("cx", "br")}**` : ""}`);
 if (by.c && by.br) lines.push(`- against the Rust floor: c/br **${ratio("c", "br")}** (target ≥ 0.9)${by.ca ? `, with the signed assertion ca/br **${ratio("ca", "br")}**` : ""}; br/b **${ratio("br", "b")}** (the \`worker\` crate's own cost against the JavaScript pass-through); c/b **${ratio("c", "b")}**`);
 if (by.cp && by.c) lines.push(`- pools (section 17): cp/c **${ratio("cp", "c")}** (target ≥ 0.9, a key in a user pool and a workspace pool against one in none, same gateway and run); pools' object calls per 1,000 requests **${by.cp.poolCalls}** (target ≤ 5; the key's own: ${by.cp.calls})`);
 if (by.c0 && by.b) lines.push(`- c0/b throughput (LEASE_MS = 0): **${(by.c0.rps / by.b.rps).toFixed(2)}**; object calls per 1,000 requests: **${by.c0.calls}**`);

@@ -34,7 +34,9 @@ if [ "${SCHEDULED:-0}" = 1 ]; then
 fi
 
 bash scripts/build.sh
-wrangler dev --ip 127.0.0.1 --port "${PORT:-8787}" \
+# keygate and, beside it, keygate-assets (the settings page's files, the OpenAPI document).
+wrangler dev --config wrangler.toml --config wrangler.assets.toml \
+  --ip 127.0.0.1 --port "${PORT:-8787}" \
   --var "ORIGIN_URL:http://127.0.0.1:${ORIGIN_PORT:-8788}" \
   --show-interactive-dev-session=false "${scheduled[@]}" &
 gateway_pid=$!

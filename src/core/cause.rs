@@ -70,8 +70,8 @@ causes! {
     /// The isolate already holds as many request bodies as it may (bodies read before the
     /// origin is called).
     BodyBudget => "body_budget",
-    /// The `ASSETS` binding (wrangler.toml `[assets]`) is missing or did not serve one of the
-    /// settings page's files or the OpenAPI document.
+    /// The `ASSETS` service binding (to the keygate-assets Worker) is missing or did not serve
+    /// one of the settings page's files or the OpenAPI document.
     Assets => "assets",
 
     // The origin.

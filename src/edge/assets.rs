@@ -1,9 +1,10 @@
 //! The files the Worker serves but does not carry: the settings page's (docs/CONTRACT.md
-//! section 11) and the OpenAPI document. They are Workers static assets (wrangler.toml
-//! `[assets]`, copied to `build/assets` by `scripts/build.sh`), kept out of the `.wasm` so that
-//! every cold isolate loads less. The Worker runs first for every request, so nothing reaches
-//! them but through [`read`]: their answers are built here and carry the headers the one code
-//! path that serves every answer adds.
+//! section 11) and the OpenAPI document. They are the static assets of a Worker of their own,
+//! keygate-assets (`wrangler.assets.toml`, filled by `scripts/build.sh`), reached through the
+//! `ASSETS` service binding: kept out of this Worker's `.wasm` so that every cold isolate loads
+//! less, and without the static-assets router that `[assets]` on this Worker would put in front
+//! of every request. Their answers are built here and carry the headers the one code path that
+//! serves every answer adds.
 
 use worker::Response;
 
@@ -12,14 +13,14 @@ use super::Ctx;
 use crate::core::names::{CONTENT_TYPE, JSON_TYPE};
 use crate::core::{Cause, Error};
 
-/// The binding of wrangler.toml's `[assets]`.
+/// The service binding to keygate-assets (wrangler.toml `[[services]]`).
 const BINDING: &str = "ASSETS";
 /// The binding serves by path; the host is never looked at.
 const BASE: &str = "https://assets.invalid";
 
 /// The settings page's files and the OpenAPI document, by the path `scripts/build.sh` gives
-/// each in `build/assets` (wrangler.toml's `html_handling = "none"`: each is served at exactly
-/// its path, no redirect to a pretty URL).
+/// each in `build/assets` (`html_handling = "none"` in wrangler.assets.toml: each is served at
+/// exactly its path, no redirect to a pretty URL).
 #[derive(Clone, Copy, Debug)]
 pub enum File {
     SettingsIndex,
@@ -51,7 +52,7 @@ impl File {
 /// The file's bytes. A missing binding or file, or any other answer than 200, is 503 (the
 /// deploy is broken; nothing else is served in its place).
 pub async fn read(ctx: &Ctx, file: File) -> Result<Vec<u8>, Error> {
-    let assets = ctx.env.assets(BINDING).or_unavailable(Cause::Assets)?;
+    let assets = ctx.env.service(BINDING).or_unavailable(Cause::Assets)?;
     let url = format!("{BASE}{}", file.path());
     let mut response = assets
         .fetch(url, None)

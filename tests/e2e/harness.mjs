@@ -178,7 +178,7 @@ let withoutDir;
  * `[env.*]` ones are left as they are). Every part named must be there, so that a test of a
  * missing binding cannot pass because the binding was renamed. Parts:
  * - `bindings`: names of bindings (`binding = ` or `name = ` of a `[[...]]` entry: KV, Durable
- *   Object, queue producer, rate limit; or of the `[assets]` table), each entry removed;
+ *   Object, queue producer, rate limit, service), each entry removed;
  * - `migrations`: Durable Object classes whose `[[migrations]]` entry is removed;
  * - `vars`: names of `[vars]` entries removed.
  * And, for the two-location tests (two Workers sharing objects): `name`, the Worker's name, and
@@ -193,8 +193,7 @@ export function configWithout({ bindings = [], migrations = [], vars = [], name,
   // comments only, which change nothing.
   let tables = local.split(/^(?=\[)/m);
   const found = new Set();
-  const named = (table, id) =>
-    new RegExp(`^(binding|name) = "${id}"$`, "m").test(table) && (table.startsWith("[[") || table.startsWith("[assets]"));
+  const named = (table, id) => new RegExp(`^(binding|name) = "${id}"$`, "m").test(table) && table.startsWith("[[");
   tables = tables.filter((t) => {
     const binding = bindings.find((id) => named(t, id));
     const migration = migrations.find((c) => t.startsWith("[[migrations]]") && t.includes(`"${c}"`));
@@ -286,7 +285,8 @@ async function launchOnce(gw) {
     "--log-level", "log",
   ];
   gw.runConfig = withoutCustomBuild(gw.config ?? join(ROOT, "wrangler.toml"));
-  args.push("--config", gw.runConfig);
+  // The keygate-assets Worker beside it (the settings page's files, the OpenAPI document).
+  args.push("--config", gw.runConfig, "--config", join(ROOT, "wrangler.assets.toml"));
   if (gw.testScheduled) args.push("--test-scheduled");
   for (const [k, v] of Object.entries(gw.vars)) args.push("--var", `${k}:${v}`);
   const proc = spawn(WRANGLER, args, {

@@ -34,7 +34,7 @@ pub const SECURITY_HEADERS: [(&str, &str); 5] = [
     ("cache-control", "no-store"),
 ];
 
-/// The page's static files (static assets the Worker serves, `edge/assets.rs`).
+/// The page's static files (keygate-assets' static assets, served by the gateway: `edge/assets.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asset {
     Index,
