@@ -139,8 +139,7 @@ async fn idempotent(
         };
     lease::note_refusal(ctx, call.record, &verdict, sent_ms);
     let client = ctx.client_addr();
-    let allowed = access::decide_key(call.record, ctx.now, &verdict, need, client)
-        .and_then(|()| access::quota(run.as_ref()));
+    let allowed = access::decide_run(call.record, ctx.now, &verdict, need, client, run.as_ref());
     let mut decision = access::counted(&verdict);
     // A new attempt may start the job: its exchange must reach the record's finish even if the
     // client hangs up, or the record stays in flight until its lease lapses and a retry runs
@@ -211,8 +210,7 @@ pub async fn quota_trigger(
         Err(e) => return (None, Err(e)),
     };
     let mut decision = access::counted(&verdict);
-    let allowed = access::decide_key(record, ctx.now, &verdict, need, client)
-        .and_then(|()| access::quota(run.as_ref()));
+    let allowed = access::decide_run(record, ctx.now, &verdict, need, client, run.as_ref());
     let mut kept = run;
     let result = match allowed {
         Ok(()) => {

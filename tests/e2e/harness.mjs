@@ -296,8 +296,11 @@ async function launchOnce(gw) {
     detached: true,
   });
   gw.proc = proc;
-  proc.stdout.on("data", (d) => (gw.output += d));
-  proc.stderr.on("data", (d) => (gw.output += d));
+  // With two Workers (keygate and keygate-assets) wrangler prefixes each Worker's lines with its
+  // name ("[keygate] {...}"): taken off, so a log line reads as the Worker wrote it.
+  const unprefixed = (d) => String(d).replace(/^\[[\w-]+\] /gm, "");
+  proc.stdout.on("data", (d) => (gw.output += unprefixed(d)));
+  proc.stderr.on("data", (d) => (gw.output += unprefixed(d)));
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) {

@@ -150,17 +150,7 @@ pub fn decide_key(
         Hit::Disabled => return Err(Error::DisabledApiKey),
         Hit::Counted { decision, .. } => decision,
     };
-    from_allowed_ip(record, client)?;
-    if let Some(ws) = need.workspace {
-        if !record.covers_workspace(ws) {
-            return Err(Error::WorkspaceForbidden);
-        }
-    }
-    if let Some(permission) = need.permission {
-        if !record.grants(permission) {
-            return Err(Error::PermissionDenied(missing_permission(permission)));
-        }
-    }
+    authorize(record, need, client)?;
     if !decision.allowed {
         return Err(Error::RateLimited {
             retry_after: decision.retry_after_secs,
@@ -176,6 +166,19 @@ pub fn from_allowed_ip(record: &KeyRecord, client: Option<IpAddr>) -> Result<(),
         Some(blocks) if !cidr::allowed(blocks, client) => Err(Error::IpNotAllowed),
         _ => Ok(()),
     }
+}
+
+/// A job trigger's rows once its key's object has counted it and, with a quota, its run: every
+/// row of [`decide_key`], then the quota, last.
+pub fn decide_run(
+    record: &KeyRecord,
+    now: i64,
+    verdict: &Hit,
+    need: &Need,
+    client: Option<IpAddr>,
+    run: Option<&RunVerdict>,
+) -> Result<(), Error> {
+    decide_key(record, now, verdict, need, client).and_then(|()| quota(run))
 }
 
 /// The quota row, last: the key's object counted the job trigger's run, or refused it with the
@@ -712,6 +715,28 @@ mod tests {
         let e = quota(Some(&run(false))).unwrap_err();
         assert_eq!(e, Error::QuotaExceeded { retry_after: 42 });
         assert_eq!((e.status(), e.retry_after()), (429, Some(42)));
+        // After every other row: a rate-limited or forbidden trigger is refused for that, not
+        // for its quota.
+        let r = record(&["ws1"], &["jobs:run"], None);
+        let n = need_of("POST", "/developers/workspaces/ws1/jobs/j/run/");
+        let spent = run(false);
+        assert_eq!(
+            decide_run(&r, NOW, &counted(true), &n, None, Some(&spent)),
+            Err(Error::QuotaExceeded { retry_after: 42 })
+        );
+        assert!(matches!(
+            decide_run(&r, NOW, &counted(false), &n, None, Some(&spent)),
+            Err(Error::RateLimited { .. })
+        ));
+        let elsewhere = need_of("POST", "/developers/workspaces/ws2/jobs/j/run/");
+        assert_eq!(
+            decide_run(&r, NOW, &counted(true), &elsewhere, None, Some(&spent)),
+            Err(Error::WorkspaceForbidden)
+        );
+        assert_eq!(
+            decide_run(&r, NOW, &counted(true), &n, None, Some(&run(true))),
+            Ok(())
+        );
     }
 
     #[test]
