@@ -291,7 +291,8 @@ async fn key_route(
         Route::Forward(fwd) => trigger::idempotency_key(incoming.req, fwd),
         _ => None,
     };
-    let decided = match plan(route, record, idempotency_key.as_deref()) {
+    let planned = plan(route, record, idempotency_key.as_deref());
+    let decided = match planned {
         Plan::IdempotentTrigger { idempotency_key } => {
             if let Some((decision, refusal)) = trigger::refused_here(ctx, need, record) {
                 // Decided here, before the body is read (the log line says `local`).
@@ -300,13 +301,14 @@ async fn key_route(
                 return out.with(Err(refusal));
             }
             let (decision, result) =
-                trigger::trigger(ctx, wctx, incoming, need, record, idempotency_key).await;
+                trigger::trigger(ctx, wctx, incoming, need, record, &planned, idempotency_key)
+                    .await;
             out.decision = decision;
             return out.with(result);
         }
         Plan::QuotaTrigger { quota } => {
             let (decision, result) =
-                trigger::quota_trigger(ctx, wctx, incoming, need, record, quota).await;
+                trigger::quota_trigger(ctx, wctx, incoming, need, record, &planned, quota).await;
             out.decision = decision;
             return out.with(result);
         }

@@ -11,6 +11,7 @@ use super::lease::{self, Subject};
 use super::{key_client, notices, store, Ctx};
 use crate::core::keyop::{PoolRunAsk, PoolStatusQuery, PoolTake, RefundRun};
 use crate::core::keystate::Hit;
+use crate::core::plan::{pool_steps, PoolStep};
 use crate::core::pool::{applicable, tightest, Known, PoolDirectory, PoolLimits, PoolRef};
 use crate::core::quota::RunVerdict;
 use crate::core::ratelimit::{Decision, RateLimit};
@@ -238,11 +239,37 @@ pub async fn admit(
         Ok(pools) => pools,
         Err(e) => return (key, Err(e)),
     };
-    let (decision, allowed) = rate(ctx, wctx, &pools, key).await;
-    if allowed.is_err() || !route.job_run {
-        return (decision, allowed);
+    let (decision, taken) = steps(ctx, wctx, &pools, key, route.job_run).await;
+    (decision, taken.map(|_| ()))
+}
+
+/// The pools' steps in their order ([`pool_steps`]): the rate limits, then, for a new run, the
+/// runs; the first refusal ends them.
+async fn steps(
+    ctx: &Ctx,
+    wctx: &Context,
+    pools: &[Applying],
+    key: Option<Decision>,
+    new_run: bool,
+) -> (Option<Decision>, Result<Vec<(PoolRef, RunVerdict)>, Error>) {
+    let mut decision = key;
+    let mut taken = Vec::new();
+    for step in pool_steps(new_run) {
+        match step {
+            PoolStep::Rate => {
+                let (d, allowed) = rate(ctx, wctx, pools, decision).await;
+                decision = d;
+                if let Err(e) = allowed {
+                    return (decision, Err(e));
+                }
+            }
+            PoolStep::Runs => match take_runs(ctx, pools).await {
+                Ok(runs) => taken = runs,
+                Err(e) => return (decision, Err(e)),
+            },
+        }
     }
-    (decision, take_runs(ctx, &pools).await.map(|_| ()))
+    (decision, Ok(taken))
 }
 
 /// The pools of a job trigger its key's object allowed (docs/CONTRACT.md section 17): their
@@ -261,14 +288,7 @@ pub async fn admit_trigger(
         Ok(pools) => pools,
         Err(e) => return (key, Err(e)),
     };
-    let (decision, allowed) = rate(ctx, wctx, &pools, key).await;
-    if let Err(e) = allowed {
-        return (decision, Err(e));
-    }
-    if !new_run {
-        return (decision, Ok(Vec::new()));
-    }
-    (decision, take_runs(ctx, &pools).await)
+    steps(ctx, wctx, &pools, key, new_run).await
 }
 
 /// Gives back runs taken for a trigger that was then refused. Best effort: a run not given back

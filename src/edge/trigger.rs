@@ -25,6 +25,7 @@ use crate::core::names::{
     CONTENT_LENGTH, CONTENT_TYPE, IDEMPOTENCY_KEY, IDEMPOTENT_BODY_OMITTED, IDEMPOTENT_REPLAYED,
     JSON_TYPE,
 };
+use crate::core::plan::{Before, Plan};
 use crate::core::quota::{Quota, RunVerdict};
 use crate::core::ratelimit::Decision;
 use crate::core::record::KeyRecord;
@@ -51,17 +52,23 @@ pub async fn trigger(
     incoming: Incoming<'_>,
     need: &Need<'_>,
     record: &KeyRecord,
+    plan: &Plan<'_>,
     idempotency_key: &str,
 ) -> (Option<Decision>, Result<Reply, Error>) {
     let req = incoming.req;
     let early = async {
-        access::authorize(record, need, ctx.client_addr())?;
-        let call = prepare(ctx, incoming, need.workspace, record)?;
-        check_idempotency_key(idempotency_key)?;
-        // Buffered here (trigger bodies are small): the body is part of what "the same
-        // request" is.
-        let body = read_body_held(req, ctx.config.max_body_bytes).await?;
-        Ok::<_, Error>((call, body))
+        let mut call = None;
+        let mut body = None;
+        for step in plan.before_count() {
+            match step {
+                Before::Rows => access::authorize(record, need, ctx.client_addr())?,
+                Before::Prepare => call = Some(prepare(ctx, incoming, need.workspace, record)?),
+                Before::IdempotencyKey => check_idempotency_key(idempotency_key)?,
+                // Buffered here (trigger bodies are small).
+                Before::Body => body = Some(read_body_held(req, ctx.config.max_body_bytes).await?),
+            }
+        }
+        Ok::<_, Error>((call.ok_or(Error::Internal)?, body.ok_or(Error::Internal)?))
     };
     match early.await {
         Ok((call, body)) => idempotent(ctx, wctx, req, need, &call, idempotency_key, body).await,
@@ -196,12 +203,21 @@ pub async fn quota_trigger(
     incoming: Incoming<'_>,
     need: &Need<'_>,
     record: &KeyRecord,
+    plan: &Plan<'_>,
     quota: Quota,
 ) -> (Option<Decision>, Result<Reply, Error>) {
     let client = ctx.client_addr();
-    let early = access::authorize(record, need, client)
-        .and_then(|()| prepare(ctx, incoming, need.workspace, record));
-    let call = match early {
+    let mut early = Ok(None);
+    for step in plan.before_count() {
+        early = early.and_then(|call| match step {
+            Before::Rows => access::authorize(record, need, client).map(|()| call),
+            Before::Prepare => prepare(ctx, incoming, need.workspace, record).map(Some),
+            // Not steps of this plan (it has no Idempotency-Key, and forwards the body as it
+            // streams).
+            Before::IdempotencyKey | Before::Body => Ok(call),
+        });
+    }
+    let call = match early.and_then(|call| call.ok_or(Error::Internal)) {
         Ok(call) => call,
         Err(later) => return refused_early(ctx, need, record, later).await,
     };

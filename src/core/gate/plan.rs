@@ -1,6 +1,7 @@
 //! The order of a key's request (docs/CONTRACT.md sections 2, 6, 8, 13 and 17), in one place:
 //! which object call counts it, and what counts it after the key. The glue matches on the
-//! [`Plan`] and carries each step out; it decides no order itself.
+//! [`Plan`] and carries each step out; it decides no order itself. A job trigger's checks before
+//! its object call are [`Plan::before_count`]; what the pools are asked, [`pool_steps`].
 //!
 //! For every plan the key comes first: the record's own rows ([`crate::core::access::usable`]), then
 //! its object's verdict (revoked, expired, suspended, its rate limit: [`crate::core::access::decide_key`]),
@@ -51,6 +52,62 @@ pub fn plan<'a>(
     }
 }
 
+/// One check a job trigger makes before its one call to the key's object (which counts it and,
+/// with an `Idempotency-Key`, opens its record). Whatever one of them refuses is answered only
+/// once the request is counted, in the contract's order
+/// ([`crate::core::access::refuse_after_count`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Before {
+    /// The IP, workspace and permission rows ([`crate::core::access::authorize`]).
+    Rows,
+    /// The call to the origin prepared: its query, a declared body over `MAX_BODY_BYTES`, a
+    /// signing secret or key (sections 7 and 16).
+    Prepare,
+    /// The `Idempotency-Key`'s shape (section 6).
+    IdempotencyKey,
+    /// The body read whole: part of what "the same request" is (section 6).
+    Body,
+}
+
+impl Plan<'_> {
+    /// What this plan checks before the key's object is called, in order. The rows come
+    /// first, so a key refused by them costs no body read; the body comes last, after all that
+    /// can be decided without it.
+    pub fn before_count(&self) -> &'static [Before] {
+        match self {
+            Plan::IdempotentTrigger { .. } => &[
+                Before::Rows,
+                Before::Prepare,
+                Before::IdempotencyKey,
+                Before::Body,
+            ],
+            Plan::QuotaTrigger { .. } => &[Before::Rows, Before::Prepare],
+            // Decided after the count, with every row ([`crate::core::access::decide_key`]).
+            Plan::Lease | Plan::Exact => &[],
+        }
+    }
+}
+
+/// What a request asks of the pools that apply to it (section 17), in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolStep {
+    /// Their rate limits, every pool's (from its lease).
+    Rate,
+    /// One run of each pool with a quota, counted exactly by its object.
+    Runs,
+}
+
+/// The pools' steps: every forwarded call their rate limits; a job trigger that starts a new
+/// run (not an idempotent replay, not a plain call) then one run of each, once the rate limits
+/// allowed it.
+pub fn pool_steps(new_run: bool) -> &'static [PoolStep] {
+    if new_run {
+        &[PoolStep::Rate, PoolStep::Runs]
+    } else {
+        &[PoolStep::Rate]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +131,34 @@ mod tests {
     }
 
     const TRIGGER: &str = "/developers/workspaces/ws1/jobs/etl/run";
+
+    #[test]
+    fn before_count_the_rows_then_the_call_then_the_header_then_the_body() {
+        let idempotent = Plan::IdempotentTrigger {
+            idempotency_key: "k1",
+        };
+        assert_eq!(
+            idempotent.before_count(),
+            [
+                Before::Rows,
+                Before::Prepare,
+                Before::IdempotencyKey,
+                Before::Body
+            ]
+        );
+        assert_eq!(
+            Plan::QuotaTrigger { quota: Q }.before_count(),
+            [Before::Rows, Before::Prepare]
+        );
+        assert!(Plan::Lease.before_count().is_empty());
+        assert!(Plan::Exact.before_count().is_empty());
+    }
+
+    #[test]
+    fn pools_rate_limits_first_runs_only_for_a_new_run() {
+        assert_eq!(pool_steps(true), [PoolStep::Rate, PoolStep::Runs]);
+        assert_eq!(pool_steps(false), [PoolStep::Rate]);
+    }
 
     #[test]
     fn plan_idempotent_trigger_whatever_the_quota() {
