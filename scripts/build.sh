@@ -14,12 +14,20 @@ place() {
   mkdir -p "$(dirname "$2")"
   cmp -s "$1" "$2" || { cp "$1" "$2.tmp" && mv "$2.tmp" "$2"; }
 }
-place web/settings/index.html "$assets/settings/index.html"
-place web/settings/app.js "$assets/settings/app.js"
-place web/settings/app.css "$assets/settings/app.css"
-place api/openapi.json "$assets/openapi.json"
-find "$assets" -type f ! -path "$assets/settings/index.html" ! -path "$assets/settings/app.js" \
-  ! -path "$assets/settings/app.css" ! -path "$assets/openapi.json" -delete
+# Each served file: its source, then its path in the assets.
+served=(
+  "web/settings/index.html settings/index.html"
+  "web/settings/app.js settings/app.js"
+  "web/settings/app.css settings/app.css"
+  "api/openapi.json openapi.json"
+)
+keep=()
+for pair in "${served[@]}"; do
+  read -r from to <<<"$pair"
+  place "$from" "$assets/$to"
+  keep+=(! -path "$assets/$to")
+done
+find "$assets" -type f "${keep[@]}" -delete
 stamp=build/.keygate-stamp
 if [ -f "$stamp" ] && [ -f build/worker/shim.mjs ] && \
    [ -z "$(find src Cargo.toml Cargo.lock scripts/build.sh -newer "$stamp" -print -quit)" ]; then

@@ -65,10 +65,7 @@ pub async fn signer(ctx: &Ctx, text: &str) -> Result<Rc<Signer>, Error> {
                 .into(),
         )
     })?;
-    let algorithm = subtle::object(&[
-        ("name", JsValue::from("ECDSA")),
-        ("hash", JsValue::from("SHA-256")),
-    ])?;
+    let algorithm = subtle::ecdsa_sha256()?;
     let sign = subtle::Method::new("sign")?;
     let signer = Rc::new(Signer {
         jwk,
@@ -83,13 +80,7 @@ pub async fn signer(ctx: &Ctx, text: &str) -> Result<Rc<Signer>, Error> {
 /// A P-256 JWK imported into WebCrypto for `usage` ("sign" or "verify").
 async fn import(jwk_json: &str, usage: &str) -> Result<JsValue, Error> {
     let jwk = worker::js_sys::JSON::parse(jwk_json).map_err(|_| Error::Internal)?;
-    let algorithm = subtle::object(&[
-        ("name", JsValue::from("ECDSA")),
-        ("namedCurve", JsValue::from("P-256")),
-    ])?;
-    let usages: JsValue = Array::of1(&usage.into()).into();
-    let args = Array::of5(&"jwk".into(), &jwk, &algorithm, &JsValue::FALSE, &usages);
-    subtle::call("importKey", args).await
+    subtle::import_p256("jwk", &jwk, usage).await
 }
 
 /// What a forwarded request's assertion says besides the key's facts.

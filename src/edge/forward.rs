@@ -227,8 +227,6 @@ pub(super) fn relayed_headers(upstream: &Response) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The origin's status, headers (minus hop-by-hop) and body stream, in a response whose headers
-/// the gateway may still add to (a fetched response's own headers are immutable).
 /// Deletes from `copy` the headers of `original` that `drop` names (given the `Connection`
 /// header, whose listed names are hop-by-hop). The names cross the boundary in one string (three
 /// crossings: `Array.from`, `join`, the string), not four crossings per name through the
@@ -248,6 +246,8 @@ fn strip(copy: &worker::Headers, original: &worker::Headers, drop: fn(&str, Opti
     }
 }
 
+/// The origin's status, headers (minus hop-by-hop) and body stream, in a response whose headers
+/// the gateway may still add to (a fetched response's own headers are immutable).
 pub(super) fn relay(upstream: Response) -> Response {
     let status = upstream.status_code();
     // A copy made by the runtime, the dropped names deleted (as for the request's headers).

@@ -59,22 +59,34 @@ pub fn object(members: &[(&str, JsValue)]) -> Result<JsValue, Error> {
 /// whose SubjectPublicKeyInfo is `spki`. A key WebCrypto refuses to import (a point off the
 /// curve) vouches for nothing: `false`.
 pub async fn verify_p256(spki: &[u8], signature: &[u8], data: &[u8]) -> Result<bool, Error> {
-    let curve = object(&[
-        ("name", JsValue::from("ECDSA")),
-        ("namedCurve", JsValue::from("P-256")),
-    ])?;
-    let usages: JsValue = Array::of1(&"verify".into()).into();
     let spki: JsValue = js_sys::Uint8Array::from(spki).into();
-    let import = Array::of5(&"spki".into(), &spki, &curve, &JsValue::FALSE, &usages);
-    let Ok(key) = call("importKey", import).await else {
+    let Ok(key) = import_p256("spki", &spki, "verify").await else {
         return Ok(false);
     };
-    let algorithm = object(&[
-        ("name", JsValue::from("ECDSA")),
-        ("hash", JsValue::from("SHA-256")),
-    ])?;
+    let algorithm = ecdsa_sha256()?;
     let signature: JsValue = js_sys::Uint8Array::from(signature).into();
     let data: JsValue = js_sys::Uint8Array::from(data).into();
     let verified = call("verify", Array::of4(&algorithm, &key, &signature, &data)).await?;
     Ok(verified.as_bool() == Some(true))
+}
+
+/// An ECDSA P-256 key imported (not extractable) from `data` in `format` ("jwk", "spki") for
+/// `usage` ("sign" or "verify"). WebCrypto checks the point is on the curve, and for a private
+/// JWK that `d` belongs to it.
+pub async fn import_p256(format: &str, data: &JsValue, usage: &str) -> Result<JsValue, Error> {
+    let curve = object(&[
+        ("name", JsValue::from("ECDSA")),
+        ("namedCurve", JsValue::from("P-256")),
+    ])?;
+    let usages: JsValue = Array::of1(&usage.into()).into();
+    let args = Array::of5(&format.into(), data, &curve, &JsValue::FALSE, &usages);
+    call("importKey", args).await
+}
+
+/// The parameters of ECDSA over SHA-256 (ES256), for `sign` and `verify`.
+pub fn ecdsa_sha256() -> Result<JsValue, Error> {
+    object(&[
+        ("name", JsValue::from("ECDSA")),
+        ("hash", JsValue::from("SHA-256")),
+    ])
 }

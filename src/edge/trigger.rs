@@ -207,17 +207,20 @@ pub async fn quota_trigger(
     quota: Quota,
 ) -> (Option<Decision>, Result<Reply, Error>) {
     let client = ctx.client_addr();
-    let mut early = Ok(None);
-    for step in plan.before_count() {
-        early = early.and_then(|call| match step {
-            Before::Rows => access::authorize(record, need, client).map(|()| call),
-            Before::Prepare => prepare(ctx, incoming, need.workspace, record).map(Some),
-            // Not steps of this plan (it has no Idempotency-Key, and forwards the body as it
-            // streams).
-            Before::IdempotencyKey | Before::Body => Ok(call),
-        });
-    }
-    let call = match early.and_then(|call| call.ok_or(Error::Internal)) {
+    let early = || {
+        let mut call = None;
+        for step in plan.before_count() {
+            match step {
+                Before::Rows => access::authorize(record, need, client)?,
+                Before::Prepare => call = Some(prepare(ctx, incoming, need.workspace, record)?),
+                // Not steps of this plan (it has no Idempotency-Key, and forwards the body as
+                // it streams).
+                Before::IdempotencyKey | Before::Body => {}
+            }
+        }
+        call.ok_or(Error::Internal)
+    };
+    let call = match early() {
         Ok(call) => call,
         Err(later) => return refused_early(ctx, need, record, later).await,
     };
